@@ -1,1 +1,49 @@
-//! placeholder
+//! Durable local state of the proxy: the SQLite metadata database and the
+//! content-addressable tarball store (CAS).
+//!
+//! Invariants guarded here:
+//! - bytes enter the CAS only through [`cas::CasWriter::finish`], which renames a
+//!   temp file into place only when its digest matches the expected SRI, so a
+//!   CAS path always holds verified bytes and a hit is never re-hashed;
+//! - every namespace (the shared public mirror, each private uplink namespace)
+//!   has its own CAS root and its own metadata rows, so nothing fetched for one
+//!   namespace is ever found by a lookup in another;
+//! - metadata writes are single SQLite transactions (no partial rows).
+
+pub mod cas;
+pub mod db;
+pub mod flight;
+
+pub use cas::{Cas, CasWriter, Stored};
+pub use db::{MetaDb, PackumentRow};
+pub use flight::{TarballBody, TarballFetches};
+
+/// Errors of the store crate.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("storage I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("metadata database error: {0}")]
+    Db(#[from] rusqlite::Error),
+    #[error("integrity mismatch: expected {expected}, got {actual}")]
+    IntegrityMismatch { expected: String, actual: String },
+    #[error("invalid integrity string")]
+    BadIntegrity,
+    #[error("invalid namespace name {0:?}")]
+    BadNamespace(String),
+    #[error("upstream fetch failed: {0}")]
+    Fetch(String),
+    #[error("tarball exceeds the size limit of {0} bytes")]
+    TooLarge(u64),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Milliseconds since the Unix epoch, the unit every timestamp column uses.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

@@ -1,0 +1,123 @@
+//! The one place where errors become HTTP responses.
+//!
+//! Every handler returns [`ApiError`]; its body is npm's `{"error": "..."}`.
+//! Messages shown to clients never carry upstream URLs, userinfo or tokens:
+//! upstream failures name the uplink, and the internal cause goes only to the
+//! log, already redacted by the crate that produced it.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// An error answered to a client.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+    pub fn not_found(what: impl std::fmt::Display) -> Self {
+        Self::new(StatusCode::NOT_FOUND, format!("not found: {what}"))
+    }
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, message)
+    }
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, message)
+    }
+    pub fn internal(context: &str, cause: impl std::fmt::Display) -> Self {
+        tracing::error!(%cause, "{context}");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, format!("internal error: {context}"))
+    }
+    /// Access denial for a package, 401 for anonymous callers and 403 otherwise.
+    pub fn denied(denial: pnpr_auth::Denial, what: &str) -> Self {
+        match denial {
+            pnpr_auth::Denial::Unauthenticated => Self::unauthorized(format!(
+                "authentication required to access {what}"
+            )),
+            _ => Self::forbidden(format!("access denied to {what}")),
+        }
+    }
+    /// An upstream failure, named by uplink; the cause is logged, not shown.
+    pub fn upstream(uplink: &str, err: &pnpr_upstream::UpstreamError) -> Self {
+        use pnpr_upstream::UpstreamError as E;
+        tracing::warn!(uplink, error = %err, "upstream fetch failed");
+        let status = match err {
+            E::NotAllowed { .. } | E::BlockedAddress { .. } | E::BlockedRedirect { .. } => {
+                StatusCode::FORBIDDEN
+            }
+            E::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            E::UplinkDown { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::BAD_GATEWAY,
+        };
+        // Refusals by the fetch allowlist are the operator's business and are
+        // safe to explain (the error text is redacted by construction).
+        let message = match status {
+            StatusCode::FORBIDDEN => format!("uplink {uplink}: {err}"),
+            StatusCode::SERVICE_UNAVAILABLE => format!("uplink {uplink} is unavailable"),
+            StatusCode::GATEWAY_TIMEOUT => format!("uplink {uplink} timed out"),
+            _ => format!("uplink {uplink} failed"),
+        };
+        Self::new(status, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({ "error": self.message }).to_string();
+        let mut resp = (self.status, body).into_response();
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"pnpr\""),
+            );
+        }
+        resp
+    }
+}
+
+impl From<pnpr_store::StoreError> for ApiError {
+    fn from(e: pnpr_store::StoreError) -> Self {
+        Self::internal("storage failure", e)
+    }
+}
+
+impl From<pnpr_auth::AuthError> for ApiError {
+    fn from(e: pnpr_auth::AuthError) -> Self {
+        use pnpr_auth::AuthError as A;
+        match e {
+            A::BadCredentials => Self::unauthorized("bad username or password"),
+            A::UserExists => Self::new(StatusCode::CONFLICT, "user already exists"),
+            A::RegistrationDisabled => Self::forbidden("user registration is disabled"),
+            A::MaxUsersReached => Self::forbidden("maximum number of users reached"),
+            A::InvalidUsername(why) => Self::bad_request(format!("invalid user name: {why}")),
+            A::EmptyPassword => Self::bad_request("password must not be empty"),
+            A::InvalidCidr(c) => Self::bad_request(format!("invalid CIDR {c}")),
+            A::AmbiguousToken => Self::bad_request("token id prefix is ambiguous"),
+            other => Self::internal("authentication store failure", other),
+        }
+    }
+}
+
+impl From<pnpr_packument::PackumentError> for ApiError {
+    fn from(e: pnpr_packument::PackumentError) -> Self {
+        match e {
+            pnpr_packument::PackumentError::BadName(_) => Self::bad_request("invalid package name"),
+            other => Self::new(StatusCode::BAD_GATEWAY, format!("bad upstream document: {other}")),
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! Live reload of access policy (`packages:`, `groups:`, uplink `access:`).
+//!
+//! Triggered by SIGHUP (the binary forwards it through a `Notify`) and by a
+//! change of the config file's mtime/size, polled once a second. A reload
+//! that fails to parse or compile keeps the old policy and logs why; other
+//! config changes are reported as needing a restart. Requests in flight keep
+//! the policy snapshot they started with, so a swap never fails a request.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use pnpr_config::{Config, Env};
+use tokio::sync::Notify;
+
+use crate::state::{compile_policy, AppState};
+
+fn stamp(path: &PathBuf) -> Option<(SystemTime, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+/// Re-reads the config file and swaps the policy; returns whether it changed.
+pub fn reload_once(state: &AppState, path: &PathBuf, env: &Env) -> bool {
+    let fresh = match Config::load_file(path, env) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "config reload failed; keeping the current policy");
+            return false;
+        }
+    };
+    let policy = match compile_policy(&fresh) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(error = %e, "config reload failed; keeping the current policy");
+            return false;
+        }
+    };
+    let unknown: Vec<&str> = fresh
+        .uplinks
+        .iter()
+        .filter(|u| state.uplink(&u.name).is_none())
+        .map(|u| u.name.as_str())
+        .collect();
+    if !unknown.is_empty() {
+        tracing::warn!(?unknown, "new uplinks need a restart; their access rules are loaded but they are not served yet");
+    }
+    state.set_policy(policy);
+    tracing::info!(fingerprint_len = fresh.policy_fingerprint().len(), "access policy reloaded");
+    true
+}
+
+/// Runs until the process ends.
+pub async fn watch(state: Arc<AppState>, path: PathBuf, env: Env, hup: Arc<Notify>) {
+    let mut last = stamp(&path);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let now = stamp(&path);
+                if now != last {
+                    last = now;
+                    reload_once(&state, &path, &env);
+                }
+            }
+            _ = hup.notified() => {
+                last = stamp(&path);
+                reload_once(&state, &path, &env);
+            }
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! Tarball CAS: `<root>/<namespace>/<algo>/<hex[0..2]>/<hex[2..]>`.
+//!
+//! Writers stream into `<root>/tmp/` while hashing and promote with an atomic
+//! rename only when the digest matches the expected SRI. A mismatch removes the
+//! temp file, so a failed fetch leaves nothing behind.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use ssri::{Integrity, IntegrityChecker};
+
+use crate::{Result, StoreError};
+
+/// Content-addressable tarball store rooted at one directory.
+#[derive(Debug)]
+pub struct Cas {
+    root: PathBuf,
+    tmp: PathBuf,
+}
+
+/// A verified object in the CAS.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub path: PathBuf,
+    pub len: u64,
+}
+
+impl Cas {
+    pub fn open(root: &Path) -> Result<Self> {
+        let tmp = root.join("tmp");
+        fs::create_dir_all(&tmp)?;
+        // Leftovers of a crash are never valid objects; drop them.
+        if let Ok(entries) = fs::read_dir(&tmp) {
+            for e in entries.flatten() {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+        Ok(Self {
+            root: root.to_path_buf(),
+            tmp,
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where an object with this integrity lives in namespace `ns`.
+    pub fn path(&self, ns: &str, sri: &Integrity) -> Result<PathBuf> {
+        check_ns(ns)?;
+        let (algo, hex) = sri.to_hex();
+        if hex.len() < 3 {
+            return Err(StoreError::BadIntegrity);
+        }
+        Ok(self
+            .root
+            .join(ns)
+            .join(algo.to_string())
+            .join(&hex[..2])
+            .join(&hex[2..]))
+    }
+
+    /// A hit is trusted as-is: it was verified when it was promoted.
+    pub fn lookup(&self, ns: &str, sri: &Integrity) -> Result<Option<Stored>> {
+        let path = self.path(ns, sri)?;
+        match fs::metadata(&path) {
+            Ok(m) if m.is_file() => Ok(Some(Stored { path, len: m.len() })),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Starts a verifying write of an object expected to match `expected`.
+    pub fn writer(&self, ns: &str, expected: Integrity) -> Result<CasWriter> {
+        let dest = self.path(ns, &expected)?;
+        let name = format!("{:016x}.tmp", rand::random::<u64>());
+        let tmp = self.tmp.join(name);
+        let file = File::options()
+            .create_new(true)
+            .write(true)
+            .read(true)
+            .open(&tmp)?;
+        Ok(CasWriter {
+            file,
+            tmp,
+            dest,
+            checker: IntegrityChecker::new(expected.clone()),
+            expected,
+            written: 0,
+        })
+    }
+
+    /// Number of objects in a namespace (for readiness checks and tests).
+    pub fn count(&self, ns: &str) -> usize {
+        fn walk(p: &Path) -> usize {
+            let Ok(rd) = fs::read_dir(p) else { return 0 };
+            rd.flatten()
+                .map(|e| {
+                    let path = e.path();
+                    if path.is_dir() {
+                        walk(&path)
+                    } else {
+                        1
+                    }
+                })
+                .sum()
+        }
+        if check_ns(ns).is_err() {
+            return 0;
+        }
+        walk(&self.root.join(ns))
+    }
+}
+
+/// Namespaces become directory names; keep them to a safe alphabet so a
+/// namespace can never climb out of the CAS root.
+fn check_ns(ns: &str) -> Result<()> {
+    let ok = !ns.is_empty()
+        && ns.len() <= 80
+        && ns != "tmp"
+        && ns
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_' || b == b'~');
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::BadNamespace(ns.to_string()))
+    }
+}
+
+/// A temp file being filled and hashed; promoted by [`CasWriter::finish`].
+pub struct CasWriter {
+    file: File,
+    tmp: PathBuf,
+    dest: PathBuf,
+    checker: IntegrityChecker,
+    expected: Integrity,
+    written: u64,
+}
+
+impl CasWriter {
+    pub fn write(&mut self, chunk: &[u8]) -> Result<()> {
+        self.file.write_all(chunk)?;
+        self.checker.input(chunk);
+        self.written += chunk.len() as u64;
+        Ok(())
+    }
+
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    pub fn temp_path(&self) -> &Path {
+        &self.tmp
+    }
+
+    /// A second handle on the temp file; stays valid after the rename or
+    /// unlink that ends the write, so concurrent readers never lose it.
+    pub fn reader(&self) -> Result<File> {
+        Ok(File::open(&self.tmp)?)
+    }
+
+    /// Verifies the digest; on a match renames into place when `keep`, else
+    /// unlinks. On a mismatch the temp file is removed and nothing is stored.
+    pub fn finish(self, keep: bool) -> Result<Stored> {
+        let CasWriter {
+            file,
+            tmp,
+            dest,
+            checker,
+            expected,
+            written,
+        } = self;
+        drop(file);
+        if checker.result().is_err() {
+            let _ = fs::remove_file(&tmp);
+            return Err(StoreError::IntegrityMismatch {
+                expected: expected.to_string(),
+                actual: format!("{written} bytes with a different digest"),
+            });
+        }
+        if !keep {
+            let _ = fs::remove_file(&tmp);
+            return Ok(Stored {
+                path: dest,
+                len: written,
+            });
+        }
+        if let Some(parent) = dest.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        fs::rename(&tmp, &dest).inspect_err(|_| {
+            let _ = fs::remove_file(&tmp);
+        })?;
+        Ok(Stored {
+            path: dest,
+            len: written,
+        })
+    }
+
+    /// Abandons the write (e.g. the upstream failed midway).
+    pub fn abort(self) {
+        let _ = fs::remove_file(&self.tmp);
+    }
+}
+
+#[cfg(test)]
+mod tests;

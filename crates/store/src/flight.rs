@@ -1,0 +1,225 @@
+//! Single-flight tarball fetches that stream to every waiting client while
+//! the bytes are hashed and written to a temp file.
+//!
+//! One upstream fetch per (namespace, integrity) at a time: the first miss
+//! starts a background task that writes the temp file and publishes its
+//! progress on a watch channel; every client (the first one included) tails
+//! that file through its own handle. The last [`HOLDBACK`] bytes are released
+//! only after the digest matched, so a client never receives a complete body
+//! that failed verification; on a mismatch every reader gets an error and the
+//! CAS is left untouched.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use ssri::Integrity;
+use tokio::sync::watch;
+
+use crate::cas::{Cas, Stored};
+use crate::{Result, StoreError};
+
+/// Bytes withheld from readers until the digest has been checked.
+pub const HOLDBACK: u64 = 16 * 1024;
+const CHUNK: usize = 64 * 1024;
+
+/// A boxed stream of upstream bytes; errors are already redacted text.
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, String>> + Send>>;
+
+#[derive(Clone, Debug)]
+enum FlightState {
+    Running { written: u64 },
+    Done { len: u64 },
+    Failed(String),
+}
+
+struct Flight {
+    reader: Arc<File>,
+    state: watch::Receiver<FlightState>,
+}
+
+/// What a tarball request is answered with.
+pub enum TarballBody {
+    /// A verified CAS object: serve the file (length known).
+    Stored(Stored),
+    /// A fetch in progress: tail it.
+    Streaming(Pin<Box<dyn Stream<Item = Result<Bytes, StoreError>> + Send>>),
+}
+
+/// Coordinates concurrent tarball misses over one [`Cas`].
+pub struct TarballFetches {
+    cas: Arc<Cas>,
+    inflight: Mutex<HashMap<String, Arc<Flight>>>,
+    max_size: u64,
+}
+
+impl TarballFetches {
+    pub fn new(cas: Arc<Cas>, max_size: u64) -> Self {
+        Self {
+            cas,
+            inflight: Mutex::new(HashMap::new()),
+            max_size,
+        }
+    }
+
+    pub fn cas(&self) -> &Arc<Cas> {
+        &self.cas
+    }
+
+    /// Serves `sri` in namespace `ns`: a CAS hit as a file, otherwise joins or
+    /// starts the single fetch produced by `start`. With `keep == false`
+    /// (uplink `cache: false`) verified bytes are streamed and then dropped.
+    pub async fn get<F, Fut>(
+        self: &Arc<Self>,
+        ns: &str,
+        sri: &Integrity,
+        keep: bool,
+        start: F,
+    ) -> Result<TarballBody>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<ByteStream, String>> + Send + 'static,
+    {
+        if keep {
+            if let Some(hit) = self.cas.lookup(ns, sri)? {
+                return Ok(TarballBody::Stored(hit));
+            }
+        }
+        let key = format!("{ns}\n{sri}\n{keep}");
+        let existing = self.lock().get(&key).cloned();
+        let flight = match existing {
+            Some(f) => f,
+            None => {
+                let writer = self.cas.writer(ns, sri.clone())?;
+                let reader = Arc::new(writer.reader()?);
+                let (tx, rx) = watch::channel(FlightState::Running { written: 0 });
+                let flight = Arc::new(Flight { reader, state: rx });
+                {
+                    let mut map = self.lock();
+                    if let Some(other) = map.get(&key) {
+                        // Lost a race: join the other fetch, drop ours.
+                        let other = Arc::clone(other);
+                        drop(map);
+                        writer.abort();
+                        return Ok(TarballBody::Streaming(tail(other)));
+                    }
+                    map.insert(key.clone(), Arc::clone(&flight));
+                }
+                let fut = start();
+                let this = Arc::clone(self);
+                tokio::spawn(async move {
+                    let outcome = run_fetch(writer, fut, &tx, keep, this.max_size).await;
+                    let final_state = match outcome {
+                        Ok(len) => FlightState::Done { len },
+                        Err(e) => {
+                            tracing::warn!(error = %e, "tarball fetch failed; nothing cached");
+                            FlightState::Failed(e)
+                        }
+                    };
+                    this.lock().remove(&key);
+                    let _ = tx.send(final_state);
+                });
+                flight
+            }
+        };
+        Ok(TarballBody::Streaming(tail(flight)))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Flight>>> {
+        self.inflight.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+async fn run_fetch(
+    mut writer: crate::cas::CasWriter,
+    fut: impl std::future::Future<Output = Result<ByteStream, String>>,
+    tx: &watch::Sender<FlightState>,
+    keep: bool,
+    max_size: u64,
+) -> Result<u64, String> {
+    let mut stream = match fut.await {
+        Ok(s) => s,
+        Err(e) => {
+            writer.abort();
+            return Err(e);
+        }
+    };
+    while let Some(chunk) = stream.next().await {
+        let chunk = match chunk {
+            Ok(c) => c,
+            Err(e) => {
+                writer.abort();
+                return Err(e);
+            }
+        };
+        if writer.written() + chunk.len() as u64 > max_size {
+            writer.abort();
+            return Err(StoreError::TooLarge(max_size).to_string());
+        }
+        // Small synchronous writes land in the page cache; not worth a
+        // blocking-pool hop per chunk.
+        if let Err(e) = writer.write(&chunk) {
+            writer.abort();
+            return Err(e.to_string());
+        }
+        let _ = tx.send(FlightState::Running {
+            written: writer.written(),
+        });
+    }
+    let stored = writer.finish(keep).map_err(|e| e.to_string())?;
+    Ok(stored.len)
+}
+
+fn tail(flight: Arc<Flight>) -> Pin<Box<dyn Stream<Item = Result<Bytes, StoreError>> + Send>> {
+    let rx = flight.state.clone();
+    let state = (flight, rx, 0u64);
+    Box::pin(futures_util::stream::unfold(
+        Some(state),
+        |st| async move {
+            let (flight, mut rx, offset) = st?;
+            loop {
+                let current = rx.borrow_and_update().clone();
+                let readable = match &current {
+                    FlightState::Running { written } => written.saturating_sub(HOLDBACK),
+                    FlightState::Done { len } => *len,
+                    FlightState::Failed(e) => {
+                        return Some((Err(StoreError::Fetch(e.clone())), None));
+                    }
+                };
+                if offset < readable {
+                    let want = usize::try_from((readable - offset).min(CHUNK as u64)).unwrap_or(CHUNK);
+                    let mut buf = vec![0u8; want];
+                    return match flight.reader.read_at(&mut buf, offset) {
+                        Ok(0) => Some((
+                            Err(StoreError::Fetch("temp file shrank".into())),
+                            None,
+                        )),
+                        Ok(n) => {
+                            buf.truncate(n);
+                            let next = offset + n as u64;
+                            Some((Ok(Bytes::from(buf)), Some((flight, rx, next))))
+                        }
+                        Err(e) => Some((Err(StoreError::Io(e)), None)),
+                    };
+                }
+                if let FlightState::Done { .. } = current {
+                    return None;
+                }
+                if rx.changed().await.is_err() {
+                    // Sender gone without a final state: treat as failure.
+                    return Some((
+                        Err(StoreError::Fetch("fetch task ended unexpectedly".into())),
+                        None,
+                    ));
+                }
+            }
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests;

