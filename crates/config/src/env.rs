@@ -43,7 +43,12 @@ impl FromIterator<(String, String)> for Env {
 
 /// Substitutes `${VAR}` in every string value of `value` (mapping keys are left alone:
 /// they name policy entries and must be literally visible in the file).
-pub(crate) fn substitute_tree(value: &mut Value, path: &str, env: &Env, warnings: &mut Vec<String>) {
+pub(crate) fn substitute_tree(
+    value: &mut Value,
+    path: &str,
+    env: &Env,
+    warnings: &mut Vec<String>,
+) {
     match value {
         Value::String(s) => {
             if s.contains("${") {

@@ -237,7 +237,8 @@ pub struct LogConfig {
 
 impl LogConfig {
     /// Levels Verdaccio understands.
-    pub const LEVELS: [&'static str; 7] = ["trace", "debug", "http", "info", "warn", "error", "fatal"];
+    pub const LEVELS: [&'static str; 7] =
+        ["trace", "debug", "http", "info", "warn", "error", "fatal"];
 
     /// The nearest `tracing` level name: `http` → `info`, `fatal` → `error`.
     pub fn tracing_level(&self) -> &'static str {
@@ -281,7 +282,9 @@ impl Config {
             path: abs.clone(),
             source,
         })?;
-        let base = abs.parent().map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
+        let base = abs
+            .parent()
+            .map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
         let mut cfg = parse::parse(&text, &base, env)?;
         cfg.config_path = Some(abs);
         cfg.apply_env_overrides(env)?;

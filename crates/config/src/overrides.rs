@@ -8,7 +8,9 @@ use std::path::PathBuf;
 
 use crate::env::Env;
 use crate::error::ConfigError;
-use crate::parse::{default_packages, http_url, log_format, log_level, parse_listen, validate_secret};
+use crate::parse::{
+    default_packages, http_url, log_format, log_level, parse_listen, validate_secret,
+};
 use crate::units::parse_size;
 use crate::{Config, UplinkConfig};
 
@@ -34,7 +36,8 @@ pub(crate) fn apply(cfg: &mut Config, env: &Env) -> Result<(), ConfigError> {
         cfg.cache = absolute("PNPR_CACHE", v)?;
     }
     if let Some(v) = env.non_empty("PNPR_SECRET") {
-        cfg.secret = Some(validate_secret(v.to_owned()).map_err(|r| ConfigError::env("PNPR_SECRET", r))?);
+        cfg.secret =
+            Some(validate_secret(v.to_owned()).map_err(|r| ConfigError::env("PNPR_SECRET", r))?);
     }
     if let Some(v) = env.non_empty("PNPR_LOG_LEVEL") {
         cfg.log.level = log_level(v).map_err(|r| ConfigError::env("PNPR_LOG_LEVEL", r))?;
@@ -52,9 +55,15 @@ pub(crate) fn apply(cfg: &mut Config, env: &Env) -> Result<(), ConfigError> {
     if let Some(v) = env.non_empty("PNPR_UPLINK") {
         let url = http_url(v).map_err(|r| ConfigError::env("PNPR_UPLINK", r))?;
         let was_auto = cfg.packages == default_packages(&uplink_names(cfg));
-        match cfg.uplinks.iter_mut().find(|u| u.name == DEFAULT_UPLINK_NAME) {
+        match cfg
+            .uplinks
+            .iter_mut()
+            .find(|u| u.name == DEFAULT_UPLINK_NAME)
+        {
             Some(up) => up.url = url,
-            None => cfg.uplinks.push(UplinkConfig::new(DEFAULT_UPLINK_NAME, url)),
+            None => cfg
+                .uplinks
+                .push(UplinkConfig::new(DEFAULT_UPLINK_NAME, url)),
         }
         if was_auto {
             cfg.packages = default_packages(&uplink_names(cfg));

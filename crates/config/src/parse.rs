@@ -150,18 +150,32 @@ impl Parser<'_> {
             *slot = Some(v);
         }
 
-        let listen = top.listen.map(|v| listen_value(v, "listen")).transpose()?.flatten();
+        let listen = top
+            .listen
+            .map(|v| listen_value(v, "listen"))
+            .transpose()?
+            .flatten();
         let public_url = match top.public_url {
             Some(v) => opt_string(v, "public_url")?
                 .map(|s| http_url(&s).map_err(|r| ConfigError::invalid("public_url", r)))
                 .transpose()?,
             None => None,
         };
-        let storage = match top.storage.map(|v| opt_string(v, "storage")).transpose()?.flatten() {
+        let storage = match top
+            .storage
+            .map(|v| opt_string(v, "storage"))
+            .transpose()?
+            .flatten()
+        {
             Some(s) => resolve(self.base, &s),
             None => self.base.join("storage"),
         };
-        let cache = match top.cache.map(|v| opt_string(v, "cache")).transpose()?.flatten() {
+        let cache = match top
+            .cache
+            .map(|v| opt_string(v, "cache"))
+            .transpose()?
+            .flatten()
+        {
             Some(s) => resolve(self.base, &s),
             None => storage.join(".pnpr-cache"),
         };
@@ -284,7 +298,11 @@ impl Parser<'_> {
             match key.as_str() {
                 "file" => file = opt_string(node, &path)?,
                 "max_users" => max_users = max_users_value(node, &path)?,
-                other => self.ignore("auth.htpasswd", other, &["algorithm", "rounds", "slow_verify_ms"]),
+                other => self.ignore(
+                    "auth.htpasswd",
+                    other,
+                    &["algorithm", "rounds", "slow_verify_ms"],
+                ),
             }
         }
         Ok(HtpasswdConfig {
@@ -298,7 +316,10 @@ impl Parser<'_> {
         for (name, node) in entries(v, "groups")? {
             let path = child("groups", &name);
             if name.trim().is_empty() || name.chars().any(char::is_whitespace) {
-                return Err(ConfigError::invalid(path, "group names must be non-empty and contain no whitespace"));
+                return Err(ConfigError::invalid(
+                    path,
+                    "group names must be non-empty and contain no whitespace",
+                ));
             }
             let members = token_list(node, &path)?;
             self.check_tokens(&path, &members);
@@ -318,7 +339,11 @@ impl Parser<'_> {
         Ok(routes)
     }
 
-    fn packages(&mut self, v: &Value, uplinks: &[String]) -> Result<Vec<PackageRuleConfig>, ConfigError> {
+    fn packages(
+        &mut self,
+        v: &Value,
+        uplinks: &[String],
+    ) -> Result<Vec<PackageRuleConfig>, ConfigError> {
         let mut out = Vec::new();
         for (pattern, node) in entries(v, "packages")? {
             let path = child("packages", &pattern);
@@ -375,9 +400,9 @@ impl Parser<'_> {
                         let hpath = child(&path, &host);
                         let host = host.trim().trim_end_matches('.').to_ascii_lowercase();
                         if host.is_empty()
-                            || !host
-                                .chars()
-                                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_')
+                            || !host.chars().all(|c| {
+                                c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_'
+                            })
                         {
                             return Err(ConfigError::invalid(hpath, "not a valid host name"));
                         }
@@ -390,8 +415,12 @@ impl Parser<'_> {
                 }
                 "allow_private" => {
                     for (i, item) in token_list(node, &path)?.iter().enumerate() {
-                        let net_item = parse_net(item)
-                            .ok_or_else(|| ConfigError::invalid(index(&path, i), "not a CIDR network or IP address"))?;
+                        let net_item = parse_net(item).ok_or_else(|| {
+                            ConfigError::invalid(
+                                index(&path, i),
+                                "not a CIDR network or IP address",
+                            )
+                        })?;
                         net.allow_private.push(net_item);
                     }
                 }
@@ -406,13 +435,13 @@ impl Parser<'_> {
         for (key, node) in entries(v, "installAccelerator")? {
             match key.as_str() {
                 "grantTtl" => {
-                    out.grant_ttl = match node {
-                        Value::Null => None,
-                        _ => Some(
-                            duration_value(node)
-                                .map_err(|r| ConfigError::invalid("installAccelerator.grantTtl", r))?,
-                        ),
-                    }
+                    out.grant_ttl =
+                        match node {
+                            Value::Null => None,
+                            _ => Some(duration_value(node).map_err(|r| {
+                                ConfigError::invalid("installAccelerator.grantTtl", r)
+                            })?),
+                        }
                 }
                 other => self.ignore("installAccelerator", other, &[]),
             }
@@ -481,7 +510,10 @@ fn public_routes(v: &Value) -> Result<Vec<PublicRouteConfig>, ConfigError> {
         if !matches!(item, Value::Mapping(_)) {
             return Err(ConfigError::invalid(
                 path,
-                format!("expected a mapping with registry and/or package, found {}", kind(item)),
+                format!(
+                    "expected a mapping with registry and/or package, found {}",
+                    kind(item)
+                ),
             ));
         }
         let mut rule = PublicRouteConfig {
@@ -494,7 +526,8 @@ fn public_routes(v: &Value) -> Result<Vec<PublicRouteConfig>, ConfigError> {
                 // Present-but-empty (for example an unset `${VAR}`) is a typo too.
                 "registry" => {
                     let s = walk::string(node, &fpath)?;
-                    rule.registry = Some(http_url(&s).map_err(|r| ConfigError::invalid(&fpath, r))?);
+                    rule.registry =
+                        Some(http_url(&s).map_err(|r| ConfigError::invalid(&fpath, r))?);
                 }
                 "package" => {
                     let s = walk::string(node, &fpath)?;
@@ -510,7 +543,10 @@ fn public_routes(v: &Value) -> Result<Vec<PublicRouteConfig>, ConfigError> {
             }
         }
         if rule.registry.is_none() && rule.package.is_none() {
-            return Err(ConfigError::invalid(path, "a public route needs registry and/or package"));
+            return Err(ConfigError::invalid(
+                path,
+                "a public route needs registry and/or package",
+            ));
         }
         out.push(rule);
     }
@@ -534,10 +570,15 @@ fn listen_value(v: &Value, path: &str) -> Result<Option<SocketAddr>, ConfigError
             Ok(Some(SocketAddr::from(([127, 0, 0, 1], port))))
         }
         Value::String(s) if s.trim().is_empty() => Ok(None),
-        Value::String(s) => parse_listen(s).map(Some).map_err(|r| ConfigError::invalid(path, r)),
+        Value::String(s) => parse_listen(s)
+            .map(Some)
+            .map_err(|r| ConfigError::invalid(path, r)),
         other => Err(ConfigError::invalid(
             path,
-            format!("expected an address such as 127.0.0.1:4873, found {}", kind(other)),
+            format!(
+                "expected an address such as 127.0.0.1:4873, found {}",
+                kind(other)
+            ),
         )),
     }
 }
@@ -552,7 +593,11 @@ pub(crate) fn parse_listen(s: &str) -> Result<SocketAddr, String> {
     if lower.starts_with("unix:") || t.starts_with('/') {
         return Err("unix socket listeners are not supported".to_owned());
     }
-    let rest = if lower.starts_with("http://") { &t[7..] } else { t };
+    let rest = if lower.starts_with("http://") {
+        &t[7..]
+    } else {
+        t
+    };
     let rest = rest.trim_end_matches('/');
     if let Ok(addr) = rest.parse::<SocketAddr>() {
         return Ok(addr);
@@ -573,7 +618,9 @@ pub(crate) fn http_url(s: &str) -> Result<url::Url, String> {
         return Err("URL scheme must be http or https".to_owned());
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err("URL must not contain credentials (user:pass@); configure auth instead".to_owned());
+        return Err(
+            "URL must not contain credentials (user:pass@); configure auth instead".to_owned(),
+        );
     }
     if url.host_str().is_none_or(str::is_empty) {
         return Err("URL must have a host".to_owned());
@@ -626,11 +673,16 @@ pub(crate) fn positive_size(v: &Value) -> Result<u64, String> {
 fn max_users_value(v: &Value, path: &str) -> Result<Option<i64>, ConfigError> {
     match v {
         Value::Null => Ok(None),
-        Value::String(s) if s.trim().eq_ignore_ascii_case("infinity") || s.trim().is_empty() => Ok(None),
+        Value::String(s) if s.trim().eq_ignore_ascii_case("infinity") || s.trim().is_empty() => {
+            Ok(None)
+        }
         Value::Number(n) if n.as_f64().is_some_and(f64::is_infinite) => Ok(None),
         _ => match walk::integer(v, path)? {
             n if n >= -1 => Ok(Some(n)),
-            _ => Err(ConfigError::invalid(path, "must be -1 (registration disabled) or a non-negative number")),
+            _ => Err(ConfigError::invalid(
+                path,
+                "must be -1 (registration disabled) or a non-negative number",
+            )),
         },
     }
 }
@@ -656,7 +708,11 @@ fn parse_net(s: &str) -> Option<ipnet::IpNet> {
 /// touching the file system we cannot know whether it crosses a symlink).
 pub(crate) fn resolve(base: &Path, s: &str) -> PathBuf {
     let p = Path::new(s);
-    let joined = if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
+    let joined = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    };
     joined
         .components()
         .filter(|c| !matches!(c, Component::CurDir))

@@ -31,7 +31,10 @@ pub(crate) fn kind(v: &Value) -> &'static str {
 }
 
 /// The mapping at `path`; `null` (an empty block such as `uplinks:`) is `None`.
-pub(crate) fn opt_mapping<'a>(v: &'a Value, path: &str) -> Result<Option<&'a Mapping>, ConfigError> {
+pub(crate) fn opt_mapping<'a>(
+    v: &'a Value,
+    path: &str,
+) -> Result<Option<&'a Mapping>, ConfigError> {
     match v {
         Value::Null => Ok(None),
         Value::Mapping(m) => Ok(Some(m)),
@@ -43,7 +46,10 @@ pub(crate) fn opt_mapping<'a>(v: &'a Value, path: &str) -> Result<Option<&'a Map
 }
 
 /// The entries of the mapping at `path` in file order, keys rendered as strings.
-pub(crate) fn entries<'a>(v: &'a Value, path: &str) -> Result<Vec<(String, &'a Value)>, ConfigError> {
+pub(crate) fn entries<'a>(
+    v: &'a Value,
+    path: &str,
+) -> Result<Vec<(String, &'a Value)>, ConfigError> {
     let Some(map) = opt_mapping(v, path)? else {
         return Ok(Vec::new());
     };
@@ -60,9 +66,8 @@ pub(crate) fn entries<'a>(v: &'a Value, path: &str) -> Result<Vec<(String, &'a V
 
 /// A scalar rendered as a string (numbers are accepted for things like usernames).
 pub(crate) fn string(v: &Value, path: &str) -> Result<String, ConfigError> {
-    scalar_string(v).ok_or_else(|| {
-        ConfigError::invalid(path, format!("expected a string, found {}", kind(v)))
-    })
+    scalar_string(v)
+        .ok_or_else(|| ConfigError::invalid(path, format!("expected a string, found {}", kind(v))))
 }
 
 /// Like [`string`] but `null` and `""` mean "not set".
@@ -124,7 +129,10 @@ pub(crate) fn token_list(v: &Value, path: &str) -> Result<Vec<String>, ConfigErr
         Value::String(_) | Value::Number(_) => Ok(split(&scalar_string(v).unwrap_or_default())),
         other => Err(ConfigError::invalid(
             path,
-            format!("expected a space-separated string or a list, found {}", kind(other)),
+            format!(
+                "expected a space-separated string or a list, found {}",
+                kind(other)
+            ),
         )),
     }
 }

@@ -214,20 +214,24 @@ impl UpstreamClient {
         let (url, kind) = self.table.check(&req.url)?;
         let uplink = match req.via.as_deref() {
             None => None,
-            Some(name) => Some(self.table.uplink(name).ok_or_else(|| {
-                UpstreamError::UnknownUplink {
-                    name: name.to_owned(),
-                }
-            })?),
+            Some(name) => {
+                Some(
+                    self.table
+                        .uplink(name)
+                        .ok_or_else(|| UpstreamError::UnknownUplink {
+                            name: name.to_owned(),
+                        })?,
+                )
+            }
         };
         let permit = match uplink {
             None => None,
             Some(up) => {
-                let breaker = self.breaker(&up.name).ok_or_else(|| {
-                    UpstreamError::UnknownUplink {
-                        name: up.name.clone(),
-                    }
-                })?;
+                let breaker =
+                    self.breaker(&up.name)
+                        .ok_or_else(|| UpstreamError::UnknownUplink {
+                            name: up.name.clone(),
+                        })?;
                 let permit = breaker.try_acquire(Instant::now()).ok_or_else(|| {
                     UpstreamError::UplinkDown {
                         name: up.name.clone(),

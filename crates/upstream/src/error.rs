@@ -18,7 +18,9 @@ pub enum UpstreamError {
     NotAllowed { url: String },
 
     /// `user:pass@` or `user@` in the URL; credentials only come from uplinks.
-    #[error("URL {url} carries inline credentials (userinfo); configure them on an uplink instead")]
+    #[error(
+        "URL {url} carries inline credentials (userinfo); configure them on an uplink instead"
+    )]
     InlineCredentials { url: String },
 
     /// A `.` or `..` path segment, in plain or percent-encoded form.

@@ -83,7 +83,10 @@ pub fn check_raw(raw: &str) -> Result<Url, UpstreamError> {
 /// segments and inline credentials before it is resolved, because `Url::join`
 /// normalises `..` away. The resolved URL is checked again with [`check_raw`].
 pub fn check_raw_location(location: &str) -> Result<(), &'static str> {
-    if location.chars().any(|c| c.is_control() || c.is_whitespace()) {
+    if location
+        .chars()
+        .any(|c| c.is_control() || c.is_whitespace())
+    {
         return Err("malformed Location header");
     }
     let path_and_more = if let Some((_, rest)) = location.split_once("://") {
@@ -125,7 +128,11 @@ pub fn redact(url: &Url) -> String {
 
 /// `scheme://host`, the form redirect targets are reported in.
 pub fn redact_origin(url: &Url) -> String {
-    sanitize(&format!("{}://{}", url.scheme(), url.host_str().unwrap_or("")))
+    sanitize(&format!(
+        "{}://{}",
+        url.scheme(),
+        url.host_str().unwrap_or("")
+    ))
 }
 
 /// Redaction for strings that may not even parse: keeps scheme, host[:port] (the

@@ -192,12 +192,10 @@ impl RouteTable {
             Some(Host::Ipv6(ip)) => {
                 literal_ips.insert(IpAddr::V6(ip));
             }
-            Some(Host::Domain(d)) => {
-                if is_localhost(d) {
-                    localhost_configured = true;
-                }
+            Some(Host::Domain(d)) if is_localhost(d) => {
+                localhost_configured = true;
             }
-            None => {}
+            Some(Host::Domain(_)) | None => {}
         };
 
         let own = Prefix::from_url(&input.own, "own public URL")?;
@@ -364,10 +362,11 @@ fn build_credentials(
 ) -> Result<HeaderMap, UpstreamError> {
     let mut map = HeaderMap::new();
     let value = |v: &Secret, header: &str| {
-        let mut hv = HeaderValue::from_str(v.expose()).map_err(|_| UpstreamError::InvalidRoute {
-            // The value itself is a secret: name only the header.
-            reason: format!("{what}: the {header} value is not a valid header value"),
-        })?;
+        let mut hv =
+            HeaderValue::from_str(v.expose()).map_err(|_| UpstreamError::InvalidRoute {
+                // The value itself is a secret: name only the header.
+                reason: format!("{what}: the {header} value is not a valid header value"),
+            })?;
         hv.set_sensitive(true);
         Ok::<_, UpstreamError>(hv)
     };
@@ -375,9 +374,10 @@ fn build_credentials(
         map.insert(AUTHORIZATION, value(auth, "authorization")?);
     }
     for (name, secret) in headers {
-        let hn = HeaderName::from_bytes(name.as_bytes()).map_err(|_| UpstreamError::InvalidRoute {
-            reason: format!("{what}: {name:?} is not a valid header name"),
-        })?;
+        let hn =
+            HeaderName::from_bytes(name.as_bytes()).map_err(|_| UpstreamError::InvalidRoute {
+                reason: format!("{what}: {name:?} is not a valid header name"),
+            })?;
         let hv = value(secret, hn.as_str())?;
         map.insert(hn, hv);
     }

@@ -3,7 +3,11 @@ use serde_yaml_ng::Value;
 use super::{substitute_str, substitute_tree, Env};
 
 fn env(pairs: &[(&str, &str)]) -> Env {
-    Env::from_pairs(pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())))
+    Env::from_pairs(
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    )
 }
 
 #[test]
@@ -19,7 +23,12 @@ fn get_and_non_empty() {
 fn substitutes_set_vars_and_warns_on_unset_without_values() {
     let e = env(&[("HOST", "corp.example"), ("PORT", "8080")]);
     let mut w = Vec::new();
-    let out = substitute_str("https://${HOST}:${PORT}/${NOPE}x", "uplinks.a.url", &e, &mut w);
+    let out = substitute_str(
+        "https://${HOST}:${PORT}/${NOPE}x",
+        "uplinks.a.url",
+        &e,
+        &mut w,
+    );
     assert_eq!(out, "https://corp.example:8080/x");
     assert_eq!(w.len(), 1);
     assert!(w[0].contains("${NOPE}"), "{}", w[0]);

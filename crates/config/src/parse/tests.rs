@@ -5,7 +5,11 @@ use std::time::Duration;
 use crate::{AuthKind, Config, ConfigError, Env, LogFormat, DEFAULT_MAX_BODY_SIZE};
 
 fn env(pairs: &[(&str, &str)]) -> Env {
-    Env::from_pairs(pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())))
+    Env::from_pairs(
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    )
 }
 
 fn base() -> &'static Path {
@@ -68,7 +72,10 @@ fn empty_file_gives_defaults() {
 
 #[test]
 fn root_must_be_a_mapping() {
-    assert_eq!(err("- a\n- b\n"), "(root): expected a mapping, found a list");
+    assert_eq!(
+        err("- a\n- b\n"),
+        "(root): expected a mapping, found a list"
+    );
     assert!(err("storage: [unclosed\n").starts_with("config is not valid YAML"));
 }
 
@@ -103,19 +110,38 @@ fn unknown_and_verdaccio_top_level_keys_warn() {
          experiments: {}\nstoragee: ./typo\n",
     );
     for key in [
-        "web", "plugins", "middlewares", "server", "security", "notify", "i18n", "publish", "url_prefix",
+        "web",
+        "plugins",
+        "middlewares",
+        "server",
+        "security",
+        "notify",
+        "i18n",
+        "publish",
+        "url_prefix",
         "experiments",
     ] {
         let expected = format!("{key}: not supported by pnpr; ignored");
-        assert!(c.warnings.contains(&expected), "missing {expected:?} in {:?}", c.warnings);
+        assert!(
+            c.warnings.contains(&expected),
+            "missing {expected:?} in {:?}",
+            c.warnings
+        );
     }
-    assert!(c.warnings.contains(&"storagee: unknown key; ignored".to_owned()), "{:?}", c.warnings);
+    assert!(
+        c.warnings
+            .contains(&"storagee: unknown key; ignored".to_owned()),
+        "{:?}",
+        c.warnings
+    );
     assert_eq!(c.warnings.len(), 11);
 }
 
 #[test]
 fn relative_paths_resolve_against_base_dir() {
-    let c = load("storage: ./data/../store\ncache: cache\nauth:\n  htpasswd:\n    file: ./users/htpasswd\n");
+    let c = load(
+        "storage: ./data/../store\ncache: cache\nauth:\n  htpasswd:\n    file: ./users/htpasswd\n",
+    );
     assert_eq!(c.storage, PathBuf::from("/srv/pnpr/data/../store"));
     assert_eq!(c.cache, PathBuf::from("/srv/pnpr/cache"));
     assert_eq!(
@@ -134,15 +160,25 @@ fn listen_forms() {
     assert_eq!(addr("listen: 127.0.0.1:4873\n"), Some(local));
     assert_eq!(addr("listen: http://127.0.0.1:4873\n"), Some(local));
     assert_eq!(addr("listen: http://127.0.0.1:4873/\n"), Some(local));
-    assert_eq!(addr("listen:\n  - 127.0.0.1:4873\n  - 0.0.0.0:80\n"), Some(local));
+    assert_eq!(
+        addr("listen:\n  - 127.0.0.1:4873\n  - 0.0.0.0:80\n"),
+        Some(local)
+    );
     assert_eq!(addr("listen: 4873\n"), Some(local));
     assert_eq!(addr("listen: '4873'\n"), Some(local));
     assert_eq!(addr("listen: localhost:4873\n"), Some(local));
-    assert_eq!(addr("listen: '[::1]:7677'\n"), Some("[::1]:7677".parse().unwrap()));
-    assert_eq!(addr("listen: http://[::]:80\n"), Some("[::]:80".parse().unwrap()));
+    assert_eq!(
+        addr("listen: '[::1]:7677'\n"),
+        Some("[::1]:7677".parse().unwrap())
+    );
+    assert_eq!(
+        addr("listen: http://[::]:80\n"),
+        Some("[::]:80".parse().unwrap())
+    );
     assert_eq!(addr("listen: ''\n"), None);
     assert_eq!(addr("listen:\n"), None);
-    assert!(err("listen: https://0.0.0.0:443\n").starts_with("listen: https listeners are not supported"));
+    assert!(err("listen: https://0.0.0.0:443\n")
+        .starts_with("listen: https listeners are not supported"));
     assert!(err("listen: unix:/tmp/sock\n").starts_with("listen: unix socket"));
     assert_eq!(err("listen: []\n"), "listen: empty list");
     assert!(err("listen: example-host:80\n").starts_with("listen: expected an IP address and port"));
@@ -153,15 +189,22 @@ fn listen_forms() {
 #[test]
 fn public_url_gets_trailing_slash_and_is_validated() {
     let c = load("public_url: https://127.0.0.1:8443/registry\n");
-    assert_eq!(c.public_url.unwrap().as_str(), "https://127.0.0.1:8443/registry/");
+    assert_eq!(
+        c.public_url.unwrap().as_str(),
+        "https://127.0.0.1:8443/registry/"
+    );
     assert_eq!(load("public_url: ''\n").public_url, None);
-    assert!(err("public_url: /relative\n").starts_with("public_url: not a valid URL (relative URL without a base)"));
+    assert!(err("public_url: /relative\n")
+        .starts_with("public_url: not a valid URL (relative URL without a base)"));
     assert_eq!(
         err("public_url: ftp://127.0.0.1/\n"),
         "public_url: URL scheme must be http or https"
     );
     let e = err("public_url: https://user:hunter2secret@127.0.0.1/\n");
-    assert!(e.starts_with("public_url: URL must not contain credentials"), "{e}");
+    assert!(
+        e.starts_with("public_url: URL must not contain credentials"),
+        "{e}"
+    );
     assert!(!e.contains("hunter2secret"));
 }
 
@@ -170,7 +213,10 @@ fn secret_length_and_empty() {
     assert_eq!(err("secret: short\n"), "secret: must be at least 16 bytes");
     assert_eq!(load("secret: ''\n").secret, None);
     let c = load("secret: 0123456789abcdef\n");
-    assert_eq!(c.secret.as_ref().map(crate::Secret::expose), Some("0123456789abcdef"));
+    assert_eq!(
+        c.secret.as_ref().map(crate::Secret::expose),
+        Some("0123456789abcdef")
+    );
     assert!(!format!("{c:?}").contains("0123456789abcdef"));
     // Unset variable: empty, hence no secret, plus a warning naming the variable.
     let c = load("secret: ${PNPR_TEST_UNSET}\n");
@@ -194,17 +240,27 @@ fn max_body_size_forms() {
     assert_eq!(load("max_body_size: 512kb\n").max_body_size, 512 << 10);
     assert_eq!(load("max_body_size: 1gb\n").max_body_size, 1 << 30);
     assert!(err("max_body_size: lots\n").starts_with("max_body_size: invalid size"));
-    assert_eq!(err("max_body_size: 0\n"), "max_body_size: must be greater than 0");
+    assert_eq!(
+        err("max_body_size: 0\n"),
+        "max_body_size: must be greater than 0"
+    );
 }
 
 #[test]
 fn install_accelerator_grant_ttl() {
     let ttl = |s: &str| load(s).install_accelerator.grant_ttl;
-    assert_eq!(ttl("installAccelerator:\n  grantTtl: 86400\n"), Some(Duration::from_secs(86_400)));
-    assert_eq!(ttl("installAccelerator:\n  grantTtl: 1d\n"), Some(Duration::from_secs(86_400)));
+    assert_eq!(
+        ttl("installAccelerator:\n  grantTtl: 86400\n"),
+        Some(Duration::from_secs(86_400))
+    );
+    assert_eq!(
+        ttl("installAccelerator:\n  grantTtl: 1d\n"),
+        Some(Duration::from_secs(86_400))
+    );
     assert_eq!(ttl("installAccelerator:\n  grantTtl:\n"), None);
     assert_eq!(ttl("installAccelerator: {}\n"), None);
-    assert!(err("installAccelerator:\n  grantTtl: soon\n").starts_with("installAccelerator.grantTtl: invalid duration"));
+    assert!(err("installAccelerator:\n  grantTtl: soon\n")
+        .starts_with("installAccelerator.grantTtl: invalid duration"));
 }
 
 #[test]
@@ -217,11 +273,28 @@ fn log_section() {
     let c = load("log: {type: file, path: /tmp/x.log, format: pretty-timestamped, level: fatal}\n");
     assert_eq!(c.log.format, LogFormat::Pretty);
     assert_eq!(c.log.tracing_level(), "error");
-    assert!(c.warnings.iter().any(|w| w.starts_with("log.type: only stdout")), "{:?}", c.warnings);
-    assert!(c.warnings.contains(&"log.path: not supported by pnpr; ignored".to_owned()));
-    assert_eq!(err("log: {level: loud}\n"), "log.level: must be one of trace, debug, http, info, warn, error, fatal");
-    assert_eq!(err("log: {format: xml}\n"), "log.format: must be pretty or json");
-    assert_eq!(err("log: verbose\n"), "log: expected a mapping, found a string");
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.starts_with("log.type: only stdout")),
+        "{:?}",
+        c.warnings
+    );
+    assert!(c
+        .warnings
+        .contains(&"log.path: not supported by pnpr; ignored".to_owned()));
+    assert_eq!(
+        err("log: {level: loud}\n"),
+        "log.level: must be one of trace, debug, http, info, warn, error, fatal"
+    );
+    assert_eq!(
+        err("log: {format: xml}\n"),
+        "log.format: must be pretty or json"
+    );
+    assert_eq!(
+        err("log: verbose\n"),
+        "log: expected a mapping, found a string"
+    );
 }
 
 // ---- auth ----
@@ -229,11 +302,20 @@ fn log_section() {
 #[test]
 fn htpasswd_max_users() {
     let mu = |s: &str| load(s).auth.htpasswd.and_then(|h| h.max_users);
-    assert_eq!(mu("auth: {htpasswd: {file: ./h, max_users: -1}}\n"), Some(-1));
-    assert_eq!(mu("auth: {htpasswd: {file: ./h, max_users: 100}}\n"), Some(100));
+    assert_eq!(
+        mu("auth: {htpasswd: {file: ./h, max_users: -1}}\n"),
+        Some(-1)
+    );
+    assert_eq!(
+        mu("auth: {htpasswd: {file: ./h, max_users: 100}}\n"),
+        Some(100)
+    );
     assert_eq!(mu("auth: {htpasswd: {file: ./h}}\n"), None);
     assert_eq!(mu("auth: {htpasswd: {file: ./h, max_users: .inf}}\n"), None);
-    assert_eq!(mu("auth: {htpasswd: {file: ./h, max_users: Infinity}}\n"), None);
+    assert_eq!(
+        mu("auth: {htpasswd: {file: ./h, max_users: Infinity}}\n"),
+        None
+    );
     assert_eq!(
         err("auth: {htpasswd: {file: ./h, max_users: -2}}\n"),
         "auth.htpasswd.max_users: must be -1 (registration disabled) or a non-negative number"
@@ -244,23 +326,37 @@ fn htpasswd_max_users() {
     );
     // An empty htpasswd block still gets a file next to the config.
     let c = load("auth:\n  htpasswd:\n");
-    assert_eq!(c.auth.htpasswd.unwrap().file, PathBuf::from("/srv/pnpr/htpasswd"));
+    assert_eq!(
+        c.auth.htpasswd.unwrap().file,
+        PathBuf::from("/srv/pnpr/htpasswd")
+    );
 }
 
 #[test]
 fn auth_plugins_and_tokens_warn() {
     let c = load("auth:\n  ldap: {url: x}\n  tokens: {file: ./t.db}\n  htpasswd: {file: ./h, algorithm: bcrypt}\n");
     assert!(c.auth.htpasswd.is_some());
-    assert!(c.warnings.iter().any(|w| w.starts_with("auth.ldap:")), "{:?}", c.warnings);
-    assert!(c.warnings.iter().any(|w| w.starts_with("auth.tokens:")), "{:?}", c.warnings);
-    assert!(c.warnings.contains(&"auth.htpasswd.algorithm: not supported by pnpr; ignored".to_owned()));
+    assert!(
+        c.warnings.iter().any(|w| w.starts_with("auth.ldap:")),
+        "{:?}",
+        c.warnings
+    );
+    assert!(
+        c.warnings.iter().any(|w| w.starts_with("auth.tokens:")),
+        "{:?}",
+        c.warnings
+    );
+    assert!(c
+        .warnings
+        .contains(&"auth.htpasswd.algorithm: not supported by pnpr; ignored".to_owned()));
 }
 
 // ---- groups and access lists ----
 
 #[test]
 fn groups_preserve_order_and_split_members() {
-    let c = load("groups:\n  zeta: alice bob\n  alpha: [alice, 'carol  dave']\n  mid: ''\n  none:\n");
+    let c =
+        load("groups:\n  zeta: alice bob\n  alpha: [alice, 'carol  dave']\n  mid: ''\n  none:\n");
     assert_eq!(
         c.groups,
         vec![
@@ -270,8 +366,14 @@ fn groups_preserve_order_and_split_members() {
             ("none".to_owned(), Vec::new()),
         ]
     );
-    assert_eq!(err("groups:\n  team: {a: b}\n"), "groups.team: expected a space-separated string or a list, found a mapping");
-    assert_eq!(err("groups:\n  team: [ok, [nested]]\n"), "groups.team[1]: expected a name, found a list");
+    assert_eq!(
+        err("groups:\n  team: {a: b}\n"),
+        "groups.team: expected a space-separated string or a list, found a mapping"
+    );
+    assert_eq!(
+        err("groups:\n  team: [ok, [nested]]\n"),
+        "groups.team[1]: expected a name, found a list"
+    );
     assert!(err("groups: {'a b': x}\n").starts_with("groups.'a b': group names"));
 }
 
@@ -315,20 +417,26 @@ fn packages_explicitly_empty_means_no_rules() {
 
 #[test]
 fn default_packages_proxy_every_uplink_in_order() {
-    let c = load("uplinks:\n  b: {url: 'http://127.0.0.1:2/'}\n  a: {url: 'http://127.0.0.1:1/'}\n");
+    let c =
+        load("uplinks:\n  b: {url: 'http://127.0.0.1:2/'}\n  a: {url: 'http://127.0.0.1:1/'}\n");
     assert_eq!(c.packages.len(), 1);
     assert_eq!(c.packages[0].proxy, strs(&["b", "a"]));
 }
 
 #[test]
 fn proxy_must_name_configured_uplinks() {
-    let base = "uplinks:\n  up1: {url: 'http://127.0.0.1:1/'}\n  up2: {url: 'http://127.0.0.1:2/'}\n";
+    let base =
+        "uplinks:\n  up1: {url: 'http://127.0.0.1:1/'}\n  up2: {url: 'http://127.0.0.1:2/'}\n";
     let c = load(&format!("{base}packages:\n  '**':\n    proxy: up2 up1\n"));
     assert_eq!(c.packages[0].proxy, strs(&["up2", "up1"]));
-    let c = load(&format!("{base}packages:\n  '**':\n    proxy: [up1, 'up2']\n"));
+    let c = load(&format!(
+        "{base}packages:\n  '**':\n    proxy: [up1, 'up2']\n"
+    ));
     assert_eq!(c.packages[0].proxy, strs(&["up1", "up2"]));
     assert_eq!(
-        err(&format!("{base}packages:\n  '@corp/*':\n    proxy: up1 nope\n")),
+        err(&format!(
+            "{base}packages:\n  '@corp/*':\n    proxy: up1 nope\n"
+        )),
         "packages.'@corp/*'.proxy: 'nope' is not a configured uplink"
     );
     assert_eq!(
@@ -343,11 +451,21 @@ fn package_rule_typos_fail_closed() {
         err("packages:\n  '@internal/*':\n    acess: $authenticated\n"),
         "packages.'@internal/*'.acess: unknown key in a package rule (expected access, publish, unpublish or proxy)"
     );
-    assert!(err("packages:\n  '@a/[b':\n    access: $all\n").starts_with("packages.'@a/[b': invalid package glob"));
-    assert_eq!(err("packages:\n  '@a/*': everyone\n"), "packages.'@a/*': expected a mapping, found a string");
+    assert!(err("packages:\n  '@a/[b':\n    access: $all\n")
+        .starts_with("packages.'@a/[b': invalid package glob"));
+    assert_eq!(
+        err("packages:\n  '@a/*': everyone\n"),
+        "packages.'@a/*': expected a mapping, found a string"
+    );
     // Verdaccio's per-package storage is tolerated.
     let c = load("packages:\n  '**':\n    storage: ./elsewhere\n");
-    assert!(c.warnings.iter().any(|w| w.starts_with("packages.'**'.storage: not supported")), "{:?}", c.warnings);
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.starts_with("packages.'**'.storage: not supported")),
+        "{:?}",
+        c.warnings
+    );
 }
 
 #[test]
@@ -361,7 +479,9 @@ fn unknown_dollar_tokens_warn() {
 
 #[test]
 fn uplink_defaults_and_order() {
-    let c = load("uplinks:\n  zed: {url: 'http://127.0.0.1:9/npm'}\n  abc:\n    url: https://127.0.0.1:8/\n");
+    let c = load(
+        "uplinks:\n  zed: {url: 'http://127.0.0.1:9/npm'}\n  abc:\n    url: https://127.0.0.1:8/\n",
+    );
     let names: Vec<&str> = c.uplinks.iter().map(|u| u.name.as_str()).collect();
     assert_eq!(names, ["zed", "abc"]);
     let u = &c.uplinks[0];
@@ -390,33 +510,71 @@ fn uplink_timing_knobs() {
     assert!(!u.cache);
     assert_eq!(u.access, Some(strs(&["alice", "team-a", "team-b"])));
     let up = "uplinks:\n  a:\n    url: http://127.0.0.1:1/\n";
-    assert!(err(&format!("{up}    timeout: fast\n")).starts_with("uplinks.a.timeout: invalid duration"));
-    assert_eq!(err(&format!("{up}    timeout: 0\n")), "uplinks.a.timeout: must be greater than 0");
-    assert_eq!(err(&format!("{up}    max_fails: -1\n")), "uplinks.a.max_fails: must be a non-negative whole number");
-    assert_eq!(err(&format!("{up}    cache: maybe\n")), "uplinks.a.cache: expected true or false, found a string");
+    assert!(
+        err(&format!("{up}    timeout: fast\n")).starts_with("uplinks.a.timeout: invalid duration")
+    );
+    assert_eq!(
+        err(&format!("{up}    timeout: 0\n")),
+        "uplinks.a.timeout: must be greater than 0"
+    );
+    assert_eq!(
+        err(&format!("{up}    max_fails: -1\n")),
+        "uplinks.a.max_fails: must be a non-negative whole number"
+    );
+    assert_eq!(
+        err(&format!("{up}    cache: maybe\n")),
+        "uplinks.a.cache: expected true or false, found a string"
+    );
 }
 
 #[test]
 fn uplink_url_validation() {
     let e = |url: &str| err(&format!("uplinks:\n  corp:\n    url: '{url}'\n"));
-    assert_eq!(e("not a url"), "uplinks.corp.url: not a valid URL (relative URL without a base)");
-    assert_eq!(e("git://127.0.0.1/"), "uplinks.corp.url: URL scheme must be http or https");
-    assert_eq!(e("http://127.0.0.1/?a=b"), "uplinks.corp.url: URL must not contain a query string");
-    assert_eq!(e("http://127.0.0.1/#x"), "uplinks.corp.url: URL must not contain a fragment");
+    assert_eq!(
+        e("not a url"),
+        "uplinks.corp.url: not a valid URL (relative URL without a base)"
+    );
+    assert_eq!(
+        e("git://127.0.0.1/"),
+        "uplinks.corp.url: URL scheme must be http or https"
+    );
+    assert_eq!(
+        e("http://127.0.0.1/?a=b"),
+        "uplinks.corp.url: URL must not contain a query string"
+    );
+    assert_eq!(
+        e("http://127.0.0.1/#x"),
+        "uplinks.corp.url: URL must not contain a fragment"
+    );
     let msg = e("https://bob:s3cr3tpass@127.0.0.1/");
-    assert!(msg.starts_with("uplinks.corp.url: URL must not contain credentials"), "{msg}");
+    assert!(
+        msg.starts_with("uplinks.corp.url: URL must not contain credentials"),
+        "{msg}"
+    );
     assert!(!msg.contains("s3cr3tpass") && !msg.contains("bob"));
-    assert_eq!(err("uplinks:\n  corp: {timeout: 5s}\n"), "uplinks.corp.url: required");
-    assert_eq!(err("uplinks:\n  corp:\n"), "uplinks.corp: expected a mapping with at least `url`");
-    assert_eq!(err("uplinks:\n  corp: 'http://x/'\n"), "uplinks.corp: expected a mapping, found a string");
+    assert_eq!(
+        err("uplinks:\n  corp: {timeout: 5s}\n"),
+        "uplinks.corp.url: required"
+    );
+    assert_eq!(
+        err("uplinks:\n  corp:\n"),
+        "uplinks.corp: expected a mapping with at least `url`"
+    );
+    assert_eq!(
+        err("uplinks:\n  corp: 'http://x/'\n"),
+        "uplinks.corp: expected a mapping, found a string"
+    );
     // Unset variable in the URL: empty string, hence an error rather than a silent mirror.
-    assert!(err("uplinks:\n  corp: {url: '${NOPE_URL}'}\n").starts_with("uplinks.corp.url: not a valid URL"));
+    assert!(err("uplinks:\n  corp: {url: '${NOPE_URL}'}\n")
+        .starts_with("uplinks.corp.url: not a valid URL"));
 }
 
 #[test]
 fn uplink_names_are_path_safe() {
-    assert!(err("uplinks:\n  'a/b': {url: 'http://127.0.0.1/'}\n").starts_with("uplinks.'a/b': uplink names"));
-    assert!(err("uplinks:\n  '..': {url: 'http://127.0.0.1/'}\n").starts_with("uplinks.'..': uplink names"));
+    assert!(err("uplinks:\n  'a/b': {url: 'http://127.0.0.1/'}\n")
+        .starts_with("uplinks.'a/b': uplink names"));
+    assert!(err("uplinks:\n  '..': {url: 'http://127.0.0.1/'}\n")
+        .starts_with("uplinks.'..': uplink names"));
     load("uplinks:\n  my-corp_2.x: {url: 'http://127.0.0.1/'}\n");
 }
 
@@ -430,7 +588,9 @@ fn uplink_verdaccio_keys_warn() {
         let w = format!("uplinks.a.{key}: not supported by pnpr; ignored");
         assert!(c.warnings.contains(&w), "missing {w} in {:?}", c.warnings);
     }
-    assert!(c.warnings.contains(&"uplinks.a.urll: unknown key; ignored".to_owned()));
+    assert!(c
+        .warnings
+        .contains(&"uplinks.a.urll: unknown key; ignored".to_owned()));
 }
 
 #[test]
@@ -451,16 +611,37 @@ fn uplink_auth_inline_token() {
 #[test]
 fn uplink_auth_token_env() {
     let up = "uplinks:\n  corp:\n    url: https://127.0.0.1/\n    auth:\n      type: bearer\n";
-    let e = env(&[("NPM_TOKEN", "npm-tok"), ("CORP_TOKEN", "corp-tok"), ("EMPTY", "")]);
+    let e = env(&[
+        ("NPM_TOKEN", "npm-tok"),
+        ("CORP_TOKEN", "corp-tok"),
+        ("EMPTY", ""),
+    ]);
     let tok = |yaml: &str| {
         let c = load_env(yaml, &e);
-        c.uplinks[0].auth.as_ref().unwrap().token.expose().to_owned()
+        c.uplinks[0]
+            .auth
+            .as_ref()
+            .unwrap()
+            .token
+            .expose()
+            .to_owned()
     };
     assert_eq!(tok(&format!("{up}      token_env: true\n")), "npm-tok");
-    assert_eq!(tok(&format!("{up}      token_env: CORP_TOKEN\n")), "corp-tok");
-    assert_eq!(tok(&format!("{up}      token: '${{CORP_TOKEN}}'\n")), "corp-tok");
+    assert_eq!(
+        tok(&format!("{up}      token_env: CORP_TOKEN\n")),
+        "corp-tok"
+    );
+    assert_eq!(
+        tok(&format!("{up}      token: '${{CORP_TOKEN}}'\n")),
+        "corp-tok"
+    );
     // Inline token wins over token_env.
-    assert_eq!(tok(&format!("{up}      token: inline\n      token_env: CORP_TOKEN\n")), "inline");
+    assert_eq!(
+        tok(&format!(
+            "{up}      token: inline\n      token_env: CORP_TOKEN\n"
+        )),
+        "inline"
+    );
 
     assert_eq!(
         err_env(&format!("{up}      token_env: MISSING_TOKEN\n"), &e),
@@ -474,7 +655,10 @@ fn uplink_auth_token_env() {
         err_env(&format!("{up}      token_env: true\n"), &Env::default()),
         "uplinks.corp.auth: no token: environment variable NPM_TOKEN (from token_env) is unset or empty"
     );
-    assert_eq!(err_env(up, &e), "uplinks.corp.auth: no token: set `token` or `token_env`");
+    assert_eq!(
+        err_env(up, &e),
+        "uplinks.corp.auth: no token: set `token` or `token_env`"
+    );
     assert_eq!(
         err_env(&format!("{up}      tokenEnv: CORP_TOKEN\n"), &e),
         "uplinks.corp.auth: no token: set `token` or `token_env` (`tokenEnv` is not recognized; use `token_env`)"
@@ -489,16 +673,31 @@ fn uplink_auth_token_env() {
 #[test]
 fn uplink_auth_shape_errors() {
     let up = "uplinks:\n  corp:\n    url: https://127.0.0.1/\n";
-    assert_eq!(err(&format!("{up}    auth: {{token: x}}\n")), "uplinks.corp.auth.type: required (bearer or basic)");
-    assert_eq!(err(&format!("{up}    auth: {{type: digest, token: x}}\n")), "uplinks.corp.auth.type: must be bearer or basic");
-    assert_eq!(err(&format!("{up}    auth:\n")), "uplinks.corp.auth: expected {type, token} or {type, token_env}");
+    assert_eq!(
+        err(&format!("{up}    auth: {{token: x}}\n")),
+        "uplinks.corp.auth.type: required (bearer or basic)"
+    );
+    assert_eq!(
+        err(&format!("{up}    auth: {{type: digest, token: x}}\n")),
+        "uplinks.corp.auth.type: must be bearer or basic"
+    );
+    assert_eq!(
+        err(&format!("{up}    auth:\n")),
+        "uplinks.corp.auth: expected {type, token} or {type, token_env}"
+    );
     assert_eq!(
         err(&format!("{up}    auth: {{type: bearer, token_env: [A]}}\n")),
         "uplinks.corp.auth.token_env: expected true or a variable name, found a list"
     );
     let e = env(&[("T", "abc\r\nX-Injected: 1")]);
-    let msg = err_env(&format!("{up}    auth: {{type: bearer, token_env: T}}\n"), &e);
-    assert_eq!(msg, "uplinks.corp.auth.token: token contains a control character or surrounding whitespace");
+    let msg = err_env(
+        &format!("{up}    auth: {{type: bearer, token_env: T}}\n"),
+        &e,
+    );
+    assert_eq!(
+        msg,
+        "uplinks.corp.auth.token: token contains a control character or surrounding whitespace"
+    );
     assert!(!msg.contains("Injected"));
 }
 
@@ -514,7 +713,10 @@ fn uplink_headers_are_secrets_in_order() {
     assert_eq!(h[2].1.expose(), "42");
     assert!(!format!("{c:?}").contains("zzz-secret"));
     let up = "uplinks:\n  a:\n    url: http://127.0.0.1:1/\n    headers:\n";
-    assert_eq!(err(&format!("{up}      'Bad Name': x\n")), "uplinks.a.headers.'Bad Name': not a valid HTTP header name");
+    assert_eq!(
+        err(&format!("{up}      'Bad Name': x\n")),
+        "uplinks.a.headers.'Bad Name': not a valid HTTP header name"
+    );
     assert_eq!(
         err(&format!("{up}      X-A: \"v\\nX-B: injected\"\n")),
         "uplinks.a.headers.X-A: header value contains a control character"
@@ -531,7 +733,10 @@ fn public_routes_parse() {
     );
     let r = &c.routes.public;
     assert_eq!(r.len(), 3);
-    assert_eq!(r[0].registry.as_ref().map(url::Url::as_str), Some("https://127.0.0.1:9000/mirror/"));
+    assert_eq!(
+        r[0].registry.as_ref().map(url::Url::as_str),
+        Some("https://127.0.0.1:9000/mirror/")
+    );
     assert_eq!(r[0].package, None);
     assert_eq!(r[1].package.as_deref(), Some("@oss/*"));
     assert_eq!(r[2].registry, None);
@@ -545,27 +750,44 @@ fn public_routes_fail_closed() {
         err("routes:\n  public:\n    - registry: 'not a url'\n"),
         "routes.public[0].registry: not a valid URL (relative URL without a base)"
     );
-    assert!(err("routes:\n  public:\n    - registry: http://127.0.0.1/\n    - package: '@a/[b'\n")
-        .starts_with("routes.public[1].package: invalid package glob"));
-    assert_eq!(err("routes:\n  public:\n    - package: ''\n"), "routes.public[0].package: empty package glob");
+    assert!(
+        err("routes:\n  public:\n    - registry: http://127.0.0.1/\n    - package: '@a/[b'\n")
+            .starts_with("routes.public[1].package: invalid package glob")
+    );
+    assert_eq!(
+        err("routes:\n  public:\n    - package: ''\n"),
+        "routes.public[0].package: empty package glob"
+    );
     assert_eq!(
         err("routes:\n  public:\n    - registry: http://127.0.0.1/\n      pakage: '@a/*'\n"),
         "routes.public[0].pakage: unknown key in a public route (expected registry and/or package)"
     );
-    assert_eq!(err("routes:\n  public:\n    - {}\n"), "routes.public[0]: a public route needs registry and/or package");
+    assert_eq!(
+        err("routes:\n  public:\n    - {}\n"),
+        "routes.public[0]: a public route needs registry and/or package"
+    );
     assert_eq!(
         err("routes:\n  public:\n    - http://127.0.0.1/\n"),
         "routes.public[0]: expected a mapping with registry and/or package, found a string"
     );
-    assert_eq!(err("routes:\n  public: {registry: x}\n"), "routes.public: expected a list of rules, found a mapping");
+    assert_eq!(
+        err("routes:\n  public: {registry: x}\n"),
+        "routes.public: expected a list of rules, found a mapping"
+    );
     // An unset variable yields "" which is unparsable: the rule fails instead of widening.
-    assert!(err("routes:\n  public:\n    - registry: ${NOT_SET_MIRROR}\n")
-        .starts_with("routes.public[0].registry: not a valid URL"));
-    assert!(err("routes:\n  public:\n    - registry: https://u:p@127.0.0.1/\n")
-        .starts_with("routes.public[0].registry: URL must not contain credentials"));
+    assert!(
+        err("routes:\n  public:\n    - registry: ${NOT_SET_MIRROR}\n")
+            .starts_with("routes.public[0].registry: not a valid URL")
+    );
+    assert!(
+        err("routes:\n  public:\n    - registry: https://u:p@127.0.0.1/\n")
+            .starts_with("routes.public[0].registry: URL must not contain credentials")
+    );
     // Other keys under routes are only warnings.
     let c = load("routes:\n  private: []\n");
-    assert!(c.warnings.contains(&"routes.private: unknown key; ignored".to_owned()));
+    assert!(c
+        .warnings
+        .contains(&"routes.private: unknown key; ignored".to_owned()));
 }
 
 // ---- network ----
@@ -579,24 +801,46 @@ fn network_section() {
     assert_eq!(
         c.network.hosts,
         vec![
-            ("corp.internal".to_owned(), "10.1.2.3".parse::<IpAddr>().unwrap()),
+            (
+                "corp.internal".to_owned(),
+                "10.1.2.3".parse::<IpAddr>().unwrap()
+            ),
             ("v6.internal".to_owned(), "::1".parse::<IpAddr>().unwrap()),
         ]
     );
-    let nets: Vec<String> = c.network.allow_private.iter().map(ToString::to_string).collect();
+    let nets: Vec<String> = c
+        .network
+        .allow_private
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     assert_eq!(nets, ["10.0.0.0/8", "192.168.1.7/32", "fd00::/8"]);
     let c = load("network:\n  allow_private: 10.0.0.0/8 172.16.0.0/12\n");
     assert_eq!(c.network.allow_private.len(), 2);
-    assert_eq!(err("network:\n  hosts:\n    corp: nope\n"), "network.hosts.corp: not an IP address");
-    assert_eq!(err("network:\n  hosts:\n    'http://x': 10.0.0.1\n"), "network.hosts.'http://x': not a valid host name");
-    assert_eq!(err("network:\n  allow_private: [10.0.0.0/8, 10.0.0.0/99]\n"), "network.allow_private[1]: not a CIDR network or IP address");
+    assert_eq!(
+        err("network:\n  hosts:\n    corp: nope\n"),
+        "network.hosts.corp: not an IP address"
+    );
+    assert_eq!(
+        err("network:\n  hosts:\n    'http://x': 10.0.0.1\n"),
+        "network.hosts.'http://x': not a valid host name"
+    );
+    assert_eq!(
+        err("network:\n  allow_private: [10.0.0.0/8, 10.0.0.0/99]\n"),
+        "network.allow_private[1]: not a CIDR network or IP address"
+    );
 }
 
 // ---- substitution ----
 
 #[test]
 fn env_substitution_everywhere_with_warnings_naming_vars() {
-    let e = env(&[("PORT", "4999"), ("DIR", "/data/pnpr"), ("TEAM", "alice bob"), ("UP", "http://127.0.0.1:5000")]);
+    let e = env(&[
+        ("PORT", "4999"),
+        ("DIR", "/data/pnpr"),
+        ("TEAM", "alice bob"),
+        ("UP", "http://127.0.0.1:5000"),
+    ]);
     let c = load_env(
         "listen: 127.0.0.1:${PORT}\nstorage: ${DIR}/store\ngroups:\n  team: ${TEAM}\nuplinks:\n  up: {url: '${UP}/npm'}\n\
          packages:\n  '**': {access: '${MISSING_A} $all', proxy: up}\n",
@@ -608,7 +852,8 @@ fn env_substitution_everywhere_with_warnings_naming_vars() {
     assert_eq!(c.uplinks[0].url.as_str(), "http://127.0.0.1:5000/npm/");
     assert_eq!(c.packages[0].access, strs(&["$all"]));
     assert_eq!(c.warnings.len(), 1);
-    assert!(c.warnings[0].starts_with("packages.'**'.access: environment variable ${MISSING_A} is not set"));
+    assert!(c.warnings[0]
+        .starts_with("packages.'**'.access: environment variable ${MISSING_A} is not set"));
 }
 
 #[test]
@@ -626,7 +871,12 @@ fn warnings_never_contain_env_values() {
 
 #[test]
 fn errors_carry_key_paths() {
-    let e = Config::from_yaml_str("uplinks:\n  corp:\n    url: nope\n", base(), &Env::default()).unwrap_err();
+    let e = Config::from_yaml_str(
+        "uplinks:\n  corp:\n    url: nope\n",
+        base(),
+        &Env::default(),
+    )
+    .unwrap_err();
     match e {
         ConfigError::Invalid { key, reason } => {
             assert_eq!(key, "uplinks.corp.url");

@@ -53,7 +53,10 @@ fn validate_name(name: &str) -> Result<(), String> {
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
     if name.is_empty() || !ok_chars || name.starts_with('.') {
-        return Err("uplink names may only contain letters, digits, '-', '_' and '.' (not leading)".to_owned());
+        return Err(
+            "uplink names may only contain letters, digits, '-', '_' and '.' (not leading)"
+                .to_owned(),
+        );
     }
     Ok(())
 }
@@ -67,13 +70,17 @@ fn parse_uplink(
     let path = child("uplinks", &name);
     validate_name(&name).map_err(|r| ConfigError::invalid(&path, r))?;
     if opt_mapping(v, &path)?.is_none() {
-        return Err(ConfigError::invalid(&path, "expected a mapping with at least `url`"));
+        return Err(ConfigError::invalid(
+            &path,
+            "expected a mapping with at least `url`",
+        ));
     }
     let url_path = child(&path, "url");
     let url_node = v
         .get("url")
         .ok_or_else(|| ConfigError::invalid(&url_path, "required"))?;
-    let url = http_url(&walk::string(url_node, &url_path)?).map_err(|r| ConfigError::invalid(&url_path, r))?;
+    let url = http_url(&walk::string(url_node, &url_path)?)
+        .map_err(|r| ConfigError::invalid(&url_path, r))?;
     let mut auth_node = None;
     let mut up = UplinkConfig::new(name, url);
     for (key, node) in entries(v, &path)? {
@@ -93,8 +100,9 @@ fn parse_uplink(
             "fail_timeout" => up.fail_timeout = dur(node)?,
             "max_fails" => {
                 let n = walk::integer(node, &fpath)?;
-                up.max_fails = u32::try_from(n)
-                    .map_err(|_| ConfigError::invalid(&fpath, "must be a non-negative whole number"))?;
+                up.max_fails = u32::try_from(n).map_err(|_| {
+                    ConfigError::invalid(&fpath, "must be a non-negative whole number")
+                })?;
             }
             "cache" => up.cache = walk::boolean(node, &fpath)?,
             "access" => up.access = Some(token_list(node, &fpath)?),
@@ -114,9 +122,17 @@ fn parse_uplink(
     Ok(up)
 }
 
-fn parse_auth(v: &Value, path: &str, env: &Env, warnings: &mut Vec<String>) -> Result<UplinkAuth, ConfigError> {
+fn parse_auth(
+    v: &Value,
+    path: &str,
+    env: &Env,
+    warnings: &mut Vec<String>,
+) -> Result<UplinkAuth, ConfigError> {
     if opt_mapping(v, path)?.is_none() {
-        return Err(ConfigError::invalid(path, "expected {type, token} or {type, token_env}"));
+        return Err(ConfigError::invalid(
+            path,
+            "expected {type, token} or {type, token_env}",
+        ));
     }
     let mut kind_value = None;
     let mut token = None;
@@ -132,7 +148,9 @@ fn parse_auth(v: &Value, path: &str, env: &Env, warnings: &mut Vec<String>) -> R
                     Value::Bool(true) => Some(DEFAULT_TOKEN_ENV.to_owned()),
                     Value::Bool(false) | Value::Null => None,
                     Value::String(s) if s.trim().is_empty() => None,
-                    Value::String(s) if s.trim().eq_ignore_ascii_case("true") => Some(DEFAULT_TOKEN_ENV.to_owned()),
+                    Value::String(s) if s.trim().eq_ignore_ascii_case("true") => {
+                        Some(DEFAULT_TOKEN_ENV.to_owned())
+                    }
                     Value::String(s) => Some(s.trim().to_owned()),
                     other => {
                         return Err(ConfigError::invalid(
@@ -149,11 +167,25 @@ fn parse_auth(v: &Value, path: &str, env: &Env, warnings: &mut Vec<String>) -> R
             other => warnings.push(format!("{}: unknown key; ignored", child(path, other))),
         }
     }
-    let kind = match kind_value.as_deref().map(str::to_ascii_lowercase).as_deref() {
+    let kind = match kind_value
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
         Some("bearer") => AuthKind::Bearer,
         Some("basic") => AuthKind::Basic,
-        Some(_) => return Err(ConfigError::invalid(child(path, "type"), "must be bearer or basic")),
-        None => return Err(ConfigError::invalid(child(path, "type"), "required (bearer or basic)")),
+        Some(_) => {
+            return Err(ConfigError::invalid(
+                child(path, "type"),
+                "must be bearer or basic",
+            ))
+        }
+        None => {
+            return Err(ConfigError::invalid(
+                child(path, "type"),
+                "required (bearer or basic)",
+            ))
+        }
     };
     // Verdaccio precedence: an inline token wins over token_env.
     let token = token.or_else(|| {
@@ -165,7 +197,9 @@ fn parse_auth(v: &Value, path: &str, env: &Env, warnings: &mut Vec<String>) -> R
     });
     let Some(token) = token else {
         let mut reason = match &token_env {
-            Some(var) => format!("no token: environment variable {var} (from token_env) is unset or empty"),
+            Some(var) => {
+                format!("no token: environment variable {var} (from token_env) is unset or empty")
+            }
             None => "no token: set `token` or `token_env`".to_owned(),
         };
         if saw_camel_case {
@@ -194,7 +228,10 @@ fn headers(v: &Value, path: &str) -> Result<Vec<(String, Secret)>, ConfigError> 
         }
         let value = walk::string(node, &hpath)?;
         if !is_header_safe(&value) {
-            return Err(ConfigError::invalid(hpath, "header value contains a control character"));
+            return Err(ConfigError::invalid(
+                hpath,
+                "header value contains a control character",
+            ));
         }
         out.push((name, Secret::new(value)));
     }

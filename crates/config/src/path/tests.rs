@@ -4,7 +4,10 @@ use super::{child, index};
 fn plain_and_quoted_segments() {
     assert_eq!(child("", "uplinks"), "uplinks");
     assert_eq!(child("uplinks", "corp"), "uplinks.corp");
-    assert_eq!(child("uplinks.corp.headers", "X-Api_Key"), "uplinks.corp.headers.X-Api_Key");
+    assert_eq!(
+        child("uplinks.corp.headers", "X-Api_Key"),
+        "uplinks.corp.headers.X-Api_Key"
+    );
     assert_eq!(child("packages", "@internal/*"), "packages.'@internal/*'");
     assert_eq!(child("packages", "**"), "packages.'**'");
     assert_eq!(child("packages", "it's"), "packages.'it''s'");

@@ -11,9 +11,18 @@ fn durations_verdaccio_style() {
     assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
     assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
     assert_eq!(parse_duration("1d").unwrap(), Duration::from_secs(86_400));
-    assert_eq!(parse_duration("1w").unwrap(), Duration::from_secs(7 * 86_400));
-    assert_eq!(parse_duration("1M").unwrap(), Duration::from_secs(30 * 86_400));
-    assert_eq!(parse_duration("1y").unwrap(), Duration::from_secs(365 * 86_400));
+    assert_eq!(
+        parse_duration("1w").unwrap(),
+        Duration::from_secs(7 * 86_400)
+    );
+    assert_eq!(
+        parse_duration("1M").unwrap(),
+        Duration::from_secs(30 * 86_400)
+    );
+    assert_eq!(
+        parse_duration("1y").unwrap(),
+        Duration::from_secs(365 * 86_400)
+    );
     assert_eq!(parse_duration("1h 30m").unwrap(), Duration::from_secs(5400));
     assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
     assert_eq!(parse_duration(" 45 ").unwrap(), Duration::from_secs(45));
@@ -23,7 +32,18 @@ fn durations_verdaccio_style() {
 
 #[test]
 fn durations_rejected() {
-    for bad in ["", "  ", "abc", "10 minutes", "-5s", "s", ".5s", "5x", "1h,2m", "1e3"] {
+    for bad in [
+        "",
+        "  ",
+        "abc",
+        "10 minutes",
+        "-5s",
+        "s",
+        ".5s",
+        "5x",
+        "1h,2m",
+        "1e3",
+    ] {
         assert!(parse_duration(bad).is_err(), "{bad:?} should fail");
     }
     assert!(parse_duration("101y").unwrap_err().contains("too large"));
@@ -55,7 +75,15 @@ fn sizes() {
     assert_eq!(parse_size("1.5kb").unwrap(), 1536);
     assert_eq!(parse_size("7b").unwrap(), 7);
     assert_eq!(parse_size("2t").unwrap(), 2 << 40);
-    for bad in ["", "mb", "ten mb", "5 pb", "-1mb", "1.2.3mb", "99999999999999999999tb"] {
+    for bad in [
+        "",
+        "mb",
+        "ten mb",
+        "5 pb",
+        "-1mb",
+        "1.2.3mb",
+        "99999999999999999999tb",
+    ] {
         assert!(parse_size(bad).is_err(), "{bad:?} should fail");
     }
     assert!(parse_size("99999999999tb").is_err());

@@ -80,7 +80,10 @@ impl TestServer {
 }
 
 fn response(status: &str, extra: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
-    let mut out = format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
+    let mut out = format!(
+        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
     for (k, v) in extra {
         out.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -91,7 +94,11 @@ fn response(status: &str, extra: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
 }
 
 fn ok(body: &str) -> Vec<u8> {
-    response("200 OK", &[("Content-Type", "application/json")], body.as_bytes())
+    response(
+        "200 OK",
+        &[("Content-Type", "application/json")],
+        body.as_bytes(),
+    )
 }
 
 fn redirect(to: &str) -> Vec<u8> {
@@ -123,7 +130,9 @@ impl NameResolver for MapResolver {
     fn lookup(&self, host: &str) -> LookupFuture<'_> {
         self.lookups.fetch_add(1, Ordering::SeqCst);
         let found = self.map.get(host).cloned();
-        Box::pin(async move { found.ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "unknown")) })
+        Box::pin(
+            async move { found.ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "unknown")) },
+        )
     }
 }
 
@@ -132,7 +141,10 @@ fn uplink(name: &str, url: &str) -> UplinkRoute {
         name: name.to_owned(),
         url: Url::parse(url).expect("uplink url"),
         authorization: Some(Secret::new(TOKEN.to_owned())),
-        headers: vec![("x-corp-key".to_owned(), Secret::new("key-SEKRIT".to_owned()))],
+        headers: vec![(
+            "x-corp-key".to_owned(),
+            Secret::new("key-SEKRIT".to_owned()),
+        )],
         timeout: Duration::from_secs(5),
         max_fails: 2,
         fail_timeout: Duration::from_millis(200),
@@ -153,7 +165,8 @@ fn client_with(
     policy: GuardPolicy,
 ) -> UpstreamClient {
     let table = RouteTable::new(RouteTableInput {
-        own: Url::parse("http://127.0.0.1:1/pnpr/").expect("own"),
+        // A name, not a literal: a literal own IP would allow that IP everywhere.
+        own: Url::parse("http://pnpr.test:1/pnpr/").expect("own"),
         uplinks,
         public,
     })
@@ -162,7 +175,12 @@ fn client_with(
 }
 
 fn client(uplinks: Vec<UplinkRoute>, public: Vec<PublicRoute>) -> UpstreamClient {
-    client_with(uplinks, public, Arc::new(MapResolver::default()), GuardPolicy::default())
+    client_with(
+        uplinks,
+        public,
+        Arc::new(MapResolver::default()),
+        GuardPolicy::default(),
+    )
 }
 
 fn get(url: String, via: Option<&str>) -> FetchRequest {
@@ -221,15 +239,26 @@ async fn credentials_only_on_origin_match_and_not_across_redirects() {
     let lower = head.to_ascii_lowercase();
     assert!(head.contains(&format!("authorization: {TOKEN}")), "{head}");
     assert!(lower.contains("x-corp-key: key-sekrit"), "{head}");
-    assert!(lower.contains("accept: application/vnd.npm.install-v1+json"), "{head}");
+    assert!(
+        lower.contains("accept: application/vnd.npm.install-v1+json"),
+        "{head}"
+    );
     assert!(lower.contains("if-none-match: \"abc\""), "{head}");
-    assert!(lower.contains("if-modified-since: wed, 21 oct 2015"), "{head}");
+    assert!(
+        lower.contains("if-modified-since: wed, 21 oct 2015"),
+        "{head}"
+    );
     assert!(lower.contains("accept-encoding: gzip"), "{head}");
     assert!(lower.contains(&format!("user-agent: pnpr/{}", env!("CARGO_PKG_VERSION"))));
 
     // Without `via`: anonymous even on the uplink's origin.
-    c.fetch(get(corp.url("/npm/pkg"), None)).await.expect("anon");
-    assert!(!has_header(&corp.heads().pop().expect("req"), "authorization"));
+    c.fetch(get(corp.url("/npm/pkg"), None))
+        .await
+        .expect("anon");
+    assert!(!has_header(
+        &corp.heads().pop().expect("req"),
+        "authorization"
+    ));
 
     // Redirect to another allowlisted origin: followed, but anonymously.
     let r = c
@@ -238,7 +267,10 @@ async fn credentials_only_on_origin_match_and_not_across_redirects() {
         .expect("redirected");
     assert_eq!(r.final_url.as_str(), other.url("/pkg"));
     assert_eq!(r.route, RouteKind::Public);
-    assert_eq!(r.bytes(1024).await.expect("body").as_ref(), b"{\"other\":true}");
+    assert_eq!(
+        r.bytes(1024).await.expect("body").as_ref(),
+        b"{\"other\":true}"
+    );
     let other_head = other.heads().pop().expect("other saw request");
     assert!(!has_header(&other_head, "authorization"), "{other_head}");
     assert!(!has_header(&other_head, "x-corp-key"), "{other_head}");
@@ -259,15 +291,32 @@ async fn scheme_mismatch_and_public_route_never_carry_the_token() {
     let srv = TestServer::start(|_| ok("{}")).await;
     let https_uplink = format!("https://{}/", srv.addr);
     // The http origin is allowlisted as a public route; the uplink is https.
-    let c = client(vec![uplink("corp", &https_uplink)], vec![public(&srv.url("/"))]);
-    c.fetch(get(srv.url("/x"), Some("corp"))).await.expect("fetch");
-    assert!(!has_header(&srv.heads().pop().expect("req"), "authorization"));
+    let c = client(
+        vec![uplink("corp", &https_uplink)],
+        vec![public(&srv.url("/"))],
+    );
+    c.fetch(get(srv.url("/x"), Some("corp")))
+        .await
+        .expect("fetch");
+    assert!(!has_header(
+        &srv.heads().pop().expect("req"),
+        "authorization"
+    ));
 
     // Same origin declared both as uplink and public route: public wins.
-    let c = client(vec![uplink("corp", &srv.url("/"))], vec![public(&srv.url("/oss/"))]);
-    let r = c.fetch(get(srv.url("/oss/x"), Some("corp"))).await.expect("fetch");
+    let c = client(
+        vec![uplink("corp", &srv.url("/"))],
+        vec![public(&srv.url("/oss/"))],
+    );
+    let r = c
+        .fetch(get(srv.url("/oss/x"), Some("corp")))
+        .await
+        .expect("fetch");
     assert_eq!(r.route, RouteKind::Public);
-    assert!(!has_header(&srv.heads().pop().expect("req"), "authorization"));
+    assert!(!has_header(
+        &srv.heads().pop().expect("req"),
+        "authorization"
+    ));
 }
 
 #[tokio::test]
@@ -280,11 +329,21 @@ async fn redirect_to_off_list_host_is_refused_without_connecting() {
         .fetch(get(corp.url("/pkg"), Some("corp")))
         .await
         .expect_err("blocked");
-    assert!(matches!(err, UpstreamError::BlockedRedirect { .. }), "{err}");
+    assert!(
+        matches!(err, UpstreamError::BlockedRedirect { .. }),
+        "{err}"
+    );
     assert_eq!(err.to_string().matches("127.0.0.1").count(), 1);
-    assert!(!err.to_string().contains(&target.addr.port().to_string()), "{err}");
+    assert!(
+        !err.to_string().contains(&target.addr.port().to_string()),
+        "{err}"
+    );
     assert_no_secret(&err);
-    assert_eq!(target.accepts(), 0, "off-list target must see no connection");
+    assert_eq!(
+        target.accepts(),
+        0,
+        "off-list target must see no connection"
+    );
     assert_eq!(corp.accepts(), 1);
 }
 
@@ -303,7 +362,10 @@ async fn redirect_with_dot_segments_or_userinfo_is_refused() {
     let c = client(vec![uplink("corp", &corp.url("/"))], Vec::new());
     for path in ["/a/dots", "/a/enc", "/a/creds"] {
         let err = c.fetch(get(corp.url(path), None)).await.expect_err(path);
-        assert!(matches!(err, UpstreamError::BlockedRedirect { .. }), "{path}: {err}");
+        assert!(
+            matches!(err, UpstreamError::BlockedRedirect { .. }),
+            "{path}: {err}"
+        );
         assert_no_secret(&err);
     }
     assert_eq!(corp.accepts(), 3);
@@ -313,8 +375,14 @@ async fn redirect_with_dot_segments_or_userinfo_is_refused() {
 async fn too_many_redirects() {
     let srv = TestServer::start(|_| redirect("/loop")).await;
     let c = client(vec![uplink("corp", &srv.url("/"))], Vec::new());
-    let err = c.fetch(get(srv.url("/loop"), None)).await.expect_err("loop");
-    assert!(matches!(err, UpstreamError::TooManyRedirects { limit: 5 }), "{err}");
+    let err = c
+        .fetch(get(srv.url("/loop"), None))
+        .await
+        .expect_err("loop");
+    assert!(
+        matches!(err, UpstreamError::TooManyRedirects { limit: 5 }),
+        "{err}"
+    );
     assert_eq!(srv.accepts(), 6);
 }
 
@@ -324,18 +392,30 @@ async fn refused_urls_send_nothing() {
     let allowed = TestServer::start(|_| ok("{}")).await;
     let c = client(vec![uplink("corp", &allowed.url("/"))], Vec::new());
 
-    let err = c.fetch(get(srv.url("/x"), None)).await.expect_err("off-list");
+    let err = c
+        .fetch(get(srv.url("/x"), None))
+        .await
+        .expect_err("off-list");
     assert!(matches!(err, UpstreamError::NotAllowed { .. }), "{err}");
     assert!(err.to_string().contains("uplink or a public route"));
 
     let creds = format!("http://user:SEKRIT@{}/x?token=SEKRIT", allowed.addr);
-    let err = c.fetch(get(creds, Some("corp"))).await.expect_err("userinfo");
-    assert!(matches!(err, UpstreamError::InlineCredentials { .. }), "{err}");
+    let err = c
+        .fetch(get(creds, Some("corp")))
+        .await
+        .expect_err("userinfo");
+    assert!(
+        matches!(err, UpstreamError::InlineCredentials { .. }),
+        "{err}"
+    );
     assert_no_secret(&err);
 
     for path in ["/a/../x", "/a/%2e%2e/x", "/a/%2E%2e/x", "/./x"] {
         let err = c.fetch(get(allowed.url(path), None)).await.expect_err(path);
-        assert!(matches!(err, UpstreamError::DotSegment { .. }), "{path}: {err}");
+        assert!(
+            matches!(err, UpstreamError::DotSegment { .. }),
+            "{path}: {err}"
+        );
     }
     assert_eq!(srv.accepts(), 0);
     assert_eq!(allowed.accepts(), 0);
@@ -387,7 +467,8 @@ async fn name_resolving_to_loopback_needs_an_allowance() {
     let srv = TestServer::start(|_| ok("{}")).await;
     let port = srv.addr.port();
     let uplink_url = format!("http://reg.test:{port}/");
-    let resolver = || -> Arc<dyn NameResolver> { Arc::new(MapResolver::with("reg.test", &["127.0.0.1"])) };
+    let resolver =
+        || -> Arc<dyn NameResolver> { Arc::new(MapResolver::with("reg.test", &["127.0.0.1"])) };
 
     let c = client_with(
         vec![uplink("reg", &uplink_url)],
@@ -411,22 +492,32 @@ async fn name_resolving_to_loopback_needs_an_allowance() {
             allow_private: vec!["127.0.0.0/8".parse().expect("net")],
         },
     );
-    let r = c.fetch(get(format!("{uplink_url}x"), None)).await.expect("allowed");
+    let r = c
+        .fetch(get(format!("{uplink_url}x"), None))
+        .await
+        .expect("allowed");
     assert_eq!(r.status, 200);
     assert_eq!(srv.accepts(), 1);
     // The Host header still names the configured host.
-    assert!(srv.heads()[0].to_ascii_lowercase().contains(&format!("host: reg.test:{port}")));
+    assert!(srv.heads()[0]
+        .to_ascii_lowercase()
+        .contains(&format!("host: reg.test:{port}")));
 
     // Mixed answers: the refused address is skipped, the allowed one is used.
     let c = client_with(
         vec![uplink("reg", &uplink_url)],
         Vec::new(),
-        Arc::new(MapResolver::with("reg.test", &["169.254.169.254", "127.0.0.1"])),
+        Arc::new(MapResolver::with(
+            "reg.test",
+            &["169.254.169.254", "127.0.0.1"],
+        )),
         GuardPolicy {
             allow_private: vec!["127.0.0.0/8".parse().expect("net")],
         },
     );
-    c.fetch(get(format!("{uplink_url}x"), None)).await.expect("allowed");
+    c.fetch(get(format!("{uplink_url}x"), None))
+        .await
+        .expect("allowed");
     assert_eq!(srv.accepts(), 2);
 }
 
@@ -440,7 +531,9 @@ async fn configured_localhost_may_reach_loopback() {
         Arc::new(MapResolver::with("localhost", &["127.0.0.1"])),
         GuardPolicy::default(),
     );
-    c.fetch(get(format!("{url}pkg"), None)).await.expect("localhost configured");
+    c.fetch(get(format!("{url}pkg"), None))
+        .await
+        .expect("localhost configured");
     assert_eq!(srv.accepts(), 1);
 }
 
@@ -459,12 +552,21 @@ async fn circuit_breaker_opens_after_max_fails_and_recovers() {
     let c = client(vec![uplink("corp", &srv.url("/"))], Vec::new());
 
     for _ in 0..2 {
-        let r = c.fetch(get(srv.url("/p"), Some("corp"))).await.expect("5xx is a response");
+        let r = c
+            .fetch(get(srv.url("/p"), Some("corp")))
+            .await
+            .expect("5xx is a response");
         assert_eq!(r.status, 503);
     }
     assert!(!c.uplink_available("corp"));
-    let err = c.fetch(get(srv.url("/p"), Some("corp"))).await.expect_err("open");
-    assert!(matches!(err, UpstreamError::UplinkDown { ref name } if name == "corp"), "{err}");
+    let err = c
+        .fetch(get(srv.url("/p"), Some("corp")))
+        .await
+        .expect_err("open");
+    assert!(
+        matches!(err, UpstreamError::UplinkDown { ref name } if name == "corp"),
+        "{err}"
+    );
     assert!(err.is_transport());
     assert_eq!(srv.accepts(), 2, "open breaker sends nothing");
     // Requests without `via` are not subject to the uplink's breaker.
@@ -474,7 +576,10 @@ async fn circuit_breaker_opens_after_max_fails_and_recovers() {
     tokio::time::sleep(Duration::from_millis(250)).await;
     assert!(c.uplink_available("corp"));
     healthy.store(true, Ordering::SeqCst);
-    let r = c.fetch(get(srv.url("/p"), Some("corp"))).await.expect("trial");
+    let r = c
+        .fetch(get(srv.url("/p"), Some("corp")))
+        .await
+        .expect("trial");
     assert_eq!(r.status, 200);
     assert!(c.uplink_available("corp"));
     assert!(!c.uplink_available("nope"));
@@ -520,11 +625,19 @@ async fn gzip_bodies_are_decoded_and_limits_enforced() {
     ];
     let srv = TestServer::start(|head| {
         if head.starts_with("GET /gz ") {
-            response("200 OK", &[("Content-Encoding", "gzip"), ("ETag", "\"e1\"")], &HELLO_GZ)
+            response(
+                "200 OK",
+                &[("Content-Encoding", "gzip"), ("ETag", "\"e1\"")],
+                &HELLO_GZ,
+            )
         } else if head.starts_with("GET /big ") {
             ok(&"x".repeat(100))
         } else {
-            response("304 Not Modified", &[("ETag", "\"e1\""), ("Location", "/elsewhere")], b"")
+            response(
+                "304 Not Modified",
+                &[("ETag", "\"e1\""), ("Location", "/elsewhere")],
+                b"",
+            )
         }
     })
     .await;
@@ -537,7 +650,10 @@ async fn gzip_bodies_are_decoded_and_limits_enforced() {
     let r = c.fetch(get(srv.url("/big"), None)).await.expect("big");
     assert_eq!(r.content_length, Some(100));
     let err = r.bytes(10).await.expect_err("too large");
-    assert!(matches!(err, UpstreamError::BodyTooLarge { limit: 10, .. }), "{err}");
+    assert!(
+        matches!(err, UpstreamError::BodyTooLarge { limit: 10, .. }),
+        "{err}"
+    );
 
     let r = c.fetch(get(srv.url("/big"), None)).await.expect("big");
     let mut s = r.into_stream();
@@ -557,7 +673,10 @@ async fn gzip_bodies_are_decoded_and_limits_enforced() {
 async fn unknown_via_is_refused() {
     let srv = TestServer::start(|_| ok("{}")).await;
     let c = client(vec![uplink("corp", &srv.url("/"))], Vec::new());
-    let err = c.fetch(get(srv.url("/p"), Some("ghost"))).await.expect_err("unknown");
+    let err = c
+        .fetch(get(srv.url("/p"), Some("ghost")))
+        .await
+        .expect_err("unknown");
     assert!(matches!(err, UpstreamError::UnknownUplink { .. }), "{err}");
     assert_eq!(srv.accepts(), 0);
 }

@@ -57,14 +57,24 @@ fn classes() {
             "{r} should be restricted"
         );
     }
-    for p in ["8.8.8.8", "172.32.0.1", "100.128.0.1", "2001:db8::1", "::ffff:1.2.3.4"] {
+    for p in [
+        "8.8.8.8",
+        "172.32.0.1",
+        "100.128.0.1",
+        "2001:db8::1",
+        "::ffff:1.2.3.4",
+    ] {
         assert_eq!(classify_ip(ip(p)), IpClass::Public, "{p}");
     }
 }
 
 #[test]
 fn forbidden_is_never_allowed() {
-    let g = guard(&["0.0.0.0/0", "::/0"], &["169.254.169.254", "fd00:ec2::254"], true);
+    let g = guard(
+        &["0.0.0.0/0", "::/0"],
+        &["169.254.169.254", "fd00:ec2::254"],
+        true,
+    );
     assert!(g.check("x", ip("169.254.169.254")).is_err());
     assert!(g.check("x", ip("fd00:ec2::254")).is_err());
     assert!(g.check("localhost", ip("0.0.0.0")).is_err());
@@ -106,5 +116,8 @@ fn filter_keeps_allowed_and_reports_refusal() {
     assert_eq!(err.addr, ip("169.254.169.254"));
     let e: UpstreamError = err.into();
     let text = e.to_string();
-    assert!(text.contains("169.254.169.254") && text.contains('h'), "{text}");
+    assert!(
+        text.contains("169.254.169.254") && text.contains('h'),
+        "{text}"
+    );
 }

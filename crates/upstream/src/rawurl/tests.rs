@@ -31,7 +31,10 @@ fn refuses_userinfo_without_echoing_it() {
         "https://a:s3cret@h.test:8443/p?token=s3cret",
     ] {
         let err = check_raw(raw).expect_err(raw);
-        assert!(matches!(err, UpstreamError::InlineCredentials { .. }), "{raw}");
+        assert!(
+            matches!(err, UpstreamError::InlineCredentials { .. }),
+            "{raw}"
+        );
         let text = err.to_string();
         assert!(!text.contains("s3cret"), "{text}");
     }
@@ -61,7 +64,11 @@ fn refuses_dot_segments_in_all_spellings() {
 
 #[test]
 fn refuses_whitespace_smuggling() {
-    for raw in ["http://h.test/a/.\t./b", " http://h.test/", "http://h.test/a\n"] {
+    for raw in [
+        "http://h.test/a/.\t./b",
+        " http://h.test/",
+        "http://h.test/a\n",
+    ] {
         assert!(
             matches!(check_raw(raw), Err(UpstreamError::BadUrl { .. })),
             "{raw:?}"

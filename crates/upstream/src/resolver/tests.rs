@@ -13,7 +13,10 @@ impl NameResolver for Refuse {
 async fn static_hosts_answer_and_delegate() {
     let ip: IpAddr = "10.0.0.7".parse().expect("ip");
     let r = StaticHosts::new(
-        [("Registry.Test.".to_owned(), ip), ("registry.test".to_owned(), ip)],
+        [
+            ("Registry.Test.".to_owned(), ip),
+            ("registry.test".to_owned(), ip),
+        ],
         Arc::new(Refuse),
     );
     assert_eq!(r.lookup("registry.test").await.expect("hit"), vec![ip]);
@@ -29,5 +32,8 @@ async fn system_resolver_answers_ip_literals_and_localhost() {
     assert_eq!(ips, vec![IpAddr::from([127, 0, 0, 1])]);
     // localhost comes from the hosts file or hickory's built-in answer, never DNS.
     let ips = r.lookup("localhost").await.expect("localhost");
-    assert!(!ips.is_empty() && ips.iter().all(IpAddr::is_loopback), "{ips:?}");
+    assert!(
+        !ips.is_empty() && ips.iter().all(IpAddr::is_loopback),
+        "{ips:?}"
+    );
 }

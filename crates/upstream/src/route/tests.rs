@@ -221,7 +221,10 @@ fn invalid_inputs_fail_closed_without_leaking() {
 fn literal_hosts_are_recorded() {
     let t = RouteTable::new(RouteTableInput {
         own: url("http://localhost:7677/"),
-        uplinks: vec![uplink("a", "http://10.1.2.3/"), uplink("b", "http://[fd00::1]/")],
+        uplinks: vec![
+            uplink("a", "http://10.1.2.3/"),
+            uplink("b", "http://[fd00::1]/"),
+        ],
         public: vec![PublicRoute {
             registry: Some(url("http://192.168.1.1:81/")),
             package: None,

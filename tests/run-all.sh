@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The one test command: installs the e2e peers (fast when already there),
+# then format check, clippy with warnings denied, builds every binary (the
+# e2e tests spawn target/debug/pnpr, which `cargo test` alone does not build)
+# and runs every test. Extra arguments go to `cargo test`, e.g.
+#   tests/run-all.sh -p pnpr-e2e --test harness
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+step "tests/setup.sh"
+tests/setup.sh
+
+step "cargo fmt --all --check"
+cargo fmt --all --check
+
+step "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "cargo build --workspace --bins"
+cargo build --workspace --bins
+
+if [ "$#" -gt 0 ]; then
+  step "cargo test $*"
+  cargo test "$@"
+else
+  step "cargo test --workspace"
+  cargo test --workspace
+fi
