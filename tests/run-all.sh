@@ -2,8 +2,9 @@
 # The one test command: installs the e2e peers (fast when already there),
 # then format check, clippy with warnings denied, builds every binary (the
 # e2e tests spawn target/debug/pnpr, which `cargo test` alone does not build)
-# and runs every test. Extra arguments go to `cargo test`, e.g.
-#   tests/run-all.sh -p pnpr-e2e --test harness
+# and runs every test. Extra arguments are appended to `cargo test --workspace`,
+# e.g. a name filter and test-binary flags:
+#   tests/run-all.sh private_packages -- --nocapture
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -23,10 +24,5 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "cargo build --workspace --bins"
 cargo build --workspace --bins
 
-if [ "$#" -gt 0 ]; then
-  step "cargo test $*"
-  cargo test "$@"
-else
-  step "cargo test --workspace"
-  cargo test --workspace
-fi
+step "cargo test --workspace $*"
+cargo test --workspace "$@"

@@ -91,3 +91,34 @@ async fn unknown_packages_are_a_local_404() {
     // No uplink: the answer comes from local storage, not a network timeout.
     assert!(started.elapsed().as_secs() < 5, "{:?}", started.elapsed());
 }
+
+#[tokio::test]
+async fn project_npmrc_carries_registry_and_token() {
+    let registry = RegistryMock::start();
+    let token = registry.private_token().await;
+    let host = registry.url.trim_start_matches("http:");
+    let npmrc = format!("registry={}\n{host}:_authToken={token}\n", registry.url);
+    let project = Project::new(
+        &serde_json::json!({
+            "name": "private-consumer",
+            "version": "1.0.0",
+            "private": true,
+            "dependencies": {"@private/foo": "1.0.0"},
+        }),
+        Some(&npmrc),
+    );
+    // No --registry: registry and token both come from the project's .npmrc.
+    project.npm(&["install"]).assert_success();
+    assert!(project.exists("node_modules/@private/foo/package.json"));
+    project.pnpm12(&["install"]).assert_success();
+    assert!(project.exists("node_modules/@private/foo/package.json"));
+
+    // Without the token the same install is refused by the registry.
+    let denied = Project::new(
+        &serde_json::json!({"name": "anon", "version": "1.0.0", "dependencies": {"@private/foo": "1.0.0"}}),
+        Some(&format!("registry={}\n", registry.url)),
+    );
+    let out = denied.npm(&["install"]);
+    out.assert_failure();
+    assert!(out.combined().contains("401"), "{out}");
+}

@@ -45,6 +45,7 @@ pub struct Pnpr {
     pub data_dir: PathBuf,
     /// The config file passed with `--config`.
     pub config_path: PathBuf,
+    binary: PathBuf,
     env: Vec<(String, String)>,
     logs: LogBuffer,
     server: Option<Server>,
@@ -69,6 +70,15 @@ impl Pnpr {
     /// Like [`Pnpr::start`], but returns the failure, for tests that expect
     /// pnpr to refuse a config.
     pub fn try_start(config_yaml: &str, env: &[(&str, &str)]) -> Result<Pnpr, StartFailure> {
+        Self::try_start_with(&binary_path(), config_yaml, env)
+    }
+
+    /// [`Pnpr::try_start`] with an explicit executable (e.g. a release build).
+    pub fn try_start_with(
+        binary: &Path,
+        config_yaml: &str,
+        env: &[(&str, &str)],
+    ) -> Result<Pnpr, StartFailure> {
         let dir = tempfile::Builder::new()
             .prefix("pnpr-e2e-pnpr-")
             .tempdir()
@@ -81,6 +91,7 @@ impl Pnpr {
             port: 0,
             data_dir: dir.path().join("data"),
             config_path,
+            binary: binary.to_path_buf(),
             env: env
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -96,8 +107,7 @@ impl Pnpr {
     /// Spawns the binary listening on `port` (0 = any) and waits for the
     /// listening line.
     fn spawn(&mut self, port: u16) -> Result<(), StartFailure> {
-        let binary = binary_path();
-        let mut cmd = Command::new(&binary);
+        let mut cmd = Command::new(&self.binary);
         cmd.arg("--config")
             .arg(&self.config_path)
             .arg("--listen")

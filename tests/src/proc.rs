@@ -191,6 +191,9 @@ pub struct Server {
     logs: LogBuffer,
     /// Every stdout line, for startup handshakes; closed at stdout EOF.
     stdout_lines: Option<Receiver<String>>,
+    /// The stdout/stderr drain threads, so a dead process's last lines can be
+    /// waited for before its logs are reported.
+    drains: Vec<JoinHandle<()>>,
 }
 
 impl Server {
@@ -205,9 +208,10 @@ impl Server {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot spawn `{command}`: {e}"));
         let (tx, rx) = mpsc::channel();
+        let mut drains = Vec::new();
         if let Some(stdout) = child.stdout.take() {
             let logs = logs.clone();
-            thread::spawn(move || {
+            drains.push(thread::spawn(move || {
                 for line in BufReader::new(stdout).lines() {
                     let Ok(line) = line else { break };
                     logs.push_line("", &line);
@@ -215,21 +219,22 @@ impl Server {
                     // draining into the buffer regardless.
                     let _ = tx.send(line);
                 }
-            });
+            }));
         }
         if let Some(stderr) = child.stderr.take() {
             let logs = logs.clone();
-            thread::spawn(move || {
+            drains.push(thread::spawn(move || {
                 for line in BufReader::new(stderr).lines() {
                     let Ok(line) = line else { break };
                     logs.push_line("[stderr] ", &line);
                 }
-            });
+            }));
         }
         Server {
             child,
             logs,
             stdout_lines: Some(rx),
+            drains,
         }
     }
 
@@ -272,6 +277,7 @@ impl Server {
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
                     let status = wait_bounded(&mut self.child, Duration::from_secs(5));
+                    self.settle_logs();
                     return Err(format!(
                         "stdout closed before a matching line (exit: {status:?})"
                     ));
@@ -283,7 +289,17 @@ impl Server {
     /// SIGKILLs and reaps the process; returns its exit status.
     pub fn kill(&mut self) -> Option<ExitStatus> {
         kill_and_reap(&mut self.child);
+        self.settle_logs();
         self.exited()
+    }
+
+    /// Once the process is gone, waits (briefly: a surviving grandchild may
+    /// hold the pipes open) for the drain threads to copy its last lines.
+    fn settle_logs(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while self.drains.iter().any(|h| !h.is_finished()) && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// Sends `signal` and waits up to `timeout` for the process to exit; if it
@@ -294,7 +310,10 @@ impl Server {
         }
         send_signal(self.pid(), signal);
         match wait_bounded(&mut self.child, timeout) {
-            Some(status) => (Some(status), true),
+            Some(status) => {
+                self.settle_logs();
+                (Some(status), true)
+            }
             None => (self.kill(), false),
         }
     }

@@ -24,7 +24,7 @@ use url::{Host, Url};
 
 use crate::breaker::{Breaker, Outcome};
 use crate::guard::{Guard, GuardRefusal, GuardedResolver};
-use crate::rawurl::{check_raw, check_raw_location, redact, redact_origin};
+use crate::rawurl::{check_raw, check_raw_location, redact, redact_origin, redact_raw};
 use crate::route::UplinkEntry;
 use crate::{GuardPolicy, NameResolver, RouteKind, RouteTable, UpstreamError};
 
@@ -37,7 +37,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 const USER_AGENT: &str = concat!("pnpr/", env!("CARGO_PKG_VERSION"));
 
 /// One GET to perform.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct FetchRequest {
     /// Checked as a raw string before it is parsed.
     pub url: String,
@@ -47,6 +47,19 @@ pub struct FetchRequest {
     pub accept: Option<String>,
     pub if_none_match: Option<String>,
     pub if_modified_since: Option<String>,
+}
+
+impl std::fmt::Debug for FetchRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The raw URL may carry userinfo or a tokenised query.
+        f.debug_struct("FetchRequest")
+            .field("url", &redact_raw(&self.url))
+            .field("via", &self.via)
+            .field("accept", &self.accept)
+            .field("if_none_match", &self.if_none_match)
+            .field("if_modified_since", &self.if_modified_since)
+            .finish()
+    }
 }
 
 /// A response whose headers arrived; the body is still on the wire.
@@ -387,7 +400,7 @@ fn base_headers(req: &FetchRequest) -> Result<HeaderMap, UpstreamError> {
     for (name, value) in pairs {
         if let Some(v) = value {
             let hv = HeaderValue::from_str(v).map_err(|_| UpstreamError::BadUrl {
-                url: crate::rawurl::redact_raw(&req.url),
+                url: redact_raw(&req.url),
                 reason: format!("invalid {name} request header value"),
             })?;
             headers.insert(name, hv);

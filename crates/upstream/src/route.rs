@@ -18,14 +18,14 @@ use std::time::Duration;
 use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
 use url::{Host, Url};
 
-use crate::rawurl::{check_raw, percent_decode_str};
+use crate::rawurl::{check_raw, percent_decode_str, redact};
 use crate::{Secret, UpstreamError};
 
 /// Longest package glob accepted; npm names are at most 214 characters.
 const MAX_GLOB_LEN: usize = 512;
 
 /// One configured uplink, as this crate needs it.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct UplinkRoute {
     pub name: String,
     /// Allowlisted prefix; also the only origin its credentials are sent to.
@@ -44,7 +44,7 @@ pub struct UplinkRoute {
 }
 
 /// An operator-declared public route: `registry` prefix and/or `package` glob.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct PublicRoute {
     pub registry: Option<Url>,
     /// npm-name glob such as `@oss/*`; `*` stays within one `/` segment, `**`
@@ -53,12 +53,58 @@ pub struct PublicRoute {
     pub package: Option<String>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct RouteTableInput {
     /// pnpr's own public URL.
     pub own: Url,
     pub uplinks: Vec<UplinkRoute>,
     pub public: Vec<PublicRoute>,
+}
+
+/// Debug output goes through [`redact`] so a URL that (wrongly) carries
+/// userinfo or a tokenised query never reaches a log via `{:?}`.
+struct RedactedUrl<'a>(&'a Url);
+
+impl std::fmt::Debug for RedactedUrl<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&redact(self.0))
+    }
+}
+
+impl std::fmt::Debug for UplinkRoute {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UplinkRoute")
+            .field("name", &self.name)
+            .field("url", &RedactedUrl(&self.url))
+            .field("authorization", &self.authorization)
+            .field(
+                "headers",
+                &self.headers.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
+            .field("timeout", &self.timeout)
+            .field("max_fails", &self.max_fails)
+            .field("fail_timeout", &self.fail_timeout)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for PublicRoute {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PublicRoute")
+            .field("registry", &self.registry.as_ref().map(RedactedUrl))
+            .field("package", &self.package)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for RouteTableInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouteTableInput")
+            .field("own", &RedactedUrl(&self.own))
+            .field("uplinks", &self.uplinks)
+            .field("public", &self.public)
+            .finish()
+    }
 }
 
 /// What a URL is, for the purpose of credentials and caching.
@@ -271,9 +317,7 @@ impl RouteTable {
         let url = check_raw(raw)?;
         let kind = self
             .classify_parsed(&url)
-            .ok_or_else(|| UpstreamError::NotAllowed {
-                url: crate::rawurl::redact(&url),
-            })?;
+            .ok_or_else(|| UpstreamError::NotAllowed { url: redact(&url) })?;
         Ok((url, kind))
     }
 

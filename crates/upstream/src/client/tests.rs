@@ -680,3 +680,11 @@ async fn unknown_via_is_refused() {
     assert!(matches!(err, UpstreamError::UnknownUplink { .. }), "{err}");
     assert_eq!(srv.accepts(), 0);
 }
+
+#[test]
+fn fetch_request_debug_is_redacted() {
+    let r = get("http://u:SEKRIT@h.test/p?token=SEKRIT".into(), Some("corp"));
+    let text = format!("{r:?}");
+    assert!(!text.contains("SEKRIT"), "{text}");
+    assert!(text.contains("http://h.test/p"), "{text}");
+}

@@ -236,3 +236,21 @@ fn literal_hosts_are_recorded() {
         assert!(t.literal_ips().contains(&ip.parse().expect("ip")), "{ip}");
     }
 }
+
+#[test]
+fn debug_output_is_redacted() {
+    let mut u = uplink("x", "http://user:pw-SEKRIT@h.test/p?token=SEKRIT");
+    u.headers
+        .push(("x-key".into(), Secret::new("SEKRIT".into())));
+    let input = RouteTableInput {
+        own: url("http://pnpr.test/"),
+        uplinks: vec![u],
+        public: vec![PublicRoute {
+            registry: Some(url("http://a:SEKRIT@p.test/")),
+            package: None,
+        }],
+    };
+    let text = format!("{input:?}");
+    assert!(!text.contains("SEKRIT") && !text.contains("tok"), "{text}");
+    assert!(text.contains("x-key"));
+}
