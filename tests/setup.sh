@@ -52,10 +52,11 @@ install_part() {
 # configured registry does not carry them; `npm install` on the same lock still
 # pins every version the lock records, so fall back to it then.
 node_peers() {
-  cp "$TESTS/package.json" "$TESTS/package-lock.json" .
+  # Runs under `if !` in install_part, where `set -e` is off: check each step.
+  cp "$TESTS/package.json" "$TESTS/package-lock.json" . || return 1
   if ! npm ci "${NPM_FLAGS[@]}" > npm-ci.log 2>&1; then
     echo "setup: npm ci refused the lock ($(grep -m1 -o 'Missing: [^ ]*' npm-ci.log || echo 'see npm output')); using npm install" >&2
-    npm install "${NPM_FLAGS[@]}"
+    npm install "${NPM_FLAGS[@]}" || return 1
   fi
   rm -f npm-ci.log
 }
@@ -66,7 +67,7 @@ if ! is_current "$DEPS/node/.stamp" "$peers_stamp"; then
 fi
 
 npm_prefix_install() {
-  printf '{"private":true}\n' > package.json
+  printf '{"private":true}\n' > package.json || return 1
   npm install "${NPM_FLAGS[@]}" --prefix . "$@"
 }
 

@@ -51,7 +51,8 @@ const ABBREVIATED_VERSION_FIELDS: &[&str] = &[
 
 /// Parses a packument and checks the shape we rely on.
 pub fn parse(bytes: &[u8]) -> Result<Value, PackumentError> {
-    let v: Value = serde_json::from_slice(bytes).map_err(|e| PackumentError::BadJson(e.to_string()))?;
+    let v: Value =
+        serde_json::from_slice(bytes).map_err(|e| PackumentError::BadJson(e.to_string()))?;
     if !v.is_object() {
         return Err(PackumentError::BadJson("top level is not an object".into()));
     }
@@ -67,13 +68,19 @@ pub fn merge(docs: Vec<(String, Value)>) -> Option<Value> {
     tag_versions(&mut base, &first_uplink);
     for (uplink, mut doc) in iter {
         tag_versions(&mut doc, &uplink);
-        let Some(obj) = doc.as_object_mut() else { continue };
+        let Some(obj) = doc.as_object_mut() else {
+            continue;
+        };
         let versions = obj.remove("versions");
         let tags = obj.remove("dist-tags");
         let time = obj.remove("time");
-        let Some(base_obj) = base.as_object_mut() else { break };
+        let Some(base_obj) = base.as_object_mut() else {
+            break;
+        };
         for (key, incoming) in [("versions", versions), ("dist-tags", tags), ("time", time)] {
-            let Some(Value::Object(incoming)) = incoming else { continue };
+            let Some(Value::Object(incoming)) = incoming else {
+                continue;
+            };
             let target = base_obj
                 .entry(key)
                 .or_insert_with(|| Value::Object(Map::new()));
@@ -117,11 +124,10 @@ pub fn find_by_file<'a>(doc: &'a Value, file: &str) -> Option<(&'a str, &'a Valu
 /// Rewrites every `dist.tarball` onto `<base><name>/-/<file>` and strips
 /// internal fields. `base` must end with `/`.
 pub fn rewrite_tarballs(doc: &mut Value, base: &str) {
-    let name = doc
-        .get("name")
-        .and_then(Value::as_str)
-        .map(str::to_string);
-    let Some(Value::Object(versions)) = doc.get_mut("versions") else { return };
+    let name = doc.get("name").and_then(Value::as_str).map(str::to_string);
+    let Some(Value::Object(versions)) = doc.get_mut("versions") else {
+        return;
+    };
     for (ver, v) in versions.iter_mut() {
         let Value::Object(v) = v else { continue };
         v.remove(UPLINK_FIELD);
@@ -131,14 +137,19 @@ pub fn rewrite_tarballs(doc: &mut Value, base: &str) {
             .map(str::to_string)
             .or_else(|| name.clone());
         let Some(pkg) = pkg else { continue };
-        let Some(Value::Object(dist)) = v.get_mut("dist") else { continue };
+        let Some(Value::Object(dist)) = v.get_mut("dist") else {
+            continue;
+        };
         let file = dist
             .get("tarball")
             .and_then(Value::as_str)
             .and_then(tarball_file_name)
             .map(str::to_string)
             .unwrap_or_else(|| default_file_name(&pkg, ver));
-        dist.insert("tarball".into(), Value::String(format!("{base}{pkg}/-/{file}")));
+        dist.insert(
+            "tarball".into(),
+            Value::String(format!("{base}{pkg}/-/{file}")),
+        );
     }
 }
 

@@ -67,7 +67,11 @@ pub fn parse_registry_path(raw: &str) -> Result<RegistryPath, PackumentError> {
         [v] => RegistryTarget::Version(decode(v)?),
         ["-", file] => {
             let file = decode(file)?;
-            if file.is_empty() || file.contains('/') || file.starts_with('.') || !file.ends_with(".tgz") {
+            if file.is_empty()
+                || file.contains('/')
+                || file.starts_with('.')
+                || !file.ends_with(".tgz")
+            {
                 return Err(PackumentError::BadName(file));
             }
             RegistryTarget::Tarball(file)
@@ -100,7 +104,11 @@ pub fn validate_name(name: &str) -> Result<(), PackumentError> {
             && !p.starts_with('.')
             && !p.starts_with('_')
             && p.bytes().all(|b| {
-                b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'!' | b'*' | b'\'' | b'(' | b')')
+                b.is_ascii_alphanumeric()
+                    || matches!(
+                        b,
+                        b'-' | b'.' | b'_' | b'~' | b'!' | b'*' | b'\'' | b'(' | b')'
+                    )
             })
     };
     if let Some(s) = scope {

@@ -21,7 +21,18 @@ fn parses_all_scoped_spellings() {
 
 #[test]
 fn rejects_hostile_paths() {
-    for p in ["/..", "/%2e%2e", "/@a/..", "/a/-/..%2fx.tgz", "/@a", "/a/b/c", "/.hidden", "/a%00b", "/~/x", "/a b"] {
+    for p in [
+        "/..",
+        "/%2e%2e",
+        "/@a/..",
+        "/a/-/..%2fx.tgz",
+        "/@a",
+        "/a/b/c",
+        "/.hidden",
+        "/a%00b",
+        "/~/x",
+        "/a b",
+    ] {
         assert!(parse_registry_path(p).is_err(), "{p}");
     }
 }
@@ -37,7 +48,10 @@ fn merge_first_wins_and_rewrite_strips_tags() {
     assert_eq!(m["versions"]["2.0.0"][UPLINK_FIELD], "b");
     assert_eq!(find_by_file(&m, "p-2.0.0.tgz").unwrap().0, "2.0.0");
     rewrite_tarballs(&mut m, "http://me/");
-    assert_eq!(m["versions"]["2.0.0"]["dist"]["tarball"], "http://me/p/-/p-2.0.0.tgz");
+    assert_eq!(
+        m["versions"]["2.0.0"]["dist"]["tarball"],
+        "http://me/p/-/p-2.0.0.tgz"
+    );
     assert!(m["versions"]["1.0.0"].get(UPLINK_FIELD).is_none());
 }
 

@@ -56,7 +56,10 @@ fn main() -> ExitCode {
     for w in &config.warnings {
         tracing::warn!("config: {w}");
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("pnpr: cannot start the async runtime: {e}");
@@ -74,14 +77,18 @@ fn main() -> ExitCode {
 }
 
 fn load_config(cli: &Cli, env: &Env) -> Result<Config, String> {
-    let file = cli
-        .config
-        .clone()
-        .or_else(|| env.get("PNPR_CONFIG").filter(|s| !s.is_empty()).map(PathBuf::from));
+    let file = cli.config.clone().or_else(|| {
+        env.get("PNPR_CONFIG")
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from)
+    });
     let mut config = match &file {
         Some(path) => Config::load_file(path, env).map_err(|e| e.to_string())?,
         None => {
-            let dir = cli.data_dir.clone().unwrap_or_else(|| PathBuf::from("data"));
+            let dir = cli
+                .data_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("data"));
             let dir = std::path::absolute(&dir).map_err(|e| e.to_string())?;
             Config::embedded_default(&dir, env).map_err(|e| e.to_string())?
         }

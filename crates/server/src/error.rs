@@ -37,14 +37,17 @@ impl ApiError {
     }
     pub fn internal(context: &str, cause: impl std::fmt::Display) -> Self {
         tracing::error!(%cause, "{context}");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, format!("internal error: {context}"))
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("internal error: {context}"),
+        )
     }
     /// Access denial for a package, 401 for anonymous callers and 403 otherwise.
     pub fn denied(denial: pnpr_auth::Denial, what: &str) -> Self {
         match denial {
-            pnpr_auth::Denial::Unauthenticated => Self::unauthorized(format!(
-                "authentication required to access {what}"
-            )),
+            pnpr_auth::Denial::Unauthenticated => {
+                Self::unauthorized(format!("authentication required to access {what}"))
+            }
             _ => Self::forbidden(format!("access denied to {what}")),
         }
     }
@@ -117,7 +120,10 @@ impl From<pnpr_packument::PackumentError> for ApiError {
     fn from(e: pnpr_packument::PackumentError) -> Self {
         match e {
             pnpr_packument::PackumentError::BadName(_) => Self::bad_request("invalid package name"),
-            other => Self::new(StatusCode::BAD_GATEWAY, format!("bad upstream document: {other}")),
+            other => Self::new(
+                StatusCode::BAD_GATEWAY,
+                format!("bad upstream document: {other}"),
+            ),
         }
     }
 }

@@ -44,7 +44,10 @@ pub fn app(state: Arc<AppState>) -> Router {
             get(users::list_tokens).post(users::create_token),
         )
         .route("/-/npm/v1/tokens/token/{key}", delete(users::revoke_token))
-        .route("/-/v1/login", axum::routing::post(users::web_login_unsupported))
+        .route(
+            "/-/v1/login",
+            axum::routing::post(users::web_login_unsupported),
+        )
         .fallback(registry::dispatch)
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn(access_log))

@@ -22,7 +22,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
-use pnpr_auth::{Action, Identity, UplinkDenial};
+use pnpr_auth::{Action, UplinkDenial};
 use pnpr_packument::{RegistryPath, RegistryTarget};
 use pnpr_store::{now_ms, PackumentRow, TarballBody};
 use pnpr_upstream::FetchRequest;
@@ -76,9 +76,13 @@ async fn handle(state: &Arc<AppState>, req: Request) -> Result<Response, ApiErro
         Some(u) => {
             match policy.check_uplink(&who, u) {
                 Ok(()) => {}
-                Err(UplinkDenial::NotExposed) => return Err(ApiError::not_found(format!("uplink ~{u}"))),
+                Err(UplinkDenial::NotExposed) => {
+                    return Err(ApiError::not_found(format!("uplink ~{u}")))
+                }
                 Err(UplinkDenial::Unauthenticated) => {
-                    return Err(ApiError::unauthorized(format!("authentication required for ~{u}")))
+                    return Err(ApiError::unauthorized(format!(
+                        "authentication required for ~{u}"
+                    )))
                 }
                 Err(_) => return Err(ApiError::forbidden(format!("not allowed to use ~{u}"))),
             }
@@ -110,12 +114,13 @@ async fn handle(state: &Arc<AppState>, req: Request) -> Result<Response, ApiErro
             }
         }
     };
-    let _ = &who;
     let mut resp = match &parsed.target {
         RegistryTarget::Packument => serve_packument(state, &source, &parsed, &headers).await?,
         RegistryTarget::Version(spec) => {
             if source.private {
-                return Err(ApiError::not_found("version documents are not served on uplink endpoints"));
+                return Err(ApiError::not_found(
+                    "version documents are not served on uplink endpoints",
+                ));
             }
             serve_version(state, &source, &parsed, spec, &headers).await?
         }
@@ -123,7 +128,10 @@ async fn handle(state: &Arc<AppState>, req: Request) -> Result<Response, ApiErro
     };
     if source.private {
         let h = resp.headers_mut();
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
+        h.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("private, no-store"),
+        );
         h.insert(header::VARY, HeaderValue::from_static("Authorization"));
     }
     if method == Method::HEAD {
@@ -142,7 +150,9 @@ async fn load_packument(
     let mut docs = Vec::new();
     let mut failures: Vec<(String, pnpr_upstream::UpstreamError)> = Vec::new();
     for uplink in &source.uplinks {
-        let Some(info) = state.uplink(uplink) else { continue };
+        let Some(info) = state.uplink(uplink) else {
+            continue;
+        };
         let cfg = &info.config;
         let row = state.db.packument(&source.ns, name, uplink)?;
         let now = now_ms();
@@ -206,12 +216,20 @@ async fn load_packument(
                     } else {
                         ApiError::new(
                             StatusCode::FORBIDDEN,
-                            format!("uplink {uplink} refused access to {name} (status {})", resp.status),
+                            format!(
+                                "uplink {uplink} refused access to {name} (status {})",
+                                resp.status
+                            ),
                         )
                     });
                 }
                 401 | 403 => {
-                    tracing::warn!(uplink, name, status = resp.status, "uplink denied a public-mirror fetch");
+                    tracing::warn!(
+                        uplink,
+                        name,
+                        status = resp.status,
+                        "uplink denied a public-mirror fetch"
+                    );
                 }
                 status => {
                     tracing::warn!(uplink, name, status, "unexpected uplink status");
@@ -220,7 +238,9 @@ async fn load_packument(
                     } else {
                         failures.push((
                             uplink.clone(),
-                            pnpr_upstream::UpstreamError::UplinkDown { name: uplink.clone() },
+                            pnpr_upstream::UpstreamError::UplinkDown {
+                                name: uplink.clone(),
+                            },
                         ));
                     }
                 }
@@ -347,7 +367,10 @@ async fn serve_tarball(
     let (_, version) = pnpr_packument::find_by_file(&doc, file)
         .ok_or_else(|| ApiError::not_found(format!("{}/-/{file}", parsed.name)))?;
     let sri = expected_integrity(version).ok_or_else(|| {
-        ApiError::new(StatusCode::BAD_GATEWAY, format!("{file} has no integrity in its packument"))
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            format!("{file} has no integrity in its packument"),
+        )
     })?;
     let uplink = version
         .get(pnpr_packument::UPLINK_FIELD)
@@ -378,11 +401,12 @@ async fn serve_tarball(
                 .await
                 .map_err(|e| e.to_string())?;
             if resp.status != 200 {
-                return Err(format!("uplink {via} answered {} for a tarball", resp.status));
+                return Err(format!(
+                    "uplink {via} answered {} for a tarball",
+                    resp.status
+                ));
             }
-            let stream = resp
-                .into_stream()
-                .map(|r| r.map_err(|e| e.to_string()));
+            let stream = resp.into_stream().map(|r| r.map_err(|e| e.to_string()));
             Ok(Box::pin(stream) as pnpr_store::flight::ByteStream)
         })
         .await?;
@@ -398,7 +422,10 @@ async fn tarball_response(body: TarballBody, uplink: &str) -> Result<Response, A
             let stream = tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024);
             let mut resp = Response::new(Body::from_stream(stream));
             let h = resp.headers_mut();
-            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
             h.insert(header::CONTENT_LENGTH, HeaderValue::from(stored.len));
             Ok(resp)
         }
@@ -416,19 +443,14 @@ async fn tarball_response(body: TarballBody, uplink: &str) -> Result<Response, A
                 }
                 None => None,
             };
-            let head = futures_util::stream::iter(first.into_iter().map(Ok::<_, pnpr_store::StoreError>));
+            let head =
+                futures_util::stream::iter(first.into_iter().map(Ok::<_, pnpr_store::StoreError>));
             let mut resp = Response::new(Body::from_stream(head.chain(stream)));
-            resp.headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
             Ok(resp)
         }
-    }
-}
-
-#[allow(dead_code)]
-fn identity_label(who: &Identity) -> &str {
-    match who {
-        Identity::Anonymous => "anonymous",
-        Identity::User(u) => u,
     }
 }

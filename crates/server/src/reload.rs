@@ -6,7 +6,7 @@
 //! config changes are reported as needing a restart. Requests in flight keep
 //! the policy snapshot they started with, so a swap never fails a request.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -15,13 +15,13 @@ use tokio::sync::Notify;
 
 use crate::state::{compile_policy, AppState};
 
-fn stamp(path: &PathBuf) -> Option<(SystemTime, u64)> {
+fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
     let m = std::fs::metadata(path).ok()?;
     Some((m.modified().ok()?, m.len()))
 }
 
 /// Re-reads the config file and swaps the policy; returns whether it changed.
-pub fn reload_once(state: &AppState, path: &PathBuf, env: &Env) -> bool {
+pub fn reload_once(state: &AppState, path: &Path, env: &Env) -> bool {
     let fresh = match Config::load_file(path, env) {
         Ok(c) => c,
         Err(e) => {
@@ -43,10 +43,16 @@ pub fn reload_once(state: &AppState, path: &PathBuf, env: &Env) -> bool {
         .map(|u| u.name.as_str())
         .collect();
     if !unknown.is_empty() {
-        tracing::warn!(?unknown, "new uplinks need a restart; their access rules are loaded but they are not served yet");
+        tracing::warn!(
+            ?unknown,
+            "new uplinks need a restart; their access rules are loaded but they are not served yet"
+        );
     }
     state.set_policy(policy);
-    tracing::info!(fingerprint_len = fresh.policy_fingerprint().len(), "access policy reloaded");
+    tracing::info!(
+        fingerprint_len = fresh.policy_fingerprint().len(),
+        "access policy reloaded"
+    );
     true
 }
 

@@ -92,7 +92,7 @@ impl AppState {
             .htpasswd
             .as_ref()
             .map(|h| (h.file.clone(), h.max_users))
-            .unwrap_or_else(|| (config.storage.join("htpasswd"), Some(-1)));
+            .unwrap_or_else(|| (config.storage.join("htpasswd"), None));
         let users = Htpasswd::open(htpasswd_path.0, htpasswd_path.1)?;
         let tokens = TokenStore::open(&config.storage.join("tokens.sqlite"))?;
         let auth = Authenticator::new(users, tokens);

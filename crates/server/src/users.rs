@@ -44,12 +44,19 @@ pub async fn login(
     body: Option<Json<Value>>,
 ) -> Result<Response, ApiError> {
     let Some(Json(body)) = body else {
-        return Err(ApiError::bad_request("expected a JSON body with name and password"));
+        return Err(ApiError::bad_request(
+            "expected a JSON body with name and password",
+        ));
     };
-    let from_path = id.strip_prefix("org.couchdb.user:").unwrap_or(&id).to_string();
+    let from_path = id
+        .strip_prefix("org.couchdb.user:")
+        .unwrap_or(&id)
+        .to_string();
     let name = body_str(&body, "name").unwrap_or(&from_path).to_string();
     if name != from_path {
-        return Err(ApiError::bad_request("user name in the path and body differ"));
+        return Err(ApiError::bad_request(
+            "user name in the path and body differ",
+        ));
     }
     let password = body_str(&body, "password")
         .ok_or_else(|| ApiError::bad_request("password is required"))?
@@ -66,7 +73,11 @@ pub async fn login(
     } else {
         format!("user '{name}' created")
     };
-    Ok((StatusCode::CREATED, Json(json!({ "ok": ok, "token": token }))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "ok": ok, "token": token })),
+    )
+        .into_response())
 }
 
 /// `GET /-/user/org.couchdb.user:<name>`.
@@ -129,8 +140,16 @@ pub async fn list_tokens(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let user = require_user(&state, &headers)?;
-    let objects: Vec<Value> = state.auth.tokens().list(&user).iter().map(token_json).collect();
-    Ok(Json(json!({ "total": objects.len(), "objects": objects, "urls": {} })))
+    let objects: Vec<Value> = state
+        .auth
+        .tokens()
+        .list(&user)
+        .iter()
+        .map(token_json)
+        .collect();
+    Ok(Json(
+        json!({ "total": objects.len(), "objects": objects, "urls": {} }),
+    ))
 }
 
 /// `POST /-/npm/v1/tokens` (`npm token create`): needs the password again.
@@ -146,11 +165,19 @@ pub async fn create_token(
     let password = body_str(&body, "password")
         .ok_or_else(|| ApiError::bad_request("password is required"))?
         .to_string();
-    let readonly = body.get("readonly").and_then(Value::as_bool).unwrap_or(false);
+    let readonly = body
+        .get("readonly")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     let cidr: Vec<String> = body
         .get("cidr_whitelist")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
         .unwrap_or_default();
     let st = Arc::clone(&state);
     let u = user.clone();

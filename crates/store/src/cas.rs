@@ -120,9 +120,9 @@ fn check_ns(ns: &str) -> Result<()> {
     let ok = !ns.is_empty()
         && ns.len() <= 80
         && ns != "tmp"
-        && ns
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_' || b == b'~');
+        && ns.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_' || b == b'~'
+        });
     if ok {
         Ok(())
     } else {

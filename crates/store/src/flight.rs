@@ -177,48 +177,42 @@ async fn run_fetch(
 fn tail(flight: Arc<Flight>) -> Pin<Box<dyn Stream<Item = Result<Bytes, StoreError>> + Send>> {
     let rx = flight.state.clone();
     let state = (flight, rx, 0u64);
-    Box::pin(futures_util::stream::unfold(
-        Some(state),
-        |st| async move {
-            let (flight, mut rx, offset) = st?;
-            loop {
-                let current = rx.borrow_and_update().clone();
-                let readable = match &current {
-                    FlightState::Running { written } => written.saturating_sub(HOLDBACK),
-                    FlightState::Done { len } => *len,
-                    FlightState::Failed(e) => {
-                        return Some((Err(StoreError::Fetch(e.clone())), None));
+    Box::pin(futures_util::stream::unfold(Some(state), |st| async move {
+        let (flight, mut rx, offset) = st?;
+        loop {
+            let current = rx.borrow_and_update().clone();
+            let readable = match &current {
+                FlightState::Running { written } => written.saturating_sub(HOLDBACK),
+                FlightState::Done { len } => *len,
+                FlightState::Failed(e) => {
+                    return Some((Err(StoreError::Fetch(e.clone())), None));
+                }
+            };
+            if offset < readable {
+                let want = usize::try_from((readable - offset).min(CHUNK as u64)).unwrap_or(CHUNK);
+                let mut buf = vec![0u8; want];
+                return match flight.reader.read_at(&mut buf, offset) {
+                    Ok(0) => Some((Err(StoreError::Fetch("temp file shrank".into())), None)),
+                    Ok(n) => {
+                        buf.truncate(n);
+                        let next = offset + n as u64;
+                        Some((Ok(Bytes::from(buf)), Some((flight, rx, next))))
                     }
+                    Err(e) => Some((Err(StoreError::Io(e)), None)),
                 };
-                if offset < readable {
-                    let want = usize::try_from((readable - offset).min(CHUNK as u64)).unwrap_or(CHUNK);
-                    let mut buf = vec![0u8; want];
-                    return match flight.reader.read_at(&mut buf, offset) {
-                        Ok(0) => Some((
-                            Err(StoreError::Fetch("temp file shrank".into())),
-                            None,
-                        )),
-                        Ok(n) => {
-                            buf.truncate(n);
-                            let next = offset + n as u64;
-                            Some((Ok(Bytes::from(buf)), Some((flight, rx, next))))
-                        }
-                        Err(e) => Some((Err(StoreError::Io(e)), None)),
-                    };
-                }
-                if let FlightState::Done { .. } = current {
-                    return None;
-                }
-                if rx.changed().await.is_err() {
-                    // Sender gone without a final state: treat as failure.
-                    return Some((
-                        Err(StoreError::Fetch("fetch task ended unexpectedly".into())),
-                        None,
-                    ));
-                }
             }
-        },
-    ))
+            if let FlightState::Done { .. } = current {
+                return None;
+            }
+            if rx.changed().await.is_err() {
+                // Sender gone without a final state: treat as failure.
+                return Some((
+                    Err(StoreError::Fetch("fetch task ended unexpectedly".into())),
+                    None,
+                ));
+            }
+        }
+    }))
 }
 
 #[cfg(test)]

@@ -165,12 +165,19 @@ impl Guard {
             IpClass::Restricted(why) => why,
         };
         let canonical = canonical(ip);
+        // A configured literal IP vouches for itself only: a *name* that
+        // resolves to it later (rebinding) is not trusted by that.
+        let host_is_literal = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .is_ok();
         let allowed = self
             .allow_private
             .iter()
             .any(|net| net.contains(&ip) || net.contains(&canonical))
-            || self.literal_ips.contains(&ip)
-            || self.literal_ips.contains(&canonical)
+            || (host_is_literal
+                && (self.literal_ips.contains(&ip) || self.literal_ips.contains(&canonical)))
             || (self.localhost_configured && is_localhost(host) && canonical.is_loopback());
         if allowed {
             Ok(())

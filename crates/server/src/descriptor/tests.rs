@@ -11,9 +11,21 @@ fn hmac_matches_rfc4231_case_1() {
 
 #[test]
 fn ids_depend_on_secret_and_credential() {
-    let a = alias_id(b"0123456789abcdef", "corp", &credential_digest("Bearer one"));
-    let b = alias_id(b"0123456789abcdef", "corp", &credential_digest("Bearer two"));
-    let c = alias_id(b"fedcba9876543210", "corp", &credential_digest("Bearer one"));
+    let a = alias_id(
+        b"0123456789abcdef",
+        "corp",
+        &credential_digest("Bearer one"),
+    );
+    let b = alias_id(
+        b"0123456789abcdef",
+        "corp",
+        &credential_digest("Bearer two"),
+    );
+    let c = alias_id(
+        b"fedcba9876543210",
+        "corp",
+        &credential_digest("Bearer one"),
+    );
     assert_eq!(a.len(), 64);
     assert_ne!(a, b);
     assert_ne!(a, c);

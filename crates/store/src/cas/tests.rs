@@ -21,7 +21,10 @@ fn promotes_only_on_match() {
         Err(StoreError::IntegrityMismatch { .. })
     ));
     assert!(cas.lookup("public", &bad).unwrap().is_none());
-    assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+        0
+    );
     assert_eq!(cas.count("public"), 1);
 }
 

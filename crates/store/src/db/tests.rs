@@ -14,7 +14,10 @@ fn rows_are_namespaced_and_upserted() {
         fetched_at_ms: 1,
     };
     db.put_packument(&row).unwrap();
-    assert_eq!(db.packument("public", "@a/b", "up").unwrap(), Some(row.clone()));
+    assert_eq!(
+        db.packument("public", "@a/b", "up").unwrap(),
+        Some(row.clone())
+    );
     assert_eq!(db.packument("~x", "@a/b", "up").unwrap(), None);
     row.body = b"{\"v\":1}".to_vec();
     db.put_packument(&row).unwrap();

@@ -53,7 +53,9 @@ async fn concurrent_misses_share_one_fetch_and_then_hit() {
     }
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     let hit = fetches
-        .get("public", &sri, true, || async { Err::<ByteStream, _>("no".to_string()) })
+        .get("public", &sri, true, || async {
+            Err::<ByteStream, _>("no".to_string())
+        })
         .await
         .unwrap();
     assert!(matches!(hit, TarballBody::Stored(_)));

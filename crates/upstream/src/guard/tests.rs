@@ -93,8 +93,10 @@ fn restricted_needs_an_allowance() {
     assert!(by_net.check("h", ip("192.168.1.1")).is_err());
 
     let by_literal = guard(&[], &["127.0.0.1"], false);
-    assert!(by_literal.check("h", ip("127.0.0.1")).is_ok());
-    assert!(by_literal.check("h", ip("127.0.0.2")).is_err());
+    assert!(by_literal.check("127.0.0.1", ip("127.0.0.1")).is_ok());
+    assert!(by_literal.check("127.0.0.2", ip("127.0.0.2")).is_err());
+    // A name that resolves to a configured literal is not vouched for.
+    assert!(by_literal.check("h", ip("127.0.0.1")).is_err());
 
     let by_localhost = guard(&[], &[], true);
     assert!(by_localhost.check("localhost", ip("127.0.0.1")).is_ok());
