@@ -11,6 +11,7 @@
 
 pub mod descriptor;
 pub mod error;
+pub mod hosted;
 pub mod registry;
 pub mod reload;
 pub mod state;
@@ -48,6 +49,7 @@ pub fn app(state: Arc<AppState>) -> Router {
             "/-/v1/login",
             axum::routing::post(users::web_login_unsupported),
         )
+        .merge(hosted::routes())
         .fallback(registry::dispatch)
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn(access_log))

@@ -57,20 +57,36 @@ pub async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Respo
 
 async fn handle(state: &Arc<AppState>, req: Request) -> Result<Response, ApiError> {
     let method = req.method().clone();
-    if method != Method::GET && method != Method::HEAD {
-        return Err(ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            format!("method {method} is not supported on this path"),
-        ));
-    }
     let raw_path = req.uri().path().to_string();
     if raw_path == "/" || raw_path.starts_with("/-/") {
         return Err(ApiError::not_found("no such endpoint"));
+    }
+    if method != Method::GET && method != Method::HEAD {
+        if raw_path.starts_with("/~") {
+            return Err(ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "uplink endpoints are read-only",
+            ));
+        }
+        // Publish, unpublish and other writes only ever touch hosted data.
+        return crate::hosted::write(state, req).await;
     }
     let parsed = pnpr_packument::parse_registry_path(&raw_path)?;
     let headers = req.headers().clone();
     let who = identify(state, &headers);
     let policy = state.policy();
+    if parsed.uplink.is_none() {
+        // Name ownership: a hosted name is answered here and never falls
+        // through to an uplink, whatever the uplinks say about it.
+        if let Some(resp) = crate::hosted::serve_read(state, &parsed, &who, &headers).await {
+            let mut resp = resp?;
+            if method == Method::HEAD {
+                let (parts, _) = resp.into_parts();
+                resp = Response::from_parts(parts, Body::empty());
+            }
+            return Ok(resp);
+        }
+    }
 
     let source = match &parsed.uplink {
         Some(u) => {

@@ -30,6 +30,8 @@ pub enum BuildError {
     Store(#[from] pnpr_store::StoreError),
     #[error("upstream: {0}")]
     Upstream(#[from] pnpr_upstream::UpstreamError),
+    #[error("hosted store: {0}")]
+    Hosted(#[from] pnpr_hosted::HostedError),
     #[error("public_url: {0}")]
     PublicUrl(String),
 }
@@ -62,6 +64,8 @@ pub struct AppState {
     pub auth: Authenticator,
     pub upstream: UpstreamClient,
     pub db: MetaDb,
+    /// Locally published packages (durable, under `storage`).
+    pub hosted: pnpr_hosted::HostedStore,
     pub tarballs: Arc<TarballFetches>,
     pub uplinks: HashMap<String, UplinkInfo>,
     pub secret: Vec<u8>,
@@ -98,6 +102,7 @@ impl AppState {
         let auth = Authenticator::new(users, tokens);
 
         let db = MetaDb::open(&config.cache.join("metadata.sqlite"))?;
+        let hosted = pnpr_hosted::HostedStore::open(&config.storage)?;
         let cas = Arc::new(Cas::open(&config.cache.join("tarballs"))?);
         let tarballs = Arc::new(TarballFetches::new(cas, 1 << 30));
 
@@ -165,6 +170,7 @@ impl AppState {
             auth,
             upstream,
             db,
+            hosted,
             tarballs,
             uplinks,
             secret,
