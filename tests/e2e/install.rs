@@ -1,0 +1,278 @@
+//! `POST /v1/install` end to end with the one real client of that protocol,
+//! pnpm 11.5.2 on Node 22: lockfile parity with a direct install over the
+//! fixture corpus, warm-store diffs checked on the wire, policy denials and
+//! hostile tarballs.
+
+#[path = "fake_upstream.rs"]
+mod fake_upstream;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use fake_upstream::{FakeUpstream, Reply};
+use pnpr_e2e::{Http, Pnpr, Project, RegistryMock};
+
+fn proxy_config(upstream: &str, packages: &str) -> String {
+    format!("uplinks:\n  up:\n    url: {upstream}\npackages:\n{packages}")
+}
+
+const OPEN: &str = "  '**':\n    access: $all\n    publish: $authenticated\n    proxy: up\n";
+
+fn fixtures_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/projects")
+}
+
+fn fixture_dirs() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(fixtures_root())
+        .expect("fixtures/projects exists")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("package.json").is_file())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+fn walk(dir: &Path, base: &Path, out: &mut Vec<(String, String)>) {
+    for e in std::fs::read_dir(dir).expect("read fixture").flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            walk(&p, base, out);
+        } else if let Ok(text) = std::fs::read_to_string(&p) {
+            let rel = p.strip_prefix(base).expect("prefix").to_string_lossy().to_string();
+            out.push((rel, text));
+        }
+    }
+}
+
+/// A project holding a copy of the fixture's files (lockfiles excluded).
+fn project_from(fixture: &Path) -> Project {
+    let pkg: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture.join("package.json")).expect("package.json"),
+    )
+    .expect("fixture package.json is JSON");
+    let project = Project::new(&pkg, None);
+    let mut files = Vec::new();
+    walk(fixture, fixture, &mut files);
+    for (rel, text) in files {
+        if rel != "package.json" && !rel.ends_with("pnpm-lock.yaml") && !rel.ends_with(".expected.json") {
+            project.write_file(&rel, &text);
+        }
+    }
+    project
+}
+
+fn direct_dependency_names(pkg: &serde_json::Value) -> Vec<String> {
+    let mut names = Vec::new();
+    for key in ["dependencies", "devDependencies"] {
+        if let Some(map) = pkg.get(key).and_then(|m| m.as_object()) {
+            for (name, spec) in map {
+                let s = spec.as_str().unwrap_or_default();
+                if !s.starts_with("workspace:") && !s.starts_with("link:") && !s.starts_with("file:") {
+                    names.push(name.clone());
+                }
+            }
+        }
+    }
+    names
+}
+
+#[test]
+fn lockfile_parity_with_direct_pnpm_over_the_corpus() {
+    let fixtures = fixture_dirs();
+    assert!(fixtures.len() >= 25, "the corpus needs at least 25 projects, found {}", fixtures.len());
+    let mock = RegistryMock::start();
+    let pnpr = Pnpr::start(&proxy_config(&mock.url, OPEN), &[]);
+    let mut failures = Vec::new();
+    for fixture in &fixtures {
+        let name = fixture.file_name().unwrap_or_default().to_string_lossy().to_string();
+        let direct = project_from(fixture);
+        let out = direct.pnpm11(&["install", "--lockfile-only", "--registry", &mock.url]);
+        if !out.success() {
+            failures.push(format!("{name}: direct pnpm failed:\n{out}"));
+            continue;
+        }
+        let expected = direct.read_file("pnpm-lock.yaml");
+
+        let through = project_from(fixture);
+        let out = through.pnpm11(&["install", "--registry", &pnpr.url, "--pnpr-server", &pnpr.url]);
+        if !out.success() {
+            failures.push(format!("{name}: install through pnpr failed:\n{out}"));
+            continue;
+        }
+        let got = through.read_file("pnpm-lock.yaml");
+        if got != expected {
+            failures.push(format!("{name}: lockfiles differ\n--- direct ---\n{expected}\n--- through pnpr ---\n{got}"));
+            continue;
+        }
+        let pkg: serde_json::Value = serde_json::from_str(&through.read_file("package.json")).expect("json");
+        for dep in direct_dependency_names(&pkg) {
+            let out = through.node_require(&format!("{dep}/package.json"));
+            if !out.success() {
+                failures.push(format!("{name}: {dep} not linked:\n{out}"));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} fixtures failed:\n\n{}\n\n--- pnpr logs ---\n{}",
+        failures.len(),
+        fixtures.len(),
+        failures.join("\n\n"),
+        pnpr.logs()
+    );
+}
+
+/// The integrities in a pnpm 11 store, as the client sends them.
+fn store_integrities(store: &Path) -> Vec<String> {
+    let db = rusqlite::Connection::open(store.join("v11").join("index.db")).expect("index.db");
+    let mut stmt = db.prepare("SELECT key FROM package_index").expect("query");
+    let keys: Vec<String> = stmt
+        .query_map([], |r| r.get::<_, String>(0))
+        .expect("rows")
+        .flatten()
+        .collect();
+    let mut out: Vec<String> = keys
+        .iter()
+        .filter_map(|k| k.split('\t').next())
+        .filter(|i| i.starts_with("sha512-"))
+        .map(str::to_string)
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// POSTs a /v1/install body and returns (header JSON, bytes after the header).
+async fn post_install(url: &str, body: &serde_json::Value) -> (serde_json::Value, Vec<u8>) {
+    let http = Http::raw();
+    let r = http
+        .send("POST", &format!("{url}v1/install"), &[("content-type", "application/json")], Some(body.to_string().into_bytes()))
+        .await;
+    r.assert_status(200);
+    let mut raw = Vec::new();
+    flate2::read::GzDecoder::new(&r.body[..]).read_to_end(&mut raw).expect("gzip body");
+    let len = u32::from_be_bytes(raw[..4].try_into().expect("len")) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&raw[4..4 + len]).expect("header json");
+    (header, raw[4 + len..].to_vec())
+}
+
+#[tokio::test]
+async fn warm_store_receives_no_frames_for_packages_it_has() {
+    let mock = RegistryMock::start();
+    let pnpr = Pnpr::start(&proxy_config(&mock.url, OPEN), &[]);
+    let deps = [("@pnpm.e2e/pkg-with-1-dep", "^100.0.0"), ("@pnpm.e2e/foo", "100.0.0")];
+    let first = Project::with_dependencies(&deps);
+    first.pnpm11(&["install", "--registry", &pnpr.url, "--pnpr-server", &pnpr.url]).assert_success();
+    first.node_require("@pnpm.e2e/pkg-with-1-dep").assert_success();
+    let integrities = store_integrities(&first.pnpm_store());
+    assert_eq!(integrities.len(), 3, "{integrities:?}");
+
+    // Cold: everything is framed.
+    let body = |have: &[String]| {
+        serde_json::json!({
+            "projects": [{"dir": ".", "dependencies": {"@pnpm.e2e/pkg-with-1-dep": "^100.0.0", "@pnpm.e2e/foo": "100.0.0"}}],
+            "registry": pnpr.url, "authHeaders": {}, "nodeVersion": "22.23.3", "os": "linux", "arch": "x64",
+            "minimumReleaseAge": 1440, "storeIntegrities": have, "inlineFiles": true
+        })
+    };
+    let (header, rest) = post_install(&pnpr.url, &body(&[])).await;
+    let stats = &header["stats"];
+    assert_eq!(stats["totalPackages"], 3, "{header}");
+    assert_eq!(stats["packagesToFetch"], 3);
+    assert!(stats["filesToDownload"].as_u64().unwrap_or(0) > 0);
+    assert_eq!(header["indexEntries"].as_array().map(Vec::len), Some(3));
+    assert!(rest.len() > 70);
+
+    // Warm: the client has every package, so nothing but the empty section.
+    let (header, rest) = post_install(&pnpr.url, &body(&integrities)).await;
+    let stats = &header["stats"];
+    assert_eq!(stats["totalPackages"], 3, "{header}");
+    assert_eq!(stats["alreadyInStore"], 3);
+    assert_eq!(stats["packagesToFetch"], 0);
+    assert_eq!(stats["filesToDownload"], 0);
+    assert_eq!(stats["downloadBytes"], 0);
+    assert_eq!(header["indexEntries"].as_array().map(Vec::len), Some(0));
+    let mut empty = vec![0, 0, 0, 2, b'{', b'}'];
+    empty.extend_from_slice(&[0u8; 64]);
+    assert_eq!(rest, empty);
+
+    // And the real client with that warm store installs fine.
+    let mut second = Project::with_dependencies(&deps);
+    second.set_env("pnpm_config_store_dir", &first.pnpm_store().to_string_lossy());
+    second.pnpm11(&["install", "--registry", &pnpr.url, "--pnpr-server", &pnpr.url]).assert_success();
+    second.node_require("@pnpm.e2e/pkg-with-1-dep").assert_success();
+}
+
+#[test]
+fn bins_are_linked_and_lockfile_only_writes_no_modules() {
+    let mock = RegistryMock::start();
+    let pnpr = Pnpr::start(&proxy_config(&mock.url, OPEN), &[]);
+    let project = Project::with_dependencies(&[("@pnpm.e2e/hello-world-js-bin", "*")]);
+    project.pnpm11(&["install", "--registry", &pnpr.url, "--pnpr-server", &pnpr.url]).assert_success();
+    assert!(project.exists("node_modules/.bin/hello-world-js-bin"), "bin not linked");
+
+    let only = Project::with_dependencies(&[("@pnpm.e2e/pkg-with-1-dep", "^100.0.0")]);
+    only.pnpm11(&["install", "--lockfile-only", "--registry", &pnpr.url, "--pnpr-server", &pnpr.url]).assert_success();
+    assert!(only.exists("pnpm-lock.yaml"));
+    assert!(!only.exists("node_modules/@pnpm.e2e/pkg-with-1-dep"));
+}
+
+#[test]
+fn a_denied_package_fails_the_install_with_the_servers_message() {
+    let mock = RegistryMock::start();
+    let packages = format!("  '@pnpm.e2e/foo':\n    access: alice\n    proxy: up\n{OPEN}");
+    let pnpr = Pnpr::start(&proxy_config(&mock.url, &packages), &[]);
+    let project = Project::with_dependencies(&[("@pnpm.e2e/foo", "100.0.0")]);
+    let out = project.pnpm11(&["install", "--registry", &pnpr.url, "--pnpr-server", &pnpr.url]);
+    out.assert_failure();
+    let text = out.combined();
+    assert!(text.contains("401") && text.contains("@pnpm.e2e/foo"), "{text}");
+}
+
+/// A gzipped tarball with one entry whose raw name is `name`.
+fn hostile_tarball(name: &[u8], contents: &[u8]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let pkg = br#"{"name":"@x/evil","version":"1.0.0"}"#;
+    let mut h = tar::Header::new_old();
+    h.set_path("package/package.json").expect("path");
+    h.set_size(pkg.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    builder.append(&h, &pkg[..]).expect("append");
+    let mut h = tar::Header::new_old();
+    h.as_old_mut().name[..name.len()].copy_from_slice(name);
+    h.set_size(contents.len() as u64);
+    h.set_mode(0o644);
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_cksum();
+    builder.append(&h, contents).expect("append");
+    let tar = builder.into_inner().expect("tar");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, &tar).expect("gzip");
+    gz.finish().expect("gzip")
+}
+
+#[test]
+fn a_tarball_escaping_its_folder_is_refused() {
+    let tgz = hostile_tarball(b"package/../../escaped.js", b"module.exports = 1\n");
+    let integrity = fake_upstream::sri(&tgz);
+    let holder = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let h2 = std::sync::Arc::clone(&holder);
+    let up = FakeUpstream::start(move |path| {
+        if path.ends_with(".tgz") {
+            Reply::bytes(tgz.clone())
+        } else {
+            let base = h2.lock().map(|s| s.clone()).unwrap_or_default();
+            Reply::json(&fake_upstream::packument("@x/evil", &format!("{base}@x/evil/-/evil-1.0.0.tgz"), &integrity))
+        }
+    });
+    *holder.lock().expect("lock") = up.url.clone();
+    let pnpr = Pnpr::start(&proxy_config(&up.url, OPEN), &[]);
+    let project = Project::with_dependencies(&[("@x/evil", "1.0.0")]);
+    let out = project.pnpm11(&["install", "--registry", &pnpr.url, "--pnpr-server", &pnpr.url]);
+    out.assert_failure();
+    let text = out.combined();
+    assert!(text.contains("escaped.js") || text.contains(".."), "unclear error: {text}");
+    assert!(!project.path().join("../escaped.js").exists());
+}
