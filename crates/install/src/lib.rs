@@ -1,1 +1,48 @@
-//! placeholder
+//! `pnpr-install`: the byte-level protocol of `POST /v1/install` as spoken by
+//! the pnpm 11.5.2 client (the "G1 inline" generation, spec §1–§3).
+//!
+//! What this crate owns, and nothing more (no HTTP, no resolution, no store
+//! I/O):
+//! * [`parse_request`]: the request body → [`InstallRequest`];
+//! * [`encode_index`]: store-index values in pnpm's msgpackr "records"
+//!   dialect, byte-identical to what pnpm writes;
+//! * [`plan()`]: the diff of resolved packages against the client's
+//!   `storeIntegrities` (which files and index rows to send, and the stats);
+//! * [`header_json`], [`violations_json`], [`InlineBody`]: the gzip inline
+//!   response body.
+//!
+//! The lockfile travels as an opaque `serde_json::Value`.
+//!
+//! Typical server flow:
+//! ```no_run
+//! # use pnpr_install::*;
+//! # fn read_file(_: &str) -> Vec<u8> { Vec::new() }
+//! # fn demo(body: &[u8], lockfile: serde_json::Value, pkgs: Vec<PackageRef>, store: &dyn IndexLookup) -> Result<(), InstallError> {
+//! let req = parse_request(body, "http://127.0.0.1:4873/")?;
+//! let plan = plan(&pkgs, &req.store_integrities, store)?;
+//! let mut body = InlineBody::new(&header_json(&lockfile, &plan)?, DEFAULT_GZIP_LEVEL)?;
+//! for f in &plan.frames {
+//!     body.frame(&f.digest, f.executable, &read_file(&f.digest_hex))?;
+//!     let _chunk = body.take_output(); // send it
+//! }
+//! let _last = body.finish()?; // send it
+//! # Ok(()) }
+//! ```
+
+mod error;
+pub mod index;
+pub mod plan;
+pub mod request;
+pub mod response;
+
+pub use error::InstallError;
+pub use index::{encode_index, FileMeta, IndexValue};
+pub use plan::{
+    lockfile_only_stats, parse_digest, plan, FrameRef, IndexEntry, IndexLookup, PackageRef, Plan,
+    Stats,
+};
+pub use request::{normalize_dir, parse_request, AuthHeaders, InstallRequest, Project, TrustPolicy};
+pub use response::{
+    empty_file_section, header_json, violations_json, InlineBody, Violation, CONTENT_TYPE,
+    DEFAULT_GZIP_LEVEL,
+};

@@ -38,13 +38,43 @@ const MAX_PACKUMENT_BYTES: u64 = 256 * 1024 * 1024;
 const ABBREVIATED: &str = "application/vnd.npm.install-v1+json";
 
 /// Where a request's data comes from and is cached.
-struct Source {
-    ns: String,
-    uplinks: Vec<String>,
+#[derive(Debug, Clone)]
+pub(crate) struct Source {
+    pub(crate) ns: String,
+    pub(crate) uplinks: Vec<String>,
     /// `/~<uplink>/` requests: fail closed, private caching headers.
-    private: bool,
+    pub(crate) private: bool,
     /// Base URL tarballs are rewritten onto.
-    tarball_base: String,
+    pub(crate) tarball_base: String,
+}
+
+impl Source {
+    /// The shared public mirror for `name`: the `proxy:` uplinks of its
+    /// `packages:` rule that carry no `access:` (those are endpoint-only).
+    pub(crate) fn public(state: &AppState, policy: &pnpr_auth::Policy, name: &str) -> Source {
+        Source {
+            ns: PUBLIC_NS.to_string(),
+            uplinks: policy
+                .proxies(name)
+                .iter()
+                .filter(|u| !policy.uplink_has_access(u))
+                .cloned()
+                .collect(),
+            private: false,
+            tarball_base: state.public_url.to_string(),
+        }
+    }
+
+    /// One access-bearing uplink's private namespace (`/~<uplink>/`).
+    pub(crate) fn uplink(state: &AppState, uplink: &str) -> Option<Source> {
+        let info = state.uplink(uplink)?;
+        Some(Source {
+            ns: info.private_ns.clone(),
+            uplinks: vec![uplink.to_string()],
+            private: true,
+            tarball_base: format!("{}~{uplink}/", state.public_url),
+        })
+    }
 }
 
 /// Fallback handler: every path not under `/-/`.
@@ -102,32 +132,13 @@ async fn handle(state: &Arc<AppState>, req: Request) -> Result<Response, ApiErro
                 }
                 Err(_) => return Err(ApiError::forbidden(format!("not allowed to use ~{u}"))),
             }
-            let info = state
-                .uplink(u)
-                .ok_or_else(|| ApiError::not_found(format!("uplink ~{u}")))?;
-            Source {
-                ns: info.private_ns.clone(),
-                uplinks: vec![u.clone()],
-                private: true,
-                tarball_base: format!("{}~{u}/", state.public_url),
-            }
+            Source::uplink(state, u).ok_or_else(|| ApiError::not_found(format!("uplink ~{u}")))?
         }
         None => {
             policy
                 .check(&who, &parsed.name, Action::Access)
                 .map_err(|d| ApiError::denied(d, &parsed.name))?;
-            let uplinks = policy
-                .proxies(&parsed.name)
-                .iter()
-                .filter(|u| !policy.uplink_has_access(u))
-                .cloned()
-                .collect();
-            Source {
-                ns: PUBLIC_NS.to_string(),
-                uplinks,
-                private: false,
-                tarball_base: state.public_url.to_string(),
-            }
+            Source::public(state, &policy, &parsed.name)
         }
     };
     let mut resp = match &parsed.target {
@@ -158,7 +169,7 @@ async fn handle(state: &Arc<AppState>, req: Request) -> Result<Response, ApiErro
 }
 
 /// Loads (fetching or revalidating as needed) and merges the packument.
-async fn load_packument(
+pub(crate) async fn load_packument(
     state: &Arc<AppState>,
     source: &Source,
     name: &str,
@@ -360,7 +371,7 @@ fn json_with_etag(body: &Value, ctype: &'static str, headers: &HeaderMap) -> Res
 }
 
 /// The expected SRI of a version: `dist.integrity`, else `dist.shasum`.
-fn expected_integrity(version: &Value) -> Option<ssri::Integrity> {
+pub(crate) fn expected_integrity(version: &Value) -> Option<ssri::Integrity> {
     let dist = version.get("dist")?;
     if let Some(i) = dist.get("integrity").and_then(Value::as_str) {
         if let Ok(sri) = i.parse::<ssri::Integrity>() {
@@ -382,11 +393,20 @@ async fn serve_tarball(
         .ok_or_else(|| ApiError::not_found(&parsed.name))?;
     let (_, version) = pnpr_packument::find_by_file(&doc, file)
         .ok_or_else(|| ApiError::not_found(format!("{}/-/{file}", parsed.name)))?;
+    let (body, uplink) = tarball_body(state, source, file, version).await?;
+    tarball_response(body, &uplink).await
+}
+
+/// The verified bytes of one version's tarball: a CAS hit, or the single
+/// shared upstream fetch (through the version's own uplink).
+pub(crate) async fn tarball_body(
+    state: &Arc<AppState>,
+    source: &Source,
+    file: &str,
+    version: &Value,
+) -> Result<(TarballBody, String), ApiError> {
     let sri = expected_integrity(version).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            format!("{file} has no integrity in its packument"),
-        )
+        ApiError::new(StatusCode::BAD_GATEWAY, format!("{file} has no integrity in its packument"))
     })?;
     let uplink = version
         .get(pnpr_packument::UPLINK_FIELD)
@@ -417,16 +437,13 @@ async fn serve_tarball(
                 .await
                 .map_err(|e| e.to_string())?;
             if resp.status != 200 {
-                return Err(format!(
-                    "uplink {via} answered {} for a tarball",
-                    resp.status
-                ));
+                return Err(format!("uplink {via} answered {} for a tarball", resp.status));
             }
             let stream = resp.into_stream().map(|r| r.map_err(|e| e.to_string()));
             Ok(Box::pin(stream) as pnpr_store::flight::ByteStream)
         })
         .await?;
-    tarball_response(body, &uplink).await
+    Ok((body, uplink))
 }
 
 async fn tarball_response(body: TarballBody, uplink: &str) -> Result<Response, ApiError> {

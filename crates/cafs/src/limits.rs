@@ -1,0 +1,43 @@
+//! Resource limits applied while unpacking one tarball.
+//!
+//! Invariant: a hostile tarball (decompression bomb, millions of entries, one
+//! giant file) is stopped by these bounds before it can exhaust disk or memory.
+
+/// Unpacking bounds for one tarball. `Default` gives the production values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Sum of all regular-file sizes (duplicates counted each time).
+    pub max_unpacked_bytes: u64,
+    /// Tar entries of any kind (files, directories, links).
+    pub max_entries: u64,
+    /// Decompressed ÷ compressed bytes; only enforced once more than
+    /// [`Limits::RATIO_GRACE_BYTES`] were decompressed, because tiny
+    /// all-whitespace files legitimately compress extremely well.
+    pub max_ratio: u64,
+    /// Size of a single file; also bounds the in-memory copy of `package.json`.
+    pub max_file_bytes: u64,
+}
+
+impl Limits {
+    /// Decompressed bytes below which the ratio is not checked.
+    pub const RATIO_GRACE_BYTES: u64 = 10 * 1024 * 1024;
+
+    /// Cap on the raw decompressed tar stream (headers, padding and PAX data
+    /// included): the file bytes plus at most 1 KiB of framing per entry. This
+    /// is what stops a bomb hidden in metadata the tar reader buffers itself.
+    pub(crate) fn max_stream_bytes(&self) -> u64 {
+        self.max_unpacked_bytes
+            .saturating_add(self.max_entries.saturating_add(2).saturating_mul(1024))
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_unpacked_bytes: 1024 * 1024 * 1024,
+            max_entries: 100_000,
+            max_ratio: 200,
+            max_file_bytes: 512 * 1024 * 1024,
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! The diff between resolved packages and the client's store (spec §2.8).
+//!
+//! Invariants: a package the client already has (by integrity) contributes
+//! nothing but a counter; each (digest, executable) pair is framed at most
+//! once per response and never when the client provably has it; every
+//! package whose files are framed also gets its index entry, because pnpm
+//! 11.5.2 crashes on files without a row. Digests and sizes are validated
+//! here, before any byte is streamed, so a corrupt store row fails the
+//! request up front instead of truncating a response mid-body.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::index::{encode_index, IndexValue};
+use crate::InstallError;
+
+#[cfg(test)]
+mod tests;
+
+/// A package of the resolved lockfile that is backed by a tarball.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackageRef {
+    /// SRI integrity of the tarball (`sha512-…`).
+    pub integrity: String,
+    /// `name@version`, no peer suffix.
+    pub pkg_id: String,
+}
+
+/// Access to the server's store index by package integrity. When several
+/// rows share an integrity the implementation returns the first one.
+pub trait IndexLookup {
+    /// The decoded index value stored for `integrity`, if any.
+    fn lookup(&self, integrity: &str) -> Option<Arc<IndexValue>>;
+}
+
+/// The seven response counters (spec §2.2), serialised in camelCase.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Stats {
+    /// Every package considered.
+    pub total_packages: u64,
+    /// Packages whose integrity the client listed.
+    pub already_in_store: u64,
+    /// Packages whose index entry is sent.
+    pub packages_to_fetch: u64,
+    /// Files of the packages to fetch.
+    pub files_in_new_packages: u64,
+    /// Files of those packages not framed (client or an earlier frame has them).
+    pub files_already_in_cafs: u64,
+    /// Framed files.
+    pub files_to_download: u64,
+    /// Sum of framed file sizes, uncompressed.
+    pub download_bytes: u64,
+}
+
+/// One store-index row to send: key `<integrity>\t<pkgId>` and the
+/// msgpackr-encoded value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexEntry {
+    /// Store-index key.
+    pub key: String,
+    /// [`encode_index`] bytes of the value.
+    pub value: Vec<u8>,
+}
+
+/// One file to frame in the response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrameRef {
+    /// Raw SHA-512 of the content (what goes on the wire).
+    pub digest: [u8; 64],
+    /// Lowercase hex of `digest` (the CAFS address).
+    pub digest_hex: String,
+    /// Framed with the executable flag.
+    pub executable: bool,
+    /// Content length recorded in the index; the reader should check it.
+    pub size: u64,
+}
+
+/// The outcome of [`plan`]: what the response carries.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// Counters for the header.
+    pub stats: Stats,
+    /// Index entries in package order.
+    pub index_entries: Vec<IndexEntry>,
+    /// Files to frame, in package order.
+    pub frames: Vec<FrameRef>,
+}
+
+/// Computes the diff of spec §2.8 for `packages` (resolution order) against
+/// the integrities the client reported in `client_has`.
+///
+/// Packages the server has no index row for are skipped silently (counted
+/// only in `totalPackages`). Fails on a digest that is not 128 lowercase hex
+/// or the all-zero terminator digest, and on a file too large to frame.
+pub fn plan(
+    packages: &[PackageRef],
+    client_has: &[String],
+    lookup: &dyn IndexLookup,
+) -> Result<Plan, InstallError> {
+    let client: HashSet<&str> = client_has.iter().map(String::as_str).collect();
+
+    let mut known: HashSet<([u8; 64], bool)> = HashSet::new();
+    for integrity in &client {
+        if let Some(value) = lookup.lookup(integrity) {
+            // A corrupt row of a package the client already has must not
+            // fail the request: its digests could never match a frame anyway.
+            for (_, f) in &value.files {
+                if let Ok(digest) = parse_digest(&f.digest_hex) {
+                    known.insert((digest, f.is_executable()));
+                }
+            }
+        }
+    }
+
+    let mut out = Plan::default();
+    for p in packages {
+        out.stats.total_packages += 1;
+        if client.contains(p.integrity.as_str()) {
+            out.stats.already_in_store += 1;
+            continue;
+        }
+        let Some(value) = lookup.lookup(&p.integrity) else {
+            continue;
+        };
+        out.stats.packages_to_fetch += 1;
+        for (_, f) in &value.files {
+            out.stats.files_in_new_packages += 1;
+            let digest = parse_digest(&f.digest_hex)?;
+            let executable = f.is_executable();
+            if !known.insert((digest, executable)) {
+                out.stats.files_already_in_cafs += 1;
+                continue;
+            }
+            if f.size > u64::from(u32::MAX) {
+                return Err(InstallError::TooLarge {
+                    what: "file",
+                    size: f.size,
+                });
+            }
+            out.stats.files_to_download += 1;
+            out.stats.download_bytes += f.size;
+            out.frames.push(FrameRef {
+                digest,
+                digest_hex: f.digest_hex.clone(),
+                executable,
+                size: f.size,
+            });
+        }
+        out.index_entries.push(IndexEntry {
+            key: format!("{}\t{}", p.integrity, p.pkg_id),
+            value: encode_index(&value),
+        });
+    }
+    Ok(out)
+}
+
+/// Stats of a `lockfileOnly` response (spec §1.7): only `totalPackages` set.
+pub fn lockfile_only_stats(total: u64) -> Stats {
+    Stats {
+        total_packages: total,
+        ..Stats::default()
+    }
+}
+
+/// Decodes a 128-char lowercase hex digest. Uppercase is refused because the
+/// CAFS path the client derives from it is case-sensitive.
+pub fn parse_digest(hex_digest: &str) -> Result<[u8; 64], InstallError> {
+    let bytes = hex_digest.as_bytes();
+    if bytes.len() != 128 || !bytes.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return Err(InstallError::InvalidDigest);
+    }
+    let mut out = [0u8; 64];
+    hex::decode_to_slice(bytes, &mut out).map_err(|_| InstallError::InvalidDigest)?;
+    if out == [0u8; 64] {
+        return Err(InstallError::ReservedDigest);
+    }
+    Ok(out)
+}

@@ -1,0 +1,164 @@
+//! The G1 inline response body (spec §2.1–2.3): header JSON builders and
+//! the gzip stream writer.
+//!
+//! Invariants: the decompressed body is always `u32 BE len | header JSON |
+//! 00 00 00 02 "{}" | frames… | 64 zero bytes`; the terminator is written by
+//! [`InlineBody::finish`] and nowhere else, and no frame can impersonate it
+//! (all-zero digests are refused) or overflow its u32 length prefix.
+
+use std::io::Write;
+
+use base64::Engine as _;
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::plan::{Plan, Stats};
+use crate::InstallError;
+
+#[cfg(test)]
+mod tests;
+
+/// `Content-Type` of the inline response.
+pub const CONTENT_TYPE: &str = "application/x-pnpr-install-inline";
+
+/// Default gzip level (spec §2.1).
+pub const DEFAULT_GZIP_LEVEL: u32 = 6;
+
+/// The always-empty JSON sub-header that opens the file section.
+const FILE_SECTION_PREFIX: [u8; 6] = [0, 0, 0, 2, b'{', b'}'];
+
+/// The terminator: an all-zero digest.
+const END_MARKER: [u8; 64] = [0; 64];
+
+/// The exact file section of a response without files (lockfile-only,
+/// violations): `00 00 00 02 7b 7d` + 64 zero bytes, 70 bytes.
+pub fn empty_file_section() -> [u8; 70] {
+    let mut out = [0u8; 70];
+    out[..6].copy_from_slice(&FILE_SECTION_PREFIX);
+    out
+}
+
+/// A policy violation reported instead of a lockfile (spec §2.2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Violation {
+    /// Package name.
+    pub name: String,
+    /// Package version.
+    pub version: String,
+    /// Machine code, e.g. `MINIMUM_RELEASE_AGE_VIOLATION`.
+    pub code: String,
+    /// Human-readable reason.
+    pub reason: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SuccessHeader<'a> {
+    lockfile: &'a Value,
+    stats: &'a Stats,
+    index_entries: Vec<EntryOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct EntryOut<'a> {
+    key: &'a str,
+    b64: String,
+}
+
+#[derive(Serialize)]
+struct ViolationsHeader<'a> {
+    violations: &'a [Violation],
+}
+
+/// Success header: `{"lockfile","stats","indexEntries":[{"key","b64"}]}`.
+pub fn header_json(lockfile: &Value, plan: &Plan) -> Result<Vec<u8>, InstallError> {
+    let header = SuccessHeader {
+        lockfile,
+        stats: &plan.stats,
+        index_entries: plan
+            .index_entries
+            .iter()
+            .map(|e| EntryOut {
+                key: &e.key,
+                b64: base64::engine::general_purpose::STANDARD.encode(&e.value),
+            })
+            .collect(),
+    };
+    serde_json::to_vec(&header).map_err(InstallError::Json)
+}
+
+/// Violations header: `{"violations":[{"name","version","code","reason"}]}`.
+pub fn violations_json(violations: &[Violation]) -> Result<Vec<u8>, InstallError> {
+    serde_json::to_vec(&ViolationsHeader { violations }).map_err(InstallError::Json)
+}
+
+/// Streaming writer of the gzip-compressed inline body.
+///
+/// Usage: [`InlineBody::new`] with the header, [`InlineBody::frame`] per
+/// file (draining [`InlineBody::take_output`] whenever convenient to stream),
+/// then [`InlineBody::finish`] for the rest including the terminator.
+pub struct InlineBody {
+    gz: GzEncoder<Vec<u8>>,
+}
+
+impl std::fmt::Debug for InlineBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InlineBody")
+            .field("pending_bytes", &self.gz.get_ref().len())
+            .finish()
+    }
+}
+
+impl InlineBody {
+    /// Starts a body with `header` (JSON bytes) and the file-section prefix.
+    /// `level` is the gzip level, clamped to 0..=9.
+    pub fn new(header: &[u8], level: u32) -> Result<Self, InstallError> {
+        let len = u32::try_from(header.len()).map_err(|_| InstallError::TooLarge {
+            what: "header",
+            size: header.len() as u64,
+        })?;
+        let mut gz = GzEncoder::new(Vec::new(), Compression::new(level.min(9)));
+        gz.write_all(&len.to_be_bytes())?;
+        gz.write_all(header)?;
+        gz.write_all(&FILE_SECTION_PREFIX)?;
+        Ok(InlineBody { gz })
+    }
+
+    /// Appends one file frame. The caller guarantees `digest` is the SHA-512
+    /// of `content` (the client writes it to its store without re-hashing).
+    pub fn frame(
+        &mut self,
+        digest: &[u8; 64],
+        executable: bool,
+        content: &[u8],
+    ) -> Result<(), InstallError> {
+        if *digest == END_MARKER {
+            return Err(InstallError::ReservedDigest);
+        }
+        let len = u32::try_from(content.len()).map_err(|_| InstallError::TooLarge {
+            what: "file",
+            size: content.len() as u64,
+        })?;
+        self.gz.write_all(digest)?;
+        self.gz.write_all(&len.to_be_bytes())?;
+        self.gz.write_all(&[u8::from(executable)])?;
+        self.gz.write_all(content)?;
+        Ok(())
+    }
+
+    /// Compressed bytes produced so far and not yet taken.
+    pub fn take_output(&mut self) -> Vec<u8> {
+        // The encoder only ever appends to its sink (CRC and deflate state
+        // live inside the encoder), so draining the sink is safe.
+        std::mem::take(self.gz.get_mut())
+    }
+
+    /// Writes the terminator, flushes the deflate stream and the gzip trailer,
+    /// and returns every compressed byte not yet taken.
+    pub fn finish(mut self) -> Result<Vec<u8>, InstallError> {
+        self.gz.write_all(&END_MARKER)?;
+        Ok(self.gz.finish()?)
+    }
+}

@@ -1,0 +1,451 @@
+//! `POST /v1/install`: server-side resolution plus inline delivery of every
+//! file the client's store lacks, byte-compatible with pnpm 11.5.2.
+//!
+//! Invariants guarded here:
+//! - every metadata read made for the resolver passes the `packages:`
+//!   policy for this caller, and every package whose files are served is
+//!   authorized again before a byte of it is framed (spec §4);
+//! - the request's `registry` must be pnpr itself (or one of its
+//!   `/~<uplink>/` endpoints); anything else is refused like an off-list
+//!   fetch, so the endpoint cannot be turned into a fetcher of arbitrary URLs;
+//! - file bytes come only from the unpacked-file store, which is filled only
+//!   from tarballs that passed integrity verification;
+//! - the response is produced as a stream (header first, then frames), so
+//!   memory stays bounded by one file, not by the whole tree.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures_util::future::BoxFuture;
+use futures_util::{StreamExt, TryStreamExt};
+use pnpr_auth::{Action, Identity, Policy};
+use pnpr_store::TarballBody;
+use serde_json::Value;
+
+use crate::error::ApiError;
+use crate::registry::{load_packument, tarball_body, Source};
+use crate::state::AppState;
+use crate::users::identify;
+
+const CONTENT_TYPE: &str = "application/x-pnpr-install-inline";
+/// Tarballs fetched and unpacked at once for one install.
+const FETCH_CONCURRENCY: usize = 16;
+
+/// Where the resolver reads metadata for this request.
+#[derive(Clone)]
+enum Scope {
+    /// The client's registry is pnpr's own `/`.
+    Public,
+    /// The client's registry is `/~<uplink>/`.
+    Uplink(String),
+}
+
+/// The resolver's window onto pnpr's mirror, for one caller.
+struct Metadata {
+    state: Arc<AppState>,
+    policy: Arc<Policy>,
+    who: Identity,
+    scope: Scope,
+    /// Merged documents as stored (upstream tarball URLs, uplink tags).
+    docs: Mutex<HashMap<String, Arc<Value>>>,
+    /// The first refusal seen, answered instead of a generic failure.
+    denial: Mutex<Option<ApiError>>,
+}
+
+impl Metadata {
+    fn source(&self, name: &str) -> Option<Source> {
+        match &self.scope {
+            Scope::Public => Some(Source::public(&self.state, &self.policy, name)),
+            Scope::Uplink(u) => Source::uplink(&self.state, u),
+        }
+    }
+
+    fn deny(&self, e: ApiError) -> pnpr_resolver::ResolveError {
+        let msg = e.message.clone();
+        let mut slot = self.denial.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            *slot = Some(e);
+        }
+        pnpr_resolver::ResolveError::Metadata(msg)
+    }
+
+    async fn load(&self, name: &str) -> Result<Arc<Value>, ApiError> {
+        if let Some(doc) = self.docs.lock().unwrap_or_else(|p| p.into_inner()).get(name) {
+            return Ok(Arc::clone(doc));
+        }
+        if matches!(self.scope, Scope::Public) {
+            self.policy
+                .check(&self.who, name, Action::Access)
+                .map_err(|d| ApiError::denied(d, name))?;
+        }
+        let source = self
+            .source(name)
+            .ok_or_else(|| ApiError::not_found("uplink"))?;
+        let doc = load_packument(&self.state, &source, name)
+            .await?
+            .ok_or_else(|| ApiError::not_found(name))?;
+        let doc = Arc::new(doc);
+        self.docs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_string(), Arc::clone(&doc));
+        Ok(doc)
+    }
+}
+
+impl pnpr_resolver::MetadataSource for Metadata {
+    fn packument<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Arc<Value>, pnpr_resolver::ResolveError>> {
+        Box::pin(async move {
+            let doc = self.load(name).await.map_err(|e| self.deny(e))?;
+            // The resolver sees what a client of this registry would see.
+            let mut view = (*doc).clone();
+            let base = match &self.scope {
+                Scope::Public => self.state.public_url.to_string(),
+                Scope::Uplink(u) => format!("{}~{u}/", self.state.public_url),
+            };
+            pnpr_packument::rewrite_tarballs(&mut view, &base);
+            Ok(Arc::new(view))
+        })
+    }
+}
+
+/// Maps the request's `registry` onto a scope, refusing anything that is
+/// not pnpr itself.
+fn scope_for(state: &AppState, registry: &str) -> Result<Scope, ApiError> {
+    let own = state.public_url.as_str();
+    let Some(rest) = registry.strip_prefix(own) else {
+        return Err(ApiError::forbidden(format!(
+            "registry {} is not served by this pnpr; point the client's registry at {own}",
+            redact_url(registry)
+        )));
+    };
+    if rest.is_empty() {
+        return Ok(Scope::Public);
+    }
+    let uplink = rest
+        .strip_prefix('~')
+        .and_then(|r| r.strip_suffix('/'))
+        .filter(|u| !u.is_empty() && !u.contains('/'))
+        .ok_or_else(|| ApiError::forbidden("registry path is not a pnpr endpoint"))?;
+    Ok(Scope::Uplink(uplink.to_string()))
+}
+
+/// scheme://host[:port]/path with no userinfo, query or fragment.
+fn redact_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.set_query(None);
+            u.set_fragment(None);
+            u.to_string()
+        }
+        Err(_) => "<invalid URL>".to_string(),
+    }
+}
+
+/// `POST /v1/install`.
+pub async fn install(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match run(state, headers, body).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn run(state: Arc<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+    let started = std::time::Instant::now();
+    let req = pnpr_install::parse_request(&body, state.public_url.as_str())
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let who = identify(&state, &headers);
+    let policy = state.policy();
+    let scope = scope_for(&state, &req.registry)?;
+    if let Scope::Uplink(u) = &scope {
+        policy.check_uplink(&who, u).map_err(|d| match d {
+            pnpr_auth::UplinkDenial::NotExposed => ApiError::not_found(format!("uplink ~{u}")),
+            pnpr_auth::UplinkDenial::Unauthenticated => {
+                ApiError::unauthorized(format!("authentication required for ~{u}"))
+            }
+            _ => ApiError::forbidden(format!("not allowed to use ~{u}")),
+        })?;
+    }
+    let meta = Arc::new(Metadata {
+        state: Arc::clone(&state),
+        policy: Arc::clone(&policy),
+        who: who.clone(),
+        scope: scope.clone(),
+        docs: Mutex::new(HashMap::new()),
+        denial: Mutex::new(None),
+    });
+
+    let projects: Vec<pnpr_resolver::ProjectInput> = req
+        .projects
+        .iter()
+        .map(|p| pnpr_resolver::ProjectInput {
+            dir: p.dir.clone(),
+            dependencies: p.dependencies.clone(),
+            dev_dependencies: p.dev_dependencies.clone(),
+            optional_dependencies: p.optional_dependencies.clone(),
+        })
+        .collect();
+    let opts = resolve_options(&req);
+    let resolution = match pnpr_resolver::resolve(&projects, meta.as_ref(), &opts).await {
+        Ok(r) => r,
+        Err(e) => {
+            if let Some(denied) = meta.denial.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                return Err(denied);
+            }
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("resolution failed: {e}"),
+            ));
+        }
+    };
+    let lockfile = serde_json::to_value(&resolution.lockfile)
+        .map_err(|e| ApiError::internal("lockfile serialisation", e))?;
+    let resolved_in = started.elapsed();
+
+    let packages: Vec<pnpr_install::PackageRef> = resolution
+        .packages
+        .iter()
+        .map(|p| pnpr_install::PackageRef {
+            integrity: p.integrity.clone(),
+            pkg_id: format!("{}@{}", p.name, p.version),
+        })
+        .collect();
+
+    if req.lockfile_only {
+        let plan = pnpr_install::Plan {
+            stats: pnpr_install::lockfile_only_stats(packages.len() as u64),
+            index_entries: Vec::new(),
+            frames: Vec::new(),
+        };
+        return respond(&state, &lockfile, plan);
+    }
+
+    // Authorize every package we may serve, then make sure its files are
+    // unpacked in the server store.
+    let have: std::collections::HashSet<&str> =
+        req.store_integrities.iter().map(String::as_str).collect();
+    let mut missing = Vec::new();
+    for p in &resolution.packages {
+        if have.contains(p.integrity.as_str()) {
+            continue;
+        }
+        if matches!(scope, Scope::Public) {
+            policy
+                .check(&who, &p.name, Action::Access)
+                .map_err(|d| ApiError::denied(d, &p.name))?;
+        }
+        if !state.files.has_index(&p.integrity) {
+            missing.push(p);
+        }
+    }
+    let fetched = missing.len();
+    futures_util::stream::iter(missing.into_iter().map(|p| {
+        let meta = Arc::clone(&meta);
+        let state = Arc::clone(&state);
+        async move { ensure_unpacked(&state, &meta, &p.name, &p.version, &p.integrity).await }
+    }))
+    .buffer_unordered(FETCH_CONCURRENCY)
+    .try_collect::<Vec<()>>()
+    .await?;
+
+    let lookup = FileIndexLookup { state: &state };
+    let plan = pnpr_install::plan(&packages, &req.store_integrities, &lookup);
+    tracing::info!(
+        user = %match &who { Identity::User(u) => u.as_str(), _ => "-" },
+        total = plan.stats.total_packages,
+        in_store = plan.stats.already_in_store,
+        fetched,
+        files = plan.stats.files_to_download,
+        bytes = plan.stats.download_bytes,
+        resolve_ms = resolved_in.as_millis() as u64,
+        "install resolved"
+    );
+    respond(&state, &lockfile, plan)
+}
+
+fn resolve_options(req: &pnpr_install::InstallRequest) -> pnpr_resolver::ResolveOptions {
+    let mut opts = pnpr_resolver::ResolveOptions::default();
+    opts.registry = req.registry.clone();
+    opts.overrides = req.overrides.clone().unwrap_or_default();
+    opts.minimum_release_age_minutes = req.minimum_release_age;
+    opts.now_ms = pnpr_store::now_ms();
+    if let Some(v) = &req.node_version {
+        opts.node_version = v.clone();
+    }
+    if let Some(os) = &req.os {
+        opts.os = os.clone();
+    }
+    if let Some(arch) = &req.arch {
+        opts.cpu = arch.clone();
+    }
+    opts.input_lockfile = req
+        .lockfile
+        .as_ref()
+        .and_then(|l| serde_json::from_value(l.clone()).ok());
+    opts.frozen = req.frozen_lockfile;
+    opts.prefer_frozen = req.prefer_frozen_lockfile.unwrap_or(true);
+    opts
+}
+
+/// Fetches (verified) and unpacks one package into the file store.
+async fn ensure_unpacked(
+    state: &Arc<AppState>,
+    meta: &Metadata,
+    name: &str,
+    version: &str,
+    integrity: &str,
+) -> Result<(), ApiError> {
+    let doc = meta.load(name).await?;
+    let vdoc = doc
+        .get("versions")
+        .and_then(|v| v.get(version))
+        .ok_or_else(|| ApiError::not_found(format!("{name}@{version}")))?;
+    let source = meta
+        .source(name)
+        .ok_or_else(|| ApiError::not_found("uplink"))?;
+    let file = vdoc
+        .get("dist")
+        .and_then(|d| d.get("tarball"))
+        .and_then(Value::as_str)
+        .and_then(pnpr_packument::tarball_file_name)
+        .map(str::to_string)
+        .unwrap_or_else(|| pnpr_packument::default_file_name(name, version));
+    let (body, _uplink) = tarball_body(state, &source, &file, vdoc).await?;
+    let reader: Box<dyn std::io::Read + Send> = match body {
+        TarballBody::Stored(stored) => Box::new(
+            std::fs::File::open(&stored.path)
+                .map_err(|e| ApiError::internal("cannot open cached tarball", e))?,
+        ),
+        TarballBody::Streaming(mut stream) => {
+            let mut buf = Vec::new();
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| {
+                    tracing::warn!(package = name, error = %e, "tarball fetch failed");
+                    ApiError::new(
+                        StatusCode::BAD_GATEWAY,
+                        format!("tarball of {name}@{version} could not be fetched or failed verification"),
+                    )
+                })?;
+                buf.extend_from_slice(&chunk);
+            }
+            Box::new(std::io::Cursor::new(buf))
+        }
+    };
+    let st = Arc::clone(state);
+    let integrity = integrity.to_string();
+    let label = format!("{name}@{version}");
+    tokio::task::spawn_blocking(move || {
+        st.files
+            .add_tarball(&integrity, reader, &pnpr_cafs::Limits::default())
+            .map(|_| ())
+    })
+    .await
+    .map_err(|e| ApiError::internal("unpack task failed", e))?
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("refusing the tarball of {label}: {e}"),
+        )
+    })
+}
+
+struct FileIndexLookup<'a> {
+    state: &'a AppState,
+}
+
+impl pnpr_install::IndexLookup for FileIndexLookup<'_> {
+    fn lookup(&self, integrity: &str) -> Option<Arc<pnpr_install::IndexValue>> {
+        let idx = self.state.files.index(integrity).ok().flatten()?;
+        Some(Arc::new(index_value(&idx)))
+    }
+}
+
+fn index_value(idx: &pnpr_cafs::PackageIndex) -> pnpr_install::IndexValue {
+    pnpr_install::IndexValue {
+        requires_build: Some(idx.requires_build),
+        manifest: Some(idx.index_manifest()),
+        algo: "sha512".to_string(),
+        files: idx
+            .files
+            .iter()
+            .map(|(path, f)| {
+                (
+                    path.clone(),
+                    pnpr_install::FileMeta {
+                        digest_hex: f.digest_hex.clone(),
+                        mode: f.mode,
+                        size: f.size,
+                        checked_at: Some(idx.checked_at_ms),
+                    },
+                )
+            })
+            .collect(),
+        side_effects: None,
+    }
+}
+
+/// Streams header, frames and end marker as one gzip body.
+fn respond(state: &Arc<AppState>, lockfile: &Value, plan: pnpr_install::Plan) -> Result<Response, ApiError> {
+    let header_bytes = pnpr_install::header_json(lockfile, &plan);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
+    let st = Arc::clone(state);
+    tokio::task::spawn_blocking(move || {
+        let mut body = pnpr_install::InlineBody::new(&header_bytes, 6);
+        for frame in &plan.frames {
+            let content = match st.files.read_file(&frame.digest_hex) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(error = %e, "stored file unreadable; aborting response");
+                    let _ = tx.blocking_send(Err(std::io::Error::other("stored file unreadable")));
+                    return;
+                }
+            };
+            let mut digest = [0u8; 64];
+            if hex::decode_to_slice(&frame.digest_hex, &mut digest).is_err() {
+                let _ = tx.blocking_send(Err(std::io::Error::other("corrupt digest")));
+                return;
+            }
+            if let Err(e) = body.frame(&digest, frame.executable, &content) {
+                let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+                return;
+            }
+            let out = body.take_output();
+            if !out.is_empty() && tx.blocking_send(Ok(Bytes::from(out))).is_err() {
+                return; // client went away
+            }
+        }
+        match body.finish() {
+            Ok(rest) => {
+                let _ = tx.blocking_send(Ok(Bytes::from(rest)));
+            }
+            Err(e) => {
+                let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+            }
+        }
+    });
+    let stream = tokio_stream_from(rx);
+    let mut resp = Response::new(Body::from_stream(stream));
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+    h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    Ok(resp)
+}
+
+fn tokio_stream_from(
+    mut rx: tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
