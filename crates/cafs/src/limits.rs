@@ -23,11 +23,13 @@ impl Limits {
     pub const RATIO_GRACE_BYTES: u64 = 10 * 1024 * 1024;
 
     /// Cap on the raw decompressed tar stream (headers, padding and PAX data
-    /// included): the file bytes plus at most 1 KiB of framing per entry. This
-    /// is what stops a bomb hidden in metadata the tar reader buffers itself.
+    /// included): the file bytes plus 1 KiB of framing per entry and 1 MiB
+    /// for end-of-archive record padding. This is what stops a bomb hidden in
+    /// metadata the tar reader buffers itself (long names, PAX records).
     pub(crate) fn max_stream_bytes(&self) -> u64 {
         self.max_unpacked_bytes
-            .saturating_add(self.max_entries.saturating_add(2).saturating_mul(1024))
+            .saturating_add(self.max_entries.saturating_mul(1024))
+            .saturating_add(1024 * 1024)
     }
 }
 

@@ -47,10 +47,9 @@ const MAX_SAFE_INTEGER: u64 = 9_007_199_254_740_991;
 pub(crate) fn parse_manifest(bytes: &[u8]) -> Result<Value, CafsError> {
     let text = String::from_utf8_lossy(bytes);
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
-    let value: Value =
-        serde_json::from_str(text).map_err(|err| CafsError::InvalidManifest {
-            message: err.to_string(),
-        })?;
+    let value: Value = serde_json::from_str(text).map_err(|err| CafsError::InvalidManifest {
+        message: err.to_string(),
+    })?;
     Ok(match value {
         Value::Object(_) => value,
         _ => Value::Object(Map::new()),
@@ -83,7 +82,9 @@ pub(crate) fn bundled_manifest(manifest: &Value) -> Option<Value> {
     }
     let version = match obj.get("version") {
         None | Some(Value::Null) => Value::String("0.0.0".to_owned()),
-        Some(Value::String(raw)) => Value::String(clean_version(raw).unwrap_or_else(|| raw.clone())),
+        Some(Value::String(raw)) => {
+            Value::String(clean_version(raw).unwrap_or_else(|| raw.clone()))
+        }
         // pnpm would throw on a non-string version; keeping it is the lenient
         // choice and never observed in published packages.
         Some(other) => other.clone(),
@@ -220,9 +221,8 @@ fn loose_tail(tail: &str) -> Option<Option<&str>> {
 /// One or more `[0-9A-Za-z-]+` identifiers separated by single dots.
 fn dotted_identifiers(s: &str) -> bool {
     !s.is_empty()
-        && s.split('.').all(|id| {
-            !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
+        && s.split('.')
+            .all(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
 }
 
 /// node-semver turns all-digit prerelease identifiers into numbers (dropping

@@ -83,7 +83,9 @@ impl FileStore {
     /// Where the file with this digest lives (whether or not it exists).
     pub fn file_path(&self, digest_hex: &str) -> Result<PathBuf, CafsError> {
         if !is_digest_hex(digest_hex) {
-            return Err(CafsError::InvalidDigest(digest_hex.chars().take(160).collect()));
+            return Err(CafsError::InvalidDigest(
+                digest_hex.chars().take(160).collect(),
+            ));
         }
         Ok(self.files_dir.join(&digest_hex[..2]).join(&digest_hex[2..]))
     }
@@ -347,7 +349,9 @@ fn sweep_stale_temp_files(tmp_dir: &Path) {
 }
 
 fn is_digest_hex(s: &str) -> bool {
-    s.len() == 128 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 128
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 fn parse_integrity(integrity: &str) -> Result<ssri::Integrity, CafsError> {

@@ -103,7 +103,8 @@ impl<R: Read> Read for Metered<R> {
     }
 }
 
-type Decoder<R> = Metered<flate2::bufread::GzDecoder<io::Chain<io::Cursor<[u8; 2]>, BufReader<Source<R>>>>>;
+type Decoder<R> =
+    Metered<flate2::bufread::GzDecoder<io::Chain<io::Cursor<[u8; 2]>, BufReader<Source<R>>>>>;
 
 /// Unpack `tgz` into `store`, verifying it against `sri`.
 pub(crate) fn unpack<R: Read>(
@@ -167,8 +168,11 @@ pub(crate) fn unpack<R: Read>(
     let mut decoder = archive.into_inner();
     io::copy(&mut decoder, &mut io::sink()).map_err(|e| walker.read_error(e))?;
     let (_, mut source) = decoder.inner.into_inner().into_inner();
-    let trailing = io::copy(&mut (&mut source).take(MAX_TRAILING_BYTES + 1), &mut io::sink())
-        .map_err(|e| CafsError::io("reading the tarball", e))?;
+    let trailing = io::copy(
+        &mut (&mut source).take(MAX_TRAILING_BYTES + 1),
+        &mut io::sink(),
+    )
+    .map_err(|e| CafsError::io("reading the tarball", e))?;
     if trailing > MAX_TRAILING_BYTES {
         return Err(CafsError::CorruptTarball {
             entry: None,
@@ -290,10 +294,13 @@ impl Walker<'_> {
                 entry: Some(quoted.to_owned()),
             });
         }
-        let mode = entry.header().mode().map_err(|e| CafsError::CorruptTarball {
-            entry: Some(quoted.to_owned()),
-            message: format!("bad mode field: {e}"),
-        })?;
+        let mode = entry
+            .header()
+            .mode()
+            .map_err(|e| CafsError::CorruptTarball {
+                entry: Some(quoted.to_owned()),
+                message: format!("bad mode field: {e}"),
+            })?;
         let truncated = || CafsError::CorruptTarball {
             entry: Some(quoted.to_owned()),
             message: "file data is truncated".to_owned(),

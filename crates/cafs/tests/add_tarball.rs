@@ -97,7 +97,13 @@ fn file_paths_follow_the_fan_out_layout() {
     let digest = sha512_hex(b"x");
     let path = store.file_path(&digest).expect("path");
     assert!(path.ends_with(format!("files/{}/{}", &digest[..2], &digest[2..])));
-    for bad in ["", "zz", &digest.to_uppercase(), &digest[..127], &format!("{digest}0")] {
+    for bad in [
+        "",
+        "zz",
+        &digest.to_uppercase(),
+        &digest[..127],
+        &format!("{digest}0"),
+    ] {
         assert!(matches!(
             store.file_path(bad),
             Err(CafsError::InvalidDigest(_))
@@ -114,7 +120,11 @@ fn file_paths_follow_the_fan_out_layout() {
 fn strips_a_first_folder_not_named_package() {
     let (_dir, store) = store();
     let tgz = TarBuilder::new()
-        .file("node-v1/package.json", 0o644, br#"{"name":"n","version":"1.0.0"}"#)
+        .file(
+            "node-v1/package.json",
+            0o644,
+            br#"{"name":"n","version":"1.0.0"}"#,
+        )
         .file("node-v1/lib/a.js", 0o644, b"a")
         .file("./node-v1/odd.js", 0o644, b"odd")
         .tgz();
@@ -167,7 +177,10 @@ fn later_duplicates_win() {
     let index = add(&store, &tgz).expect("add");
     assert_eq!(index.files.len(), 2);
     let a = &index.files["a.js"];
-    assert_eq!((a.digest_hex.as_str(), a.mode, a.size), (sha512_hex(b"second!").as_str(), 493, 7));
+    assert_eq!(
+        (a.digest_hex.as_str(), a.mode, a.size),
+        (sha512_hex(b"second!").as_str(), 493, 7)
+    );
     assert_eq!(index.manifest["name"], "second");
 }
 
@@ -194,7 +207,10 @@ fn missing_package_json_gets_pnpm_placeholder() {
     let entry = &index.files["package.json"];
     assert_eq!(entry.digest_hex, sha512_hex(placeholder));
     assert_eq!((entry.mode, entry.size), (420, placeholder.len() as u64));
-    assert_eq!(store.read_file(&entry.digest_hex).expect("read"), placeholder);
+    assert_eq!(
+        store.read_file(&entry.digest_hex).expect("read"),
+        placeholder
+    );
     assert_eq!(index.manifest, json!({}));
     assert_eq!(index.index_manifest(), None);
 }
@@ -215,7 +231,12 @@ fn requires_build_like_pnpm() {
             .file(&format!("package/{extra}"), 0o644, b"x")
             .tgz();
         let index = add(&store, &tgz).expect("add");
-        assert_eq!(index.requires_build, want, "{extra} with {:?}", String::from_utf8_lossy(manifest));
+        assert_eq!(
+            index.requires_build,
+            want,
+            "{extra} with {:?}",
+            String::from_utf8_lossy(manifest)
+        );
     }
 }
 
@@ -239,7 +260,16 @@ fn refuses_absolute_paths() {
         .file("/etc/evil", 0o644, b"x")
         .tgz();
     let err = refused(&tgz, &Limits::default());
-    assert!(matches!(err, CafsError::UnsafePath { reason: "absolute path", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            CafsError::UnsafePath {
+                reason: "absolute path",
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert!(err.to_string().contains("/etc/evil"), "{err}");
 }
 
@@ -261,7 +291,16 @@ fn refuses_nul_in_a_pax_path() {
         .pax_file(b"package/a\0b.js", b"x")
         .tgz();
     let err = refused(&tgz, &Limits::default());
-    assert!(matches!(err, CafsError::UnsafePath { reason: "path contains NUL", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            CafsError::UnsafePath {
+                reason: "path contains NUL",
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -323,7 +362,10 @@ fn refuses_too_many_entries() {
         ..Limits::default()
     };
     let err = refused(&builder.tgz(), &limits);
-    assert!(matches!(err, CafsError::TooManyEntries { limit: 5, .. }), "{err}");
+    assert!(
+        matches!(err, CafsError::TooManyEntries { limit: 5, .. }),
+        "{err}"
+    );
 }
 
 #[test]
@@ -338,8 +380,31 @@ fn refuses_too_many_bytes() {
         ..Limits::default()
     };
     let err = refused(&tgz, &limits);
-    assert!(matches!(err, CafsError::TooLarge { limit: 1000, .. }), "{err}");
+    assert!(
+        matches!(err, CafsError::TooLarge { limit: 1000, .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("package/b"), "{err}");
+}
+
+#[test]
+fn refuses_a_bomb_hidden_in_pax_metadata() {
+    // No file is large, but the PAX path record the tar reader buffers is.
+    let huge_path = format!("package/{}", "p".repeat(2 * 1024 * 1024));
+    let tgz = TarBuilder::new()
+        .file("package/package.json", 0o644, b"{}")
+        .pax_file(huge_path.as_bytes(), b"x")
+        .tgz();
+    let limits = Limits {
+        max_unpacked_bytes: 1000,
+        max_entries: 10,
+        ..Limits::default()
+    };
+    let err = refused(&tgz, &limits);
+    assert!(
+        matches!(err, CafsError::TooLarge { limit: 1000, .. }),
+        "{err}"
+    );
 }
 
 #[test]
@@ -353,7 +418,10 @@ fn refuses_one_oversized_file() {
         ..Limits::default()
     };
     let err = refused(&tgz, &limits);
-    assert!(matches!(err, CafsError::FileTooLarge { size: 2048, .. }), "{err}");
+    assert!(
+        matches!(err, CafsError::FileTooLarge { size: 2048, .. }),
+        "{err}"
+    );
 }
 
 #[test]
@@ -365,7 +433,10 @@ fn refuses_a_zip_bomb() {
         .file("package/bomb", 0o644, &zeros)
         .tgz();
     let err = refused(&tgz, &Limits::default());
-    assert!(matches!(err, CafsError::RatioExceeded { limit: 200, .. }), "{err}");
+    assert!(
+        matches!(err, CafsError::RatioExceeded { limit: 200, .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("package/bomb"), "{err}");
     // The same bytes are fine when the ratio limit allows them.
     let (_dir, store) = store();
@@ -373,7 +444,9 @@ fn refuses_a_zip_bomb() {
         max_ratio: 10_000,
         ..Limits::default()
     };
-    let index = store.add_tarball(&sri(&tgz), tgz.as_slice(), &lenient).expect("add");
+    let index = store
+        .add_tarball(&sri(&tgz), tgz.as_slice(), &lenient)
+        .expect("add");
     assert_eq!(index.files["bomb"].size, zeros.len() as u64);
 }
 
@@ -422,7 +495,10 @@ fn refuses_invalid_package_json() {
         .file("package/package.json", 0o644, b"{\"name\": ")
         .tgz();
     let err = refused(&tgz, &Limits::default());
-    assert!(err.to_string().contains("package.json is not valid JSON"), "{err}");
+    assert!(
+        err.to_string().contains("package.json is not valid JSON"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -484,7 +560,11 @@ fn concurrent_adds_sharing_files_both_succeed() {
             format!(r#"{{"name":"{name}","version":"1.0.0"}}"#).as_bytes(),
         );
         for i in 0..shared {
-            builder = builder.file(&format!("package/shared/{i}.js"), 0o644, format!("shared {i}").as_bytes());
+            builder = builder.file(
+                &format!("package/shared/{i}.js"),
+                0o644,
+                format!("shared {i}").as_bytes(),
+            );
         }
         // One large shared file takes the streaming (temp file) path.
         builder
@@ -506,7 +586,10 @@ fn concurrent_adds_sharing_files_both_succeed() {
                     })
                 })
                 .collect();
-            handles.into_iter().map(|h| h.join().expect("thread")).collect()
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("thread"))
+                .collect()
         });
         for result in &results {
             let index = result.as_ref().expect("concurrent add");
@@ -541,7 +624,10 @@ fn concurrent_adds_of_the_same_tarball_agree() {
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("thread")).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
     });
     assert!(results.windows(2).all(|w| w[0].files == w[1].files));
     assert_eq!(store.index_count().expect("count"), 1);

@@ -2,8 +2,14 @@ use super::*;
 
 #[test]
 fn strips_any_first_component() {
-    assert_eq!(normalize_entry_path("package/lib/a.js").as_deref(), Ok("lib/a.js"));
-    assert_eq!(normalize_entry_path("node/./lib//a.js").as_deref(), Ok("lib/a.js"));
+    assert_eq!(
+        normalize_entry_path("package/lib/a.js").as_deref(),
+        Ok("lib/a.js")
+    );
+    assert_eq!(
+        normalize_entry_path("node/./lib//a.js").as_deref(),
+        Ok("lib/a.js")
+    );
     assert_eq!(normalize_entry_path("package/").as_deref(), Ok(""));
     assert_eq!(normalize_entry_path("index.js").as_deref(), Ok("index.js"));
     assert_eq!(normalize_entry_path("package\\a.js").as_deref(), Ok("a.js"));
@@ -21,7 +27,10 @@ fn refuses_unsafe_paths() {
         "package/a\0b",
         "package/C:/x",
     ] {
-        assert!(normalize_entry_path(bad).is_err(), "{bad:?} must be refused");
+        assert!(
+            normalize_entry_path(bad).is_err(),
+            "{bad:?} must be refused"
+        );
     }
 }
 
