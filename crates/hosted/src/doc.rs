@@ -500,7 +500,7 @@ pub fn apply_update(
     Ok((Some(doc), effect))
 }
 
-fn check_rev(doc: &Value, claimed: Option<&str>) -> Result<()> {
+pub(crate) fn check_rev(doc: &Value, claimed: Option<&str>) -> Result<()> {
     if let Some(claimed) = claimed {
         let current = doc.get("_rev").and_then(Value::as_str).unwrap_or_default();
         if claimed != current {

@@ -41,7 +41,9 @@ pub use plan::{
     lockfile_only_stats, parse_digest, plan, FrameRef, IndexEntry, IndexLookup, PackageRef, Plan,
     Stats,
 };
-pub use request::{normalize_dir, parse_request, AuthHeaders, InstallRequest, Project, TrustPolicy};
+pub use request::{
+    normalize_dir, parse_request, AuthHeaders, InstallRequest, Project, TrustPolicy,
+};
 pub use response::{
     empty_file_section, header_json, violations_json, InlineBody, Violation, CONTENT_TYPE,
     DEFAULT_GZIP_LEVEL,

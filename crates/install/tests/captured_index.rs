@@ -18,8 +18,10 @@ use common::{fixture, index_value_from_json};
 
 /// key → (captured bytes, decoded value)
 fn captured_rows() -> Vec<(String, Vec<u8>, IndexValue)> {
-    let samples: Value = serde_json::from_str(&fixture("store-index-samples.pnpm-11.5.2.json")).unwrap();
-    let decoded: Value = serde_json::from_str(&fixture("store-index-samples.decoded.json")).unwrap();
+    let samples: Value =
+        serde_json::from_str(&fixture("store-index-samples.pnpm-11.5.2.json")).unwrap();
+    let decoded: Value =
+        serde_json::from_str(&fixture("store-index-samples.decoded.json")).unwrap();
     let decoded: HashMap<&str, &Value> = decoded
         .as_array()
         .unwrap()
@@ -80,14 +82,19 @@ fn rebuilds_the_accepted_response_fixture() {
         });
     }
     // Resolution order = lockfile `packages` order.
-    let order: Vec<&String> = header["lockfile"]["packages"].as_object().unwrap().keys().collect();
+    let order: Vec<&String> = header["lockfile"]["packages"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .collect();
     packages.sort_by_key(|p| order.iter().position(|k| **k == p.pkg_id).unwrap());
 
     let plan = plan(&packages, &[], &Rows(store)).unwrap();
     let want_stats: Stats = serde_json::from_value(header["stats"].clone()).unwrap();
     assert_eq!(plan.stats, want_stats);
 
-    let ours: Value = serde_json::from_slice(&header_json(&header["lockfile"], &plan).unwrap()).unwrap();
+    let ours: Value =
+        serde_json::from_slice(&header_json(&header["lockfile"], &plan).unwrap()).unwrap();
     assert_eq!(&ours, header, "header differs from the accepted fixture");
     // Key order of the header object as pnpm's fixture has it.
     let keys: Vec<&String> = ours.as_object().unwrap().keys().collect();
@@ -110,12 +117,17 @@ fn rebuilds_the_accepted_response_fixture() {
         let content = &contents[f.digest_hex.as_str()];
         assert_eq!(content.len() as u64, f.size);
         let real: [u8; 64] = Sha512::digest(content).into();
-        assert_eq!(real, f.digest, "fixture content does not hash to its digest");
+        assert_eq!(
+            real, f.digest,
+            "fixture content does not hash to its digest"
+        );
         body.frame(&f.digest, f.executable, content).unwrap();
     }
     let gz = body.finish().unwrap();
     let mut plain = Vec::new();
-    flate2::read::GzDecoder::new(&gz[..]).read_to_end(&mut plain).unwrap();
+    flate2::read::GzDecoder::new(&gz[..])
+        .read_to_end(&mut plain)
+        .unwrap();
     let frames_len: usize = plan.frames.iter().map(|f| 69 + f.size as usize).sum();
     assert_eq!(plain.len(), 4 + header_bytes.len() + 6 + frames_len + 64);
     assert_eq!(plan.frames.len(), contents.len());

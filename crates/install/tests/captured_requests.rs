@@ -10,7 +10,11 @@ const DEFAULT: &str = "http://127.0.0.1:1/";
 
 #[test]
 fn cold() {
-    let req = parse_request(fixture("v1-install-request.cold.body.json").as_bytes(), DEFAULT).unwrap();
+    let req = parse_request(
+        fixture("v1-install-request.cold.body.json").as_bytes(),
+        DEFAULT,
+    )
+    .unwrap();
     assert_eq!(req.projects.len(), 1);
     let p = &req.projects[0];
     assert_eq!(p.dir, ".");
@@ -38,7 +42,10 @@ fn warm_with_lockfile() {
     )
     .unwrap();
     assert_eq!(req.store_integrities.len(), 3);
-    assert!(req.store_integrities.iter().all(|i| i.starts_with("sha512-")));
+    assert!(req
+        .store_integrities
+        .iter()
+        .all(|i| i.starts_with("sha512-")));
     let lockfile = req.lockfile.as_ref().unwrap();
     assert_eq!(lockfile["lockfileVersion"], "9.0");
     assert_eq!(lockfile["packages"].as_object().unwrap().len(), 3);
@@ -59,8 +66,17 @@ fn auth_and_scope() {
     assert_eq!(p.dependencies.len(), 2);
     assert_eq!(p.optional_dependencies["@pnpm.e2e/foo"], "100.0.0");
     assert_eq!(req.auth_headers.len(), 2);
-    assert_eq!(req.auth_headers.get("//127.0.0.1:4873/"), Some("Bearer test-upstream-token"));
-    assert_eq!(req.auth_headers.get("//127.0.0.1:4900/"), Some("Bearer test-pnpr-token"));
+    assert_eq!(
+        req.auth_headers.get("//127.0.0.1:4873/"),
+        Some("Bearer test-upstream-token")
+    );
+    assert_eq!(
+        req.auth_headers.get("//127.0.0.1:4900/"),
+        Some("Bearer test-pnpr-token")
+    );
     let dbg = format!("{req:?}");
-    assert!(!dbg.contains("test-upstream-token") && !dbg.contains("test-pnpr-token"), "{dbg}");
+    assert!(
+        !dbg.contains("test-upstream-token") && !dbg.contains("test-pnpr-token"),
+        "{dbg}"
+    );
 }

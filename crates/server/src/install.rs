@@ -376,7 +376,7 @@ impl pnpr_install::IndexLookup for FileIndexLookup<'_> {
 fn index_value(idx: &pnpr_cafs::PackageIndex) -> pnpr_install::IndexValue {
     pnpr_install::IndexValue {
         requires_build: Some(idx.requires_build),
-        manifest: Some(idx.index_manifest()),
+        manifest: idx.index_manifest(),
         algo: "sha512".to_string(),
         files: idx
             .files

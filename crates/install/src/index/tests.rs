@@ -20,7 +20,12 @@ fn generic_values_match_msgpackr() {
         let expected = case["hex"].as_str().expect("hex");
         let v: Value = serde_json::from_str(json).expect("case json");
         let got = hex::encode(encode_value(&v));
-        assert_eq!(got, expected, "msgpackr mismatch for {}", &json[..json.len().min(80)]);
+        assert_eq!(
+            got,
+            expected,
+            "msgpackr mismatch for {}",
+            &json[..json.len().min(80)]
+        );
     }
 }
 
@@ -39,10 +44,16 @@ fn js_number_rules() {
     assert_eq!(enc(f64::from(u32::MAX)), vec![0xce, 0xff, 0xff, 0xff, 0xff]);
     let big = enc(1_795_344_797_118.0);
     assert_eq!(big[0], 0xcb);
-    assert_eq!(f64::from_be_bytes(big[1..9].try_into().unwrap()), 1_795_344_797_118.0);
+    assert_eq!(
+        f64::from_be_bytes(big[1..9].try_into().unwrap()),
+        1_795_344_797_118.0
+    );
     let mut e = Encoder::new(Vec::new());
     e.u64_number(u64::from(u32::MAX) + 1);
-    assert_eq!(e.out, [&[0xcb][..], &4_294_967_296f64.to_be_bytes()].concat());
+    assert_eq!(
+        e.out,
+        [&[0xcb][..], &4_294_967_296f64.to_be_bytes()].concat()
+    );
 }
 
 #[test]
@@ -55,7 +66,10 @@ fn str32_and_map16_headers() {
     e.map_header(16);
     e.map_header(15);
     e.map_header(70_000);
-    assert_eq!(e.out, vec![0xde, 0x00, 0x10, 0x8f, 0xdf, 0x00, 0x01, 0x11, 0x70]);
+    assert_eq!(
+        e.out,
+        vec![0xde, 0x00, 0x10, 0x8f, 0xdf, 0x00, 0x01, 0x11, 0x70]
+    );
 }
 
 #[test]

@@ -48,12 +48,22 @@ fn pkg(integrity: &str, id: &str) -> PackageRef {
 fn store() -> MapLookup {
     let mut m = HashMap::new();
     // a: shares file "1" with b; b has "1" twice (once executable).
-    m.insert("sha512-a".to_owned(), value(&[("i.js", '1', 0o644, 10), ("p.json", '2', 0o644, 20)]));
+    m.insert(
+        "sha512-a".to_owned(),
+        value(&[("i.js", '1', 0o644, 10), ("p.json", '2', 0o644, 20)]),
+    );
     m.insert(
         "sha512-b".to_owned(),
-        value(&[("bin", '1', 0o755, 10), ("i.js", '1', 0o644, 10), ("x", '3', 0o644, 30)]),
+        value(&[
+            ("bin", '1', 0o755, 10),
+            ("i.js", '1', 0o644, 10),
+            ("x", '3', 0o644, 30),
+        ]),
     );
-    m.insert("sha512-c".to_owned(), value(&[("c.js", '4', 0o644, 40), ("d.js", '3', 0o644, 30)]));
+    m.insert(
+        "sha512-c".to_owned(),
+        value(&[("c.js", '4', 0o644, 40), ("d.js", '3', 0o644, 30)]),
+    );
     MapLookup(m)
 }
 
@@ -74,8 +84,15 @@ fn cold_install_dedupes_by_digest_and_exec() {
             download_bytes: 10 + 20 + 10 + 30,
         }
     );
-    let frames: Vec<(u8, bool)> = plan.frames.iter().map(|f| (f.digest[0], f.executable)).collect();
-    assert_eq!(frames, vec![(0x11, false), (0x22, false), (0x11, true), (0x33, false)]);
+    let frames: Vec<(u8, bool)> = plan
+        .frames
+        .iter()
+        .map(|f| (f.digest[0], f.executable))
+        .collect();
+    assert_eq!(
+        frames,
+        vec![(0x11, false), (0x22, false), (0x11, true), (0x33, false)]
+    );
     assert_eq!(plan.frames[0].digest_hex, digest('1'));
     assert_eq!(plan.frames[3].size, 30);
     let keys: Vec<&str> = plan.index_entries.iter().map(|e| e.key.as_str()).collect();
@@ -93,7 +110,11 @@ fn client_store_and_unknown_integrities() {
         pkg("sha512-c", "c@1.0.0"),
     ];
     // The client has b (never requested) and a; "sha512-zzz" is unknown to the server.
-    let client = ["sha512-b".to_owned(), "sha512-a".to_owned(), "sha512-zzz".to_owned()];
+    let client = [
+        "sha512-b".to_owned(),
+        "sha512-a".to_owned(),
+        "sha512-zzz".to_owned(),
+    ];
     let plan = plan(&pkgs, &client, &store).unwrap();
     assert_eq!(
         plan.stats,
@@ -135,22 +156,48 @@ fn corrupt_digests_and_huge_files_fail() {
     m.insert("sha512-short".to_owned(), Arc::new(bad.clone()));
     bad.files[0].1.digest_hex = "0".repeat(128);
     m.insert("sha512-zero".to_owned(), Arc::new(bad));
-    m.insert("sha512-huge".to_owned(), value(&[("x", '5', 0o644, u64::from(u32::MAX) + 1)]));
+    m.insert(
+        "sha512-huge".to_owned(),
+        value(&[("x", '5', 0o644, u64::from(u32::MAX) + 1)]),
+    );
     let store = MapLookup(m);
     let run = |i: &str| plan(&[pkg(i, "x@1.0.0")], &[], &store);
-    assert!(matches!(run("sha512-upper"), Err(InstallError::InvalidDigest)));
-    assert!(matches!(run("sha512-short"), Err(InstallError::InvalidDigest)));
-    assert!(matches!(run("sha512-zero"), Err(InstallError::ReservedDigest)));
-    assert!(matches!(run("sha512-huge"), Err(InstallError::TooLarge { what: "file", .. })));
+    assert!(matches!(
+        run("sha512-upper"),
+        Err(InstallError::InvalidDigest)
+    ));
+    assert!(matches!(
+        run("sha512-short"),
+        Err(InstallError::InvalidDigest)
+    ));
+    assert!(matches!(
+        run("sha512-zero"),
+        Err(InstallError::ReservedDigest)
+    ));
+    assert!(matches!(
+        run("sha512-huge"),
+        Err(InstallError::TooLarge { what: "file", .. })
+    ));
     // A corrupt row the client already has is harmless.
-    let ok = plan(&[pkg("sha512-upper", "x@1.0.0")], &["sha512-upper".to_owned()], &store).unwrap();
+    let ok = plan(
+        &[pkg("sha512-upper", "x@1.0.0")],
+        &["sha512-upper".to_owned()],
+        &store,
+    )
+    .unwrap();
     assert_eq!(ok.stats.already_in_store, 1);
 }
 
 #[test]
 fn lockfile_only_and_serde_names() {
     let stats = lockfile_only_stats(7);
-    assert_eq!(stats, Stats { total_packages: 7, ..Stats::default() });
+    assert_eq!(
+        stats,
+        Stats {
+            total_packages: 7,
+            ..Stats::default()
+        }
+    );
     assert_eq!(
         serde_json::to_string(&stats).unwrap(),
         r#"{"totalPackages":7,"alreadyInStore":0,"packagesToFetch":0,"filesInNewPackages":0,"filesAlreadyInCafs":0,"filesToDownload":0,"downloadBytes":0}"#

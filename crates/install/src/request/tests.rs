@@ -37,9 +37,15 @@ fn dir_rejections() {
 #[test]
 fn duplicate_dirs_after_normalisation_are_rejected() {
     let err = parse(r#"{"projects":[{"dir":"a"},{"dir":"a/"}]}"#).unwrap_err();
-    assert!(matches!(err, InstallError::DuplicateProjectDir(ref d) if d == "a"), "{err:?}");
+    assert!(
+        matches!(err, InstallError::DuplicateProjectDir(ref d) if d == "a"),
+        "{err:?}"
+    );
     let err = parse(r#"{"projects":[{},{"dir":"."}]}"#).unwrap_err();
-    assert!(matches!(err, InstallError::DuplicateProjectDir(ref d) if d == "."), "{err:?}");
+    assert!(
+        matches!(err, InstallError::DuplicateProjectDir(ref d) if d == "."),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -56,7 +62,10 @@ fn workspace_projects_keep_their_maps() {
     assert_eq!(req.projects[0].dependencies["alpha"], "^1.0.0");
     assert_eq!(req.projects[1].dir, "packages/web");
     assert_eq!(req.projects[1].optional_dependencies["gamma"], "^3");
-    assert!(req.projects.iter().all(|p| !p.dependencies.contains_key("ignored")));
+    assert!(req
+        .projects
+        .iter()
+        .all(|p| !p.dependencies.contains_key("ignored")));
 }
 
 #[test]
@@ -118,7 +127,10 @@ fn every_field() {
     assert!(req.lockfile_only);
     assert_eq!(req.prefer_frozen_lockfile, Some(false));
     assert_eq!(req.minimum_release_age, Some(1440));
-    assert_eq!(req.minimum_release_age_exclude.as_deref(), Some(&["@corp/*".to_owned()][..]));
+    assert_eq!(
+        req.minimum_release_age_exclude.as_deref(),
+        Some(&["@corp/*".to_owned()][..])
+    );
     assert_eq!(req.minimum_release_age_ignore_missing_time, Some(false));
     assert_eq!(req.trust_policy, TrustPolicy::NoDowngrade);
     assert_eq!(req.trust_policy_ignore_after, Some(60));
@@ -165,7 +177,10 @@ fn field_errors_name_the_field() {
     assert!(err.to_string().contains("minimumReleaseAge"));
     let err = parse(r#"{"projects":{}}"#).unwrap_err();
     assert!(err.to_string().contains("projects"));
-    assert!(matches!(parse("not json").unwrap_err(), InstallError::InvalidJson(_)));
+    assert!(matches!(
+        parse("not json").unwrap_err(),
+        InstallError::InvalidJson(_)
+    ));
 }
 
 #[test]
@@ -182,12 +197,18 @@ fn debug_redacts_credentials() {
     }
     assert!(dbg.contains("//127.0.0.1:8/"));
     assert!(dbg.contains("https://<redacted>@127.0.0.1/x/"));
-    assert_eq!(format!("{:?}", req.auth_headers), r#"{"//127.0.0.1:8/": <redacted>}"#);
+    assert_eq!(
+        format!("{:?}", req.auth_headers),
+        r#"{"//127.0.0.1:8/": <redacted>}"#
+    );
 }
 
 #[test]
 fn userinfo_redaction() {
-    assert_eq!(redact_userinfo("http://127.0.0.1/a@b"), "http://127.0.0.1/a@b");
+    assert_eq!(
+        redact_userinfo("http://127.0.0.1/a@b"),
+        "http://127.0.0.1/a@b"
+    );
     assert_eq!(redact_userinfo("http://u:p@h/"), "http://<redacted>@h/");
     assert_eq!(redact_userinfo("http://u:p@h"), "http://<redacted>@h");
     assert_eq!(redact_userinfo("no-scheme"), "no-scheme");

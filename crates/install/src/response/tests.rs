@@ -9,13 +9,18 @@ use crate::plan::IndexEntry;
 
 fn gunzip(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    GzDecoder::new(bytes).read_to_end(&mut out).expect("valid gzip");
+    GzDecoder::new(bytes)
+        .read_to_end(&mut out)
+        .expect("valid gzip");
     out
 }
 
 /// Parses a decompressed body back into (header, frames), checking the
 /// layout strictly.
-fn parse_body(body: &[u8]) -> (Vec<u8>, Vec<([u8; 64], bool, Vec<u8>)>) {
+/// (digest, executable, content)
+type Frame = ([u8; 64], bool, Vec<u8>);
+
+fn parse_body(body: &[u8]) -> (Vec<u8>, Vec<Frame>) {
     let h = u32::from_be_bytes(body[..4].try_into().unwrap()) as usize;
     let header = body[4..4 + h].to_vec();
     let mut rest = &body[4 + h..];
@@ -98,7 +103,10 @@ fn worked_example_frame_is_81_bytes() {
 #[test]
 fn zero_digest_is_refused() {
     let mut body = InlineBody::new(b"{}", 6).unwrap();
-    assert!(matches!(body.frame(&[0; 64], false, b"x"), Err(InstallError::ReservedDigest)));
+    assert!(matches!(
+        body.frame(&[0; 64], false, b"x"),
+        Err(InstallError::ReservedDigest)
+    ));
 }
 
 #[test]
