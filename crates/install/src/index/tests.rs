@@ -1,3 +1,5 @@
+//! Encoder unit tests; expected bytes come from real msgpackr (msgpackr-values.json).
+
 use serde_json::Value;
 
 use super::*;

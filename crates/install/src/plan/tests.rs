@@ -1,3 +1,5 @@
+//! The §2.8 diff: dedupe, client-held packages, unknown rows, corruption.
+
 use std::collections::HashMap;
 use std::sync::Arc;
 

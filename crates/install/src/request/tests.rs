@@ -1,3 +1,5 @@
+//! Request parsing: field defaults, dir rules (spec §1.3), secret hygiene.
+
 use super::*;
 
 const DEFAULT: &str = "http://127.0.0.1:4873";

@@ -1,3 +1,5 @@
+//! Inline body layout (spec §2.1-2.4) parsed back after gunzip.
+
 use std::io::Read;
 
 use flate2::read::GzDecoder;
