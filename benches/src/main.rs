@@ -22,7 +22,8 @@ struct Args {
 
 fn parse_args() -> Args {
     let mut runs = 5;
-    let mut project = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/projects/bench-large");
+    let mut project =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/projects/bench-large");
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -69,7 +70,9 @@ fn config(upstream: &str) -> String {
 }
 
 fn count_files(dir: &Path) -> usize {
-    let Ok(rd) = std::fs::read_dir(dir) else { return 0 };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
     rd.flatten()
         .map(|e| {
             let p = e.path();
@@ -111,20 +114,40 @@ fn main() {
     eprintln!("project: {}", fixture.display());
 
     let mut scenarios = vec![
-        Scenario { name: "direct, cold store", samples: vec![] },
-        Scenario { name: "direct, warm store", samples: vec![] },
-        Scenario { name: "/v1/install, cold server, cold store", samples: vec![] },
-        Scenario { name: "/v1/install, warm server, cold store", samples: vec![] },
-        Scenario { name: "/v1/install, warm server, warm store", samples: vec![] },
+        Scenario {
+            name: "direct, cold store",
+            samples: vec![],
+        },
+        Scenario {
+            name: "direct, warm store",
+            samples: vec![],
+        },
+        Scenario {
+            name: "/v1/install, cold server, cold store",
+            samples: vec![],
+        },
+        Scenario {
+            name: "/v1/install, warm server, cold store",
+            samples: vec![],
+        },
+        Scenario {
+            name: "/v1/install, warm server, warm store",
+            samples: vec![],
+        },
     ];
     // Warm server shared by the warm scenarios.
     let warm = Pnpr::try_start_with(&bin, &config(&mock.url), &[]).unwrap_or_else(|f| {
         eprintln!("pnpr did not start: {}\n{}", f.reason, f.logs);
         std::process::exit(1);
     });
-    let through = |p: &Project, url: &str| timed_install(p, &["install", "--registry", url, "--pnpr-server", url]);
+    let through = |p: &Project, url: &str| {
+        timed_install(p, &["install", "--registry", url, "--pnpr-server", url])
+    };
     // Warm-up (also warms the server).
-    let _ = timed_install(&project_from(&fixture), &["install", "--registry", &mock.url]);
+    let _ = timed_install(
+        &project_from(&fixture),
+        &["install", "--registry", &mock.url],
+    );
     let _ = through(&project_from(&fixture), &warm.url);
     if count_files(&warm.data_dir.join(".pnpr-cache")) == 0 {
         eprintln!("pnpr's store stayed empty: the install did not go through pnpr");
@@ -134,10 +157,14 @@ fn main() {
         eprintln!("run {}/{}", run + 1, args.runs);
         // direct, cold then warm store
         let p = project_from(&fixture);
-        scenarios[0].samples.push(timed_install(&p, &["install", "--registry", &mock.url]));
+        scenarios[0]
+            .samples
+            .push(timed_install(&p, &["install", "--registry", &mock.url]));
         let mut p2 = project_from(&fixture);
         p2.set_env("pnpm_config_store_dir", &p.pnpm_store().to_string_lossy());
-        scenarios[1].samples.push(timed_install(&p2, &["install", "--registry", &mock.url]));
+        scenarios[1]
+            .samples
+            .push(timed_install(&p2, &["install", "--registry", &mock.url]));
 
         // cold server
         let cold = Pnpr::try_start_with(&bin, &config(&mock.url), &[]).unwrap_or_else(|f| {

@@ -39,7 +39,11 @@ fn walk(dir: &Path, base: &Path, out: &mut Vec<(String, String)>) {
         if p.is_dir() {
             walk(&p, base, out);
         } else if let Ok(text) = std::fs::read_to_string(&p) {
-            let rel = p.strip_prefix(base).expect("prefix").to_string_lossy().to_string();
+            let rel = p
+                .strip_prefix(base)
+                .expect("prefix")
+                .to_string_lossy()
+                .to_string();
             out.push((rel, text));
         }
     }
@@ -55,7 +59,10 @@ fn project_from(fixture: &Path) -> Project {
     let mut files = Vec::new();
     walk(fixture, fixture, &mut files);
     for (rel, text) in files {
-        if rel != "package.json" && !rel.ends_with("pnpm-lock.yaml") && !rel.ends_with(".expected.json") {
+        if rel != "package.json"
+            && !rel.ends_with("pnpm-lock.yaml")
+            && !rel.ends_with(".expected.json")
+        {
             project.write_file(&rel, &text);
         }
     }
@@ -68,7 +75,10 @@ fn direct_dependency_names(pkg: &serde_json::Value) -> Vec<String> {
         if let Some(map) = pkg.get(key).and_then(|m| m.as_object()) {
             for (name, spec) in map {
                 let s = spec.as_str().unwrap_or_default();
-                if !s.starts_with("workspace:") && !s.starts_with("link:") && !s.starts_with("file:") {
+                if !s.starts_with("workspace:")
+                    && !s.starts_with("link:")
+                    && !s.starts_with("file:")
+                {
                     names.push(name.clone());
                 }
             }
@@ -80,12 +90,20 @@ fn direct_dependency_names(pkg: &serde_json::Value) -> Vec<String> {
 #[test]
 fn lockfile_parity_with_direct_pnpm_over_the_corpus() {
     let fixtures = fixture_dirs();
-    assert!(fixtures.len() >= 25, "the corpus needs at least 25 projects, found {}", fixtures.len());
+    assert!(
+        fixtures.len() >= 25,
+        "the corpus needs at least 25 projects, found {}",
+        fixtures.len()
+    );
     let mock = RegistryMock::start();
     let pnpr = Pnpr::start(&proxy_config(&mock.url, OPEN), &[]);
     let mut failures = Vec::new();
     for fixture in &fixtures {
-        let name = fixture.file_name().unwrap_or_default().to_string_lossy().to_string();
+        let name = fixture
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
         let direct = project_from(fixture);
         let out = direct.pnpm11(&["install", "--lockfile-only", "--registry", &mock.url]);
         if !out.success() {
@@ -95,17 +113,26 @@ fn lockfile_parity_with_direct_pnpm_over_the_corpus() {
         let expected = direct.read_file("pnpm-lock.yaml");
 
         let through = project_from(fixture);
-        let out = through.pnpm11(&["install", "--registry", &pnpr.url, "--pnpr-server", &pnpr.url]);
+        let out = through.pnpm11(&[
+            "install",
+            "--registry",
+            &pnpr.url,
+            "--pnpr-server",
+            &pnpr.url,
+        ]);
         if !out.success() {
             failures.push(format!("{name}: install through pnpr failed:\n{out}"));
             continue;
         }
         let got = through.read_file("pnpm-lock.yaml");
         if got != expected {
-            failures.push(format!("{name}: lockfiles differ\n--- direct ---\n{expected}\n--- through pnpr ---\n{got}"));
+            failures.push(format!(
+                "{name}: lockfiles differ\n--- direct ---\n{expected}\n--- through pnpr ---\n{got}"
+            ));
             continue;
         }
-        let pkg: serde_json::Value = serde_json::from_str(&through.read_file("package.json")).expect("json");
+        let pkg: serde_json::Value =
+            serde_json::from_str(&through.read_file("package.json")).expect("json");
         for dep in direct_dependency_names(&pkg) {
             let out = through.node_require(&format!("{dep}/package.json"));
             if !out.success() {
@@ -147,11 +174,18 @@ fn store_integrities(store: &Path) -> Vec<String> {
 async fn post_install(url: &str, body: &serde_json::Value) -> (serde_json::Value, Vec<u8>) {
     let http = Http::raw();
     let r = http
-        .send("POST", &format!("{url}v1/install"), &[("content-type", "application/json")], Some(body.to_string().into_bytes()))
+        .send(
+            "POST",
+            &format!("{url}v1/install"),
+            &[("content-type", "application/json")],
+            Some(body.to_string().into_bytes()),
+        )
         .await;
     r.assert_status(200);
     let mut raw = Vec::new();
-    flate2::read::GzDecoder::new(&r.body[..]).read_to_end(&mut raw).expect("gzip body");
+    flate2::read::GzDecoder::new(&r.body[..])
+        .read_to_end(&mut raw)
+        .expect("gzip body");
     let len = u32::from_be_bytes(raw[..4].try_into().expect("len")) as usize;
     let header: serde_json::Value = serde_json::from_slice(&raw[4..4 + len]).expect("header json");
     (header, raw[4 + len..].to_vec())
@@ -161,10 +195,23 @@ async fn post_install(url: &str, body: &serde_json::Value) -> (serde_json::Value
 async fn warm_store_receives_no_frames_for_packages_it_has() {
     let mock = RegistryMock::start();
     let pnpr = Pnpr::start(&proxy_config(&mock.url, OPEN), &[]);
-    let deps = [("@pnpm.e2e/pkg-with-1-dep", "^100.0.0"), ("@pnpm.e2e/foo", "100.0.0")];
+    let deps = [
+        ("@pnpm.e2e/pkg-with-1-dep", "^100.0.0"),
+        ("@pnpm.e2e/foo", "100.0.0"),
+    ];
     let first = Project::with_dependencies(&deps);
-    first.pnpm11(&["install", "--registry", &pnpr.url, "--pnpr-server", &pnpr.url]).assert_success();
-    first.node_require("@pnpm.e2e/pkg-with-1-dep").assert_success();
+    first
+        .pnpm11(&[
+            "install",
+            "--registry",
+            &pnpr.url,
+            "--pnpr-server",
+            &pnpr.url,
+        ])
+        .assert_success();
+    first
+        .node_require("@pnpm.e2e/pkg-with-1-dep")
+        .assert_success();
     let integrities = store_integrities(&first.pnpm_store());
     assert_eq!(integrities.len(), 3, "{integrities:?}");
 
@@ -199,9 +246,22 @@ async fn warm_store_receives_no_frames_for_packages_it_has() {
 
     // And the real client with that warm store installs fine.
     let mut second = Project::with_dependencies(&deps);
-    second.set_env("pnpm_config_store_dir", &first.pnpm_store().to_string_lossy());
-    second.pnpm11(&["install", "--registry", &pnpr.url, "--pnpr-server", &pnpr.url]).assert_success();
-    second.node_require("@pnpm.e2e/pkg-with-1-dep").assert_success();
+    second.set_env(
+        "pnpm_config_store_dir",
+        &first.pnpm_store().to_string_lossy(),
+    );
+    second
+        .pnpm11(&[
+            "install",
+            "--registry",
+            &pnpr.url,
+            "--pnpr-server",
+            &pnpr.url,
+        ])
+        .assert_success();
+    second
+        .node_require("@pnpm.e2e/pkg-with-1-dep")
+        .assert_success();
 }
 
 #[test]
@@ -209,11 +269,30 @@ fn bins_are_linked_and_lockfile_only_writes_no_modules() {
     let mock = RegistryMock::start();
     let pnpr = Pnpr::start(&proxy_config(&mock.url, OPEN), &[]);
     let project = Project::with_dependencies(&[("@pnpm.e2e/hello-world-js-bin", "*")]);
-    project.pnpm11(&["install", "--registry", &pnpr.url, "--pnpr-server", &pnpr.url]).assert_success();
-    assert!(project.exists("node_modules/.bin/hello-world-js-bin"), "bin not linked");
+    project
+        .pnpm11(&[
+            "install",
+            "--registry",
+            &pnpr.url,
+            "--pnpr-server",
+            &pnpr.url,
+        ])
+        .assert_success();
+    assert!(
+        project.exists("node_modules/.bin/hello-world-js-bin"),
+        "bin not linked"
+    );
 
     let only = Project::with_dependencies(&[("@pnpm.e2e/pkg-with-1-dep", "^100.0.0")]);
-    only.pnpm11(&["install", "--lockfile-only", "--registry", &pnpr.url, "--pnpr-server", &pnpr.url]).assert_success();
+    only.pnpm11(&[
+        "install",
+        "--lockfile-only",
+        "--registry",
+        &pnpr.url,
+        "--pnpr-server",
+        &pnpr.url,
+    ])
+    .assert_success();
     assert!(only.exists("pnpm-lock.yaml"));
     assert!(!only.exists("node_modules/@pnpm.e2e/pkg-with-1-dep"));
 }
@@ -224,10 +303,19 @@ fn a_denied_package_fails_the_install_with_the_servers_message() {
     let packages = format!("  '@pnpm.e2e/foo':\n    access: alice\n    proxy: up\n{OPEN}");
     let pnpr = Pnpr::start(&proxy_config(&mock.url, &packages), &[]);
     let project = Project::with_dependencies(&[("@pnpm.e2e/foo", "100.0.0")]);
-    let out = project.pnpm11(&["install", "--registry", &pnpr.url, "--pnpr-server", &pnpr.url]);
+    let out = project.pnpm11(&[
+        "install",
+        "--registry",
+        &pnpr.url,
+        "--pnpr-server",
+        &pnpr.url,
+    ]);
     out.assert_failure();
     let text = out.combined();
-    assert!(text.contains("401") && text.contains("@pnpm.e2e/foo"), "{text}");
+    assert!(
+        text.contains("401") && text.contains("@pnpm.e2e/foo"),
+        "{text}"
+    );
 }
 
 /// A gzipped tarball with one entry whose raw name is `name`.
@@ -264,15 +352,28 @@ fn a_tarball_escaping_its_folder_is_refused() {
             Reply::bytes(tgz.clone())
         } else {
             let base = h2.lock().map(|s| s.clone()).unwrap_or_default();
-            Reply::json(&fake_upstream::packument("@x/evil", &format!("{base}@x/evil/-/evil-1.0.0.tgz"), &integrity))
+            Reply::json(&fake_upstream::packument(
+                "@x/evil",
+                &format!("{base}@x/evil/-/evil-1.0.0.tgz"),
+                &integrity,
+            ))
         }
     });
     *holder.lock().expect("lock") = up.url.clone();
     let pnpr = Pnpr::start(&proxy_config(&up.url, OPEN), &[]);
     let project = Project::with_dependencies(&[("@x/evil", "1.0.0")]);
-    let out = project.pnpm11(&["install", "--registry", &pnpr.url, "--pnpr-server", &pnpr.url]);
+    let out = project.pnpm11(&[
+        "install",
+        "--registry",
+        &pnpr.url,
+        "--pnpr-server",
+        &pnpr.url,
+    ]);
     out.assert_failure();
     let text = out.combined();
-    assert!(text.contains("escaped.js") || text.contains(".."), "unclear error: {text}");
+    assert!(
+        text.contains("escaped.js") || text.contains(".."),
+        "unclear error: {text}"
+    );
     assert!(!project.path().join("../escaped.js").exists());
 }

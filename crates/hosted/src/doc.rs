@@ -106,7 +106,10 @@ pub fn prepare_publish(name: &str, body: &Value) -> Result<PreparedPublish> {
         name: name.to_string(),
         versions: Vec::new(),
         tags: Vec::new(),
-        readme: obj.get("readme").and_then(Value::as_str).map(str::to_string),
+        readme: obj
+            .get("readme")
+            .and_then(Value::as_str)
+            .map(str::to_string),
         attachments: Vec::new(),
     };
     for (version, manifest) in versions {
@@ -122,7 +125,11 @@ pub fn prepare_publish(name: &str, body: &Value) -> Result<PreparedPublish> {
                 manifest.insert("version".into(), json!(version));
             }
             Some(Some(v)) if v == version => {}
-            _ => return Err(bad(format!("version {version} has a different version field"))),
+            _ => {
+                return Err(bad(format!(
+                    "version {version} has a different version field"
+                )))
+            }
         }
         match manifest.get("name").map(Value::as_str) {
             None => {
@@ -491,7 +498,11 @@ pub fn apply_update(
             v.as_str()
                 .is_none_or(|v| doc.get("versions").and_then(|vs| vs.get(v)).is_none())
         }) {
-            if !effect.removed.iter().any(|r| Some(r.as_str()) == v.as_str()) {
+            if !effect
+                .removed
+                .iter()
+                .any(|r| Some(r.as_str()) == v.as_str())
+            {
                 return Err(bad(format!("dist-tag {tag} points at a missing version")));
             }
         }
@@ -550,7 +561,9 @@ fn remove_version_entry(doc: &mut Value, version: &str) {
 /// version is still listed). Returns `None` when no version remains.
 pub fn remove_version(mut doc: Value, version: &str, now_ms: i64) -> Result<Option<Value>> {
     if doc.get("versions").and_then(|v| v.get(version)).is_none() {
-        return Err(HostedError::NotFound(format!("version {version} not found")));
+        return Err(HostedError::NotFound(format!(
+            "version {version} not found"
+        )));
     }
     remove_version_entry(&mut doc, version);
     if version_keys(&doc).is_empty() {
@@ -569,8 +582,8 @@ pub fn set_tag(mut doc: Value, tag: &str, version: &str, now_ms: i64) -> Result<
         )));
     }
     if let Some(m) = obj_mut(&mut doc, "dist-tags") {
-            m.insert(tag.to_string(), json!(version));
-        }
+        m.insert(tag.to_string(), json!(version));
+    }
     finish(&mut doc, now_ms);
     Ok(doc)
 }
@@ -601,7 +614,10 @@ fn finish(doc: &mut Value, now_ms: i64) {
                 tags.insert("latest".into(), json!(best));
             }
         }
-        latest = tags.get("latest").and_then(Value::as_str).map(str::to_string);
+        latest = tags
+            .get("latest")
+            .and_then(Value::as_str)
+            .map(str::to_string);
     }
     if let Some(latest) = latest {
         let manifest = doc
@@ -623,8 +639,8 @@ fn finish(doc: &mut Value, now_ms: i64) {
         }
     }
     if let Some(m) = obj_mut(doc, "time") {
-            m.insert("modified".into(), json!(iso8601(now_ms)));
-        }
+        m.insert("modified".into(), json!(iso8601(now_ms)));
+    }
 }
 
 /// Highest stable version, else highest prerelease.
@@ -653,7 +669,11 @@ pub fn version_blob(manifest: &Value) -> Option<String> {
     sri.hashes
         .iter()
         .find(|h| h.algorithm == ssri::Algorithm::Sha512)
-        .and_then(|h| base64::engine::general_purpose::STANDARD.decode(&h.digest).ok())
+        .and_then(|h| {
+            base64::engine::general_purpose::STANDARD
+                .decode(&h.digest)
+                .ok()
+        })
         .map(hex::encode)
 }
 

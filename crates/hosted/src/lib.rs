@@ -64,3 +64,6 @@ pub enum HostedError {
 }
 
 pub type Result<T, E = HostedError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod testutil;

@@ -288,7 +288,11 @@ pub fn run(
             });
         }
     }
-    hits.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.name.cmp(&b.name)));
+    hits.sort_by(|a, b| {
+        b.score
+            .total_cmp(&a.score)
+            .then_with(|| a.name.cmp(&b.name))
+    });
     let total = hits.len();
     let objects: Vec<Value> = hits
         .into_iter()
@@ -312,7 +316,11 @@ pub fn cached_public(metadata_db: &Path, text: &str) -> Result<Vec<Value>> {
     )?;
     conn.busy_timeout(Duration::from_secs(5))?;
     // A cheap prefilter on the first plain word; `score` decides exactly.
-    let first = parse_terms(text).words.into_iter().next().unwrap_or_default();
+    let first = parse_terms(text)
+        .words
+        .into_iter()
+        .next()
+        .unwrap_or_default();
     let limit = i64::try_from(MAX_CACHED_CANDIDATES).unwrap_or(i64::MAX);
     let mut stmt = conn.prepare(
         "SELECT name, body FROM packuments

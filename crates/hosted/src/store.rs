@@ -154,7 +154,9 @@ impl HostedStore {
     pub fn all(&self) -> Result<Vec<Value>> {
         let conn = lock(&self.reader);
         let mut stmt = conn.prepare("SELECT name, body FROM packages ORDER BY name")?;
-        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
+        let rows = stmt.query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })?;
         let mut out = Vec::new();
         for row in rows {
             let (name, body) = row?;
@@ -192,7 +194,9 @@ impl HostedStore {
     }
 
     /// Applies a modified-packument PUT ([`doc::apply_update`]). `authorize`
-    /// runs inside the transaction, once the edit's needs are known.
+    /// runs inside the transaction, once the edit's needs are known: an edit
+    /// that removes versions needs [`Permission::Unpublish`], any other edit
+    /// [`Permission::Publish`].
     pub fn update(
         &self,
         name: &str,
@@ -204,8 +208,12 @@ impl HostedStore {
         let out = self.edit(name, &[], |current| {
             let current = current.ok_or_else(|| not_found(name))?;
             let (next, effect) = doc::apply_update(current, body, rev, now_ms)?;
+            // Removing versions is an unpublish; any other edit (deprecate,
+            // tags, owners) is a publish-level change.
             if !effect.removed.is_empty() || next.is_none() {
                 authorize(Permission::Unpublish)?;
+            } else {
+                authorize(Permission::Publish)?;
             }
             Ok(next.map_or(Edit::Delete, Edit::Put))
         })?;
@@ -304,8 +312,8 @@ impl HostedStore {
                         )));
                     }
                 }
-                let body = serde_json::to_vec(&doc)
-                    .map_err(|_| HostedError::Corrupt(name.to_string()))?;
+                let body =
+                    serde_json::to_vec(&doc).map_err(|_| HostedError::Corrupt(name.to_string()))?;
                 tx.execute(
                     "INSERT INTO packages (name, rev, body) VALUES (?1, ?2, ?3)
                      ON CONFLICT (name) DO UPDATE SET rev = excluded.rev, body = excluded.body",

@@ -29,7 +29,10 @@ pub const TOTAL: usize = 1024;
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Descriptor {
     /// Fetched through an access-bearing uplink with its server credential.
-    Alias { uplink: String, credential_digest: String },
+    Alias {
+        uplink: String,
+        credential_digest: String,
+    },
     /// A package whose `packages:` access does not admit anonymous callers.
     Package { name: String },
 }
@@ -39,7 +42,10 @@ impl Descriptor {
     pub fn key_input(&self) -> Vec<u8> {
         let mut v = Vec::new();
         match self {
-            Descriptor::Alias { uplink, credential_digest } => {
+            Descriptor::Alias {
+                uplink,
+                credential_digest,
+            } => {
                 v.extend_from_slice(b"alias\0");
                 v.extend_from_slice(uplink.as_bytes());
                 v.push(0);
@@ -162,9 +168,7 @@ impl<V: Clone> CandidateCache<V> {
         let before = list.len();
         list.retain(|c| now.duration_since(c.inserted) < ttl);
         self.total -= before - list.len();
-        let hit = list
-            .iter_mut()
-            .find(|c| c.footprint.iter().all(&gate))?;
+        let hit = list.iter_mut().find(|c| c.footprint.iter().all(&gate))?;
         hit.last_used = now;
         Some(hit.value.clone())
     }
@@ -225,14 +229,18 @@ impl<V: Clone> CandidateCache<V> {
                 let private = c.digest.is_some();
                 let better = match &victim {
                     None => true,
-                    Some((_, _, vp, vt)) => (private && !vp) || (private == *vp && c.last_used < *vt),
+                    Some((_, _, vp, vt)) => {
+                        (private && !vp) || (private == *vp && c.last_used < *vt)
+                    }
                 };
                 if better {
                     victim = Some((k.clone(), i, private, c.last_used));
                 }
             }
         }
-        let Some((k, i, _, _)) = victim else { return false };
+        let Some((k, i, _, _)) = victim else {
+            return false;
+        };
         if let Some(list) = self.entries.get_mut(&k) {
             list.remove(i);
             if list.is_empty() {

@@ -1,7 +1,10 @@
 use super::*;
 
 fn alias(u: &str, c: &str) -> Descriptor {
-    Descriptor::Alias { uplink: u.into(), credential_digest: c.into() }
+    Descriptor::Alias {
+        uplink: u.into(),
+        credential_digest: c.into(),
+    }
 }
 
 #[test]
@@ -14,7 +17,10 @@ fn public_candidates_serve_everyone_private_only_gated_callers() {
     let fp: Footprint = [alias("corp", "d1")].into_iter().collect();
     cache.store("k", fp, "private");
     assert_eq!(cache.lookup("k", |_| false), None);
-    assert_eq!(cache.lookup("k", |d| d == &alias("corp", "d1")), Some("private"));
+    assert_eq!(
+        cache.lookup("k", |d| d == &alias("corp", "d1")),
+        Some("private")
+    );
     // Rotated credential: the gate sees a different digest and fails.
     assert_eq!(cache.lookup("k", |d| d == &alias("corp", "d2")), None);
 }
@@ -34,7 +40,8 @@ fn same_footprint_replaces_and_bounds_evict_private_first() {
     cache.store("k", fp, 99);
     assert_eq!(cache.len(), PER_KEY);
     // Same footprint replaced in place.
-    let mut only_private = CandidateCache::new(b"0123456789abcdef".to_vec(), Duration::from_secs(60));
+    let mut only_private =
+        CandidateCache::new(b"0123456789abcdef".to_vec(), Duration::from_secs(60));
     let fp: Footprint = [alias("corp", "d")].into_iter().collect();
     only_private.store("p", fp.clone(), 1);
     only_private.store("p", fp, 2);
@@ -58,11 +65,21 @@ fn total_bound_and_ttl() {
 
 #[test]
 fn digests_are_stable_and_keyed() {
-    let fp: Footprint = [alias("corp", "d"), Descriptor::Package { name: "@a/b".into() }].into_iter().collect();
+    let fp: Footprint = [
+        alias("corp", "d"),
+        Descriptor::Package {
+            name: "@a/b".into(),
+        },
+    ]
+    .into_iter()
+    .collect();
     let a = footprint_digest(b"0123456789abcdef", &fp).unwrap();
     assert_eq!(a, footprint_digest(b"0123456789abcdef", &fp).unwrap());
     assert_ne!(a, footprint_digest(b"fedcba9876543210", &fp).unwrap());
-    assert_eq!(footprint_digest(b"0123456789abcdef", &Footprint::new()), None);
+    assert_eq!(
+        footprint_digest(b"0123456789abcdef", &Footprint::new()),
+        None
+    );
     let k1 = base_key(&serde_json::json!({"b": 1, "a": {"y": 2, "x": 1}}));
     let k2 = base_key(&serde_json::json!({"a": {"x": 1, "y": 2}, "b": 1}));
     assert_eq!(k1, k2);

@@ -1,1 +1,764 @@
-//! placeholder
+//! Server-side dependency resolution producing a pnpm-identical lockfile v9.
+//!
+//! Owns the public API ([`resolve`]) and the tree phase: turning importer manifests
+//! into a graph of `name@version` packages, each with its children resolved exactly
+//! once (first encounter in breadth-first order, as pnpm does). Invariant: every
+//! package id in the graph exists in fetched metadata; peer suffixes and the lockfile
+//! shape are computed afterwards by [`peers`].
+
+mod peers;
+mod pick;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use futures_util::stream::{self, StreamExt};
+use nodejs_semver::Range;
+use serde_json::Value;
+
+use pick::{parse_spec, pick_in_ranges, pick_version, split_name_range, PickPolicy, Wanted};
+
+/// Errors of the resolver.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ResolveError {
+    /// The metadata source failed for a package.
+    #[error("failed to fetch metadata of {name}: {reason}")]
+    Metadata { name: String, reason: String },
+    /// The package does not exist in the registry.
+    #[error("package {0} not found")]
+    NotFound(String),
+    /// No version satisfies the wanted range.
+    #[error("no version of {name} matches {spec}")]
+    NoMatchingVersion { name: String, spec: String },
+    /// The specifier kind is not supported (git, file, tarball URLs, ...).
+    #[error("unsupported specifier {spec:?} for {name}")]
+    UnsupportedSpec { name: String, spec: String },
+    /// A `workspace:` dependency names no project of the workspace.
+    #[error("no workspace project named {0}")]
+    WorkspaceNotFound(String),
+    /// Invalid project directory.
+    #[error("invalid project dir {0:?}")]
+    InvalidDir(String),
+    /// `frozen` was requested but the lockfile is missing or out of date.
+    #[error("frozen lockfile is missing or does not match the manifests")]
+    FrozenMismatch,
+}
+
+/// Source of packuments (abbreviated form, including `time`).
+pub trait MetadataSource: Send + Sync {
+    /// Returns the packument of `name`, or [`ResolveError::NotFound`].
+    fn packument<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Arc<Value>, ResolveError>>;
+}
+
+/// Resolution settings (mirror of the client's config).
+#[derive(Debug, Clone)]
+pub struct ResolveOptions {
+    /// Default registry URL, with trailing `/`.
+    pub registry: String,
+    /// `overrides` selector → spec.
+    pub overrides: BTreeMap<String, String>,
+    /// Versions younger than this are skipped.
+    pub minimum_release_age_minutes: Option<u64>,
+    /// Current time, epoch ms (passed in so resolution is reproducible).
+    pub now_ms: i64,
+    pub node_version: String,
+    pub os: String,
+    pub cpu: String,
+    pub libc: Option<String>,
+    pub auto_install_peers: bool,
+    /// Maximum concurrent metadata requests.
+    pub concurrency: usize,
+    /// Seed lockfile.
+    pub input_lockfile: Option<pnpr_lockfile::Lockfile>,
+    /// Keep pins of unchanged specifiers from `input_lockfile`.
+    pub prefer_frozen: bool,
+    /// Return `input_lockfile` unchanged; fail if it does not match.
+    pub frozen: bool,
+}
+
+impl Default for ResolveOptions {
+    fn default() -> Self {
+        Self {
+            registry: "http://127.0.0.1:4873/".into(),
+            overrides: BTreeMap::new(),
+            minimum_release_age_minutes: None,
+            now_ms: 0,
+            node_version: "22.0.0".into(),
+            os: "linux".into(),
+            cpu: "x64".into(),
+            libc: Some("glibc".into()),
+            auto_install_peers: true,
+            concurrency: 16,
+            input_lockfile: None,
+            prefer_frozen: true,
+            frozen: false,
+        }
+    }
+}
+
+/// One workspace importer.
+#[derive(Debug, Clone, Default)]
+pub struct ProjectInput {
+    /// POSIX dir relative to the lockfile dir (`"."` for the root).
+    pub dir: String,
+    /// Package name (used for `workspace:` references); may be empty.
+    pub name: String,
+    /// Package version (informational).
+    pub version: String,
+    pub dependencies: BTreeMap<String, String>,
+    pub dev_dependencies: BTreeMap<String, String>,
+    pub optional_dependencies: BTreeMap<String, String>,
+}
+
+/// A registry package the lockfile references.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedPackage {
+    pub name: String,
+    pub version: String,
+    pub integrity: Option<String>,
+    pub tarball_url: String,
+}
+
+/// Result of [`resolve`].
+#[derive(Debug, Clone)]
+pub struct Resolution {
+    pub lockfile: pnpr_lockfile::Lockfile,
+    pub packages: Vec<ResolvedPackage>,
+}
+
+/// Which importer group a direct dependency belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Group {
+    Prod,
+    Dev,
+    Optional,
+}
+
+/// Where an edge points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Target {
+    Pkg(String),
+    /// Path relative to the importer dir, as written after `link:`.
+    Link(String),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Child {
+    pub alias: String,
+    pub target: Target,
+    pub optional: bool,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Pkg {
+    pub name: String,
+    pub version: String,
+    pub manifest: Value,
+    pub children: Vec<Child>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct DirectDep {
+    pub alias: String,
+    pub specifier: String,
+    pub group: Group,
+    pub target: Target,
+}
+
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ImporterGraph {
+    pub dir: String,
+    pub direct: Vec<DirectDep>,
+    /// Auto-installed missing peers: name → package id (not written to the importer).
+    pub hidden: BTreeMap<String, String>,
+}
+
+/// A parsed `overrides` selector.
+#[derive(Debug, Clone)]
+struct Override {
+    parent: Option<String>,
+    name: String,
+    range: Option<String>,
+    spec: String,
+}
+
+/// Chain of preferred versions: a package's children prefer what its ancestors' levels use.
+#[derive(Default)]
+struct Preferred {
+    parent: Option<Arc<Preferred>>,
+    map: HashMap<String, Vec<String>>,
+}
+
+impl Preferred {
+    fn versions(&self, name: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut cur = Some(self);
+        while let Some(p) = cur {
+            if let Some(v) = p.map.get(name) {
+                out.extend(v.iter().cloned());
+            }
+            cur = p.parent.as_deref();
+        }
+        out
+    }
+}
+
+pub(crate) struct Graph {
+    pub pkgs: BTreeMap<String, Pkg>,
+    pub importers: Vec<ImporterGraph>,
+}
+
+struct Resolver<'a> {
+    source: &'a dyn MetadataSource,
+    opts: &'a ResolveOptions,
+    policy: PickPolicy,
+    packuments: HashMap<String, Arc<Value>>,
+    overrides: Vec<Override>,
+    pkgs: BTreeMap<String, Pkg>,
+    /// Package ids whose children are scheduled or resolved.
+    expanded: HashSet<String>,
+    /// Pins from the input lockfile: package id → child alias → version.
+    locked_children: HashMap<String, BTreeMap<String, String>>,
+}
+
+fn parse_overrides(map: &BTreeMap<String, String>) -> Vec<Override> {
+    map.iter()
+        .map(|(sel, spec)| {
+            let (parent, child) = match sel.rfind('>') {
+                Some(i) if i > 0 => (
+                    Some(split_name_range(&sel[..i]).0.to_string()),
+                    &sel[i + 1..],
+                ),
+                _ => (None, sel.as_str()),
+            };
+            let (name, range) = split_name_range(child);
+            Override {
+                parent,
+                name: name.to_string(),
+                range: range.map(str::to_string),
+                spec: spec.clone(),
+            }
+        })
+        .collect()
+}
+
+impl<'a> Resolver<'a> {
+    async fn fetch_all(
+        &mut self,
+        names: impl IntoIterator<Item = String>,
+    ) -> Result<(), ResolveError> {
+        let missing: BTreeSet<String> = names
+            .into_iter()
+            .filter(|n| !self.packuments.contains_key(n))
+            .collect();
+        let source = self.source;
+        let results: Vec<_> = stream::iter(missing)
+            .map(|name| async move {
+                let r = source.packument(&name).await;
+                (name, r)
+            })
+            .buffer_unordered(self.opts.concurrency.max(1))
+            .collect()
+            .await;
+        for (name, r) in results {
+            self.packuments.insert(name, r?);
+        }
+        Ok(())
+    }
+
+    fn apply_override(&self, parent: Option<&str>, name: &str, spec: &str) -> String {
+        let matches = |o: &Override| {
+            o.name == name
+                && o.range.as_deref().is_none_or(|r| {
+                    r == spec
+                        || match (Range::parse(r), Range::parse(spec)) {
+                            (Ok(a), Ok(b)) => a.allows_any(&b),
+                            _ => false,
+                        }
+                })
+        };
+        let scoped = self
+            .overrides
+            .iter()
+            .find(|o| o.parent.is_some() && o.parent.as_deref() == parent && matches(o));
+        let plain = || {
+            self.overrides
+                .iter()
+                .find(|o| o.parent.is_none() && matches(o))
+        };
+        match scoped.or_else(plain) {
+            Some(o) if o.spec != "-" => o.spec.clone(),
+            _ => spec.to_string(),
+        }
+    }
+
+    /// Resolves `name@spec` to a package id, registering the package.
+    fn pick(
+        &mut self,
+        name: &str,
+        spec: &str,
+        preferred: &[String],
+    ) -> Result<String, ResolveError> {
+        let packument = self
+            .packuments
+            .get(name)
+            .cloned()
+            .ok_or_else(|| ResolveError::NotFound(name.to_string()))?;
+        let version = pick_version(&packument, spec, preferred, &self.policy).ok_or_else(|| {
+            ResolveError::NoMatchingVersion {
+                name: name.to_string(),
+                spec: spec.to_string(),
+            }
+        })?;
+        Ok(self.register(name, &version, &packument))
+    }
+
+    fn register(&mut self, name: &str, version: &str, packument: &Value) -> String {
+        let id = format!("{name}@{version}");
+        if !self.pkgs.contains_key(&id) {
+            let manifest = packument
+                .get("versions")
+                .and_then(|v| v.get(version))
+                .cloned()
+                .unwrap_or(Value::Null);
+            self.pkgs.insert(
+                id.clone(),
+                Pkg {
+                    name: name.into(),
+                    version: version.into(),
+                    manifest,
+                    children: Vec::new(),
+                },
+            );
+        }
+        id
+    }
+
+    /// Registry children of a manifest: deps ∪ optional deps, minus bundled and
+    /// minus deps that are also (non-optional-dep) peers, as pnpm drops those.
+    fn child_specs(manifest: &Value) -> Vec<(String, String, bool)> {
+        let obj = |k: &str| manifest.get(k).and_then(Value::as_object);
+        let optional: BTreeMap<&String, &Value> =
+            obj("optionalDependencies").into_iter().flatten().collect();
+        let peers = obj("peerDependencies");
+        let bundled: BTreeSet<String> = ["bundleDependencies", "bundledDependencies"]
+            .iter()
+            .filter_map(|k| manifest.get(*k).and_then(Value::as_array))
+            .flatten()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect();
+        let mut out: BTreeMap<String, (String, bool)> = BTreeMap::new();
+        for (k, v) in obj("dependencies").into_iter().flatten() {
+            if let Some(s) = v.as_str() {
+                out.insert(k.clone(), (s.to_string(), false));
+            }
+        }
+        for (k, v) in &optional {
+            if let Some(s) = v.as_str() {
+                out.insert((*k).clone(), (s.to_string(), true));
+            }
+        }
+        out.into_iter()
+            .filter(|(k, _)| !bundled.contains(k))
+            .filter(|(k, _)| optional.contains_key(k) || !peers.is_some_and(|p| p.contains_key(k)))
+            .map(|(k, (s, o))| (k, s, o))
+            .collect()
+    }
+
+    /// Breadth-first expansion of `roots` (package ids with the preference chain
+    /// their children should use).
+    async fn expand(&mut self, roots: Vec<(String, Arc<Preferred>)>) -> Result<(), ResolveError> {
+        let mut level: Vec<(String, Arc<Preferred>)> = Vec::new();
+        for (id, pref) in roots {
+            if self.expanded.insert(id.clone()) {
+                level.push((id, pref));
+            }
+        }
+        while !level.is_empty() {
+            let mut wanted: Vec<(usize, String, String, String, bool)> = Vec::new();
+            for (i, (id, _)) in level.iter().enumerate() {
+                let Some(pkg) = self.pkgs.get(id) else {
+                    continue;
+                };
+                let parent_name = pkg.name.clone();
+                for (alias, spec, optional) in Self::child_specs(&pkg.manifest) {
+                    let spec = self.apply_override(Some(&parent_name), &alias, &spec);
+                    wanted.push((i, alias, spec, parent_name.clone(), optional));
+                }
+            }
+            let mut names = Vec::new();
+            for (_, alias, spec, _, _) in &wanted {
+                match parse_spec(alias, spec) {
+                    Some(Wanted::Registry { name, .. }) => names.push(name),
+                    _ => {
+                        return Err(ResolveError::UnsupportedSpec {
+                            name: alias.clone(),
+                            spec: spec.clone(),
+                        })
+                    }
+                }
+            }
+            self.fetch_all(names).await?;
+            let mut children_of: Vec<Vec<Child>> = vec![Vec::new(); level.len()];
+            for (i, alias, spec, _, optional) in wanted {
+                let Some(Wanted::Registry { name, spec: range }) = parse_spec(&alias, &spec) else {
+                    continue;
+                };
+                let mut preferred = level[i].1.versions(&name);
+                if let Some(v) = self
+                    .locked_children
+                    .get(&level[i].0)
+                    .and_then(|m| m.get(&alias))
+                {
+                    preferred.insert(0, v.clone());
+                }
+                let id = self.pick(&name, &range, &preferred)?;
+                children_of[i].push(Child {
+                    alias,
+                    target: Target::Pkg(id),
+                    optional,
+                });
+            }
+            let mut next = Vec::new();
+            for ((id, pref), children) in level.into_iter().zip(children_of) {
+                let mut map: HashMap<String, Vec<String>> = HashMap::new();
+                for c in &children {
+                    if let Target::Pkg(cid) = &c.target {
+                        if let Some(p) = self.pkgs.get(cid) {
+                            map.entry(p.name.clone())
+                                .or_default()
+                                .push(p.version.clone());
+                        }
+                    }
+                }
+                let child_pref = Arc::new(Preferred {
+                    parent: Some(Arc::clone(&pref)),
+                    map,
+                });
+                for c in &children {
+                    if let Target::Pkg(cid) = &c.target {
+                        if self.expanded.insert(cid.clone()) {
+                            next.push((cid.clone(), Arc::clone(&child_pref)));
+                        }
+                    }
+                }
+                if let Some(p) = self.pkgs.get_mut(&id) {
+                    p.children = children;
+                }
+            }
+            level = next;
+        }
+        Ok(())
+    }
+}
+
+/// Normalises an importer dir (spec §1.3).
+fn normalize_dir(dir: &str) -> Result<String, ResolveError> {
+    if dir.is_empty() || dir == "." {
+        return Ok(".".into());
+    }
+    let trimmed = dir.trim_end_matches('/');
+    if trimmed.is_empty()
+        || trimmed.starts_with('/')
+        || trimmed.contains('\\')
+        || trimmed
+            .split('/')
+            .any(|c| c.is_empty() || c == ".." || c == ".")
+    {
+        return Err(ResolveError::InvalidDir(dir.to_string()));
+    }
+    Ok(trimmed.to_string())
+}
+
+/// Relative POSIX path from importer dir `from` to dir `to`.
+pub(crate) fn relative_dir(from: &str, to: &str) -> String {
+    let parts = |d: &str| -> Vec<String> {
+        if d == "." {
+            Vec::new()
+        } else {
+            d.split('/').map(str::to_string).collect()
+        }
+    };
+    let (a, b) = (parts(from), parts(to));
+    let common = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let mut out: Vec<String> = vec!["..".to_string(); a.len() - common];
+    out.extend(b[common..].iter().cloned());
+    if out.is_empty() {
+        ".".into()
+    } else {
+        out.join("/")
+    }
+}
+
+/// Joins importer dir and a relative `link:` path, normalising `..`.
+pub(crate) fn join_dir(base: &str, rel: &str) -> String {
+    let mut parts: Vec<&str> = if base == "." {
+        Vec::new()
+    } else {
+        base.split('/').collect()
+    };
+    for c in rel.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            other => parts.push(other),
+        }
+    }
+    if parts.is_empty() {
+        ".".into()
+    } else {
+        parts.join("/")
+    }
+}
+
+fn frozen_matches(lf: &pnpr_lockfile::Lockfile, projects: &[ProjectInput]) -> bool {
+    projects.iter().all(|p| {
+        let dir = normalize_dir(&p.dir).unwrap_or_default();
+        let Some(imp) = lf.importers.get(&dir) else {
+            return false;
+        };
+        let same = |want: &BTreeMap<String, String>, have: &pnpr_lockfile::ImporterDeps| {
+            want.len() == have.len()
+                && want
+                    .iter()
+                    .all(|(k, v)| have.get(k).is_some_and(|d| &d.specifier == v))
+        };
+        same(&p.dependencies, &imp.dependencies)
+            && same(&p.dev_dependencies, &imp.dev_dependencies)
+            && same(&p.optional_dependencies, &imp.optional_dependencies)
+    })
+}
+
+/// Strips the peer suffix from a lockfile version reference.
+fn strip_suffix(v: &str) -> &str {
+    v.split('(').next().unwrap_or(v)
+}
+
+/// Resolves the projects into a lockfile identical to what pnpm 11.5.2 writes.
+pub async fn resolve(
+    projects: &[ProjectInput],
+    source: &dyn MetadataSource,
+    opts: &ResolveOptions,
+) -> Result<Resolution, ResolveError> {
+    if opts.frozen {
+        let lf = opts
+            .input_lockfile
+            .as_ref()
+            .ok_or(ResolveError::FrozenMismatch)?;
+        if !frozen_matches(lf, projects) {
+            return Err(ResolveError::FrozenMismatch);
+        }
+        let packages = peers::collect_packages(lf, &opts.registry);
+        return Ok(Resolution {
+            lockfile: lf.clone(),
+            packages,
+        });
+    }
+    let seed = if opts.prefer_frozen {
+        opts.input_lockfile.as_ref()
+    } else {
+        None
+    };
+    let mut locked_children = HashMap::new();
+    if let Some(lf) = seed {
+        for (key, snap) in &lf.snapshots {
+            let id = strip_suffix(key).to_string();
+            let entry: &mut BTreeMap<String, String> = locked_children.entry(id).or_default();
+            for (alias, v) in snap.dependencies.iter().chain(&snap.optional_dependencies) {
+                let v = strip_suffix(v);
+                // Aliased references carry `name@version`; keep only the version.
+                let version = if v.contains('@') {
+                    split_name_range(v).1.unwrap_or(v)
+                } else {
+                    v
+                };
+                entry.insert(alias.clone(), version.to_string());
+            }
+        }
+    }
+    let mut r = Resolver {
+        source,
+        opts,
+        policy: PickPolicy {
+            min_age_ms: opts
+                .minimum_release_age_minutes
+                .map(|m| (m as i64).saturating_mul(60_000)),
+            now_ms: opts.now_ms,
+        },
+        packuments: HashMap::new(),
+        overrides: parse_overrides(&opts.overrides),
+        pkgs: BTreeMap::new(),
+        expanded: HashSet::new(),
+        locked_children,
+    };
+
+    let mut dirs = BTreeMap::new();
+    let mut by_name: HashMap<&str, String> = HashMap::new();
+    for p in projects {
+        let dir = normalize_dir(&p.dir)?;
+        if dirs.insert(dir.clone(), ()).is_some() {
+            return Err(ResolveError::InvalidDir(p.dir.clone()));
+        }
+        if !p.name.is_empty() {
+            by_name.insert(p.name.as_str(), dir);
+        }
+    }
+
+    // Direct dependencies of every importer.
+    let mut importers: Vec<ImporterGraph> = Vec::new();
+    let mut all_names = Vec::new();
+    let mut pending = Vec::new();
+    for p in projects {
+        let dir = normalize_dir(&p.dir)?;
+        let idx = importers.len();
+        importers.push(ImporterGraph {
+            dir: dir.clone(),
+            ..Default::default()
+        });
+        let mut deps: BTreeMap<String, (String, Group)> = BTreeMap::new();
+        for (group, map) in [
+            (Group::Dev, &p.dev_dependencies),
+            (Group::Prod, &p.dependencies),
+            (Group::Optional, &p.optional_dependencies),
+        ] {
+            for (k, v) in map {
+                deps.insert(k.clone(), (v.clone(), group));
+            }
+        }
+        for (alias, (specifier, group)) in deps {
+            let spec = r.apply_override(None, &alias, &specifier);
+            let target = match parse_spec(&alias, &spec) {
+                Some(Wanted::Registry { name, spec: range }) => {
+                    all_names.push(name.clone());
+                    pending.push((idx, alias, specifier, group, name, range));
+                    continue;
+                }
+                Some(Wanted::Workspace) => {
+                    let target_dir = by_name
+                        .get(alias.as_str())
+                        .ok_or_else(|| ResolveError::WorkspaceNotFound(alias.clone()))?;
+                    Target::Link(relative_dir(&dir, target_dir))
+                }
+                Some(Wanted::Link(path)) => {
+                    Target::Link(relative_dir(&dir, &join_dir(&dir, &path)))
+                }
+                None => return Err(ResolveError::UnsupportedSpec { name: alias, spec }),
+            };
+            importers[idx].direct.push(DirectDep {
+                alias,
+                specifier,
+                group,
+                target,
+            });
+        }
+    }
+    r.fetch_all(all_names).await?;
+    let mut roots = Vec::new();
+    let mut per_importer_pref: Vec<HashMap<String, Vec<String>>> =
+        vec![HashMap::new(); importers.len()];
+    for (idx, alias, specifier, group, name, range) in pending {
+        let dir = importers[idx].dir.clone();
+        let locked = seed.and_then(|lf| lf.importers.get(&dir)).and_then(|imp| {
+            let d = imp
+                .dependencies
+                .get(&alias)
+                .or_else(|| imp.dev_dependencies.get(&alias))
+                .or_else(|| imp.optional_dependencies.get(&alias))?;
+            (d.specifier == specifier).then(|| {
+                let v = strip_suffix(&d.version);
+                if v.starts_with('@') || (v.contains('@')) {
+                    split_name_range(v).1.unwrap_or(v).to_string()
+                } else {
+                    v.to_string()
+                }
+            })
+        });
+        let preferred: Vec<String> = locked.into_iter().collect();
+        let id = r.pick(&name, &range, &preferred)?;
+        if let Some(p) = r.pkgs.get(&id) {
+            per_importer_pref[idx]
+                .entry(p.name.clone())
+                .or_default()
+                .push(p.version.clone());
+        }
+        importers[idx].direct.push(DirectDep {
+            alias,
+            specifier,
+            group,
+            target: Target::Pkg(id),
+        });
+    }
+    for (idx, imp) in importers.iter().enumerate() {
+        let pref = Arc::new(Preferred {
+            parent: None,
+            map: per_importer_pref[idx].clone(),
+        });
+        for d in &imp.direct {
+            if let Target::Pkg(id) = &d.target {
+                roots.push((id.clone(), Arc::clone(&pref)));
+            }
+        }
+    }
+    r.expand(roots).await?;
+
+    // Auto-install missing peers, importer by importer, until stable.
+    if opts.auto_install_peers {
+        for idx in 0..importers.len() {
+            for _round in 0..8 {
+                let graph = Graph {
+                    pkgs: std::mem::take(&mut r.pkgs),
+                    importers: importers.clone(),
+                };
+                let missing = peers::missing_peers(&graph, idx);
+                r.pkgs = graph.pkgs;
+                let mut added = Vec::new();
+                for (name, ranges) in missing {
+                    if importers[idx].hidden.contains_key(&name) {
+                        continue;
+                    }
+                    let parsed: Vec<Range> =
+                        ranges.iter().filter_map(|s| Range::parse(s).ok()).collect();
+                    if parsed.len() != ranges.len() {
+                        continue;
+                    }
+                    let in_graph: Vec<String> = r
+                        .pkgs
+                        .values()
+                        .filter(|p| p.name == name)
+                        .map(|p| p.version.clone())
+                        .collect();
+                    r.fetch_all([name.clone()]).await?;
+                    let Some(packument) = r.packuments.get(&name).cloned() else {
+                        continue;
+                    };
+                    let Some(version) = pick_in_ranges(&packument, &parsed, &in_graph, &r.policy)
+                    else {
+                        continue;
+                    };
+                    let id = r.register(&name, &version, &packument);
+                    importers[idx].hidden.insert(name, id.clone());
+                    added.push((id, Arc::new(Preferred::default())));
+                }
+                if added.is_empty() {
+                    break;
+                }
+                r.expand(added).await?;
+            }
+        }
+    }
+
+    let graph = Graph {
+        pkgs: r.pkgs,
+        importers,
+    };
+    let lockfile = peers::build_lockfile(&graph, opts);
+    let packages = peers::collect_packages(&lockfile, &opts.registry);
+    Ok(Resolution { lockfile, packages })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,36 +1,630 @@
-//! Hosted packages over HTTP (placeholder: no hosted package exists yet).
+//! Hosted packages over HTTP: `npm publish`, `unpublish`, `deprecate`,
+//! `owner`, `dist-tag`, `search`, and reads of hosted packuments/tarballs.
+//!
+//! Invariants guarded here:
+//! - name ownership: a hosted name is answered from the hosted store only
+//!   (never from an uplink, whatever the uplinks say), and a name an uplink
+//!   of the shared mirror already serves cannot be claimed by a first
+//!   publish (dependency-confusion guard; fails closed when the uplink
+//!   cannot be asked);
+//! - every write is authorized before it changes anything: `packages:`
+//!   `publish` for publish/deprecate/dist-tag/owner edits, `unpublish` for
+//!   anything that removes versions, and read-only tokens never write;
+//! - request bodies are bounded by `max_body_size` (413 with an npm-style
+//!   JSON error beyond it), and document/tarball work runs on the blocking
+//!   pool, never on the async executor.
 
 use std::sync::Arc;
 
-use axum::extract::Request;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
-use axum::Router;
-use pnpr_auth::Identity;
-use pnpr_packument::RegistryPath;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use axum::{Json, Router};
+use futures_util::StreamExt;
+use pnpr_auth::{Action, Caller, Denial, Identity};
+use pnpr_hosted::{HostedError, Permission, SearchQuery, UpdateOutcome};
+use pnpr_packument::{RegistryPath, RegistryTarget};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
+use crate::registry::{load_packument, Source};
 use crate::state::AppState;
+use crate::users::identify;
+
+const ABBREVIATED: &str = "application/vnd.npm.install-v1+json";
+
+impl From<HostedError> for ApiError {
+    fn from(e: HostedError) -> Self {
+        match e {
+            HostedError::BadRequest(m) => ApiError::bad_request(m),
+            HostedError::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, m),
+            HostedError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, m),
+            e @ HostedError::IntegrityMismatch { .. } => ApiError::bad_request(e.to_string()),
+            HostedError::Denied {
+                permission,
+                package,
+                unauthenticated,
+            } => {
+                let verb = match permission {
+                    Permission::Unpublish => "unpublish",
+                    _ => "publish",
+                };
+                if unauthenticated {
+                    ApiError::unauthorized(format!("authentication required to {verb} {package}"))
+                } else {
+                    ApiError::forbidden(format!("not allowed to {verb} {package}"))
+                }
+            }
+            other => ApiError::internal("hosted storage failure", other),
+        }
+    }
+}
 
 /// Extra `/-/` routes owned by the hosted registry.
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
+        .route("/-/package/{*rest}", any(dist_tags))
+        .route("/-/v1/search", get(search))
 }
 
 /// `Some` when `parsed.name` is a hosted package (it is then never proxied).
 pub async fn serve_read(
-    _state: &Arc<AppState>,
-    _parsed: &RegistryPath,
-    _who: &Identity,
-    _headers: &HeaderMap,
+    state: &Arc<AppState>,
+    parsed: &RegistryPath,
+    who: &Identity,
+    headers: &HeaderMap,
 ) -> Option<Result<Response, ApiError>> {
-    None
+    if parsed.uplink.is_some() || !state.hosted.is_hosted(&parsed.name) {
+        return None;
+    }
+    Some(read(state, parsed, who, headers).await)
+}
+
+async fn read(
+    state: &Arc<AppState>,
+    parsed: &RegistryPath,
+    who: &Identity,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let name = &parsed.name;
+    let policy = state.policy();
+    policy
+        .check(who, name, Action::Access)
+        .map_err(|d| ApiError::denied(d, name))?;
+    let mut resp = match &parsed.target {
+        RegistryTarget::Tarball(file) => {
+            let stored = state
+                .hosted
+                .tarball(name, file)?
+                .ok_or_else(|| ApiError::not_found(format!("{name}/-/{file}")))?;
+            let f = tokio::fs::File::open(&stored.path)
+                .await
+                .map_err(|e| ApiError::internal("cannot open hosted tarball", e))?;
+            let stream = tokio_util::io::ReaderStream::with_capacity(f, 64 * 1024);
+            let mut resp = Response::new(Body::from_stream(stream));
+            let h = resp.headers_mut();
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
+            h.insert(header::CONTENT_LENGTH, HeaderValue::from(stored.len));
+            resp
+        }
+        target => {
+            let mut doc = state
+                .hosted
+                .get(name)?
+                .ok_or_else(|| ApiError::not_found(name))?
+                .doc;
+            pnpr_packument::rewrite_tarballs(&mut doc, state.public_url.as_str());
+            match target {
+                RegistryTarget::Version(spec) => {
+                    let v = pnpr_packument::version_doc(&doc, spec)
+                        .ok_or_else(|| ApiError::not_found(format!("{name}@{spec}")))?;
+                    json_with_etag(&v, "application/json", headers)
+                }
+                _ if wants_abbreviated(headers) => {
+                    json_with_etag(&pnpr_packument::abbreviate(&doc), ABBREVIATED, headers)
+                }
+                _ => json_with_etag(&doc, "application/json", headers),
+            }
+        }
+    };
+    if !policy.admits_anonymous(name, Action::Access) {
+        let h = resp.headers_mut();
+        h.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("private, no-store"),
+        );
+        h.insert(header::VARY, HeaderValue::from_static("Authorization"));
+    }
+    Ok(resp)
+}
+
+fn wants_abbreviated(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains(ABBREVIATED))
+}
+
+fn json_with_etag(body: &Value, ctype: &'static str, headers: &HeaderMap) -> Response {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    let etag = format!("\"{}\"", &hex::encode(Sha256::digest(&bytes))[..32]);
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|inm| {
+            inm.split(',')
+                .map(|t| t.trim().trim_start_matches("W/"))
+                .any(|t| t == etag || t == "*")
+        });
+    let mut resp = if matches {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        (StatusCode::OK, bytes).into_response()
+    };
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, v);
+    }
+    resp
+}
+
+/// What a write path addresses.
+#[derive(Debug, PartialEq, Eq)]
+enum WriteTarget {
+    /// `/<name>` or `/<name>/-rev/<rev>`.
+    Doc { rev: Option<String> },
+    /// `/<name>/-/<file>[/-rev/<rev>]`.
+    Tarball { file: String, rev: Option<String> },
+}
+
+fn decode(seg: &str) -> Result<String, ApiError> {
+    percent_encoding::percent_decode_str(seg)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| ApiError::bad_request("invalid percent-encoding in the path"))
+}
+
+/// Splits `<name>` (either scoped spelling) off a raw path and returns the
+/// remaining decoded segments.
+fn split_name(raw: &str) -> Result<(String, Vec<String>), ApiError> {
+    let trimmed = raw.trim_start_matches('/');
+    let mut segs: Vec<&str> = trimmed.split('/').collect();
+    if segs.len() > 1 && segs.last() == Some(&"") {
+        segs.pop();
+    }
+    let mut decoded = segs
+        .iter()
+        .map(|s| decode(s))
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter();
+    let first = decoded
+        .next()
+        .ok_or_else(|| ApiError::bad_request("missing package name"))?;
+    let name = if first.starts_with('@') && !first.contains('/') {
+        let second = decoded
+            .next()
+            .ok_or_else(|| ApiError::bad_request("invalid package name"))?;
+        format!("{first}/{second}")
+    } else {
+        first
+    };
+    pnpr_packument::validate_name(&name)?;
+    Ok((name, decoded.collect()))
+}
+
+fn parse_write_path(raw: &str) -> Result<(String, WriteTarget), ApiError> {
+    let (name, rest) = split_name(raw)?;
+    let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
+    let target = match rest.as_slice() {
+        [] => WriteTarget::Doc { rev: None },
+        ["-rev", rev] => WriteTarget::Doc {
+            rev: Some((*rev).to_string()),
+        },
+        ["-", file] => WriteTarget::Tarball {
+            file: (*file).to_string(),
+            rev: None,
+        },
+        ["-", file, "-rev", rev] => WriteTarget::Tarball {
+            file: (*file).to_string(),
+            rev: Some((*rev).to_string()),
+        },
+        _ => return Err(ApiError::not_found("no such endpoint")),
+    };
+    if let WriteTarget::Tarball { file, .. } = &target {
+        if file.is_empty() || file.starts_with('.') || file.contains('/') {
+            return Err(ApiError::bad_request("invalid tarball name"));
+        }
+    }
+    Ok((name, target))
+}
+
+fn caller(state: &AppState, headers: &HeaderMap) -> Caller {
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    state.auth.authenticate(auth, None)
+}
+
+fn verb(action: Action) -> &'static str {
+    match action {
+        Action::Unpublish => "unpublish",
+        _ => "publish",
+    }
+}
+
+/// The write gate: identified, not read-only, and admitted by `packages:`.
+fn authorize(state: &AppState, who: &Caller, name: &str, action: Action) -> Result<(), ApiError> {
+    if who.identity == Identity::Anonymous {
+        return Err(ApiError::unauthorized(format!(
+            "authentication required to {} {name}",
+            verb(action)
+        )));
+    }
+    if who.readonly {
+        return Err(ApiError::forbidden(
+            "this token is read-only and cannot change packages",
+        ));
+    }
+    state
+        .policy()
+        .check(&who.identity, name, action)
+        .map_err(|d| match d {
+            Denial::Unauthenticated => ApiError::unauthorized(format!(
+                "authentication required to {} {name}",
+                verb(action)
+            )),
+            _ => ApiError::forbidden(format!("not allowed to {} {name}", verb(action))),
+        })
+}
+
+/// Bytes of an oversized body read (and discarded) before answering 413, so
+/// a client still writing its upload sees the error instead of a reset.
+const DRAIN_LIMIT: u64 = 512 * 1024 * 1024;
+
+async fn read_body(state: &AppState, req: Request) -> Result<Bytes, ApiError> {
+    let limit = state.config.max_body_size;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body is larger than the limit of {limit} bytes (max_body_size)"),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.parse::<u64>().ok());
+    let mut over = declared.is_some_and(|len| len > limit);
+    let mut stream = req.into_body().into_data_stream();
+    let mut buf = Vec::new();
+    let mut seen: u64 = 0;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| ApiError::bad_request("could not read the request body"))?;
+        seen = seen.saturating_add(chunk.len() as u64);
+        if seen > limit {
+            over = true;
+        }
+        if over {
+            buf = Vec::new();
+            if seen > limit.saturating_add(DRAIN_LIMIT) {
+                break;
+            }
+        } else {
+            buf.extend_from_slice(&chunk);
+        }
+    }
+    if over {
+        return Err(too_large());
+    }
+    Ok(Bytes::from(buf))
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, HostedError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal("hosted task failed", e))?
+        .map_err(ApiError::from)
+}
+
+fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|_| ApiError::bad_request("request body is not valid JSON"))
+}
+
+fn ok(status: StatusCode, message: impl Into<String>) -> Response {
+    (
+        status,
+        Json(json!({ "ok": message.into(), "success": true })),
+    )
+        .into_response()
 }
 
 /// PUT/DELETE on registry paths.
-pub async fn write(_state: &Arc<AppState>, req: Request) -> Result<Response, ApiError> {
-    Err(ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        format!("method {} is not supported yet", req.method()),
-    ))
+pub async fn write(state: &Arc<AppState>, req: Request) -> Result<Response, ApiError> {
+    let method = req.method().clone();
+    let (name, target) = parse_write_path(req.uri().path())?;
+    let who = caller(state, req.headers());
+    match (method, target) {
+        (Method::PUT, WriteTarget::Doc { rev }) => {
+            let body = parse_json(&read_body(state, req).await?)?;
+            let has_tarballs = body
+                .get("_attachments")
+                .and_then(Value::as_object)
+                .is_some_and(|a| !a.is_empty());
+            if has_tarballs && rev.is_none() {
+                publish(state, &who, name, body).await
+            } else {
+                update(state, &who, name, body, rev).await
+            }
+        }
+        (Method::DELETE, WriteTarget::Doc { rev }) => {
+            authorize(state, &who, &name, Action::Unpublish)?;
+            require_hosted(state, &name)?;
+            let store = Arc::clone(state);
+            let n = name.clone();
+            blocking(move || store.hosted.unpublish_all(&n, rev.as_deref())).await?;
+            tracing::info!(package = %name, user = who.identity.user(), "unpublished package");
+            Ok(ok(StatusCode::OK, format!("unpublished {name}")))
+        }
+        (Method::DELETE, WriteTarget::Tarball { file, rev }) => {
+            authorize(state, &who, &name, Action::Unpublish)?;
+            require_hosted(state, &name)?;
+            let store = Arc::clone(state);
+            let n = name.clone();
+            let now = pnpr_store::now_ms();
+            blocking(move || store.hosted.remove_tarball(&n, &file, rev.as_deref(), now)).await?;
+            Ok(ok(StatusCode::OK, "tarball removed"))
+        }
+        (m, _) => Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("method {m} is not supported here"),
+        )),
+    }
 }
+
+fn require_hosted(state: &AppState, name: &str) -> Result<(), ApiError> {
+    if state.hosted.is_hosted(name) {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(format!("{name} is not hosted here")))
+    }
+}
+
+async fn publish(
+    state: &Arc<AppState>,
+    who: &Caller,
+    name: String,
+    body: Value,
+) -> Result<Response, ApiError> {
+    authorize(state, who, &name, Action::Publish)?;
+    let publisher = who
+        .identity
+        .user()
+        .ok_or_else(|| {
+            ApiError::unauthorized(format!("authentication required to publish {name}"))
+        })?
+        .to_string();
+    if !state.hosted.is_hosted(&name) {
+        guard_new_name(state, &name).await?;
+    }
+    let store = Arc::clone(state);
+    let n = name.clone();
+    let user = publisher.clone();
+    let (versions, fresh) = blocking(move || {
+        let fresh = !store.hosted.is_hosted(&n);
+        let prep = pnpr_hosted::doc::prepare_publish(&n, &body)?;
+        store.hosted.publish(&prep, &user, pnpr_store::now_ms())?;
+        let versions: Vec<String> = prep.versions.iter().map(|(v, _)| v.clone()).collect();
+        Ok((versions, fresh))
+    })
+    .await?;
+    tracing::info!(package = %name, versions = ?versions, user = %publisher, "published");
+    let message = if fresh {
+        "created new package"
+    } else {
+        "package updated"
+    };
+    Ok(ok(StatusCode::CREATED, message))
+}
+
+/// First publish of a name: refuse it when an uplink of the shared mirror
+/// serves the name (a hosted package would shadow it for everyone), and fail
+/// closed when that cannot be checked.
+async fn guard_new_name(state: &Arc<AppState>, name: &str) -> Result<(), ApiError> {
+    let policy = state.policy();
+    let source = Source::public(state, &policy, name);
+    if source.uplinks.is_empty() {
+        return Ok(());
+    }
+    match load_packument(state, &source, name).await {
+        Ok(None) => Ok(()),
+        Ok(Some(_)) => Err(ApiError::forbidden(format!(
+            "{name} is already served by an uplink ({}); publishing it here would shadow it",
+            source.uplinks.join(", ")
+        ))),
+        Err(e) => {
+            tracing::warn!(package = name, status = %e.status, "cannot check uplinks before a first publish");
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("cannot verify that no uplink serves {name}; try again later"),
+            ))
+        }
+    }
+}
+
+async fn update(
+    state: &Arc<AppState>,
+    who: &Caller,
+    name: String,
+    body: Value,
+    rev: Option<String>,
+) -> Result<Response, ApiError> {
+    if who.identity == Identity::Anonymous {
+        return Err(ApiError::unauthorized(format!(
+            "authentication required to change {name}"
+        )));
+    }
+    if who.readonly {
+        return Err(ApiError::forbidden(
+            "this token is read-only and cannot change packages",
+        ));
+    }
+    require_hosted(state, &name)?;
+    let store = Arc::clone(state);
+    let n = name.clone();
+    let identity = who.identity.clone();
+    let outcome = blocking(move || {
+        let policy = store.policy();
+        let gate = |p: Permission| {
+            let action = match p {
+                Permission::Unpublish => Action::Unpublish,
+                _ => Action::Publish,
+            };
+            policy
+                .check(&identity, &n, action)
+                .map_err(|d| HostedError::Denied {
+                    permission: p,
+                    package: n.clone(),
+                    unauthenticated: d == Denial::Unauthenticated,
+                })
+        };
+        store
+            .hosted
+            .update(&n, &body, rev.as_deref(), pnpr_store::now_ms(), &gate)
+    })
+    .await?;
+    let message = match outcome {
+        UpdateOutcome::Updated(_) => "package changed",
+        UpdateOutcome::Deleted => "package removed",
+    };
+    tracing::info!(package = %name, user = who.identity.user(), message, "hosted package updated");
+    Ok(ok(StatusCode::CREATED, message))
+}
+
+/// `/-/package/<name>/dist-tags[/<tag>]`: `npm dist-tag ls/add/rm`.
+async fn dist_tags(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    match dist_tags_inner(&state, req).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn dist_tags_inner(state: &Arc<AppState>, req: Request) -> Result<Response, ApiError> {
+    let raw = req.uri().path().to_string();
+    let rest = raw.strip_prefix("/-/package/").unwrap_or_default();
+    let (name, tail) = split_name(rest)?;
+    let tag = match tail
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["dist-tags"] => None,
+        ["dist-tags", tag] => Some((*tag).to_string()),
+        _ => return Err(ApiError::not_found("no such endpoint")),
+    };
+    let method = req.method().clone();
+    let who = caller(state, req.headers());
+    match (method, tag) {
+        (Method::GET | Method::HEAD, None) => {
+            state
+                .policy()
+                .check(&who.identity, &name, Action::Access)
+                .map_err(|d| ApiError::denied(d, &name))?;
+            let doc = if state.hosted.is_hosted(&name) {
+                state.hosted.get(&name)?.map(|p| p.doc)
+            } else {
+                let policy = state.policy();
+                load_packument(state, &Source::public(state, &policy, &name), &name).await?
+            };
+            let doc = doc.ok_or_else(|| ApiError::not_found(&name))?;
+            Ok(Json(doc.get("dist-tags").cloned().unwrap_or_else(|| json!({}))).into_response())
+        }
+        (Method::PUT, Some(tag)) => {
+            authorize(state, &who, &name, Action::Publish)?;
+            require_hosted(state, &name)?;
+            let body = read_body(state, req).await?;
+            let version = match serde_json::from_slice::<Value>(&body) {
+                Ok(Value::String(v)) => v,
+                Ok(_) => return Err(ApiError::bad_request("expected a JSON string version")),
+                Err(_) => String::from_utf8_lossy(&body).trim().to_string(),
+            };
+            let store = Arc::clone(state);
+            let n = name.clone();
+            let p = blocking(move || {
+                store
+                    .hosted
+                    .set_tag(&n, &tag, &version, pnpr_store::now_ms())
+            })
+            .await?;
+            Ok((
+                StatusCode::CREATED,
+                Json(p.doc.get("dist-tags").cloned().unwrap_or_else(|| json!({}))),
+            )
+                .into_response())
+        }
+        (Method::DELETE, Some(tag)) => {
+            authorize(state, &who, &name, Action::Publish)?;
+            require_hosted(state, &name)?;
+            let store = Arc::clone(state);
+            let n = name.clone();
+            let p =
+                blocking(move || store.hosted.remove_tag(&n, &tag, pnpr_store::now_ms())).await?;
+            Ok(Json(p.doc.get("dist-tags").cloned().unwrap_or_else(|| json!({}))).into_response())
+        }
+        (m, _) => Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("method {m} is not supported here"),
+        )),
+    }
+}
+
+/// `GET /-/v1/search?text=&size=&from=`: hosted packages plus packages
+/// cached in the shared public mirror, filtered by `packages:` access.
+async fn search(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    let who = identify(&state, req.headers());
+    let mut text = String::new();
+    let mut size = None;
+    let mut from = None;
+    for (k, v) in url::form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes()) {
+        match k.as_ref() {
+            "text" => text = v.into_owned(),
+            "size" => size = Some(v.into_owned()),
+            "from" => from = Some(v.into_owned()),
+            _ => {}
+        }
+    }
+    let query = SearchQuery::new(&text, size.as_deref(), from.as_deref());
+    let st = Arc::clone(&state);
+    let result = blocking(move || {
+        let hosted = st.hosted.all()?;
+        let cache_db = st.config.cache.join("metadata.sqlite");
+        let cached = pnpr_hosted::search::cached_public(&cache_db, &query.text)?;
+        let policy = st.policy();
+        let allowed = |name: &str| policy.check(&who, name, Action::Access).is_ok();
+        Ok(pnpr_hosted::search::run(
+            &query,
+            &hosted,
+            &cached,
+            &allowed,
+            pnpr_store::now_ms(),
+        ))
+    })
+    .await;
+    match result {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

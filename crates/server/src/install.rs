@@ -262,7 +262,8 @@ async fn run(state: Arc<AppState>, headers: HeaderMap, body: Bytes) -> Result<Re
     .await?;
 
     let lookup = FileIndexLookup { state: &state };
-    let plan = pnpr_install::plan(&packages, &req.store_integrities, &lookup);
+    let plan = pnpr_install::plan(&packages, &req.store_integrities, &lookup)
+        .map_err(|e| ApiError::internal("store diff failed", e))?;
     tracing::info!(
         user = %match &who { Identity::User(u) => u.as_str(), _ => "-" },
         total = plan.stats.total_packages,
@@ -393,17 +394,22 @@ fn index_value(idx: &pnpr_cafs::PackageIndex) -> pnpr_install::IndexValue {
                 )
             })
             .collect(),
-        side_effects: None,
     }
 }
 
 /// Streams header, frames and end marker as one gzip body.
 fn respond(state: &Arc<AppState>, lockfile: &Value, plan: pnpr_install::Plan) -> Result<Response, ApiError> {
-    let header_bytes = pnpr_install::header_json(lockfile, &plan);
+    let header_bytes = pnpr_install::header_json(lockfile, &plan)
+        .map_err(|e| ApiError::internal("response header", e))?;
+    let mut body = pnpr_install::InlineBody::new(&header_bytes, pnpr_install::DEFAULT_GZIP_LEVEL)
+        .map_err(|e| ApiError::internal("response header", e))?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
     let st = Arc::clone(state);
     tokio::task::spawn_blocking(move || {
-        let mut body = pnpr_install::InlineBody::new(&header_bytes, 6);
+        let first = body.take_output();
+        if !first.is_empty() && tx.blocking_send(Ok(Bytes::from(first))).is_err() {
+            return;
+        }
         for frame in &plan.frames {
             let content = match st.files.read_file(&frame.digest_hex) {
                 Ok(c) => c,
@@ -413,12 +419,7 @@ fn respond(state: &Arc<AppState>, lockfile: &Value, plan: pnpr_install::Plan) ->
                     return;
                 }
             };
-            let mut digest = [0u8; 64];
-            if hex::decode_to_slice(&frame.digest_hex, &mut digest).is_err() {
-                let _ = tx.blocking_send(Err(std::io::Error::other("corrupt digest")));
-                return;
-            }
-            if let Err(e) = body.frame(&digest, frame.executable, &content) {
+            if let Err(e) = body.frame(&frame.digest, frame.executable, &content) {
                 let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
                 return;
             }

@@ -406,7 +406,10 @@ pub(crate) async fn tarball_body(
     version: &Value,
 ) -> Result<(TarballBody, String), ApiError> {
     let sri = expected_integrity(version).ok_or_else(|| {
-        ApiError::new(StatusCode::BAD_GATEWAY, format!("{file} has no integrity in its packument"))
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            format!("{file} has no integrity in its packument"),
+        )
     })?;
     let uplink = version
         .get(pnpr_packument::UPLINK_FIELD)
@@ -437,7 +440,10 @@ pub(crate) async fn tarball_body(
                 .await
                 .map_err(|e| e.to_string())?;
             if resp.status != 200 {
-                return Err(format!("uplink {via} answered {} for a tarball", resp.status));
+                return Err(format!(
+                    "uplink {via} answered {} for a tarball",
+                    resp.status
+                ));
             }
             let stream = resp.into_stream().map(|r| r.map_err(|e| e.to_string()));
             Ok(Box::pin(stream) as pnpr_store::flight::ByteStream)

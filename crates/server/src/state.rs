@@ -30,6 +30,8 @@ pub enum BuildError {
     Store(#[from] pnpr_store::StoreError),
     #[error("upstream: {0}")]
     Upstream(#[from] pnpr_upstream::UpstreamError),
+    #[error("file store: {0}")]
+    Files(#[from] pnpr_cafs::CafsError),
     #[error("hosted store: {0}")]
     Hosted(#[from] pnpr_hosted::HostedError),
     #[error("public_url: {0}")]
@@ -67,6 +69,8 @@ pub struct AppState {
     /// Locally published packages (durable, under `storage`).
     pub hosted: pnpr_hosted::HostedStore,
     pub tarballs: Arc<TarballFetches>,
+    /// Unpacked package files for `/v1/install` (under `cache`).
+    pub files: pnpr_cafs::FileStore,
     pub uplinks: HashMap<String, UplinkInfo>,
     pub secret: Vec<u8>,
 }
@@ -105,6 +109,7 @@ impl AppState {
         let hosted = pnpr_hosted::HostedStore::open(&config.storage)?;
         let cas = Arc::new(Cas::open(&config.cache.join("tarballs"))?);
         let tarballs = Arc::new(TarballFetches::new(cas, 1 << 30));
+        let files = pnpr_cafs::FileStore::open(&config.cache.join("files"))?;
 
         let mut uplinks = HashMap::new();
         let mut routes = Vec::new();
@@ -172,6 +177,7 @@ impl AppState {
             db,
             hosted,
             tarballs,
+            files,
             uplinks,
             secret,
         }))

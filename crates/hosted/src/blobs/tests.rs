@@ -19,7 +19,10 @@ fn put_lookup_remove_round_trip() {
     blobs.put(&hex, b"hello").expect("put again");
     blobs.remove(&hex);
     assert!(blobs.lookup(&hex).expect("lookup").is_none());
-    assert_eq!(fs::read_dir(dir.path().join("tmp")).expect("tmp").count(), 0);
+    assert_eq!(
+        fs::read_dir(dir.path().join("tmp")).expect("tmp").count(),
+        0
+    );
 }
 
 #[test]
@@ -38,5 +41,8 @@ fn open_clears_leftover_temp_files() {
     fs::create_dir_all(dir.path().join("tmp")).expect("mkdir");
     fs::write(dir.path().join("tmp/partial.tmp"), b"half").expect("write");
     let _blobs = Blobs::open(dir.path()).expect("open");
-    assert_eq!(fs::read_dir(dir.path().join("tmp")).expect("tmp").count(), 0);
+    assert_eq!(
+        fs::read_dir(dir.path().join("tmp")).expect("tmp").count(),
+        0
+    );
 }

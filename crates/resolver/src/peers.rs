@@ -1,0 +1,583 @@
+//! Peer-dependency resolution and lockfile assembly.
+//!
+//! Walks each importer's tree of package occurrences, resolves every peer from the
+//! packages visible at that position (the node's ancestors' children), propagates
+//! peers resolved from above into the parent's suffix (pnpm v9 keys
+//! `name@version(peer@version)`), and writes `packages`/`snapshots`. Invariant: a
+//! snapshot key is a pure function of the package id and the resolved peer targets;
+//! a peer that can reach the node back through peer edges is written without its own
+//! suffix, so keys stay finite on peer cycles.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+
+use pnpr_lockfile::{Importer, ImporterDep, Lockfile, PackageInfo, PeerMeta, Snapshot};
+use serde_json::Value;
+
+use crate::{Graph, Group, ResolveOptions, ResolvedPackage, Target};
+
+#[derive(Debug, Clone)]
+enum OccRef {
+    Occ(usize),
+    Link(String),
+}
+
+#[derive(Debug, Default)]
+struct Occ {
+    pkg_id: String,
+    children: Vec<(String, OccRef, bool)>,
+    /// Own peers resolved from above: name → (target, optional peer).
+    own_peers: BTreeMap<String, (usize, bool)>,
+    /// All peers that shape the key: name → target.
+    suffix: BTreeMap<String, usize>,
+    transitive: BTreeSet<String>,
+    missing: BTreeSet<String>,
+}
+
+fn own_peer_specs(manifest: &Value, self_name: &str) -> Vec<(String, String, bool)> {
+    let meta = manifest.get("peerDependenciesMeta");
+    manifest
+        .get("peerDependencies")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter(|(k, _)| k.as_str() != self_name)
+                .map(|(k, v)| {
+                    let optional = meta
+                        .and_then(|mm| mm.get(k))
+                        .and_then(|x| x.get("optional"))
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false);
+                    (k.clone(), v.as_str().unwrap_or("*").to_string(), optional)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+struct Builder<'g> {
+    g: &'g Graph,
+    occs: Vec<Occ>,
+    impure: HashSet<String>,
+    pure_occ: HashMap<String, usize>,
+    missing: BTreeMap<String, Vec<String>>,
+    scope: Vec<HashMap<String, usize>>,
+    ancestors: Vec<(String, usize)>,
+}
+
+impl<'g> Builder<'g> {
+    fn new(g: &'g Graph) -> Self {
+        // A package is impure when its closure contains any peer dependency.
+        let mut impure: HashSet<String> = g
+            .pkgs
+            .iter()
+            .filter(|(_, p)| !own_peer_specs(&p.manifest, &p.name).is_empty())
+            .map(|(id, _)| id.clone())
+            .collect();
+        loop {
+            let mut changed = false;
+            for (id, p) in &g.pkgs {
+                if impure.contains(id) {
+                    continue;
+                }
+                if p.children
+                    .iter()
+                    .any(|c| matches!(&c.target, Target::Pkg(t) if impure.contains(t)))
+                {
+                    impure.insert(id.clone());
+                    changed = true;
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+        Self {
+            g,
+            occs: Vec::new(),
+            impure,
+            pure_occ: HashMap::new(),
+            missing: BTreeMap::new(),
+            scope: Vec::new(),
+            ancestors: Vec::new(),
+        }
+    }
+
+    fn alloc(&mut self, pkg_id: &str) -> usize {
+        self.occs.push(Occ {
+            pkg_id: pkg_id.to_string(),
+            ..Default::default()
+        });
+        self.occs.len() - 1
+    }
+
+    /// Occurrence for `pkg_id` placed under the current scope; returns it and whether
+    /// it still needs filling.
+    fn place(&mut self, pkg_id: &str) -> (usize, bool) {
+        if let Some((_, occ)) = self.ancestors.iter().find(|(id, _)| id == pkg_id) {
+            return (*occ, false);
+        }
+        if !self.impure.contains(pkg_id) {
+            if let Some(o) = self.pure_occ.get(pkg_id) {
+                return (*o, false);
+            }
+            let o = self.alloc(pkg_id);
+            self.pure_occ.insert(pkg_id.to_string(), o);
+            return (o, true);
+        }
+        (self.alloc(pkg_id), true)
+    }
+
+    fn lookup(&self, name: &str) -> Option<usize> {
+        self.scope.iter().rev().find_map(|m| m.get(name).copied())
+    }
+
+    fn fill(&mut self, occ: usize) {
+        let g = self.g;
+        let pkg_id = self.occs[occ].pkg_id.clone();
+        let Some(pkg) = g.pkgs.get(&pkg_id) else {
+            return;
+        };
+        let mut children = Vec::new();
+        let mut to_fill = Vec::new();
+        let mut child_map: HashMap<String, usize> = HashMap::new();
+        for c in &pkg.children {
+            match &c.target {
+                Target::Link(p) => {
+                    children.push((c.alias.clone(), OccRef::Link(p.clone()), c.optional))
+                }
+                Target::Pkg(id) => {
+                    let (o, fresh) = self.place(id);
+                    if fresh {
+                        to_fill.push(o);
+                    }
+                    child_map.insert(c.alias.clone(), o);
+                    children.push((c.alias.clone(), OccRef::Occ(o), c.optional));
+                }
+            }
+        }
+        let own = own_peer_specs(&pkg.manifest, &pkg.name);
+        let own_names: BTreeSet<String> = own.iter().map(|(n, _, _)| n.clone()).collect();
+        for (name, range, optional) in &own {
+            if child_map.contains_key(name) {
+                continue;
+            }
+            match self.lookup(name) {
+                Some(t) => {
+                    self.occs[occ]
+                        .own_peers
+                        .insert(name.clone(), (t, *optional));
+                    self.occs[occ].suffix.insert(name.clone(), t);
+                }
+                None if !optional => {
+                    self.missing
+                        .entry(name.clone())
+                        .or_default()
+                        .push(range.clone());
+                    self.occs[occ].missing.insert(name.clone());
+                }
+                None => {}
+            }
+        }
+        self.scope.push(child_map.clone());
+        self.ancestors.push((pkg_id, occ));
+        for o in &to_fill {
+            self.fill(*o);
+        }
+        self.ancestors.pop();
+        self.scope.pop();
+        for (_, r, _) in &children {
+            let OccRef::Occ(c) = r else { continue };
+            if *c == occ {
+                continue;
+            }
+            let (suffix, missing) = {
+                let co = &self.occs[*c];
+                (co.suffix.clone(), co.missing.clone())
+            };
+            for (name, t) in suffix {
+                if t == occ || child_map.get(&name) == Some(&t) {
+                    continue;
+                }
+                self.occs[occ].suffix.entry(name.clone()).or_insert(t);
+                if !own_names.contains(&name) {
+                    self.occs[occ].transitive.insert(name);
+                }
+            }
+            for name in missing {
+                if !own_names.contains(&name) {
+                    self.occs[occ].transitive.insert(name.clone());
+                }
+                self.occs[occ].missing.insert(name);
+            }
+        }
+        self.occs[occ].children = children;
+    }
+
+    /// Places and fills the importer's root dependencies; returns alias → ref.
+    fn importer(&mut self, idx: usize) -> Vec<(String, Group, OccRef, String)> {
+        let g = self.g;
+        let imp = &g.importers[idx];
+        let mut root: HashMap<String, usize> = HashMap::new();
+        let mut out = Vec::new();
+        let mut to_fill = Vec::new();
+        for (name, id) in &imp.hidden {
+            let (o, fresh) = self.place(id);
+            if fresh {
+                to_fill.push(o);
+            }
+            root.insert(name.clone(), o);
+        }
+        for d in &imp.direct {
+            let r = match &d.target {
+                Target::Link(p) => OccRef::Link(p.clone()),
+                Target::Pkg(id) => {
+                    let (o, fresh) = self.place(id);
+                    if fresh {
+                        to_fill.push(o);
+                    }
+                    root.insert(d.alias.clone(), o);
+                    OccRef::Occ(o)
+                }
+            };
+            out.push((d.alias.clone(), d.group, r, d.specifier.clone()));
+        }
+        self.scope.push(root);
+        for o in to_fill {
+            self.fill(o);
+        }
+        self.scope.pop();
+        out
+    }
+}
+
+/// Missing (unresolvable, non-optional) peers of importer `idx`: name → wanted ranges.
+pub(crate) fn missing_peers(g: &Graph, idx: usize) -> BTreeMap<String, Vec<String>> {
+    let mut b = Builder::new(g);
+    b.importer(idx);
+    b.missing
+}
+
+struct Paths<'b> {
+    occs: &'b [Occ],
+    pkgs: &'b Graph,
+    memo: HashMap<usize, String>,
+    in_progress: HashSet<usize>,
+}
+
+impl Paths<'_> {
+    fn reaches(&self, from: usize, to: usize) -> bool {
+        let mut seen = HashSet::new();
+        let mut stack = vec![from];
+        while let Some(o) = stack.pop() {
+            if o == to {
+                return true;
+            }
+            if seen.insert(o) {
+                stack.extend(self.occs[o].suffix.values().copied());
+            }
+        }
+        false
+    }
+
+    fn name_of(&self, occ: usize) -> &str {
+        let id = &self.occs[occ].pkg_id;
+        self.pkgs
+            .pkgs
+            .get(id)
+            .map_or(id.as_str(), |p| p.name.as_str())
+    }
+
+    fn dep_path(&mut self, occ: usize) -> String {
+        if let Some(p) = self.memo.get(&occ) {
+            return p.clone();
+        }
+        let base = self.occs[occ].pkg_id.clone();
+        if !self.in_progress.insert(occ) {
+            return base;
+        }
+        let mut out = base;
+        let suffix: Vec<(String, usize)> = self.occs[occ]
+            .suffix
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        for (name, t) in suffix {
+            let full = if self.reaches(t, occ) {
+                self.occs[t].pkg_id.clone()
+            } else {
+                self.dep_path(t)
+            };
+            out.push('(');
+            out.push_str(&self.reference(&name, t, &full));
+            out.push(')');
+        }
+        self.in_progress.remove(&occ);
+        self.memo.insert(occ, out.clone());
+        out
+    }
+
+    /// `name@<ref>` where ref drops the package name when it equals `alias`.
+    fn reference(&self, alias: &str, target: usize, full: &str) -> String {
+        let name = self.name_of(target);
+        if name == alias {
+            format!("{alias}@{}", &full[name.len() + 1..])
+        } else {
+            format!("{alias}@{full}")
+        }
+    }
+
+    fn version_ref(&mut self, alias: &str, target: usize) -> String {
+        let full = self.dep_path(target);
+        let name = self.name_of(target).to_string();
+        if name == alias {
+            full[name.len() + 1..].to_string()
+        } else {
+            full
+        }
+    }
+}
+
+fn package_info(manifest: &Value, name: &str, registry: &str) -> PackageInfo {
+    let strs = |k: &str| -> Vec<String> {
+        match manifest.get(k) {
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect(),
+            Some(Value::String(s)) => vec![s.clone()],
+            _ => Vec::new(),
+        }
+    };
+    let map = |k: &str| -> BTreeMap<String, String> {
+        manifest
+            .get(k)
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(a, b)| Some((a.clone(), b.as_str()?.to_string())))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let dist = manifest.get("dist");
+    let version = manifest
+        .get("version")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let tarball = dist.and_then(|d| d.get("tarball")).and_then(Value::as_str);
+    let default_tarball = default_tarball_url(registry, name, version);
+    let has_bin = match manifest.get("bin") {
+        Some(Value::String(s)) => !s.is_empty(),
+        Some(Value::Object(m)) => !m.is_empty(),
+        _ => manifest
+            .get("directories")
+            .and_then(|d| d.get("bin"))
+            .is_some(),
+    };
+    let mut peers = map("peerDependencies");
+    peers.remove(name);
+    let peer_meta = manifest
+        .get("peerDependenciesMeta")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter(|(k, _)| k.as_str() != name)
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        PeerMeta {
+                            optional: v.get("optional").and_then(Value::as_bool).unwrap_or(false),
+                        },
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut bundled = strs("bundleDependencies");
+    if bundled.is_empty() {
+        bundled = strs("bundledDependencies");
+    }
+    PackageInfo {
+        resolution: pnpr_lockfile::Resolution {
+            integrity: dist
+                .and_then(|d| d.get("integrity"))
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            tarball: tarball
+                .filter(|t| *t != default_tarball)
+                .map(str::to_string),
+        },
+        engines: map("engines"),
+        cpu: strs("cpu"),
+        os: strs("os"),
+        libc: strs("libc"),
+        deprecated: manifest
+            .get("deprecated")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        has_bin: has_bin.then_some(true),
+        peer_dependencies: peers,
+        peer_dependencies_meta: peer_meta,
+        bundled_dependencies: bundled,
+        prepare: None,
+    }
+}
+
+/// `<registry><name>/-/<unscoped>-<version>.tgz`.
+pub(crate) fn default_tarball_url(registry: &str, name: &str, version: &str) -> String {
+    let unscoped = name.rsplit('/').next().unwrap_or(name);
+    let sep = if registry.ends_with('/') { "" } else { "/" };
+    format!("{registry}{sep}{name}/-/{unscoped}-{version}.tgz")
+}
+
+/// Assembles the lockfile from the resolved graph.
+pub(crate) fn build_lockfile(g: &Graph, opts: &ResolveOptions) -> Lockfile {
+    let mut b = Builder::new(g);
+    let mut roots = Vec::new();
+    for idx in 0..g.importers.len() {
+        let hidden: Vec<usize> = g.importers[idx]
+            .hidden
+            .values()
+            .filter_map(|id| b.pure_occ.get(id).copied())
+            .collect();
+        let before = b.occs.len();
+        let deps = b.importer(idx);
+        // Hidden roots are non-optional starting points too.
+        let mut starts: Vec<usize> = hidden;
+        starts.extend(before..b.occs.len());
+        roots.push((deps, starts));
+    }
+    let occs = std::mem::take(&mut b.occs);
+    let mut paths = Paths {
+        occs: &occs,
+        pkgs: g,
+        memo: HashMap::new(),
+        in_progress: HashSet::new(),
+    };
+
+    let mut lf = Lockfile {
+        overrides: opts.overrides.clone(),
+        ..Default::default()
+    };
+    let mut required: HashSet<String> = HashSet::new();
+    let mut queue: VecDeque<usize> = VecDeque::new();
+    for (idx, (deps, _)) in roots.iter().enumerate() {
+        let dir = &g.importers[idx].dir;
+        let mut imp = Importer::default();
+        for (alias, group, r, specifier) in deps {
+            let version = match r {
+                OccRef::Link(p) => format!("link:{p}"),
+                OccRef::Occ(o) => {
+                    if *group != Group::Optional {
+                        queue.push_back(*o);
+                    }
+                    paths.version_ref(alias, *o)
+                }
+            };
+            let entry = ImporterDep {
+                specifier: specifier.clone(),
+                version,
+            };
+            let target = match group {
+                Group::Prod => &mut imp.dependencies,
+                Group::Dev => &mut imp.dev_dependencies,
+                Group::Optional => &mut imp.optional_dependencies,
+            };
+            target.insert(alias.clone(), entry);
+        }
+        for (name, id) in &g.importers[idx].hidden {
+            let _ = (name, id);
+        }
+        lf.importers.insert(dir.clone(), imp);
+    }
+    // Hidden (auto-installed) peers are required roots as well.
+    for (_, starts) in &roots {
+        for o in starts {
+            let id = &occs[*o].pkg_id;
+            if g.importers
+                .iter()
+                .any(|i| i.hidden.values().any(|h| h == id))
+            {
+                queue.push_back(*o);
+            }
+        }
+    }
+    let mut seen = HashSet::new();
+    while let Some(o) = queue.pop_front() {
+        if !seen.insert(o) {
+            continue;
+        }
+        required.insert(paths.dep_path(o));
+        for (_, r, optional) in &occs[o].children {
+            if let (OccRef::Occ(c), false) = (r, optional) {
+                queue.push_back(*c);
+            }
+        }
+        for (t, optional) in occs[o].own_peers.values() {
+            if !optional {
+                queue.push_back(*t);
+            }
+        }
+    }
+
+    for o in 0..occs.len() {
+        let key = paths.dep_path(o);
+        if lf.snapshots.contains_key(&key) {
+            continue;
+        }
+        let occ = &occs[o];
+        let mut snap = Snapshot::default();
+        for (alias, r, optional) in &occ.children {
+            let v = match r {
+                OccRef::Link(p) => format!("link:{p}"),
+                OccRef::Occ(c) => paths.version_ref(alias, *c),
+            };
+            if *optional {
+                snap.optional_dependencies.insert(alias.clone(), v);
+            } else {
+                snap.dependencies.insert(alias.clone(), v);
+            }
+        }
+        for (name, (t, optional)) in &occ.own_peers {
+            let v = paths.version_ref(name, *t);
+            if *optional {
+                snap.optional_dependencies.insert(name.clone(), v);
+            } else {
+                snap.dependencies.insert(name.clone(), v);
+            }
+        }
+        snap.transitive_peer_dependencies = occ.transitive.iter().cloned().collect();
+        snap.optional = !required.contains(&key);
+        if let Some(p) = g.pkgs.get(&occ.pkg_id) {
+            lf.packages
+                .entry(occ.pkg_id.clone())
+                .or_insert_with(|| package_info(&p.manifest, &p.name, &opts.registry));
+        }
+        lf.snapshots.insert(key, snap);
+    }
+    lf
+}
+
+/// Registry packages referenced by a lockfile, with their tarball URLs.
+pub(crate) fn collect_packages(lf: &Lockfile, registry: &str) -> Vec<ResolvedPackage> {
+    lf.packages
+        .iter()
+        .filter_map(|(key, info)| {
+            let (name, version) = crate::pick::split_name_range(key);
+            let version = version?;
+            Some(ResolvedPackage {
+                name: name.to_string(),
+                version: version.to_string(),
+                integrity: info.resolution.integrity.clone(),
+                tarball_url: info
+                    .resolution
+                    .tarball
+                    .clone()
+                    .unwrap_or_else(|| default_tarball_url(registry, name, version)),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,87 @@
+use super::*;
+use serde_json::json;
+
+fn pack() -> Value {
+    json!({
+        "dist-tags": {"latest": "3.0.0-rc.0", "next": "2.0.0"},
+        "versions": {"1.0.0": {}, "1.5.0": {}, "2.0.0": {}, "3.0.0-rc.0": {}},
+        "time": {"1.0.0": "2020-01-01T00:00:00.000Z", "1.5.0": "2026-03-19T00:00:00.000Z",
+                 "2.0.0": "2020-01-01T00:00:00Z", "3.0.0-rc.0": "2020-01-01T00:00:00.000Z"}
+    })
+}
+
+fn no_age() -> PickPolicy {
+    PickPolicy {
+        min_age_ms: None,
+        now_ms: 0,
+    }
+}
+
+#[test]
+fn picks_highest_non_prerelease_for_star() {
+    assert_eq!(
+        pick_version(&pack(), "*", &[], &no_age()).as_deref(),
+        Some("2.0.0")
+    );
+    assert_eq!(
+        pick_version(&pack(), "^3.0.0-rc.0", &[], &no_age()).as_deref(),
+        Some("3.0.0-rc.0")
+    );
+    assert_eq!(
+        pick_version(&pack(), "1.0.0 - 1.9.x", &[], &no_age()).as_deref(),
+        Some("1.5.0")
+    );
+    assert_eq!(
+        pick_version(&pack(), "next", &[], &no_age()).as_deref(),
+        Some("2.0.0")
+    );
+    assert_eq!(pick_version(&pack(), "^9", &[], &no_age()), None);
+}
+
+#[test]
+fn preferred_versions_win_over_highest() {
+    let pref = vec!["1.0.0".to_string()];
+    assert_eq!(
+        pick_version(&pack(), "^1.0.0", &pref, &no_age()).as_deref(),
+        Some("1.0.0")
+    );
+}
+
+#[test]
+fn minimum_release_age_skips_young_versions() {
+    let now = parse_time_ms("2026-03-19T12:00:00.000Z").unwrap();
+    let policy = PickPolicy {
+        min_age_ms: Some(1440 * 60_000),
+        now_ms: now,
+    };
+    assert_eq!(
+        pick_version(&pack(), "^1.0.0", &[], &policy).as_deref(),
+        Some("1.0.0")
+    );
+}
+
+#[test]
+fn parses_specs_and_times() {
+    assert_eq!(
+        parse_spec("x", "npm:@a/b@^1"),
+        Some(Wanted::Registry {
+            name: "@a/b".into(),
+            spec: "^1".into()
+        })
+    );
+    assert_eq!(
+        parse_spec("x", "npm:@a/b"),
+        Some(Wanted::Registry {
+            name: "@a/b".into(),
+            spec: "latest".into()
+        })
+    );
+    assert_eq!(parse_spec("x", "workspace:*"), Some(Wanted::Workspace));
+    assert_eq!(
+        parse_spec("x", "link:../a"),
+        Some(Wanted::Link("../a".into()))
+    );
+    assert_eq!(parse_spec("x", "github:a/b"), None);
+    assert_eq!(parse_time_ms("1970-01-02T00:00:00Z"), Some(86_400_000));
+    assert_eq!(parse_time_ms("bad"), None);
+}
