@@ -342,7 +342,8 @@ impl<'a> Resolver<'a> {
         let obj = |k: &str| manifest.get(k).and_then(Value::as_object);
         let optional: BTreeMap<&String, &Value> =
             obj("optionalDependencies").into_iter().flatten().collect();
-        let peers = obj("peerDependencies");
+        let self_name = manifest.get("name").and_then(Value::as_str).unwrap_or("");
+        let peers = normalized_peers(manifest, self_name);
         let bundled: BTreeSet<String> = ["bundleDependencies", "bundledDependencies"]
             .iter()
             .filter_map(|k| manifest.get(*k).and_then(Value::as_array))
@@ -362,7 +363,7 @@ impl<'a> Resolver<'a> {
         }
         out.into_iter()
             .filter(|(k, _)| !bundled.contains(k))
-            .filter(|(k, _)| optional.contains_key(k) || !peers.is_some_and(|p| p.contains_key(k)))
+            .filter(|(k, _)| optional.contains_key(k) || !peers.contains_key(k))
             .map(|(k, (s, o))| (k, s, o))
             .collect()
     }
@@ -392,6 +393,7 @@ impl<'a> Resolver<'a> {
             for (_, alias, spec, _, _) in &wanted {
                 match parse_spec(alias, spec) {
                     Some(Wanted::Registry { name, .. }) => names.push(name),
+                    Some(Wanted::Link(_)) => {}
                     _ => {
                         return Err(ResolveError::UnsupportedSpec {
                             name: alias.clone(),
@@ -403,8 +405,16 @@ impl<'a> Resolver<'a> {
             self.fetch_all(names).await?;
             let mut children_of: Vec<Vec<Child>> = vec![Vec::new(); level.len()];
             for (i, alias, spec, _, optional) in wanted {
-                let Some(Wanted::Registry { name, spec: range }) = parse_spec(&alias, &spec) else {
-                    continue;
+                let (name, range) = match parse_spec(&alias, &spec) {
+                    Some(Wanted::Registry { name, spec }) => (name, spec),
+                    Some(Wanted::Link(path)) => {
+                        // Links inside registry packages are kept verbatim, `.` as empty.
+                        let p = join_dir(".", &path);
+                        let target = Target::Link(if p == "." { String::new() } else { p });
+                        children_of[i].push(Child { alias, target, optional });
+                        continue;
+                    }
+                    _ => continue,
                 };
                 let mut preferred = level[i].1.versions(&name);
                 if let Some(v) = self
@@ -452,6 +462,38 @@ impl<'a> Resolver<'a> {
         }
         Ok(())
     }
+}
+
+/// Effective peer dependencies of a manifest as pnpm records them: declared peers
+/// minus names that are also optional dependencies (those stay plain optional
+/// children), plus `peerDependenciesMeta`-only optional entries as `*` unless the
+/// name is a regular or optional dependency. Self-peers are dropped.
+/// Returns name → (range, optional).
+pub(crate) fn normalized_peers(manifest: &Value, self_name: &str) -> BTreeMap<String, (String, bool)> {
+    let obj = |k: &str| manifest.get(k).and_then(Value::as_object);
+    let is_dep = |n: &str| obj("dependencies").is_some_and(|m| m.contains_key(n));
+    let is_opt = |n: &str| obj("optionalDependencies").is_some_and(|m| m.contains_key(n));
+    let meta_optional = |n: &str| {
+        obj("peerDependenciesMeta")
+            .and_then(|m| m.get(n))
+            .and_then(|x| x.get("optional"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    };
+    let mut out = BTreeMap::new();
+    for (k, v) in obj("peerDependencies").into_iter().flatten() {
+        if k == self_name || is_opt(k) {
+            continue;
+        }
+        out.insert(k.clone(), (v.as_str().unwrap_or("*").to_string(), meta_optional(k)));
+    }
+    for k in obj("peerDependenciesMeta").into_iter().flatten().map(|(k, _)| k) {
+        if k == self_name || out.contains_key(k) || is_dep(k) || is_opt(k) || !meta_optional(k) {
+            continue;
+        }
+        out.insert(k.clone(), ("*".to_string(), true));
+    }
+    out
 }
 
 /// Normalises an importer dir (spec §1.3).

@@ -34,24 +34,10 @@ struct Occ {
 }
 
 fn own_peer_specs(manifest: &Value, self_name: &str) -> Vec<(String, String, bool)> {
-    let meta = manifest.get("peerDependenciesMeta");
-    manifest
-        .get("peerDependencies")
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .filter(|(k, _)| k.as_str() != self_name)
-                .map(|(k, v)| {
-                    let optional = meta
-                        .and_then(|mm| mm.get(k))
-                        .and_then(|x| x.get("optional"))
-                        .and_then(Value::as_bool)
-                        .unwrap_or(false);
-                    (k.clone(), v.as_str().unwrap_or("*").to_string(), optional)
-                })
-                .collect()
-        })
-        .unwrap_or_default()
+    crate::normalized_peers(manifest, self_name)
+        .into_iter()
+        .map(|(k, (range, optional))| (k, range, optional))
+        .collect()
 }
 
 struct Builder<'g> {
@@ -140,6 +126,7 @@ impl<'g> Builder<'g> {
         let mut children = Vec::new();
         let mut to_fill = Vec::new();
         let mut child_map: HashMap<String, usize> = HashMap::new();
+        let mut real_names: Vec<(String, usize)> = Vec::new();
         for c in &pkg.children {
             match &c.target {
                 Target::Link(p) => {
@@ -152,8 +139,15 @@ impl<'g> Builder<'g> {
                     }
                     child_map.insert(c.alias.clone(), o);
                     children.push((c.alias.clone(), OccRef::Occ(o), c.optional));
+                    if let Some(p) = g.pkgs.get(id) {
+                        real_names.push((p.name.clone(), o));
+                    }
                 }
             }
+        }
+        // Aliased children also satisfy peers under their real name (first alias wins).
+        for (name, o) in real_names {
+            child_map.entry(name).or_insert(o);
         }
         let own = own_peer_specs(&pkg.manifest, &pkg.name);
         let own_names: BTreeSet<String> = own.iter().map(|(n, _, _)| n.clone()).collect();

@@ -82,12 +82,23 @@ impl Metadata {
                 .check(&self.who, name, Action::Access)
                 .map_err(|d| ApiError::denied(d, name))?;
         }
-        let source = self
-            .source(name)
-            .ok_or_else(|| ApiError::not_found("uplink"))?;
-        let doc = load_packument(&self.state, &source, name)
-            .await?
-            .ok_or_else(|| ApiError::not_found(name))?;
+        let hosted = matches!(self.scope, Scope::Public) && self.state.hosted.is_hosted(name);
+        let doc = if hosted {
+            // Name ownership: a hosted name is never looked up upstream.
+            self.state
+                .hosted
+                .get(name)
+                .map_err(|e| ApiError::internal("hosted store", e))?
+                .ok_or_else(|| ApiError::not_found(name))?
+                .doc
+        } else {
+            let source = self
+                .source(name)
+                .ok_or_else(|| ApiError::not_found("uplink"))?;
+            load_packument(&self.state, &source, name)
+                .await?
+                .ok_or_else(|| ApiError::not_found(name))?
+        };
         let doc = Arc::new(doc);
         self.docs
             .lock()
@@ -314,9 +325,6 @@ async fn ensure_unpacked(
         .get("versions")
         .and_then(|v| v.get(version))
         .ok_or_else(|| ApiError::not_found(format!("{name}@{version}")))?;
-    let source = meta
-        .source(name)
-        .ok_or_else(|| ApiError::not_found("uplink"))?;
     let file = vdoc
         .get("dist")
         .and_then(|d| d.get("tarball"))
@@ -324,7 +332,23 @@ async fn ensure_unpacked(
         .and_then(pnpr_packument::tarball_file_name)
         .map(str::to_string)
         .unwrap_or_else(|| pnpr_packument::default_file_name(name, version));
-    let (body, _uplink) = tarball_body(state, &source, &file, vdoc).await?;
+    let hosted = matches!(meta.scope, Scope::Public) && state.hosted.is_hosted(name);
+    let body = if hosted {
+        let stored = state
+            .hosted
+            .tarball(name, &file)
+            .map_err(|e| ApiError::internal("hosted store", e))?
+            .ok_or_else(|| ApiError::not_found(format!("{name}/-/{file}")))?;
+        TarballBody::Stored(pnpr_store::Stored {
+            path: stored.path,
+            len: stored.len,
+        })
+    } else {
+        let source = meta
+            .source(name)
+            .ok_or_else(|| ApiError::not_found("uplink"))?;
+        tarball_body(state, &source, &file, vdoc).await?.0
+    };
     let reader: Box<dyn std::io::Read + Send> = match body {
         TarballBody::Stored(stored) => Box::new(
             std::fs::File::open(&stored.path)
