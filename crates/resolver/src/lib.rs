@@ -411,7 +411,11 @@ impl<'a> Resolver<'a> {
                         // Links inside registry packages are kept verbatim, `.` as empty.
                         let p = join_dir(".", &path);
                         let target = Target::Link(if p == "." { String::new() } else { p });
-                        children_of[i].push(Child { alias, target, optional });
+                        children_of[i].push(Child {
+                            alias,
+                            target,
+                            optional,
+                        });
                         continue;
                     }
                     _ => continue,
@@ -469,7 +473,10 @@ impl<'a> Resolver<'a> {
 /// children), plus `peerDependenciesMeta`-only optional entries as `*` unless the
 /// name is a regular or optional dependency. Self-peers are dropped.
 /// Returns name → (range, optional).
-pub(crate) fn normalized_peers(manifest: &Value, self_name: &str) -> BTreeMap<String, (String, bool)> {
+pub(crate) fn normalized_peers(
+    manifest: &Value,
+    self_name: &str,
+) -> BTreeMap<String, (String, bool)> {
     let obj = |k: &str| manifest.get(k).and_then(Value::as_object);
     let is_dep = |n: &str| obj("dependencies").is_some_and(|m| m.contains_key(n));
     let is_opt = |n: &str| obj("optionalDependencies").is_some_and(|m| m.contains_key(n));
@@ -485,9 +492,16 @@ pub(crate) fn normalized_peers(manifest: &Value, self_name: &str) -> BTreeMap<St
         if k == self_name || is_opt(k) {
             continue;
         }
-        out.insert(k.clone(), (v.as_str().unwrap_or("*").to_string(), meta_optional(k)));
+        out.insert(
+            k.clone(),
+            (v.as_str().unwrap_or("*").to_string(), meta_optional(k)),
+        );
     }
-    for k in obj("peerDependenciesMeta").into_iter().flatten().map(|(k, _)| k) {
+    for k in obj("peerDependenciesMeta")
+        .into_iter()
+        .flatten()
+        .map(|(k, _)| k)
+    {
         if k == self_name || out.contains_key(k) || is_dep(k) || is_opt(k) || !meta_optional(k) {
             continue;
         }

@@ -126,7 +126,6 @@ impl<'g> Builder<'g> {
         let mut children = Vec::new();
         let mut to_fill = Vec::new();
         let mut child_map: HashMap<String, usize> = HashMap::new();
-        let mut real_names: Vec<(String, usize)> = Vec::new();
         for c in &pkg.children {
             match &c.target {
                 Target::Link(p) => {
@@ -139,15 +138,8 @@ impl<'g> Builder<'g> {
                     }
                     child_map.insert(c.alias.clone(), o);
                     children.push((c.alias.clone(), OccRef::Occ(o), c.optional));
-                    if let Some(p) = g.pkgs.get(id) {
-                        real_names.push((p.name.clone(), o));
-                    }
                 }
             }
-        }
-        // Aliased children also satisfy peers under their real name (first alias wins).
-        for (name, o) in real_names {
-            child_map.entry(name).or_insert(o);
         }
         let own = own_peer_specs(&pkg.manifest, &pkg.name);
         let own_names: BTreeSet<String> = own.iter().map(|(n, _, _)| n.clone()).collect();
@@ -368,21 +360,20 @@ fn package_info(manifest: &Value, name: &str, registry: &str) -> PackageInfo {
             .and_then(|d| d.get("bin"))
             .is_some(),
     };
-    let mut peers = map("peerDependencies");
-    peers.remove(name);
+    let normalized = crate::normalized_peers(manifest, name);
+    let peers: BTreeMap<String, String> = normalized
+        .iter()
+        .map(|(k, (r, _))| (k.clone(), r.clone()))
+        .collect();
     let peer_meta = manifest
         .get("peerDependenciesMeta")
         .and_then(Value::as_object)
         .map(|m| {
             m.iter()
-                .filter(|(k, _)| k.as_str() != name)
+                .filter(|(k, _)| peers.contains_key(k.as_str()))
                 .map(|(k, v)| {
-                    (
-                        k.clone(),
-                        PeerMeta {
-                            optional: v.get("optional").and_then(Value::as_bool).unwrap_or(false),
-                        },
-                    )
+                    let optional = v.get("optional").and_then(Value::as_bool).unwrap_or(false);
+                    (k.clone(), PeerMeta { optional })
                 })
                 .collect()
         })
@@ -479,9 +470,6 @@ pub(crate) fn build_lockfile(g: &Graph, opts: &ResolveOptions) -> Lockfile {
             };
             target.insert(alias.clone(), entry);
         }
-        for (name, id) in &g.importers[idx].hidden {
-            let _ = (name, id);
-        }
         lf.importers.insert(dir.clone(), imp);
     }
     // Hidden (auto-installed) peers are required roots as well.
@@ -514,12 +502,11 @@ pub(crate) fn build_lockfile(g: &Graph, opts: &ResolveOptions) -> Lockfile {
         }
     }
 
-    for o in 0..occs.len() {
+    for (o, occ) in occs.iter().enumerate() {
         let key = paths.dep_path(o);
         if lf.snapshots.contains_key(&key) {
             continue;
         }
-        let occ = &occs[o];
         let mut snap = Snapshot::default();
         for (alias, r, optional) in &occ.children {
             let v = match r {

@@ -167,11 +167,21 @@ pub(crate) fn pick_in_ranges(
             return Some(latest.to_string());
         }
     }
-    candidates
-        .iter()
-        .rev()
-        .find(|v| ok(v))
-        .map(|v| v.to_string())
+    if let Some(v) = candidates.iter().rev().find(|v| ok(v)) {
+        return Some(v.to_string());
+    }
+    // Only prereleases could match: accept the `latest` tag when it satisfies with
+    // prereleases included (a package published only as betas resolves `*`).
+    let latest = packument
+        .get("dist-tags")
+        .and_then(|t| t.get("latest"))
+        .and_then(Value::as_str)
+        .and_then(|l| Version::parse(l).ok())?;
+    (candidates.contains(&latest)
+        && ranges
+            .iter()
+            .all(|r| r.satisfies_with_prerelease(&latest, true)))
+    .then(|| latest.to_string())
 }
 
 #[cfg(test)]

@@ -1,1 +1,243 @@
 use super::*;
+use serde_json::json;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+struct MemSource {
+    docs: HashMap<String, Arc<Value>>,
+    calls: Mutex<HashMap<String, usize>>,
+    total: AtomicUsize,
+}
+
+impl MemSource {
+    fn new(docs: Vec<Value>) -> Self {
+        let docs = docs
+            .into_iter()
+            .map(|d| (d["name"].as_str().unwrap_or("").to_string(), Arc::new(d)))
+            .collect();
+        Self {
+            docs,
+            calls: Mutex::new(HashMap::new()),
+            total: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl MetadataSource for MemSource {
+    fn packument<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Arc<Value>, ResolveError>> {
+        Box::pin(async move {
+            self.total.fetch_add(1, Ordering::SeqCst);
+            *self
+                .calls
+                .lock()
+                .unwrap()
+                .entry(name.to_string())
+                .or_default() += 1;
+            self.docs
+                .get(name)
+                .cloned()
+                .ok_or_else(|| ResolveError::NotFound(name.to_string()))
+        })
+    }
+}
+
+fn doc(name: &str, versions: &[(&str, Value)]) -> Value {
+    let mut vs = serde_json::Map::new();
+    let mut latest = "";
+    for (v, extra) in versions {
+        let mut m = json!({"name": name, "version": v, "dist": {"integrity": format!("sha512-{name}-{v}")}});
+        if let (Some(o), Some(e)) = (m.as_object_mut(), extra.as_object()) {
+            for (k, x) in e {
+                o.insert(k.clone(), x.clone());
+            }
+        }
+        vs.insert(v.to_string(), m);
+        latest = v;
+    }
+    json!({"name": name, "dist-tags": {"latest": latest}, "versions": vs})
+}
+
+fn source() -> MemSource {
+    MemSource::new(vec![
+        doc(
+            "a",
+            &[
+                ("1.0.0", json!({"dependencies": {"b": "^1.0.0"}})),
+                ("1.1.0", json!({"dependencies": {"b": "^1.0.0"}})),
+            ],
+        ),
+        doc("b", &[("1.0.0", json!({})), ("1.2.0", json!({}))]),
+        doc(
+            "p",
+            &[("1.0.0", json!({"peerDependencies": {"b": "^1.0.0"}}))],
+        ),
+        doc("q", &[("1.0.0", json!({"dependencies": {"p": "1.0.0"}}))]),
+    ])
+}
+
+fn project(deps: &[(&str, &str)]) -> ProjectInput {
+    ProjectInput {
+        dir: ".".into(),
+        dependencies: deps
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect(),
+        ..Default::default()
+    }
+}
+
+fn run<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+#[test]
+fn resolves_highest_and_fetches_each_packument_once() {
+    let src = source();
+    let res = run(resolve(
+        &[project(&[("a", "^1.0.0"), ("q", "1.0.0")])],
+        &src,
+        &ResolveOptions::default(),
+    ))
+    .unwrap();
+    let lf = &res.lockfile;
+    assert_eq!(lf.importers["."].dependencies["a"].version, "1.1.0");
+    assert_eq!(lf.snapshots["a@1.1.0"].dependencies["b"], "1.2.0");
+    // q's child p has a missing peer b: auto-installed b@1.2.0 (already in the graph).
+    assert_eq!(
+        lf.importers["."].dependencies["q"].version,
+        "1.0.0(b@1.2.0)"
+    );
+    assert_eq!(
+        lf.snapshots["q@1.0.0(b@1.2.0)"].transitive_peer_dependencies,
+        vec!["b".to_string()]
+    );
+    assert_eq!(lf.snapshots["p@1.0.0(b@1.2.0)"].dependencies["b"], "1.2.0");
+    assert!(src.calls.lock().unwrap().values().all(|n| *n == 1));
+    assert_eq!(res.packages.len(), 4);
+    let b = res.packages.iter().find(|p| p.name == "b").unwrap();
+    assert_eq!(b.tarball_url, "http://127.0.0.1:4873/b/-/b-1.2.0.tgz");
+}
+
+#[test]
+fn prefer_frozen_keeps_pins_of_unchanged_specifiers() {
+    let src = source();
+    let mut seed = pnpr_lockfile::Lockfile::default();
+    let mut imp = pnpr_lockfile::Importer::default();
+    imp.dependencies.insert(
+        "a".into(),
+        pnpr_lockfile::ImporterDep {
+            specifier: "^1.0.0".into(),
+            version: "1.0.0".into(),
+        },
+    );
+    seed.importers.insert(".".into(), imp);
+    seed.snapshots.insert(
+        "a@1.0.0".into(),
+        pnpr_lockfile::Snapshot {
+            dependencies: [("b".to_string(), "1.0.0".to_string())].into(),
+            ..Default::default()
+        },
+    );
+    let opts = ResolveOptions {
+        input_lockfile: Some(seed.clone()),
+        ..Default::default()
+    };
+    let res = run(resolve(&[project(&[("a", "^1.0.0")])], &src, &opts)).unwrap();
+    assert_eq!(
+        res.lockfile.importers["."].dependencies["a"].version,
+        "1.0.0"
+    );
+    assert_eq!(res.lockfile.snapshots["a@1.0.0"].dependencies["b"], "1.0.0");
+
+    let changed = run(resolve(&[project(&[("a", "~1.1.0")])], &src, &opts)).unwrap();
+    assert_eq!(
+        changed.lockfile.importers["."].dependencies["a"].version,
+        "1.1.0"
+    );
+
+    let frozen = ResolveOptions {
+        frozen: true,
+        ..opts
+    };
+    assert!(matches!(
+        run(resolve(&[project(&[("a", "~1.1.0")])], &src, &frozen)),
+        Err(ResolveError::FrozenMismatch)
+    ));
+    let ok = run(resolve(&[project(&[("a", "^1.0.0")])], &src, &frozen)).unwrap();
+    assert_eq!(ok.lockfile, seed);
+}
+
+#[test]
+fn overrides_and_errors() {
+    let src = source();
+    let opts = ResolveOptions {
+        overrides: [("a>b".to_string(), "1.0.0".to_string())].into(),
+        ..Default::default()
+    };
+    let res = run(resolve(
+        &[project(&[("a", "1.1.0"), ("b", "^1.0.0")])],
+        &src,
+        &opts,
+    ))
+    .unwrap();
+    assert_eq!(res.lockfile.snapshots["a@1.1.0"].dependencies["b"], "1.0.0");
+    assert_eq!(
+        res.lockfile.importers["."].dependencies["b"].version,
+        "1.2.0"
+    );
+    assert_eq!(res.lockfile.overrides.len(), 1);
+
+    let missing = run(resolve(
+        &[project(&[("zzz", "1")])],
+        &src,
+        &ResolveOptions::default(),
+    ));
+    assert!(matches!(missing, Err(ResolveError::NotFound(n)) if n == "zzz"));
+    let nomatch = run(resolve(
+        &[project(&[("a", "^9")])],
+        &src,
+        &ResolveOptions::default(),
+    ));
+    assert!(matches!(
+        nomatch,
+        Err(ResolveError::NoMatchingVersion { .. })
+    ));
+    let bad_dir = ProjectInput {
+        dir: "../x".into(),
+        ..Default::default()
+    };
+    assert!(matches!(
+        run(resolve(&[bad_dir], &src, &ResolveOptions::default())),
+        Err(ResolveError::InvalidDir(_))
+    ));
+}
+
+#[test]
+fn workspace_links_are_relative_to_the_importer() {
+    let src = source();
+    let root = ProjectInput {
+        dir: ".".into(),
+        ..Default::default()
+    };
+    let a = ProjectInput {
+        dir: "packages/a".into(),
+        name: "pa".into(),
+        dependencies: [("pb".to_string(), "workspace:*".to_string())].into(),
+        ..Default::default()
+    };
+    let b = ProjectInput {
+        dir: "packages/b".into(),
+        name: "pb".into(),
+        ..Default::default()
+    };
+    let res = run(resolve(&[root, a, b], &src, &ResolveOptions::default())).unwrap();
+    assert_eq!(
+        res.lockfile.importers["packages/a"].dependencies["pb"].version,
+        "link:../b"
+    );
+    assert_eq!(relative_dir(".", "packages/lib"), "packages/lib");
+    assert_eq!(join_dir("packages/a", "../b"), "packages/b");
+}

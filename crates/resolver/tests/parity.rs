@@ -17,6 +17,9 @@ const KNOWN_DIVERGENT: &[&str] = &[
     // pnpm reuses the peer-resolution of `repeat-peers.c` computed under
     // `b(a@1.0.0)` for `b(a@2.0.0)` too (its peers cache); we resolve per position.
     "peers-repeat",
+    // pnpm auto-installs `peer-c@2.0.0` (outside the wanted `^1.0.0`) when three
+    // aliases of peer-c sit in the graph; we install the highest satisfying version.
+    "aliases-peers",
     // Contains `peers-repeat`'s packages, so inherits the same divergence.
     "bench-large",
 ];
@@ -233,10 +236,9 @@ impl MetadataSource for HttpSource {
             let resp = self
                 .client
                 .get(url)
-                .header(
-                    "accept",
-                    "application/vnd.npm.install-v1+json; q=1.0, application/json; q=0.8, */*",
-                )
+                // pnpm 11 (minimumReleaseAge on by default) reads the full document:
+                // Verdaccio's abbreviated form lacks `libc`, which the lockfile records.
+                .header("accept", "application/json")
                 .send()
                 .await
                 .map_err(|e| err(e.to_string()))?;

@@ -54,6 +54,8 @@ struct Metadata {
     docs: Mutex<HashMap<String, Arc<Value>>>,
     /// The first refusal seen, answered instead of a generic failure.
     denial: Mutex<Option<ApiError>>,
+    /// Private access descriptors this resolution used (spec §5.6).
+    footprint: Mutex<pnpr_rescache::Footprint>,
 }
 
 impl Metadata {
@@ -73,7 +75,32 @@ impl Metadata {
         pnpr_resolver::ResolveError::Metadata(msg)
     }
 
+    /// Classifies one metadata read and records its descriptor. Runs on
+    /// every read, the per-request memo included, so the footprint is
+    /// complete whatever fast path served the document.
+    fn record_route(&self, name: &str) {
+        let descriptor = match &self.scope {
+            Scope::Uplink(u) => Some(pnpr_rescache::Descriptor::Alias {
+                uplink: u.clone(),
+                credential_digest: self.state.uplink_credential_digest(u),
+            }),
+            Scope::Public if !self.policy.admits_anonymous(name, Action::Access) => {
+                Some(pnpr_rescache::Descriptor::Package {
+                    name: name.to_string(),
+                })
+            }
+            Scope::Public => None,
+        };
+        if let Some(d) = descriptor {
+            self.footprint
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(d);
+        }
+    }
+
     async fn load(&self, name: &str) -> Result<Arc<Value>, ApiError> {
+        self.record_route(name);
         if let Some(doc) = self.docs.lock().unwrap_or_else(|p| p.into_inner()).get(name) {
             return Ok(Arc::clone(doc));
         }
@@ -197,6 +224,7 @@ async fn run(state: Arc<AppState>, headers: HeaderMap, body: Bytes) -> Result<Re
         scope: scope.clone(),
         docs: Mutex::new(HashMap::new()),
         denial: Mutex::new(None),
+        footprint: Mutex::new(pnpr_rescache::Footprint::new()),
     });
 
     let projects: Vec<pnpr_resolver::ProjectInput> = req
@@ -210,23 +238,52 @@ async fn run(state: Arc<AppState>, headers: HeaderMap, body: Bytes) -> Result<Re
         })
         .collect();
     let opts = resolve_options(&req);
-    let resolution = match pnpr_resolver::resolve(&projects, meta.as_ref(), &opts).await {
-        Ok(r) => r,
-        Err(e) => {
-            if let Some(denied) = meta.denial.lock().unwrap_or_else(|p| p.into_inner()).take() {
-                return Err(denied);
-            }
-            return Err(ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("resolution failed: {e}"),
-            ));
+    let key = base_key(&req, &scope);
+    let gate = |d: &pnpr_rescache::Descriptor| passes_gate(&state, &policy, &who, d);
+    let cached = state.resolutions.lock().unwrap_or_else(|p| p.into_inner()).lookup(&key, gate);
+    let cache_hit = cached.is_some();
+    let resolved = match cached {
+        Some(hit) => hit,
+        None => {
+            let resolution = match pnpr_resolver::resolve(&projects, meta.as_ref(), &opts).await {
+                Ok(r) => r,
+                Err(e) => {
+                    if let Some(denied) = meta.denial.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                        return Err(denied);
+                    }
+                    return Err(ApiError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("resolution failed: {e}"),
+                    ));
+                }
+            };
+            let lockfile = serde_json::to_value(&resolution.lockfile)
+                .map_err(|e| ApiError::internal("lockfile serialisation", e))?;
+            let value = Arc::new(crate::state::CachedResolution {
+                lockfile,
+                packages: resolution
+                    .packages
+                    .iter()
+                    .map(|p| crate::state::ResolvedRef {
+                        name: p.name.clone(),
+                        version: p.version.clone(),
+                        integrity: p.integrity.clone(),
+                    })
+                    .collect(),
+            });
+            let footprint = meta.footprint.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            state
+                .resolutions
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .store(&key, footprint, Arc::clone(&value));
+            value
         }
     };
-    let lockfile = serde_json::to_value(&resolution.lockfile)
-        .map_err(|e| ApiError::internal("lockfile serialisation", e))?;
+    let lockfile = &resolved.lockfile;
     let resolved_in = started.elapsed();
 
-    let packages: Vec<pnpr_install::PackageRef> = resolution
+    let packages: Vec<pnpr_install::PackageRef> = resolved
         .packages
         .iter()
         .map(|p| pnpr_install::PackageRef {
@@ -241,7 +298,7 @@ async fn run(state: Arc<AppState>, headers: HeaderMap, body: Bytes) -> Result<Re
             index_entries: Vec::new(),
             frames: Vec::new(),
         };
-        return respond(&state, &lockfile, plan);
+        return respond(&state, lockfile, plan);
     }
 
     // Authorize every package we may serve, then make sure its files are
@@ -249,7 +306,7 @@ async fn run(state: Arc<AppState>, headers: HeaderMap, body: Bytes) -> Result<Re
     let have: std::collections::HashSet<&str> =
         req.store_integrities.iter().map(String::as_str).collect();
     let mut missing = Vec::new();
-    for p in &resolution.packages {
+    for p in &resolved.packages {
         if have.contains(p.integrity.as_str()) {
             continue;
         }
@@ -283,9 +340,66 @@ async fn run(state: Arc<AppState>, headers: HeaderMap, body: Bytes) -> Result<Re
         files = plan.stats.files_to_download,
         bytes = plan.stats.download_bytes,
         resolve_ms = resolved_in.as_millis() as u64,
+        cache_hit,
         "install resolved"
     );
-    respond(&state, &lockfile, plan)
+    respond(&state, lockfile, plan)
+}
+
+/// The auth-free cache key of a request (spec §5.8): everything that shapes
+/// the resolution, nothing that identifies the caller.
+fn base_key(req: &pnpr_install::InstallRequest, scope: &Scope) -> String {
+    let projects: Vec<Value> = req
+        .projects
+        .iter()
+        .map(|p| {
+            serde_json::json!({
+                "dir": p.dir,
+                "dependencies": p.dependencies,
+                "devDependencies": p.dev_dependencies,
+                "optionalDependencies": p.optional_dependencies,
+            })
+        })
+        .collect();
+    let lockfile_hash = req
+        .lockfile
+        .as_ref()
+        .map(|l| pnpr_rescache::base_key(l));
+    pnpr_rescache::base_key(&serde_json::json!({
+        "registry": req.registry,
+        "scope": match scope { Scope::Public => String::new(), Scope::Uplink(u) => u.clone() },
+        "namedRegistries": req.named_registries,
+        "overrides": req.overrides,
+        "projects": projects,
+        "lockfile": lockfile_hash,
+        "frozenLockfile": req.frozen_lockfile,
+        "preferFrozenLockfile": req.prefer_frozen_lockfile,
+        "minimumReleaseAge": req.minimum_release_age,
+        "minimumReleaseAgeExclude": req.minimum_release_age_exclude,
+        "os": req.os,
+        "arch": req.arch,
+    }))
+}
+
+/// Whether this caller passes one descriptor's gate *today*.
+fn passes_gate(
+    state: &AppState,
+    policy: &Policy,
+    who: &Identity,
+    d: &pnpr_rescache::Descriptor,
+) -> bool {
+    match d {
+        pnpr_rescache::Descriptor::Alias {
+            uplink,
+            credential_digest,
+        } => {
+            policy.check_uplink(who, uplink).is_ok()
+                && state.uplink_credential_digest(uplink) == *credential_digest
+        }
+        pnpr_rescache::Descriptor::Package { name } => {
+            policy.check(who, name, Action::Access).is_ok()
+        }
+    }
 }
 
 fn resolve_options(req: &pnpr_install::InstallRequest) -> pnpr_resolver::ResolveOptions {

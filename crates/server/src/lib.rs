@@ -12,6 +12,7 @@
 pub mod descriptor;
 pub mod error;
 pub mod hosted;
+// pub mod install;
 pub mod registry;
 pub mod reload;
 pub mod state;

@@ -198,7 +198,7 @@ pub(crate) async fn load_packument(
             if_none_match: row.as_ref().and_then(|r| r.etag.clone()),
             if_modified_since: row.as_ref().and_then(|r| r.last_modified.clone()),
         };
-        match state.upstream.fetch(req).await {
+        match state.net().client.fetch(req).await {
             Ok(resp) => match resp.status {
                 200 => {
                     let etag = resp.etag.clone();
@@ -429,7 +429,8 @@ pub(crate) async fn tarball_body(
         .tarballs
         .get(&source.ns, &sri, keep, move || async move {
             let resp = st
-                .upstream
+                .net()
+                .client
                 .fetch(FetchRequest {
                     url: upstream_url,
                     via: Some(via.clone()),

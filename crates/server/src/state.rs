@@ -56,6 +56,8 @@ pub struct UplinkInfo {
     /// Namespace for data fetched through `/~<name>/`: the HMAC descriptor id
     /// of (uplink, credential digest).
     pub private_ns: String,
+    /// SHA-256 of the uplink's `Authorization` value (its credential epoch).
+    pub credential_digest: String,
 }
 
 /// Everything the handlers share.
@@ -64,15 +66,34 @@ pub struct AppState {
     pub public_url: Url,
     policy: RwLock<Arc<Policy>>,
     pub auth: Authenticator,
-    pub upstream: UpstreamClient,
+    /// Uplinks and the client that reaches them; swapped on reload when an
+    /// uplink's URL or credential changes (token rotation without restart).
+    network: RwLock<Arc<Network>>,
+    base_resolver: Arc<dyn NameResolver>,
     pub db: MetaDb,
     /// Locally published packages (durable, under `storage`).
     pub hosted: pnpr_hosted::HostedStore,
     pub tarballs: Arc<TarballFetches>,
     /// Unpacked package files for `/v1/install` (under `cache`).
     pub files: pnpr_cafs::FileStore,
-    pub uplinks: HashMap<String, UplinkInfo>,
     pub secret: Vec<u8>,
+    /// Auth-aware resolution cache (spec §5.8).
+    pub resolutions: std::sync::Mutex<pnpr_rescache::CandidateCache<Arc<CachedResolution>>>,
+}
+
+/// A resolved tree as the candidate cache keeps it.
+#[derive(Debug)]
+pub struct CachedResolution {
+    pub lockfile: serde_json::Value,
+    pub packages: Vec<ResolvedRef>,
+}
+
+/// One tarball-backed package of a resolution.
+#[derive(Debug, Clone)]
+pub struct ResolvedRef {
+    pub name: String,
+    pub version: String,
+    pub integrity: String,
 }
 
 /// Namespace of the shared public mirror.
@@ -111,74 +132,29 @@ impl AppState {
         let tarballs = Arc::new(TarballFetches::new(cas, 1 << 30));
         let files = pnpr_cafs::FileStore::open(&config.cache.join("files"))?;
 
-        let mut uplinks = HashMap::new();
-        let mut routes = Vec::new();
-        for u in &config.uplinks {
-            let authorization = u.auth.as_ref().map(|a| a.header_value());
-            let digest = descriptor::credential_digest(
-                authorization.as_ref().map(|s| s.expose()).unwrap_or(""),
-            );
-            let private_ns = format!("u-{}", descriptor::alias_id(&secret, &u.name, &digest));
-            uplinks.insert(
-                u.name.clone(),
-                UplinkInfo {
-                    config: u.clone(),
-                    private_ns,
-                },
-            );
-            routes.push(UplinkRoute {
-                name: u.name.clone(),
-                url: u.url.clone(),
-                authorization: authorization.map(|s| Secret::new(s.expose().to_string())),
-                headers: u
-                    .headers
-                    .iter()
-                    .map(|(k, v)| (k.clone(), Secret::new(v.expose().to_string())))
-                    .collect(),
-                timeout: u.timeout,
-                max_fails: u.max_fails,
-                fail_timeout: u.fail_timeout,
-            });
-        }
-        let table = RouteTable::new(RouteTableInput {
-            own: public_url.clone(),
-            uplinks: routes,
-            public: config
-                .routes
-                .public
-                .iter()
-                .map(|r| PublicRoute {
-                    registry: r.registry.clone(),
-                    package: r.package.clone(),
-                })
-                .collect(),
-        })?;
-        let resolver: Arc<dyn NameResolver> = if config.network.hosts.is_empty() {
-            opts.resolver
-        } else {
-            Arc::new(StaticHosts::new(
-                config.network.hosts.iter().cloned(),
-                opts.resolver,
-            ))
-        };
-        let upstream = UpstreamClient::new(
-            table,
-            resolver,
-            GuardPolicy {
-                allow_private: config.network.allow_private.clone(),
-            },
-        )?;
+        let network = build_network(&config, &public_url, &secret, Arc::clone(&opts.resolver))?;
+        // Cached resolutions live as long as the freshest metadata they
+        // were built from would.
+        let ttl = config
+            .uplinks
+            .iter()
+            .map(|u| u.maxage)
+            .min()
+            .unwrap_or(std::time::Duration::from_secs(300));
+        let resolutions =
+            std::sync::Mutex::new(pnpr_rescache::CandidateCache::new(secret.clone(), ttl));
         Ok(Arc::new(Self {
+            resolutions,
             config,
             public_url,
             policy: RwLock::new(Arc::new(policy)),
             auth,
-            upstream,
+            network: RwLock::new(Arc::new(network)),
+            base_resolver: opts.resolver,
             db,
             hosted,
             tarballs,
             files,
-            uplinks,
             secret,
         }))
     }
@@ -193,13 +169,164 @@ impl AppState {
         *self.policy.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(policy);
     }
 
-    pub fn uplink(&self, name: &str) -> Option<&UplinkInfo> {
-        self.uplinks.get(name)
+    /// The uplinks and upstream client as of now.
+    pub fn net(&self) -> Arc<Network> {
+        Arc::clone(&self.network.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    pub fn uplink(&self, name: &str) -> Option<UplinkInfo> {
+        self.net().uplinks.get(name).cloned()
+    }
+
+    /// The current credential epoch of an uplink ("" for unknown ones).
+    pub fn uplink_credential_digest(&self, name: &str) -> String {
+        self.net()
+            .uplinks
+            .get(name)
+            .map(|u| u.credential_digest.clone())
+            .unwrap_or_default()
+    }
+
+    /// Rebuilds uplinks and the upstream client from a reloaded config when
+    /// their identity (names, URLs, credentials, headers, limits) changed.
+    /// Returns whether anything was swapped.
+    pub fn reload_network(&self, config: &Config) -> Result<bool, BuildError> {
+        let current = self.net();
+        if current.fingerprint == network_fingerprint(config) {
+            return Ok(false);
+        }
+        let fresh = build_network(
+            config,
+            &self.public_url,
+            &self.secret,
+            Arc::clone(&self.base_resolver),
+        )?;
+        *self.network.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(fresh);
+        Ok(true)
     }
 
     pub fn storage_dir(&self) -> PathBuf {
         self.config.storage.clone()
     }
+}
+
+/// Uplinks plus the one client allowed to reach them.
+pub struct Network {
+    pub uplinks: HashMap<String, UplinkInfo>,
+    pub client: UpstreamClient,
+    /// Identity of the uplink set (digests only, no secret).
+    fingerprint: String,
+}
+
+/// Everything about the uplinks that needs a new client when it changes.
+fn network_fingerprint(config: &Config) -> String {
+    let parts: Vec<String> = config
+        .uplinks
+        .iter()
+        .map(|u| {
+            let auth = u.auth.as_ref().map(|a| a.header_value());
+            let headers: Vec<String> = u
+                .headers
+                .iter()
+                .map(|(k, v)| format!("{k}={}", descriptor::credential_digest(v.expose())))
+                .collect();
+            format!(
+                "{}|{}|{}|{}|{:?}|{}|{:?}|{:?}|{}",
+                u.name,
+                u.url,
+                descriptor::credential_digest(auth.as_ref().map(|s| s.expose()).unwrap_or("")),
+                headers.join(","),
+                u.timeout,
+                u.max_fails,
+                u.fail_timeout,
+                u.maxage,
+                u.cache
+            )
+        })
+        .collect();
+    let routes: Vec<String> = config
+        .routes
+        .public
+        .iter()
+        .map(|r| format!("{:?}|{:?}", r.registry.as_ref().map(Url::as_str), r.package))
+        .collect();
+    format!(
+        "{}#{}#{:?}#{:?}",
+        parts.join(";"),
+        routes.join(";"),
+        config.network.hosts,
+        config.network.allow_private
+    )
+}
+
+fn build_network(
+    config: &Config,
+    public_url: &Url,
+    secret: &[u8],
+    base_resolver: Arc<dyn NameResolver>,
+) -> Result<Network, BuildError> {
+    let mut uplinks = HashMap::new();
+    let mut routes = Vec::new();
+    for u in &config.uplinks {
+        let authorization = u.auth.as_ref().map(|a| a.header_value());
+        let digest =
+            descriptor::credential_digest(authorization.as_ref().map(|s| s.expose()).unwrap_or(""));
+        let private_ns = format!("u-{}", descriptor::alias_id(secret, &u.name, &digest));
+        uplinks.insert(
+            u.name.clone(),
+            UplinkInfo {
+                config: u.clone(),
+                private_ns,
+                credential_digest: digest,
+            },
+        );
+        routes.push(UplinkRoute {
+            name: u.name.clone(),
+            url: u.url.clone(),
+            authorization: authorization.map(|s| Secret::new(s.expose().to_string())),
+            headers: u
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), Secret::new(v.expose().to_string())))
+                .collect(),
+            timeout: u.timeout,
+            max_fails: u.max_fails,
+            fail_timeout: u.fail_timeout,
+        });
+    }
+    let table = RouteTable::new(RouteTableInput {
+        own: public_url.clone(),
+        uplinks: routes,
+        public: config
+            .routes
+            .public
+            .iter()
+            .map(|r| PublicRoute {
+                registry: r.registry.clone(),
+                package: r.package.clone(),
+            })
+            .collect(),
+    })?;
+    let resolver: Arc<dyn NameResolver> = if config.network.hosts.is_empty() {
+        base_resolver
+    } else {
+        Arc::new(StaticHosts::new(
+            config.network.hosts.iter().cloned(),
+            base_resolver,
+        ))
+    };
+    let client = UpstreamClient::new(
+        table,
+        resolver,
+        GuardPolicy {
+            allow_private: config.network.allow_private.clone(),
+        },
+    )?;
+    Ok(Network {
+        uplinks,
+        client,
+        fingerprint: network_fingerprint(config),
+    })
 }
 
 /// The access-relevant part of a config, compiled.
