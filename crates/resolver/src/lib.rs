@@ -245,6 +245,35 @@ fn parse_overrides(map: &BTreeMap<String, String>) -> Vec<Override> {
 }
 
 impl<'a> Resolver<'a> {
+    /// Fetches every missing packument; failures are returned, not cached.
+    async fn fetch_lenient(&mut self, names: Vec<String>) -> HashMap<String, ResolveError> {
+        let missing: BTreeSet<String> = names
+            .into_iter()
+            .filter(|n| !self.packuments.contains_key(n))
+            .collect();
+        let source = self.source;
+        let results: Vec<_> = stream::iter(missing)
+            .map(|name| async move {
+                let r = source.packument(&name).await;
+                (name, r)
+            })
+            .buffer_unordered(self.opts.concurrency.max(1))
+            .collect()
+            .await;
+        let mut failed = HashMap::new();
+        for (name, r) in results {
+            match r {
+                Ok(doc) => {
+                    self.packuments.insert(name, doc);
+                }
+                Err(e) => {
+                    failed.insert(name, e);
+                }
+            }
+        }
+        failed
+    }
+
     async fn fetch_all(
         &mut self,
         names: impl IntoIterator<Item = String>,
@@ -402,7 +431,8 @@ impl<'a> Resolver<'a> {
                     }
                 }
             }
-            self.fetch_all(names).await?;
+            // Optional dependencies that cannot be resolved are skipped, as pnpm does.
+            let mut failed = self.fetch_lenient(names).await;
             let mut children_of: Vec<Vec<Child>> = vec![Vec::new(); level.len()];
             for (i, alias, spec, _, optional) in wanted {
                 let (name, range) = match parse_spec(&alias, &spec) {
@@ -428,7 +458,17 @@ impl<'a> Resolver<'a> {
                 {
                     preferred.insert(0, v.clone());
                 }
-                let id = self.pick(&name, &range, &preferred)?;
+                if let Some(e) = failed.remove(&name) {
+                    if optional {
+                        continue;
+                    }
+                    return Err(e);
+                }
+                let id = match self.pick(&name, &range, &preferred) {
+                    Ok(id) => id,
+                    Err(_) if optional => continue,
+                    Err(e) => return Err(e),
+                };
                 children_of[i].push(Child {
                     alias,
                     target: Target::Pkg(id),

@@ -20,7 +20,10 @@ const KNOWN_DIVERGENT: &[&str] = &[
     // pnpm auto-installs `peer-c@2.0.0` (outside the wanted `^1.0.0`) when three
     // aliases of peer-c sit in the graph; we install the highest satisfying version.
     "aliases-peers",
-    // Contains `peers-repeat`'s packages, so inherits the same divergence.
+    // Contains `peers-repeat`'s packages, so inherits that divergence. Also: pnpm
+    // writes `libc` only for packages whose metadata it first fetched for an optional
+    // edge (full document); here they are first met as regular deps (abbreviated
+    // document, no `libc`), while this source always serves the full document.
     "bench-large",
 ];
 

@@ -66,13 +66,16 @@ impl Metadata {
         }
     }
 
-    fn deny(&self, e: ApiError) -> pnpr_resolver::ResolveError {
-        let msg = e.message.clone();
+    fn deny(&self, name: &str, e: ApiError) -> pnpr_resolver::ResolveError {
+        let reason = e.message.clone();
         let mut slot = self.denial.lock().unwrap_or_else(|p| p.into_inner());
         if slot.is_none() {
             *slot = Some(e);
         }
-        pnpr_resolver::ResolveError::Metadata(msg)
+        pnpr_resolver::ResolveError::Metadata {
+            name: name.to_string(),
+            reason,
+        }
     }
 
     /// Classifies one metadata read and records its descriptor. Runs on
@@ -141,7 +144,7 @@ impl pnpr_resolver::MetadataSource for Metadata {
         name: &'a str,
     ) -> BoxFuture<'a, Result<Arc<Value>, pnpr_resolver::ResolveError>> {
         Box::pin(async move {
-            let doc = self.load(name).await.map_err(|e| self.deny(e))?;
+            let doc = self.load(name).await.map_err(|e| self.deny(name, e))?;
             // The resolver sees what a client of this registry would see.
             let mut view = (*doc).clone();
             let base = match &self.scope {
@@ -227,16 +230,7 @@ async fn run(state: Arc<AppState>, headers: HeaderMap, body: Bytes) -> Result<Re
         footprint: Mutex::new(pnpr_rescache::Footprint::new()),
     });
 
-    let projects: Vec<pnpr_resolver::ProjectInput> = req
-        .projects
-        .iter()
-        .map(|p| pnpr_resolver::ProjectInput {
-            dir: p.dir.clone(),
-            dependencies: p.dependencies.clone(),
-            dev_dependencies: p.dev_dependencies.clone(),
-            optional_dependencies: p.optional_dependencies.clone(),
-        })
-        .collect();
+    let projects = project_inputs(&req);
     let opts = resolve_options(&req);
     let key = base_key(&req, &scope);
     let gate = |d: &pnpr_rescache::Descriptor| passes_gate(&state, &policy, &who, d);
@@ -264,10 +258,12 @@ async fn run(state: Arc<AppState>, headers: HeaderMap, body: Bytes) -> Result<Re
                 packages: resolution
                     .packages
                     .iter()
-                    .map(|p| crate::state::ResolvedRef {
-                        name: p.name.clone(),
-                        version: p.version.clone(),
-                        integrity: p.integrity.clone(),
+                    .filter_map(|p| {
+                        Some(crate::state::ResolvedRef {
+                            name: p.name.clone(),
+                            version: p.version.clone(),
+                            integrity: p.integrity.clone()?,
+                        })
                     })
                     .collect(),
             });
@@ -316,15 +312,19 @@ async fn run(state: Arc<AppState>, headers: HeaderMap, body: Bytes) -> Result<Re
                 .map_err(|d| ApiError::denied(d, &p.name))?;
         }
         if !state.files.has_index(&p.integrity) {
-            missing.push(p);
+            missing.push(p.clone());
         }
     }
     let fetched = missing.len();
-    futures_util::stream::iter(missing.into_iter().map(|p| {
-        let meta = Arc::clone(&meta);
-        let state = Arc::clone(&state);
-        async move { ensure_unpacked(&state, &meta, &p.name, &p.version, &p.integrity).await }
-    }))
+    let jobs: Vec<_> = missing
+        .into_iter()
+        .map(|p| {
+            let meta = Arc::clone(&meta);
+            let state = Arc::clone(&state);
+            async move { ensure_unpacked(&state, &meta, &p.name, &p.version, &p.integrity).await }
+        })
+        .collect();
+    futures_util::stream::iter(jobs)
     .buffer_unordered(FETCH_CONCURRENCY)
     .try_collect::<Vec<()>>()
     .await?;
@@ -344,6 +344,46 @@ async fn run(state: Arc<AppState>, headers: HeaderMap, body: Bytes) -> Result<Re
         "install resolved"
     );
     respond(&state, lockfile, plan)
+}
+
+/// Resolver inputs for the request's projects. pnpm 11.5.2 sends only each
+/// project's dir and dependency maps, not its name, so a `workspace:`
+/// dependency is matched to the project whose directory name equals the
+/// dependency's unscoped name (`packages/b` for `b` or `@s/b`).
+fn project_inputs(req: &pnpr_install::InstallRequest) -> Vec<pnpr_resolver::ProjectInput> {
+    let basename = |dir: &str| dir.rsplit('/').next().unwrap_or(dir).to_string();
+    let mut names: HashMap<String, String> = HashMap::new();
+    for p in &req.projects {
+        for (alias, spec) in p
+            .dependencies
+            .iter()
+            .chain(&p.dev_dependencies)
+            .chain(&p.optional_dependencies)
+        {
+            if !spec.starts_with("workspace:") {
+                continue;
+            }
+            let bare = alias.rsplit('/').next().unwrap_or(alias);
+            let mut matches = req
+                .projects
+                .iter()
+                .filter(|q| q.dir != "." && basename(&q.dir) == bare);
+            if let (Some(target), None) = (matches.next(), matches.next()) {
+                names.entry(target.dir.clone()).or_insert_with(|| alias.clone());
+            }
+        }
+    }
+    req.projects
+        .iter()
+        .map(|p| pnpr_resolver::ProjectInput {
+            dir: p.dir.clone(),
+            name: names.get(&p.dir).cloned().unwrap_or_default(),
+            version: String::new(),
+            dependencies: p.dependencies.clone(),
+            dev_dependencies: p.dev_dependencies.clone(),
+            optional_dependencies: p.optional_dependencies.clone(),
+        })
+        .collect()
 }
 
 /// The auth-free cache key of a request (spec §5.8): everything that shapes

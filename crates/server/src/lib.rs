@@ -12,7 +12,7 @@
 pub mod descriptor;
 pub mod error;
 pub mod hosted;
-// pub mod install;
+pub mod install;
 pub mod registry;
 pub mod reload;
 pub mod state;
@@ -50,6 +50,7 @@ pub fn app(state: Arc<AppState>) -> Router {
             "/-/v1/login",
             axum::routing::post(users::web_login_unsupported),
         )
+        .route("/v1/install", axum::routing::post(install::install))
         .merge(hosted::routes())
         .fallback(registry::dispatch)
         .layer(DefaultBodyLimit::max(limit))
