@@ -113,8 +113,19 @@ fn lockfile_parity_with_direct_pnpm_over_the_corpus() {
         let expected = direct.read_file("pnpm-lock.yaml");
 
         let through = project_from(fixture);
+        // Two client-side switches, neither about resolution:
+        // - pnpm 11.5.2 crashes after a successful pnpr install in a project
+        //   with a pnpm-workspace.yaml ("Cannot read properties of undefined
+        //   (reading 'filter')": its pnpr path hands no
+        //   `resolutionPolicyViolations` to the manifest-update step, which
+        //   runs only when saving), so don't save;
+        // - pnpm 11 fails a full install whose deps have unapproved build
+        //   scripts (ERR_PNPM_IGNORED_BUILDS); the direct run is lockfile-only
+        //   and never gets there, so make that a warning here too.
         let out = through.pnpm11(&[
             "install",
+            "--config.save=false",
+            "--config.strict-dep-builds=false",
             "--registry",
             &pnpr.url,
             "--pnpr-server",
