@@ -24,7 +24,11 @@ pub enum PackumentError {
 /// Internal field naming which uplink supplied a version; stripped on output.
 pub const UPLINK_FIELD: &str = "_pnprUplink";
 
-/// Fields npm's abbreviated metadata keeps per version, plus the ones pnpm reads.
+/// Fields kept per version in abbreviated metadata: the install fields npm and
+/// Verdaccio serve. `libc` is deliberately absent, as in Verdaccio's form:
+/// pnpm reads `libc` only from full metadata (which it requests for optional
+/// dependencies), so the lockfile it writes against us matches the one it
+/// writes against such an upstream, and our resolver mirrors that split.
 const ABBREVIATED_VERSION_FIELDS: &[&str] = &[
     "name",
     "version",
@@ -44,7 +48,6 @@ const ABBREVIATED_VERSION_FIELDS: &[&str] = &[
     "hasInstallScript",
     "os",
     "cpu",
-    "libc",
     "funding",
     "acceptDependencies",
 ];

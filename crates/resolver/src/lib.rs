@@ -329,6 +329,7 @@ impl<'a> Resolver<'a> {
         name: &str,
         spec: &str,
         preferred: &[String],
+        optional: bool,
     ) -> Result<String, ResolveError> {
         let packument = self
             .packuments
@@ -341,17 +342,27 @@ impl<'a> Resolver<'a> {
                 spec: spec.to_string(),
             }
         })?;
-        Ok(self.register(name, &version, &packument))
+        Ok(self.register(name, &version, &packument, optional))
     }
 
-    fn register(&mut self, name: &str, version: &str, packument: &Value) -> String {
+    /// Records a picked version; the first registration of an id decides its
+    /// manifest. pnpm reads optional dependencies from full metadata and all
+    /// others from abbreviated metadata, which carries no `libc`; keeping
+    /// `libc` only for packages first met through an optional edge reproduces
+    /// the lockfile pnpm writes against the same registry.
+    fn register(&mut self, name: &str, version: &str, packument: &Value, optional: bool) -> String {
         let id = format!("{name}@{version}");
         if !self.pkgs.contains_key(&id) {
-            let manifest = packument
+            let mut manifest = packument
                 .get("versions")
                 .and_then(|v| v.get(version))
                 .cloned()
                 .unwrap_or(Value::Null);
+            if !optional {
+                if let Some(m) = manifest.as_object_mut() {
+                    m.remove("libc");
+                }
+            }
             self.pkgs.insert(
                 id.clone(),
                 Pkg {
@@ -464,7 +475,7 @@ impl<'a> Resolver<'a> {
                     }
                     return Err(e);
                 }
-                let id = match self.pick(&name, &range, &preferred) {
+                let id = match self.pick(&name, &range, &preferred, optional) {
                     Ok(id) => id,
                     Err(_) if optional => continue,
                     Err(e) => return Err(e),
@@ -774,7 +785,7 @@ pub async fn resolve(
             })
         });
         let preferred: Vec<String> = locked.into_iter().collect();
-        let id = r.pick(&name, &range, &preferred)?;
+        let id = r.pick(&name, &range, &preferred, group == Group::Optional)?;
         if let Some(p) = r.pkgs.get(&id) {
             per_importer_pref[idx]
                 .entry(p.name.clone())
@@ -835,7 +846,7 @@ pub async fn resolve(
                     else {
                         continue;
                     };
-                    let id = r.register(&name, &version, &packument);
+                    let id = r.register(&name, &version, &packument, false);
                     importers[idx].hidden.insert(name, id.clone());
                     added.push((id, Arc::new(Preferred::default())));
                 }

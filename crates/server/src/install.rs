@@ -104,7 +104,12 @@ impl Metadata {
 
     async fn load(&self, name: &str) -> Result<Arc<Value>, ApiError> {
         self.record_route(name);
-        if let Some(doc) = self.docs.lock().unwrap_or_else(|p| p.into_inner()).get(name) {
+        if let Some(doc) = self
+            .docs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+        {
             return Ok(Arc::clone(doc));
         }
         if matches!(self.scope, Scope::Public) {
@@ -234,7 +239,11 @@ async fn run(state: Arc<AppState>, headers: HeaderMap, body: Bytes) -> Result<Re
     let opts = resolve_options(&req);
     let key = base_key(&req, &scope);
     let gate = |d: &pnpr_rescache::Descriptor| passes_gate(&state, &policy, &who, d);
-    let cached = state.resolutions.lock().unwrap_or_else(|p| p.into_inner()).lookup(&key, gate);
+    let cached = state
+        .resolutions
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .lookup(&key, gate);
     let cache_hit = cached.is_some();
     let resolved = match cached {
         Some(hit) => hit,
@@ -242,7 +251,9 @@ async fn run(state: Arc<AppState>, headers: HeaderMap, body: Bytes) -> Result<Re
             let resolution = match pnpr_resolver::resolve(&projects, meta.as_ref(), &opts).await {
                 Ok(r) => r,
                 Err(e) => {
-                    if let Some(denied) = meta.denial.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                    if let Some(denied) =
+                        meta.denial.lock().unwrap_or_else(|p| p.into_inner()).take()
+                    {
                         return Err(denied);
                     }
                     return Err(ApiError::new(
@@ -267,7 +278,11 @@ async fn run(state: Arc<AppState>, headers: HeaderMap, body: Bytes) -> Result<Re
                     })
                     .collect(),
             });
-            let footprint = meta.footprint.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let footprint = meta
+                .footprint
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
             state
                 .resolutions
                 .lock()
@@ -325,9 +340,9 @@ async fn run(state: Arc<AppState>, headers: HeaderMap, body: Bytes) -> Result<Re
         })
         .collect();
     futures_util::stream::iter(jobs)
-    .buffer_unordered(FETCH_CONCURRENCY)
-    .try_collect::<Vec<()>>()
-    .await?;
+        .buffer_unordered(FETCH_CONCURRENCY)
+        .try_collect::<Vec<()>>()
+        .await?;
 
     let lookup = FileIndexLookup { state: &state };
     let plan = pnpr_install::plan(&packages, &req.store_integrities, &lookup)
@@ -369,7 +384,9 @@ fn project_inputs(req: &pnpr_install::InstallRequest) -> Vec<pnpr_resolver::Proj
                 .iter()
                 .filter(|q| q.dir != "." && basename(&q.dir) == bare);
             if let (Some(target), None) = (matches.next(), matches.next()) {
-                names.entry(target.dir.clone()).or_insert_with(|| alias.clone());
+                names
+                    .entry(target.dir.clone())
+                    .or_insert_with(|| alias.clone());
             }
         }
     }
@@ -401,10 +418,7 @@ fn base_key(req: &pnpr_install::InstallRequest, scope: &Scope) -> String {
             })
         })
         .collect();
-    let lockfile_hash = req
-        .lockfile
-        .as_ref()
-        .map(|l| pnpr_rescache::base_key(l));
+    let lockfile_hash = req.lockfile.as_ref().map(|l| pnpr_rescache::base_key(l));
     pnpr_rescache::base_key(&serde_json::json!({
         "registry": req.registry,
         "scope": match scope { Scope::Public => String::new(), Scope::Uplink(u) => u.clone() },
@@ -576,7 +590,11 @@ fn index_value(idx: &pnpr_cafs::PackageIndex) -> pnpr_install::IndexValue {
 }
 
 /// Streams header, frames and end marker as one gzip body.
-fn respond(state: &Arc<AppState>, lockfile: &Value, plan: pnpr_install::Plan) -> Result<Response, ApiError> {
+fn respond(
+    state: &Arc<AppState>,
+    lockfile: &Value,
+    plan: pnpr_install::Plan,
+) -> Result<Response, ApiError> {
     let header_bytes = pnpr_install::header_json(lockfile, &plan)
         .map_err(|e| ApiError::internal("response header", e))?;
     let mut body = pnpr_install::InlineBody::new(&header_bytes, pnpr_install::DEFAULT_GZIP_LEVEL)
