@@ -309,7 +309,7 @@ async fn run(state: Arc<AppState>, headers: HeaderMap, body: Bytes) -> Result<Re
             index_entries: Vec::new(),
             frames: Vec::new(),
         };
-        return respond(&state, lockfile, plan);
+        return respond(&state, lockfile, plan, cache_hit);
     }
 
     // Authorize every package we may serve, then make sure its files are
@@ -358,7 +358,7 @@ async fn run(state: Arc<AppState>, headers: HeaderMap, body: Bytes) -> Result<Re
         cache_hit,
         "install resolved"
     );
-    respond(&state, lockfile, plan)
+    respond(&state, lockfile, plan, cache_hit)
 }
 
 /// Resolver inputs for the request's projects. pnpm 11.5.2 sends only each
@@ -594,6 +594,7 @@ fn respond(
     state: &Arc<AppState>,
     lockfile: &Value,
     plan: pnpr_install::Plan,
+    cache_hit: bool,
 ) -> Result<Response, ApiError> {
     let header_bytes = pnpr_install::header_json(lockfile, &plan)
         .map_err(|e| ApiError::internal("response header", e))?;
@@ -638,6 +639,12 @@ fn respond(
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
     h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    // Observability for operators and tests; says nothing about other callers
+    // (a private candidate is only ever a hit for a caller who passes its gates).
+    h.insert(
+        "x-pnpr-resolution",
+        HeaderValue::from_static(if cache_hit { "cached" } else { "resolved" }),
+    );
     Ok(resp)
 }
 

@@ -2,8 +2,9 @@
 //!
 //! Triggered by SIGHUP (the binary forwards it through a `Notify`) and by a
 //! change of the config file's mtime/size, polled once a second. A reload
-//! that fails to parse or compile keeps the old policy and logs why; other
-//! config changes are reported as needing a restart. Requests in flight keep
+//! that fails to parse or compile keeps the old policy and logs why. Uplink
+//! URLs and credentials are reloaded too (token rotation without restart);
+//! listen address and storage paths need a restart. Requests in flight keep
 //! the policy snapshot they started with, so a swap never fails a request.
 
 use std::path::{Path, PathBuf};
@@ -36,23 +37,18 @@ pub fn reload_once(state: &AppState, path: &Path, env: &Env) -> bool {
             return false;
         }
     };
-    let unknown: Vec<&str> = fresh
-        .uplinks
-        .iter()
-        .filter(|u| state.uplink(&u.name).is_none())
-        .map(|u| u.name.as_str())
-        .collect();
-    if !unknown.is_empty() {
-        tracing::warn!(
-            ?unknown,
-            "new uplinks need a restart; their access rules are loaded but they are not served yet"
-        );
+    // Uplinks first, so a rotated credential (or a new uplink) is in place
+    // before a policy that refers to it takes effect.
+    match state.reload_network(&fresh) {
+        Ok(true) => tracing::info!("uplinks reloaded (URL, credential or limits changed)"),
+        Ok(false) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "config reload failed; keeping the current policy");
+            return false;
+        }
     }
     state.set_policy(policy);
-    tracing::info!(
-        fingerprint_len = fresh.policy_fingerprint().len(),
-        "access policy reloaded"
-    );
+    tracing::info!("access policy reloaded");
     true
 }
 

@@ -1,0 +1,272 @@
+//! The auth-aware resolution cache over real HTTP: a security matrix of
+//! anonymous, an admitted user (alice, in the `corp` uplink's team) and a
+//! user who is not admitted (bob), over public-only and private trees, plus
+//! credential rotation of the `corp` uplink without a restart.
+
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+use pnpr_e2e::{Http, Pnpr, RegistryMock};
+
+const PUBLIC_DEPS: &[(&str, &str)] = &[("@pnpm.e2e/pkg-with-1-dep", "^100.0.0")];
+
+fn config(mock: &RegistryMock, corp_token: &str) -> String {
+    format!(
+        "auth:\n  htpasswd:\n    file: ./htpasswd\nsecret: 0123456789abcdef0123456789abcdef\ngroups:\n  team: [alice]\nuplinks:\n  mock:\n    url: {u}\n  corp:\n    url: {u}\n    access: team\n    auth:\n      type: bearer\n      token: {corp_token}\npackages:\n  '@pnpm.e2e/foo':\n    access: alice\n    proxy: mock\n  '**':\n    access: $all\n    publish: $authenticated\n    proxy: mock\n",
+        u = mock.url
+    )
+}
+
+async fn add_user(http: &Http, pnpr: &Pnpr, name: &str) -> String {
+    let body = serde_json::json!({"name": name, "password": format!("{name}-pw")});
+    let r = http
+        .put_json(
+            &format!("{}-/user/org.couchdb.user:{name}", pnpr.url),
+            &body,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    r.json()["token"].as_str().expect("token").to_string()
+}
+
+/// One decoded /v1/install answer.
+struct Answer {
+    status: u16,
+    resolution: Option<String>,
+    header: serde_json::Value,
+    files: Vec<u8>,
+    text: String,
+}
+
+async fn install(
+    pnpr: &Pnpr,
+    registry: &str,
+    deps: &[(&str, &str)],
+    token: Option<&str>,
+) -> Answer {
+    let deps: serde_json::Map<String, serde_json::Value> = deps
+        .iter()
+        .map(|(k, v)| (k.to_string(), serde_json::Value::from(*v)))
+        .collect();
+    let body = serde_json::json!({
+        "projects": [{"dir": ".", "dependencies": deps}],
+        "registry": registry, "authHeaders": {}, "nodeVersion": "22.23.3", "os": "linux", "arch": "x64",
+        "minimumReleaseAge": 1440, "storeIntegrities": [], "inlineFiles": true
+    });
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut headers = vec![("content-type", "application/json")];
+    if let Some(a) = auth.as_deref() {
+        headers.push(("authorization", a));
+    }
+    let r = Http::raw()
+        .send(
+            "POST",
+            &format!("{}v1/install", pnpr.url),
+            &headers,
+            Some(body.to_string().into_bytes()),
+        )
+        .await;
+    let mut raw = Vec::new();
+    if flate2::read::GzDecoder::new(&r.body[..])
+        .read_to_end(&mut raw)
+        .is_err()
+    {
+        raw = r.body.to_vec();
+    }
+    let text = String::from_utf8_lossy(&raw).to_string();
+    if r.status != 200 {
+        return Answer {
+            status: r.status,
+            resolution: None,
+            header: serde_json::Value::Null,
+            files: raw,
+            text,
+        };
+    }
+    let len = u32::from_be_bytes(raw[..4].try_into().expect("len")) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&raw[4..4 + len]).expect("header");
+    Answer {
+        status: 200,
+        resolution: r.header("x-pnpr-resolution").map(str::to_string),
+        header,
+        files: raw[4 + len..].to_vec(),
+        text,
+    }
+}
+
+fn integrities(a: &Answer) -> Vec<String> {
+    a.header["lockfile"]["packages"]
+        .as_object()
+        .map(|m| {
+            m.values()
+                .filter_map(|p| p["resolution"]["integrity"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn private_resolutions_never_cross_callers_and_public_ones_are_shared() {
+    let mock = RegistryMock::start();
+    let (user, password) = RegistryMock::private_credentials();
+    let upstream_token = mock.login(user, password).await;
+    let pnpr = Pnpr::start(&config(&mock, &upstream_token), &[]);
+    let http = Http::new();
+    let alice = add_user(&http, &pnpr, "alice").await;
+    let bob = add_user(&http, &pnpr, "bob").await;
+    let corp = format!("{}~corp/", pnpr.url);
+    let private_deps = [
+        ("@private/foo", "*"),
+        ("@pnpm.e2e/pkg-with-1-dep", "^100.0.0"),
+    ];
+
+    // Public-only tree: one resolution, shared by every caller.
+    let first = install(&pnpr, &pnpr.url, PUBLIC_DEPS, None).await;
+    assert_eq!(first.status, 200, "{}", first.text);
+    assert_eq!(first.resolution.as_deref(), Some("resolved"));
+    for token in [None, Some(alice.as_str()), Some(bob.as_str())] {
+        let again = install(&pnpr, &pnpr.url, PUBLIC_DEPS, token).await;
+        assert_eq!(again.status, 200, "{}", again.text);
+        assert_eq!(
+            again.resolution.as_deref(),
+            Some("cached"),
+            "public candidate not shared"
+        );
+        assert_eq!(again.header["lockfile"], first.header["lockfile"]);
+    }
+
+    // Private tree through corp: alice resolves, then hits her cache.
+    let a1 = install(&pnpr, &corp, &private_deps, Some(&alice)).await;
+    assert_eq!(a1.status, 200, "{}", a1.text);
+    assert_eq!(a1.resolution.as_deref(), Some("resolved"));
+    assert!(
+        a1.header["lockfile"]["packages"]
+            .get("@private/foo@1.0.0")
+            .is_some(),
+        "{}",
+        a1.header
+    );
+    let private_integrity = a1.header["lockfile"]["packages"]["@private/foo@1.0.0"]["resolution"]
+        ["integrity"]
+        .as_str()
+        .expect("integrity")
+        .to_string();
+    let a2 = install(&pnpr, &corp, &private_deps, Some(&alice)).await;
+    assert_eq!(a2.status, 200, "{}", a2.text);
+    assert_eq!(
+        a2.resolution.as_deref(),
+        Some("cached"),
+        "alice's warm repeat missed the cache"
+    );
+    assert_eq!(a2.header["lockfile"], a1.header["lockfile"]);
+
+    // bob and anonymous get nothing of it: no candidate, no lockfile, no
+    // index entry, no frame — only an error.
+    let b = install(&pnpr, &corp, &private_deps, Some(&bob)).await;
+    assert_eq!(b.status, 403, "{}", b.text);
+    let anon = install(&pnpr, &corp, &private_deps, None).await;
+    assert_eq!(anon.status, 401, "{}", anon.text);
+    for denied in [&b, &anon] {
+        assert!(
+            !denied.text.contains(&private_integrity),
+            "private data leaked: {}",
+            denied.text
+        );
+        assert!(!denied.text.contains("indexEntries"));
+    }
+    // Nor the packument or the tarball through the endpoint.
+    let packument = format!("{corp}@private%2ffoo");
+    http.get_auth(&packument, &bob).await.assert_status(403);
+    http.get(&packument).await.assert_status(401);
+    let tarball = format!("{corp}@private/foo/-/foo-1.0.0.tgz");
+    http.get_auth(&tarball, &bob).await.assert_status(403);
+    // And the shared path cannot reach it at all.
+    let shared = install(&pnpr, &pnpr.url, &[("@private/foo", "*")], Some(&bob)).await;
+    assert_ne!(shared.status, 200, "{}", shared.text);
+    assert!(!shared.text.contains(&private_integrity));
+
+    // Mixed tree on `/`: a policy-restricted package makes the candidate
+    // private to callers the policy admits.
+    let mixed = [
+        ("@pnpm.e2e/foo", "100.0.0"),
+        ("@pnpm.e2e/pkg-with-1-dep", "^100.0.0"),
+    ];
+    let m1 = install(&pnpr, &pnpr.url, &mixed, Some(&alice)).await;
+    assert_eq!(m1.status, 200, "{}", m1.text);
+    let m2 = install(&pnpr, &pnpr.url, &mixed, Some(&alice)).await;
+    assert_eq!(m2.resolution.as_deref(), Some("cached"));
+    let mb = install(&pnpr, &pnpr.url, &mixed, Some(&bob)).await;
+    assert_eq!(mb.status, 403, "{}", mb.text);
+    let manon = install(&pnpr, &pnpr.url, &mixed, None).await;
+    assert_eq!(manon.status, 401, "{}", manon.text);
+    assert!(!mb.text.contains("lockfile") && !manon.text.contains("lockfile"));
+    // Frames went only to alice.
+    assert!(m1.files.len() > 70 && a1.files.len() > 70);
+    assert!(integrities(&m1).len() >= 3);
+}
+
+#[tokio::test]
+async fn rotating_the_uplink_credential_rekeys_private_candidates_only() {
+    let mock = RegistryMock::start();
+    let (user, password) = RegistryMock::private_credentials();
+    let t1 = mock.login(user, password).await;
+    let pnpr = Pnpr::start(&config(&mock, &t1), &[]);
+    let http = Http::new();
+    let alice = add_user(&http, &pnpr, "alice").await;
+    let corp = format!("{}~corp/", pnpr.url);
+    let private_deps = [("@private/foo", "*")];
+
+    assert_eq!(
+        install(&pnpr, &pnpr.url, PUBLIC_DEPS, None)
+            .await
+            .resolution
+            .as_deref(),
+        Some("resolved")
+    );
+    assert_eq!(
+        install(&pnpr, &corp, &private_deps, Some(&alice))
+            .await
+            .resolution
+            .as_deref(),
+        Some("resolved")
+    );
+    assert_eq!(
+        install(&pnpr, &corp, &private_deps, Some(&alice))
+            .await
+            .resolution
+            .as_deref(),
+        Some("cached")
+    );
+
+    // Rotate: a Basic credential for the same upstream user is a different
+    // credential (new digest, new namespace), and still valid upstream.
+    use base64::Engine;
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    let rotated = config(&mock, &basic).replace("type: bearer", "type: basic");
+    pnpr.write_config(&rotated);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !pnpr.logs().contains("uplinks reloaded") {
+        assert!(
+            Instant::now() < deadline,
+            "uplinks were not reloaded:\n{}",
+            pnpr.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let after = install(&pnpr, &corp, &private_deps, Some(&alice)).await;
+    assert_eq!(after.status, 200, "{}", after.text);
+    assert_eq!(
+        after.resolution.as_deref(),
+        Some("resolved"),
+        "old private candidate reused after rotation"
+    );
+    let public = install(&pnpr, &pnpr.url, PUBLIC_DEPS, None).await;
+    assert_eq!(
+        public.resolution.as_deref(),
+        Some("cached"),
+        "public candidate lost on rotation"
+    );
+    assert!(!pnpr.logs().contains(&t1), "credential in logs");
+}
