@@ -418,7 +418,7 @@ fn base_key(req: &pnpr_install::InstallRequest, scope: &Scope) -> String {
             })
         })
         .collect();
-    let lockfile_hash = req.lockfile.as_ref().map(|l| pnpr_rescache::base_key(l));
+    let lockfile_hash = req.lockfile.as_ref().map(pnpr_rescache::base_key);
     pnpr_rescache::base_key(&serde_json::json!({
         "registry": req.registry,
         "scope": match scope { Scope::Public => String::new(), Scope::Uplink(u) => u.clone() },
@@ -457,27 +457,23 @@ fn passes_gate(
 }
 
 fn resolve_options(req: &pnpr_install::InstallRequest) -> pnpr_resolver::ResolveOptions {
-    let mut opts = pnpr_resolver::ResolveOptions::default();
-    opts.registry = req.registry.clone();
-    opts.overrides = req.overrides.clone().unwrap_or_default();
-    opts.minimum_release_age_minutes = req.minimum_release_age;
-    opts.now_ms = pnpr_store::now_ms();
-    if let Some(v) = &req.node_version {
-        opts.node_version = v.clone();
+    let defaults = pnpr_resolver::ResolveOptions::default();
+    pnpr_resolver::ResolveOptions {
+        registry: req.registry.clone(),
+        overrides: req.overrides.clone().unwrap_or_default(),
+        minimum_release_age_minutes: req.minimum_release_age,
+        now_ms: pnpr_store::now_ms(),
+        node_version: req.node_version.clone().unwrap_or(defaults.node_version.clone()),
+        os: req.os.clone().unwrap_or(defaults.os.clone()),
+        cpu: req.arch.clone().unwrap_or(defaults.cpu.clone()),
+        input_lockfile: req
+            .lockfile
+            .as_ref()
+            .and_then(|l| serde_json::from_value(l.clone()).ok()),
+        frozen: req.frozen_lockfile,
+        prefer_frozen: req.prefer_frozen_lockfile.unwrap_or(true),
+        ..defaults
     }
-    if let Some(os) = &req.os {
-        opts.os = os.clone();
-    }
-    if let Some(arch) = &req.arch {
-        opts.cpu = arch.clone();
-    }
-    opts.input_lockfile = req
-        .lockfile
-        .as_ref()
-        .and_then(|l| serde_json::from_value(l.clone()).ok());
-    opts.frozen = req.frozen_lockfile;
-    opts.prefer_frozen = req.prefer_frozen_lockfile.unwrap_or(true);
-    opts
 }
 
 /// Fetches (verified) and unpacks one package into the file store.
