@@ -7,8 +7,16 @@
 //! report a pnpr scenario whose server store stayed empty (the run did not go
 //! through pnpr).
 //!
-//! Usage: `cargo run --release -p pnpr-bench -- [--runs N] [--project DIR]`
-//! (build the server first: `cargo build --release -p pnpr`).
+//! Usage (build the server first: `cargo build --release -p pnpr`):
+//!   `cargo run --release -p pnpr-bench -- install [--runs N] [--project DIR]`
+//!   `cargo run --release -p pnpr-bench -- auth [--runs N] [--project DIR]`
+//!
+//! `auth` times warm-server `POST /v1/install` requests of one project,
+//! anonymous vs authenticated (public tree, and a mixed tree that also pulls
+//! a private package through an access-bearing uplink), to show that
+//! authenticated callers hit the resolution cache as often as anonymous ones.
+
+mod auth;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -16,6 +24,7 @@ use std::time::Duration;
 use pnpr_e2e::{Pnpr, Project, RegistryMock};
 
 struct Args {
+    mode: String,
     runs: usize,
     project: PathBuf,
 }
@@ -24,6 +33,7 @@ fn parse_args() -> Args {
     let mut runs = 5;
     let mut project =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/projects/bench-large");
+    let mut mode = "install".to_string();
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -34,19 +44,24 @@ fn parse_args() -> Args {
                 }
             }
             "-h" | "--help" => {
-                println!("pnpr-bench [--runs N] [--project DIR]");
+                println!("pnpr-bench [install|auth] [--runs N] [--project DIR]");
                 std::process::exit(0);
             }
+            "install" | "auth" => mode = a.clone(),
             other => {
                 eprintln!("unknown argument {other}");
                 std::process::exit(2);
             }
         }
     }
-    Args { runs, project }
+    Args {
+        mode,
+        runs,
+        project,
+    }
 }
 
-fn release_binary() -> PathBuf {
+pub(crate) fn release_binary() -> PathBuf {
     let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/pnpr");
     if !bin.exists() {
         eprintln!("build the server first: cargo build --release -p pnpr");
@@ -100,7 +115,7 @@ struct Scenario {
     samples: Vec<Duration>,
 }
 
-fn median(v: &[Duration]) -> Duration {
+pub(crate) fn median(v: &[Duration]) -> Duration {
     let mut s = v.to_vec();
     s.sort();
     s[s.len() / 2]
@@ -109,6 +124,10 @@ fn median(v: &[Duration]) -> Duration {
 fn main() {
     let args = parse_args();
     let bin = release_binary();
+    if args.mode == "auth" {
+        auth::run(&bin, &args.project, args.runs);
+        return;
+    }
     let mock = RegistryMock::start();
     let fixture = args.project.clone();
     eprintln!("project: {}", fixture.display());

@@ -17,7 +17,9 @@ use futures_util::stream::{self, StreamExt};
 use nodejs_semver::Range;
 use serde_json::Value;
 
-use pick::{parse_spec, pick_in_ranges, pick_version, split_name_range, PickPolicy, Wanted};
+use pick::{
+    parse_spec, pick_missing_peer, pick_version, split_name_range, PickPolicy, Wanted,
+};
 
 /// Errors of the resolver.
 #[derive(Debug, thiserror::Error)]
@@ -842,8 +844,20 @@ pub async fn resolve(
                     let Some(packument) = r.packuments.get(&name).cloned() else {
                         continue;
                     };
-                    let Some(version) = pick_in_ranges(&packument, &parsed, &in_graph, &r.policy)
-                    else {
+                    // The merged wanted range is an exact version only when every
+                    // requester names the same one.
+                    let exact: Option<nodejs_semver::Version> = ranges
+                        .iter()
+                        .map(|s| nodejs_semver::Version::parse(s.trim()).ok())
+                        .reduce(|a, b| if a == b { a } else { None })
+                        .flatten();
+                    let Some(version) = pick_missing_peer(
+                        &packument,
+                        &parsed,
+                        exact.as_ref(),
+                        &in_graph,
+                        &r.policy,
+                    ) else {
                         continue;
                     };
                     let id = r.register(&name, &version, &packument, false);

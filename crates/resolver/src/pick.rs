@@ -184,5 +184,38 @@ pub(crate) fn pick_in_ranges(
     .then(|| latest.to_string())
 }
 
+/// Version to auto-install for a missing peer named with `ranges`, given the
+/// versions of that package name already resolved anywhere in the graph
+/// (aliased entries included).
+///
+/// pnpm prefers reusing what the graph holds over fetching another copy: an
+/// exact-version peer takes the highest graph version equal to it; any other
+/// range takes the highest graph version outright, even outside the range
+/// (the mismatch is only reported as a peer issue). Only when the graph holds
+/// no version of the name is the registry consulted.
+pub(crate) fn pick_missing_peer(
+    packument: &Value,
+    ranges: &[Range],
+    exact: Option<&Version>,
+    in_graph: &[String],
+    policy: &PickPolicy,
+) -> Option<String> {
+    let present: Vec<Version> = in_graph
+        .iter()
+        .filter_map(|v| Version::parse(v).ok())
+        .collect();
+    if present.is_empty() {
+        return pick_in_ranges(packument, ranges, &[], policy);
+    }
+    match exact {
+        Some(want) => present
+            .iter()
+            .find(|v| *v == want)
+            .map(ToString::to_string)
+            .or_else(|| pick_in_ranges(packument, ranges, &[], policy)),
+        None => present.into_iter().max().map(|v| v.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -463,7 +463,10 @@ fn resolve_options(req: &pnpr_install::InstallRequest) -> pnpr_resolver::Resolve
         overrides: req.overrides.clone().unwrap_or_default(),
         minimum_release_age_minutes: req.minimum_release_age,
         now_ms: pnpr_store::now_ms(),
-        node_version: req.node_version.clone().unwrap_or(defaults.node_version.clone()),
+        node_version: req
+            .node_version
+            .clone()
+            .unwrap_or(defaults.node_version.clone()),
         os: req.os.clone().unwrap_or(defaults.os.clone()),
         cpu: req.arch.clone().unwrap_or(defaults.cpu.clone()),
         input_lockfile: req
