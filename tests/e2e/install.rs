@@ -396,3 +396,76 @@ fn a_tarball_escaping_its_folder_is_refused() {
     );
     assert!(!project.path().join("../escaped.js").exists());
 }
+
+/// A package tarball with just a package.json.
+fn tiny_tarball(name: &str, version: &str) -> Vec<u8> {
+    let pkg = serde_json::json!({"name": name, "version": version}).to_string();
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_path("package/package.json").expect("path");
+    h.set_size(pkg.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    builder.append(&h, pkg.as_bytes()).expect("append");
+    let tar = builder.into_inner().expect("tar");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, &tar).expect("gzip");
+    gz.finish().expect("gzip")
+}
+
+#[tokio::test]
+async fn an_input_lockfile_younger_than_minimum_release_age_is_a_violation() {
+    use base64::Engine;
+    let pnpr = Pnpr::start(
+        "packages:\n  '**':\n    access: $all\n    publish: $authenticated\n",
+        &[],
+    );
+    let http = Http::new();
+    let r = http
+        .put_json(
+            &format!("{}-/user/org.couchdb.user:alice", pnpr.url),
+            &serde_json::json!({"name": "alice", "password": "alice-pw"}),
+            None,
+        )
+        .await;
+    let token = r.json()["token"].as_str().expect("token").to_string();
+    let tgz = tiny_tarball("fresh-pkg", "1.0.0");
+    let integrity = fake_upstream::sri(&tgz);
+    let publish = serde_json::json!({
+        "_id": "fresh-pkg", "name": "fresh-pkg",
+        "dist-tags": {"latest": "1.0.0"},
+        "versions": {"1.0.0": {"name": "fresh-pkg", "version": "1.0.0",
+            "dist": {"integrity": integrity, "tarball": format!("{}fresh-pkg/-/fresh-pkg-1.0.0.tgz", pnpr.url)}}},
+        "_attachments": {"fresh-pkg-1.0.0.tgz": {"content_type": "application/octet-stream",
+            "data": base64::engine::general_purpose::STANDARD.encode(&tgz), "length": tgz.len()}}
+    });
+    let r = http.put_json(&format!("{}fresh-pkg", pnpr.url), &publish, Some(&token)).await;
+    assert!(r.status == 200 || r.status == 201, "{}", r.text());
+
+    let lockfile = serde_json::json!({
+        "lockfileVersion": "9.0",
+        "settings": {"autoInstallPeers": true, "excludeLinksFromLockfile": false},
+        "importers": {".": {"dependencies": {"fresh-pkg": {"specifier": "1.0.0", "version": "1.0.0"}}}},
+        "packages": {"fresh-pkg@1.0.0": {"resolution": {"integrity": integrity}}},
+        "snapshots": {"fresh-pkg@1.0.0": {}}
+    });
+    let body = |age: u64| {
+        serde_json::json!({
+            "projects": [{"dir": ".", "dependencies": {"fresh-pkg": "1.0.0"}}],
+            "registry": pnpr.url, "authHeaders": {}, "minimumReleaseAge": age,
+            "lockfile": lockfile, "storeIntegrities": [], "inlineFiles": true
+        })
+    };
+    let (header, rest) = post_install(&pnpr.url, &body(1440)).await;
+    let v = &header["violations"][0];
+    assert_eq!(v["name"], "fresh-pkg", "{header}");
+    assert_eq!(v["version"], "1.0.0");
+    assert_eq!(v["code"], "MINIMUM_RELEASE_AGE_VIOLATION");
+    assert!(header.get("lockfile").is_none());
+    let mut empty = vec![0, 0, 0, 2, b'{', b'}'];
+    empty.extend_from_slice(&[0u8; 64]);
+    assert_eq!(rest, empty);
+    // Without the age rule the same request installs.
+    let (header, _) = post_install(&pnpr.url, &body(0)).await;
+    assert!(header["lockfile"]["packages"]["fresh-pkg@1.0.0"].is_object(), "{header}");
+}

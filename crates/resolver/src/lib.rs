@@ -175,6 +175,10 @@ pub(crate) struct ImporterGraph {
     pub direct: Vec<DirectDep>,
     /// Auto-installed missing peers: name → package id (not written to the importer).
     pub hidden: BTreeMap<String, String>,
+    /// Peers resolved below the importer's root, hoisted to it: name → package id.
+    /// They join the root scope (so later same-version providers do not shadow
+    /// them) but are neither written to the importer nor required roots.
+    pub hoisted: BTreeMap<String, String>,
 }
 
 /// A parsed `overrides` selector.
@@ -870,6 +874,22 @@ pub async fn resolve(
                 r.expand(added).await?;
             }
         }
+    }
+
+    // pnpm (with auto-install-peers) hoists every peer that was resolved from a
+    // provider below an importer's root to that root, so the provider stays in
+    // scope for the whole importer tree.
+    if opts.auto_install_peers {
+        let mut graph = Graph {
+            pkgs: r.pkgs,
+            importers,
+        };
+        for idx in 0..graph.importers.len() {
+            let hoisted = peers::resolved_below_root(&graph, idx);
+            graph.importers[idx].hoisted = hoisted;
+        }
+        r.pkgs = graph.pkgs;
+        importers = graph.importers;
     }
 
     let graph = Graph {

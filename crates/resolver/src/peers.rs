@@ -48,6 +48,9 @@ struct Builder<'g> {
     missing: BTreeMap<String, Vec<String>>,
     scope: Vec<HashMap<String, usize>>,
     ancestors: Vec<(String, usize)>,
+    /// Peers resolved from a provider below the root scope: name → package id
+    /// (the last resolution wins, as in pnpm's merge of resolved peers).
+    resolved_below: BTreeMap<String, String>,
 }
 
 impl<'g> Builder<'g> {
@@ -85,6 +88,7 @@ impl<'g> Builder<'g> {
             missing: BTreeMap::new(),
             scope: Vec::new(),
             ancestors: Vec::new(),
+            resolved_below: BTreeMap::new(),
         }
     }
 
@@ -113,8 +117,27 @@ impl<'g> Builder<'g> {
         (self.alloc(pkg_id), true)
     }
 
-    fn lookup(&self, name: &str) -> Option<usize> {
-        self.scope.iter().rev().find_map(|m| m.get(name).copied())
+    /// The provider of `name` visible here, and whether it sits in the root scope.
+    fn lookup(&self, name: &str) -> Option<(usize, bool)> {
+        self.scope
+            .iter()
+            .enumerate()
+            .rev()
+            .find_map(|(i, m)| m.get(name).map(|o| (*o, i == 0)))
+    }
+
+    /// The scope a node's children open: a child equal (same alias, same package)
+    /// to the provider already visible under that alias does not shadow it, so
+    /// dependents keep resolving to the outer provider, as pnpm does.
+    fn child_scope(&self, child_map: &HashMap<String, usize>) -> HashMap<String, usize> {
+        child_map
+            .iter()
+            .filter(|(alias, o)| {
+                self.lookup(alias)
+                    .is_none_or(|(v, _)| self.occs[v].pkg_id != self.occs[**o].pkg_id)
+            })
+            .map(|(a, o)| (a.clone(), *o))
+            .collect()
     }
 
     fn fill(&mut self, occ: usize) {
@@ -148,7 +171,11 @@ impl<'g> Builder<'g> {
                 continue;
             }
             match self.lookup(name) {
-                Some(t) => {
+                Some((t, at_root)) => {
+                    if !at_root {
+                        let id = self.occs[t].pkg_id.clone();
+                        self.resolved_below.insert(name.clone(), id);
+                    }
                     self.occs[occ]
                         .own_peers
                         .insert(name.clone(), (t, *optional));
@@ -164,7 +191,8 @@ impl<'g> Builder<'g> {
                 None => {}
             }
         }
-        self.scope.push(child_map.clone());
+        let scope = self.child_scope(&child_map);
+        self.scope.push(scope);
         self.ancestors.push((pkg_id, occ));
         for o in &to_fill {
             self.fill(*o);
@@ -181,7 +209,9 @@ impl<'g> Builder<'g> {
                 (co.suffix.clone(), co.missing.clone())
             };
             for (name, t) in suffix {
-                if t == occ || child_map.get(&name) == Some(&t) {
+                // A package never lists itself among its peers (pnpm drops the
+                // own name even when the provider is another occurrence).
+                if t == occ || name == pkg.name || child_map.get(&name) == Some(&t) {
                     continue;
                 }
                 self.occs[occ].suffix.entry(name.clone()).or_insert(t);
@@ -206,7 +236,11 @@ impl<'g> Builder<'g> {
         let mut root: HashMap<String, usize> = HashMap::new();
         let mut out = Vec::new();
         let mut to_fill = Vec::new();
-        for (name, id) in &imp.hidden {
+        let hoisted = imp
+            .hoisted
+            .iter()
+            .filter(|(name, _)| !imp.hidden.contains_key(*name));
+        for (name, id) in imp.hidden.iter().chain(hoisted) {
             let (o, fresh) = self.place(id);
             if fresh {
                 to_fill.push(o);
@@ -234,6 +268,20 @@ impl<'g> Builder<'g> {
         self.scope.pop();
         out
     }
+}
+
+/// Peers of importer `idx` resolved from a provider below its root and not named
+/// by a root dependency: name → provider package id.
+pub(crate) fn resolved_below_root(g: &Graph, idx: usize) -> BTreeMap<String, String> {
+    let mut b = Builder::new(g);
+    b.importer(idx);
+    let imp = &g.importers[idx];
+    b.resolved_below
+        .into_iter()
+        .filter(|(name, _)| {
+            !imp.hidden.contains_key(name) && !imp.direct.iter().any(|d| &d.alias == name)
+        })
+        .collect()
 }
 
 /// Missing (unresolvable, non-optional) peers of importer `idx`: name → wanted ranges.

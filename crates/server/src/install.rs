@@ -248,6 +248,13 @@ async fn run(state: Arc<AppState>, headers: HeaderMap, body: Bytes) -> Result<Re
     let resolved = match cached {
         Some(hit) => hit,
         None => {
+            // A cached candidate for this key already passed verification of
+            // the same input lockfile, and release-age checks only get easier
+            // with time, so verification runs on misses only.
+            let violations = verify_release_age(&req, &meta).await?;
+            if !violations.is_empty() {
+                return respond_violations(&violations);
+            }
             let resolution = match pnpr_resolver::resolve(&projects, meta.as_ref(), &opts).await {
                 Ok(r) => r,
                 Err(e) => {
@@ -588,6 +595,135 @@ fn index_value(idx: &pnpr_cafs::PackageIndex) -> pnpr_install::IndexValue {
     }
 }
 
+/// Checks the input lockfile against the client's `minimumReleaseAge`
+/// (spec §1.6, §2.2): every locked registry package published less than
+/// that many minutes ago is a violation. Versions without a publish time
+/// are let through (pnpm's `minimumReleaseAgeIgnoreMissingTime` default).
+async fn verify_release_age(
+    req: &pnpr_install::InstallRequest,
+    meta: &Metadata,
+) -> Result<Vec<pnpr_install::Violation>, ApiError> {
+    let (Some(lockfile), Some(minutes)) = (&req.lockfile, req.minimum_release_age) else {
+        return Ok(Vec::new());
+    };
+    if minutes == 0 || req.trust_lockfile {
+        return Ok(Vec::new());
+    }
+    let excluded = req.minimum_release_age_exclude.clone().unwrap_or_default();
+    let cutoff = pnpr_store::now_ms() - i64::try_from(minutes).unwrap_or(i64::MAX / 60_000) * 60_000;
+    let mut out = Vec::new();
+    let Some(packages) = lockfile.get("packages").and_then(Value::as_object) else {
+        return Ok(out);
+    };
+    for key in packages.keys() {
+        let Some((name, version)) = split_package_key(key) else {
+            continue;
+        };
+        if excluded.iter().any(|g| glob_match(g, name)) {
+            continue;
+        }
+        let doc = match meta.load(name).await {
+            Ok(d) => d,
+            // A package the caller may not read is a denial, not a pass.
+            Err(e) if e.status == StatusCode::UNAUTHORIZED || e.status == StatusCode::FORBIDDEN => {
+                return Err(e)
+            }
+            Err(_) => continue,
+        };
+        let Some(published) = doc
+            .get("time")
+            .and_then(|t| t.get(version))
+            .and_then(Value::as_str)
+        else {
+            continue;
+        };
+        let Some(ms) = parse_rfc3339_ms(published) else {
+            continue;
+        };
+        if ms > cutoff {
+            out.push(pnpr_install::Violation {
+                name: name.to_string(),
+                version: version.to_string(),
+                code: "MINIMUM_RELEASE_AGE_VIOLATION".to_string(),
+                reason: format!(
+                    "was published at {published}, less than the minimumReleaseAge of {minutes} minutes ago"
+                ),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// `name@version` lockfile keys (scoped names keep their leading `@`).
+fn split_package_key(key: &str) -> Option<(&str, &str)> {
+    let key = key.split('(').next().unwrap_or(key);
+    let at = key.get(1..)?.find('@')? + 1;
+    let (name, version) = (&key[..at], &key[at + 1..]);
+    (!name.is_empty() && !version.is_empty()).then_some((name, version))
+}
+
+/// `*` wildcards only, the way pnpm's exclusion lists are written.
+fn glob_match(pattern: &str, name: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == name,
+        Some((head, tail)) => {
+            name.starts_with(head)
+                && name.len() >= head.len()
+                && glob_match_tail(tail, &name[head.len()..])
+        }
+    }
+}
+
+fn glob_match_tail(pattern: &str, rest: &str) -> bool {
+    if pattern.is_empty() {
+        return true;
+    }
+    (0..=rest.len()).any(|i| rest.is_char_boundary(i) && glob_match(pattern, &rest[i..]))
+}
+
+/// Milliseconds since the epoch of an RFC 3339 UTC timestamp as registries
+/// write them (`2020-01-01T00:00:00.000Z`).
+fn parse_rfc3339_ms(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let millis = if b.get(19) == Some(&b'.') {
+        let frac: String = s[20..].chars().take_while(char::is_ascii_digit).collect();
+        let padded = format!("{frac:0<3}");
+        padded.get(..3)?.parse::<i64>().ok()?
+    } else {
+        0
+    };
+    // Days from civil (Howard Hinnant).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 86_400 + hh * 3600 + mm * 60 + ss) * 1000) + millis)
+}
+
+/// `200` with a violations header and an empty file section (spec §2.2).
+fn respond_violations(violations: &[pnpr_install::Violation]) -> Result<Response, ApiError> {
+    let header = pnpr_install::violations_json(violations)
+        .map_err(|e| ApiError::internal("violations header", e))?;
+    let mut body = pnpr_install::InlineBody::new(&header, pnpr_install::DEFAULT_GZIP_LEVEL)
+        .map_err(|e| ApiError::internal("violations header", e))?;
+    let mut bytes = body.take_output();
+    bytes.extend(body.finish().map_err(|e| ApiError::internal("violations body", e))?);
+    let mut resp = Response::new(Body::from(bytes));
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+    h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    Ok(resp)
+}
+
 /// Streams header, frames and end marker as one gzip body.
 fn respond(
     state: &Arc<AppState>,
@@ -652,3 +788,6 @@ fn tokio_stream_from(
 ) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> {
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,438 @@
+//! `peers` mode: pnpm 11.5.2 installing one project through each peer under
+//! a shaped link (latency + bandwidth, see [`crate::shaper`]).
+//!
+//! Targets: registry-mock directly; Verdaccio 6.10.4 proxying it; pnpr's
+//! plain registry proxy (`/`); pnpr's `/v1/install`. Each crossed with
+//! client store cold/warm, server cache cold/warm (not for direct) and
+//! without/with a lockfile from an earlier run. Samples are interleaved (one
+//! of every scenario per round) after warm-up rounds.
+//!
+//! Invariant guarded: a sample only counts if the client's traffic went
+//! through the target's shaper and through no other (every server sits
+//! behind its own shaper and counters are checked per sample), and a server
+//! that should have cached something (cold store or no lockfile) has a
+//! non-empty storage afterwards; otherwise the run aborts loudly.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use pnpr_e2e::{Pnpr, Project, RegistryMock};
+
+use crate::shaper::{self, Shape, Shaper, Traffic};
+use crate::verdaccio::Verdaccio;
+use crate::{count_files, fail, project_from, release_binary};
+
+/// Options of the `peers` mode.
+pub struct PeersArgs {
+    pub runs: usize,
+    pub warmup: usize,
+    pub project: PathBuf,
+    pub shape: Shape,
+    /// Comma-separated target names to keep (`direct,verdaccio,pnpr,v1`).
+    pub only: Option<String>,
+    pub json_out: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Target {
+    Direct,
+    Verdaccio,
+    PnprProxy,
+    PnprV1,
+}
+
+impl Target {
+    fn name(self) -> &'static str {
+        match self {
+            Target::Direct => "direct",
+            Target::Verdaccio => "verdaccio",
+            Target::PnprProxy => "pnpr",
+            Target::PnprV1 => "v1",
+        }
+    }
+    fn label(self) -> &'static str {
+        match self {
+            Target::Direct => "direct (registry)",
+            Target::Verdaccio => "Verdaccio 6.10.4",
+            Target::PnprProxy => "pnpr `/`",
+            Target::PnprV1 => "pnpr `/v1/install`",
+        }
+    }
+}
+
+/// A server of one target plus the shaper in front of it.
+enum Backend {
+    Mock,
+    Verdaccio(Verdaccio),
+    Pnpr(Pnpr),
+}
+
+struct Live {
+    shaper: Shaper,
+    backend: Backend,
+}
+
+impl Live {
+    fn storage_files(&self) -> usize {
+        match &self.backend {
+            Backend::Mock => 1,
+            Backend::Verdaccio(v) => count_files(&v.storage()),
+            Backend::Pnpr(p) => count_files(&p.data_dir.join(".pnpr-cache")),
+        }
+    }
+}
+
+struct Scenario {
+    target: Target,
+    cold_server: bool,
+    warm_store: bool,
+    lockfile: bool,
+    samples: Vec<Duration>,
+    to_client: Vec<u64>,
+}
+
+impl Scenario {
+    fn name(&self) -> String {
+        format!(
+            "{} | {} | {} | {}",
+            self.target.label(),
+            match (self.target, self.cold_server) {
+                (Target::Direct, _) => "n/a",
+                (_, true) => "cold",
+                (_, false) => "warm",
+            },
+            if self.warm_store { "warm" } else { "cold" },
+            if self.lockfile { "yes" } else { "no" },
+        )
+    }
+}
+
+/// Per-target state prepared by the population install.
+struct Prepared {
+    target: Target,
+    warm: Live,
+    lockfile: String,
+    /// Keeps the populated store alive; warm-store runs point at it.
+    store_owner: Project,
+}
+
+struct Bench<'a> {
+    rt: &'a tokio::runtime::Runtime,
+    mock: &'a RegistryMock,
+    shape: Shape,
+    bin: PathBuf,
+    fixture: PathBuf,
+}
+
+impl Bench<'_> {
+    fn shaper_for(&self, port: u16) -> Shaper {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        self.rt
+            .block_on(Shaper::start(addr, self.shape))
+            .unwrap_or_else(|e| fail(&format!("cannot start the shaping proxy: {e}")))
+    }
+
+    fn start(&self, target: Target) -> Live {
+        let upstream = &self.mock.url;
+        let (port, backend) = match target {
+            Target::Direct => (self.mock.port, Backend::Mock),
+            Target::Verdaccio => {
+                let v = Verdaccio::start(upstream)
+                    .unwrap_or_else(|e| fail(&format!("Verdaccio did not start: {e}")));
+                (v.port, Backend::Verdaccio(v))
+            }
+            Target::PnprProxy | Target::PnprV1 => {
+                let p = Pnpr::try_start_with(&self.bin, &crate::config(upstream), &[])
+                    .unwrap_or_else(|f| {
+                        fail(&format!("pnpr did not start: {}\n{}", f.reason, f.logs))
+                    });
+                (p.port, Backend::Pnpr(p))
+            }
+        };
+        Live {
+            shaper: self.shaper_for(port),
+            backend,
+        }
+    }
+
+    /// One timed install through `live`; checks it went through it.
+    fn install(
+        &self,
+        target: Target,
+        live: &Live,
+        others: &[&Live],
+        project: &Project,
+    ) -> (Duration, Traffic) {
+        live.shaper.reset();
+        for o in others {
+            o.shaper.reset();
+        }
+        let url = live.shaper.url.clone();
+        let mut args = vec!["install", "--registry", &url];
+        if target == Target::PnprV1 {
+            args.extend(["--pnpr-server", &url]);
+        }
+        args.extend([
+            "--config.strict-dep-builds=false",
+            "--config.save=false",
+            "--reporter=silent",
+        ]);
+        let out = project.pnpm11(&args);
+        if !out.success() {
+            fail(&format!("install via {} failed:\n{out}", target.name()));
+        }
+        if !project.exists("node_modules/.pnpm") {
+            fail(&format!("install via {} left no node_modules", target.name()));
+        }
+        let traffic = live.shaper.traffic();
+        for o in others {
+            let t = o.shaper.traffic();
+            if t.connections > 0 {
+                fail(&format!(
+                    "install via {} also talked to another server: {t:?}",
+                    target.name()
+                ));
+            }
+        }
+        match target {
+            Target::PnprV1 if traffic.to_client > 0 && !traffic.saw_v1_install => fail(
+                "pnpm talked to pnpr without POST /v1/install in the `/v1/install` scenario",
+            ),
+            Target::PnprProxy if traffic.saw_v1_install => {
+                fail("pnpm POSTed /v1/install in the plain proxy scenario")
+            }
+            _ => {}
+        }
+        (out.elapsed, traffic)
+    }
+
+    fn new_project(&self, warm_store: Option<&Path>, lockfile: Option<&str>) -> Project {
+        let mut p = project_from(&self.fixture);
+        if let Some(store) = warm_store {
+            p.set_env("pnpm_config_store_dir", &store.to_string_lossy());
+        }
+        if let Some(lock) = lockfile {
+            p.write_file("pnpm-lock.yaml", lock);
+        }
+        p
+    }
+}
+
+/// Runs the `peers` mode; exits the process on any failure.
+pub fn run(args: PeersArgs) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| fail(&format!("tokio runtime: {e}")));
+    let check = rt
+        .block_on(shaper::self_check(args.shape, 8 << 20))
+        .unwrap_or_else(|e| fail(&format!("shaper self-check: {e}")));
+    print_check(&args.shape, &check);
+
+    let bin = release_binary();
+    let mock = RegistryMock::start();
+    let bench = Bench {
+        rt: &rt,
+        mock: &mock,
+        shape: args.shape,
+        bin,
+        fixture: args.project.clone(),
+    };
+    eprintln!("project: {}", args.project.display());
+
+    let wanted: Vec<Target> = [
+        Target::Direct,
+        Target::Verdaccio,
+        Target::PnprProxy,
+        Target::PnprV1,
+    ]
+    .into_iter()
+    .filter(|t| {
+        args.only
+            .as_deref()
+            .is_none_or(|o| o.split(',').any(|w| w.trim() == t.name()))
+    })
+    .collect();
+    if wanted.is_empty() {
+        fail("--only matched no target (direct,verdaccio,pnpr,v1)");
+    }
+
+    // Population: warms each long-lived server, yields the lockfile and a
+    // full client store per target.
+    let mut prepared = Vec::new();
+    for &target in &wanted {
+        let warm = bench.start(target);
+        let p = bench.new_project(None, None);
+        let others: Vec<&Live> = prepared.iter().map(|x: &Prepared| &x.warm).collect();
+        let (took, traffic) = bench.install(target, &warm, &others, &p);
+        if traffic.to_client == 0 || warm.storage_files() == 0 {
+            fail(&format!(
+                "population install via {} did not go through it ({traffic:?}, {} stored files)",
+                target.name(),
+                warm.storage_files()
+            ));
+        }
+        eprintln!(
+            "populated {}: {} ms, {:.1} MB to client",
+            target.name(),
+            took.as_millis(),
+            traffic.to_client as f64 / 1e6
+        );
+        let lockfile = p.read_file("pnpm-lock.yaml");
+        prepared.push(Prepared {
+            target,
+            warm,
+            lockfile,
+            store_owner: p,
+        });
+    }
+
+    let mut scenarios = Vec::new();
+    for &target in &wanted {
+        for cold_server in [false, true] {
+            if target == Target::Direct && cold_server {
+                continue;
+            }
+            for warm_store in [false, true] {
+                for lockfile in [false, true] {
+                    scenarios.push(Scenario {
+                        target,
+                        cold_server,
+                        warm_store,
+                        lockfile,
+                        samples: vec![],
+                        to_client: vec![],
+                    });
+                }
+            }
+        }
+    }
+
+    let rounds = args.warmup + args.runs;
+    for round in 0..rounds {
+        let recording = round >= args.warmup;
+        eprintln!(
+            "round {}/{}{}",
+            round + 1,
+            rounds,
+            if recording { "" } else { " (warm-up)" }
+        );
+        for s in scenarios.iter_mut() {
+            let Some(prep) = prepared.iter().find(|p| p.target == s.target) else {
+                continue;
+            };
+            let store = s.warm_store.then(|| prep.store_owner.pnpm_store());
+            let lock = s.lockfile.then_some(prep.lockfile.as_str());
+            let project = bench.new_project(store.as_deref(), lock);
+            let cold;
+            let live = if s.cold_server {
+                cold = bench.start(s.target);
+                &cold
+            } else {
+                &prep.warm
+            };
+            let others: Vec<&Live> = prepared
+                .iter()
+                .map(|p| &p.warm)
+                .filter(|w| !std::ptr::eq(*w, live))
+                .collect();
+            let (took, traffic) = bench.install(s.target, live, &others, &project);
+            let needs_network = !s.warm_store || !s.lockfile;
+            if needs_network && (traffic.to_client == 0 || live.storage_files() == 0) {
+                fail(&format!(
+                    "{}: the install did not go through its target ({traffic:?}, {} stored files)",
+                    s.name(),
+                    live.storage_files()
+                ));
+            }
+            if recording {
+                s.samples.push(took);
+                s.to_client.push(traffic.to_client);
+            }
+        }
+    }
+    report(&args, &check, &scenarios);
+}
+
+fn print_check(shape: &Shape, c: &shaper::CheckResult) {
+    let want_rtt = shape.latency * 2;
+    let want_bps = shape.rate_bps as f64;
+    println!(
+        "shaper self-check: RTT {:.1} ms (configured {} ms); {:.1} MB in {} ms = {:.1} Mbit/s (configured {})",
+        c.rtt.as_secs_f64() * 1e3,
+        want_rtt.as_millis(),
+        c.payload as f64 / 1e6,
+        c.transfer.as_millis(),
+        c.measured_bps / 1e6,
+        if shape.rate_bps == 0 {
+            "unlimited".to_string()
+        } else {
+            format!("{} Mbit/s", shape.rate_bps / 1_000_000)
+        }
+    );
+    if c.rtt < want_rtt || c.rtt > want_rtt + Duration::from_millis(15) {
+        fail("shaper self-check: round trip is not what was configured");
+    }
+    if shape.rate_bps > 0 && !(0.7..1.1).contains(&(c.measured_bps / want_bps)) {
+        fail("shaper self-check: throughput is not what was configured");
+    }
+}
+
+fn report(args: &PeersArgs, check: &shaper::CheckResult, scenarios: &[Scenario]) {
+    println!(
+        "\nproject {}; one-way latency {} ms, {} Mbit/s per connection direction; {} runs after {} warm-up round(s)\n",
+        args.project.display(),
+        args.shape.latency.as_millis(),
+        args.shape.rate_bps / 1_000_000,
+        args.runs,
+        args.warmup
+    );
+    println!("| target | server cache | client store | lockfile | median | min | max | MB to client | runs |");
+    println!("| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: |");
+    let mut json = Vec::new();
+    for s in scenarios {
+        if s.samples.is_empty() {
+            continue;
+        }
+        let min = s.samples.iter().min().copied().unwrap_or_default();
+        let max = s.samples.iter().max().copied().unwrap_or_default();
+        let med = crate::median(&s.samples);
+        let mut bytes = s.to_client.clone();
+        bytes.sort_unstable();
+        let mb = bytes.get(bytes.len() / 2).copied().unwrap_or(0) as f64 / 1e6;
+        println!(
+            "| {} | {} ms | {} ms | {} ms | {mb:.2} | {} |",
+            s.name(),
+            med.as_millis(),
+            min.as_millis(),
+            max.as_millis(),
+            s.samples.len()
+        );
+        json.push(serde_json::json!({
+            "target": s.target.name(),
+            "server_cache": if s.target == Target::Direct { "n/a" } else if s.cold_server { "cold" } else { "warm" },
+            "client_store": if s.warm_store { "warm" } else { "cold" },
+            "lockfile": s.lockfile,
+            "median_ms": med.as_millis() as u64,
+            "min_ms": min.as_millis() as u64,
+            "max_ms": max.as_millis() as u64,
+            "samples_ms": s.samples.iter().map(|d| d.as_millis() as u64).collect::<Vec<_>>(),
+            "to_client_bytes_median": bytes.get(bytes.len() / 2).copied().unwrap_or(0),
+            "runs": s.samples.len(),
+        }));
+    }
+    let doc = serde_json::json!({
+        "project": args.project.display().to_string(),
+        "latency_ms_one_way": args.shape.latency.as_millis() as u64,
+        "rate_mbit": args.shape.rate_bps / 1_000_000,
+        "self_check": {"rtt_ms": check.rtt.as_secs_f64() * 1e3, "measured_mbit": check.measured_bps / 1e6},
+        "scenarios": json,
+    });
+    println!("\n{doc}");
+    if let Some(path) = &args.json_out {
+        if let Err(e) = std::fs::write(path, format!("{doc:#}\n")) {
+            fail(&format!("cannot write {}: {e}", path.display()));
+        }
+    }
+}

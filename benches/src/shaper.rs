@@ -1,0 +1,273 @@
+//! `Shaper`: a latency + bandwidth shaping TCP proxy on 127.0.0.1, put
+//! between the benchmarked client and each server it talks to.
+//!
+//! Model (per connection, per direction): a chunk read at time `t` leaves
+//! the "wire" at `depart = max(t, previous depart) + len / rate` (the link
+//! serialises bytes at `rate`) and is written out at `depart + latency`
+//! (propagation delay). A new connection first pays one round trip (the TCP
+//! handshake) before any byte is forwarded. Slow start and loss are not
+//! modelled: the figures favour many parallel connections slightly less
+//! than a real WAN would penalise one long stream.
+//!
+//! Invariant guarded: no byte reaches the other side earlier than its
+//! modelled arrival time, and in-flight data per direction is bounded (a
+//! bounded channel plays the role of the TCP window), so the shaping cannot
+//! be bypassed by a fast reader.
+//!
+//! Counters (bytes each way, connections, `POST /v1/install` seen) let the
+//! harness prove a scenario actually went through its target.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+#[cfg(test)]
+mod tests;
+
+/// Read size per chunk; small enough that serialisation delay of one chunk
+/// (64 KiB at 200 Mbit/s = 2.6 ms) stays below the latency being modelled.
+const CHUNK: usize = 64 * 1024;
+/// Chunks in flight per direction (1024 x 64 KiB = 64 MiB): larger than any
+/// bandwidth-delay product benchmarked, so only rate and latency limit.
+const IN_FLIGHT: usize = 1024;
+
+/// Link parameters.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    /// One-way delay.
+    pub latency: Duration,
+    /// Bits per second per connection direction; 0 = unlimited.
+    pub rate_bps: u64,
+}
+
+impl Shape {
+    /// Time the link needs to serialise `len` bytes.
+    pub fn serialisation(&self, len: usize) -> Duration {
+        if self.rate_bps == 0 {
+            return Duration::ZERO;
+        }
+        Duration::from_nanos((len as u64).saturating_mul(8_000_000_000) / self.rate_bps)
+    }
+}
+
+/// What went through one shaper.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub connections: AtomicU64,
+    pub to_server: AtomicU64,
+    pub to_client: AtomicU64,
+    pub saw_v1_install: AtomicBool,
+}
+
+/// Snapshot of [`Counters`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Traffic {
+    pub connections: u64,
+    pub to_server: u64,
+    pub to_client: u64,
+    pub saw_v1_install: bool,
+}
+
+/// A running shaping proxy; stops accepting when dropped.
+#[derive(Debug)]
+pub struct Shaper {
+    /// `http://127.0.0.1:PORT/`.
+    pub url: String,
+    pub addr: SocketAddr,
+    counters: Arc<Counters>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Shaper {
+    /// Listens on 127.0.0.1 (any port) and forwards every connection to
+    /// `target`, shaped by `shape`. Must be called inside a tokio runtime.
+    pub async fn start(target: SocketAddr, shape: Shape) -> std::io::Result<Shaper> {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        let addr = listener.local_addr()?;
+        let counters = Arc::new(Counters::default());
+        let c = counters.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                c.connections.fetch_add(1, Ordering::Relaxed);
+                let c = c.clone();
+                tokio::spawn(async move {
+                    let _ = relay(client, target, shape, c).await;
+                });
+            }
+        });
+        Ok(Shaper {
+            url: format!("http://{addr}/"),
+            addr,
+            counters,
+            task,
+        })
+    }
+
+    /// Current counters.
+    pub fn traffic(&self) -> Traffic {
+        Traffic {
+            connections: self.counters.connections.load(Ordering::Relaxed),
+            to_server: self.counters.to_server.load(Ordering::Relaxed),
+            to_client: self.counters.to_client.load(Ordering::Relaxed),
+            saw_v1_install: self.counters.saw_v1_install.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Zeroes the counters (between scenario runs).
+    pub fn reset(&self) {
+        self.counters.connections.store(0, Ordering::Relaxed);
+        self.counters.to_server.store(0, Ordering::Relaxed);
+        self.counters.to_client.store(0, Ordering::Relaxed);
+        self.counters.saw_v1_install.store(false, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Shaper {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn relay(
+    client: TcpStream,
+    target: SocketAddr,
+    shape: Shape,
+    counters: Arc<Counters>,
+) -> std::io::Result<()> {
+    client.set_nodelay(true)?;
+    // The server is reached unshaped; the handshake round trip is charged
+    // before the first byte moves.
+    let server = TcpStream::connect(target).await?;
+    server.set_nodelay(true)?;
+    tokio::time::sleep(shape.latency * 2).await;
+    let (cr, cw) = client.into_split();
+    let (sr, sw) = server.into_split();
+    let up = pipe(cr, sw, shape, counters.clone(), true);
+    let down = pipe(sr, cw, shape, counters, false);
+    let _ = tokio::join!(up, down);
+    Ok(())
+}
+
+/// One shaped direction: a reader stamping arrival times and a writer
+/// releasing chunks at those times.
+async fn pipe(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    shape: Shape,
+    counters: Arc<Counters>,
+    upstream: bool,
+) {
+    let (tx, mut rx) = mpsc::channel::<(Instant, Vec<u8>)>(IN_FLIGHT);
+    let reader = async move {
+        let mut depart = Instant::now();
+        loop {
+            let mut buf = vec![0u8; CHUNK];
+            let n = match from.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            buf.truncate(n);
+            if upstream {
+                counters.to_server.fetch_add(n as u64, Ordering::Relaxed);
+                if buf.starts_with(b"POST /v1/install") {
+                    counters.saw_v1_install.store(true, Ordering::Relaxed);
+                }
+            } else {
+                counters.to_client.fetch_add(n as u64, Ordering::Relaxed);
+            }
+            depart = depart.max(Instant::now()) + shape.serialisation(n);
+            if tx.send((depart + shape.latency, buf)).await.is_err() {
+                break;
+            }
+        }
+    };
+    let writer = async move {
+        while let Some((at, buf)) = rx.recv().await {
+            tokio::time::sleep_until(at).await;
+            if to.write_all(&buf).await.is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown().await;
+    };
+    tokio::join!(reader, writer);
+}
+
+/// Result of [`self_check`].
+#[derive(Debug, Clone, Copy)]
+pub struct CheckResult {
+    /// Median request/response round trip over an open connection.
+    pub rtt: Duration,
+    /// Payload size used for the throughput probe.
+    pub payload: usize,
+    /// Time from request to last byte of the payload.
+    pub transfer: Duration,
+    /// Measured goodput, bits per second.
+    pub measured_bps: f64,
+}
+
+/// Measures a shaper in front of a local sink that answers every 1-byte
+/// ping with 1 byte, and a `b'B'` request with `payload` bytes: proves the
+/// configured latency and rate are what a client actually sees.
+pub async fn self_check(shape: Shape, payload: usize) -> std::io::Result<CheckResult> {
+    let sink = TcpListener::bind(("127.0.0.1", 0)).await?;
+    let sink_addr = sink.local_addr()?;
+    let sink_task = tokio::spawn(async move {
+        while let Ok((mut s, _)) = sink.accept().await {
+            tokio::spawn(async move {
+                let _ = s.set_nodelay(true);
+                let mut b = [0u8; 1];
+                while let Ok(1) = s.read(&mut b).await {
+                    if b[0] == b'B' {
+                        let data = vec![7u8; payload];
+                        if s.write_all(&data).await.is_err() {
+                            break;
+                        }
+                    } else if s.write_all(&b).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    let shaper = Shaper::start(sink_addr, shape).await?;
+    let mut c = TcpStream::connect(shaper.addr).await?;
+    c.set_nodelay(true)?;
+    let mut rtts = Vec::new();
+    let mut b = [0u8; 1];
+    for _ in 0..5 {
+        let t = Instant::now();
+        c.write_all(b"p").await?;
+        c.read_exact(&mut b).await?;
+        rtts.push(t.elapsed());
+    }
+    rtts.sort();
+    let rtt = rtts[rtts.len() / 2];
+    let t = Instant::now();
+    c.write_all(b"B").await?;
+    let mut left = payload;
+    let mut buf = vec![0u8; CHUNK];
+    while left > 0 {
+        let n = c.read(&mut buf).await?;
+        if n == 0 {
+            return Err(std::io::Error::other("sink closed early"));
+        }
+        left = left.saturating_sub(n);
+    }
+    let transfer = t.elapsed();
+    sink_task.abort();
+    // Goodput excludes the one round trip spent on the request itself.
+    let wire = transfer.saturating_sub(rtt).as_secs_f64().max(1e-9);
+    Ok(CheckResult {
+        rtt,
+        payload,
+        transfer,
+        measured_bps: payload as f64 * 8.0 / wire,
+    })
+}

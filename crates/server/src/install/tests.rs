@@ -1,0 +1,20 @@
+use super::*;
+
+#[test]
+fn parses_registry_timestamps() {
+    assert_eq!(parse_rfc3339_ms("1970-01-01T00:00:00.000Z"), Some(0));
+    assert_eq!(parse_rfc3339_ms("2023-11-14T22:13:20.123Z"), Some(1_700_000_000_123));
+    assert_eq!(parse_rfc3339_ms("2000-02-29T00:00:00Z"), Some(951_782_400_000));
+    assert_eq!(parse_rfc3339_ms("garbage"), None);
+}
+
+#[test]
+fn splits_lockfile_keys_and_matches_globs() {
+    assert_eq!(split_package_key("@a/b@1.0.0"), Some(("@a/b", "1.0.0")));
+    assert_eq!(split_package_key("a@1.0.0(b@2.0.0)"), Some(("a", "1.0.0")));
+    assert_eq!(split_package_key("nope"), None);
+    assert!(glob_match("@corp/*", "@corp/x"));
+    assert!(glob_match("a", "a"));
+    assert!(!glob_match("a", "ab"));
+    assert!(glob_match("*-x", "foo-x"));
+}
