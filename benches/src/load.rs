@@ -15,6 +15,9 @@ use pnpr_e2e::{Deps, Http, Pnpr, RegistryMock};
 use crate::verdaccio::Verdaccio;
 use crate::{fail, release_binary};
 
+#[cfg(test)]
+mod tests;
+
 /// Options of the `load` mode.
 pub struct LoadArgs {
     pub duration: Duration,

@@ -11,12 +11,28 @@
 //!   `cargo run --release -p pnpr-bench -- install [--runs N] [--project DIR]`
 //!   `cargo run --release -p pnpr-bench -- auth [--runs N] [--project DIR]`
 //!
+//!   `cargo run --release -p pnpr-bench -- peers [--runs N] [--warmup N]
+//!       [--latency-ms MS] [--rate-mbit MBIT] [--only direct,verdaccio,pnpr,v1]
+//!       [--project DIR] [--json FILE]`
+//!   `cargo run --release -p pnpr-bench -- load [--seconds S] [--connections C]
+//!       [--threads T] [--json FILE]`
+//!   `cargo run --release -p pnpr-bench -- shape-check [--latency-ms MS] [--rate-mbit MBIT]`
+//!
+//! `peers` compares pnpm 11.5.2 direct / via Verdaccio / via pnpr `/` / via
+//! pnpr `/v1/install` behind a latency + bandwidth shaping proxy of our own
+//! (see `shaper`); `load` measures warm-cache req/s and latency of pnpr vs
+//! Verdaccio with wrk; `shape-check` only measures the shaping proxy.
+//!
 //! `auth` times warm-server `POST /v1/install` requests of one project,
 //! anonymous vs authenticated (public tree, and a mixed tree that also pulls
 //! a private package through an access-bearing uplink), to show that
 //! authenticated callers hit the resolution cache as often as anonymous ones.
 
 mod auth;
+mod load;
+mod peers;
+mod shaper;
+mod verdaccio;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -25,39 +41,76 @@ use pnpr_e2e::{Pnpr, Project, RegistryMock};
 
 struct Args {
     mode: String,
-    runs: usize,
+    runs: Option<usize>,
+    warmup: usize,
     project: PathBuf,
+    latency_ms: u64,
+    rate_mbit: u64,
+    only: Option<String>,
+    json: Option<PathBuf>,
+    seconds: u64,
+    connections: usize,
+    threads: usize,
 }
 
+const USAGE: &str = "pnpr-bench [install|auth|peers|load|shape-check] [--runs N] [--warmup N] \
+[--project DIR] [--latency-ms MS (one way, default 25)] [--rate-mbit MBIT (default 200, 0 = unlimited)] \
+[--only direct,verdaccio,pnpr,v1] [--json FILE] [--seconds S] [--connections C] [--threads T]";
+
 fn parse_args() -> Args {
-    let mut runs = 5;
-    let mut project =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/projects/bench-large");
-    let mut mode = "install".to_string();
+    let mut a = Args {
+        mode: "install".to_string(),
+        runs: None,
+        warmup: 1,
+        project: Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/projects/bench-large"),
+        latency_ms: 25,
+        rate_mbit: 200,
+        only: None,
+        json: None,
+        seconds: 10,
+        connections: 32,
+        threads: 2,
+    };
     let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--runs" => runs = it.next().and_then(|v| v.parse().ok()).unwrap_or(runs),
-            "--project" => {
-                if let Some(p) = it.next() {
-                    project = PathBuf::from(p);
-                }
-            }
+    while let Some(flag) = it.next() {
+        let mut num = |it: &mut std::iter::Skip<std::env::Args>| -> u64 {
+            it.next()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| fail(&format!("{flag} needs a number\n{USAGE}")))
+        };
+        match flag.as_str() {
+            "--runs" => a.runs = Some(num(&mut it) as usize),
+            "--warmup" => a.warmup = num(&mut it) as usize,
+            "--latency-ms" => a.latency_ms = num(&mut it),
+            "--rate-mbit" => a.rate_mbit = num(&mut it),
+            "--seconds" => a.seconds = num(&mut it),
+            "--connections" => a.connections = num(&mut it) as usize,
+            "--threads" => a.threads = num(&mut it) as usize,
+            "--project" => a.project = PathBuf::from(it.next().unwrap_or_else(|| fail(USAGE))),
+            "--only" => a.only = Some(it.next().unwrap_or_else(|| fail(USAGE))),
+            "--json" => a.json = Some(PathBuf::from(it.next().unwrap_or_else(|| fail(USAGE)))),
             "-h" | "--help" => {
-                println!("pnpr-bench [install|auth] [--runs N] [--project DIR]");
+                println!("{USAGE}");
                 std::process::exit(0);
             }
-            "install" | "auth" => mode = a.clone(),
-            other => {
-                eprintln!("unknown argument {other}");
-                std::process::exit(2);
-            }
+            "install" | "auth" | "peers" | "load" | "shape-check" => a.mode = flag.clone(),
+            other => fail(&format!("unknown argument {other}\n{USAGE}")),
         }
     }
-    Args {
-        mode,
-        runs,
-        project,
+    a
+}
+
+/// Prints `msg` and exits non-zero: a benchmark that cannot vouch for its
+/// figures must not print them.
+pub(crate) fn fail(msg: &str) -> ! {
+    eprintln!("pnpr-bench: {msg}");
+    std::process::exit(1);
+}
+
+fn shape_of(a: &Args) -> shaper::Shape {
+    shaper::Shape {
+        latency: Duration::from_millis(a.latency_ms),
+        rate_bps: a.rate_mbit.saturating_mul(1_000_000),
     }
 }
 
@@ -70,7 +123,7 @@ pub(crate) fn release_binary() -> PathBuf {
     bin
 }
 
-fn project_from(fixture: &Path) -> Project {
+pub(crate) fn project_from(fixture: &Path) -> Project {
     let text = std::fs::read_to_string(fixture.join("package.json")).expect("fixture package.json");
     let pkg: serde_json::Value = serde_json::from_str(&text).expect("package.json is JSON");
     let mut project = Project::new(&pkg, None);
@@ -78,13 +131,13 @@ fn project_from(fixture: &Path) -> Project {
     project
 }
 
-fn config(upstream: &str) -> String {
+pub(crate) fn config(upstream: &str) -> String {
     format!(
         "uplinks:\n  up:\n    url: {upstream}\n    maxage: 1h\npackages:\n  '**':\n    access: $all\n    publish: $authenticated\n    proxy: up\nlog:\n  level: warn\n"
     )
 }
 
-fn count_files(dir: &Path) -> usize {
+pub(crate) fn count_files(dir: &Path) -> usize {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return 0;
     };
@@ -122,7 +175,39 @@ pub(crate) fn median(v: &[Duration]) -> Duration {
 }
 
 fn main() {
-    let args = parse_args();
+    let a = parse_args();
+    match a.mode.as_str() {
+        "peers" => {
+            peers::run(peers::PeersArgs {
+                runs: a.runs.unwrap_or(5),
+                warmup: a.warmup,
+                project: a.project.clone(),
+                shape: shape_of(&a),
+                only: a.only.clone(),
+                json_out: a.json.clone(),
+            });
+            return;
+        }
+        "load" => {
+            load::run(load::LoadArgs {
+                duration: Duration::from_secs(a.seconds),
+                connections: a.connections,
+                threads: a.threads,
+                json_out: a.json.clone(),
+            });
+            return;
+        }
+        "shape-check" => {
+            shape_check(&a);
+            return;
+        }
+        _ => {}
+    }
+    let args = Legacy {
+        mode: a.mode.clone(),
+        runs: a.runs.unwrap_or(5),
+        project: a.project.clone(),
+    };
     let bin = release_binary();
     if args.mode == "auth" {
         auth::run(&bin, &args.project, args.runs);
@@ -225,4 +310,32 @@ fn main() {
             "min_ms": min.as_millis() as u64, "max_ms": max.as_millis() as u64, "runs": s.samples.len()}));
     }
     println!("\n{}", serde_json::Value::Array(json));
+}
+
+/// Arguments of the original `install`/`auth` modes.
+struct Legacy {
+    mode: String,
+    runs: usize,
+    project: PathBuf,
+}
+
+fn shape_check(a: &Args) {
+    let shape = shape_of(a);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| fail(&format!("tokio runtime: {e}")));
+    let c = rt
+        .block_on(shaper::self_check(shape, 8 << 20))
+        .unwrap_or_else(|e| fail(&format!("shaper self-check: {e}")));
+    println!(
+        "RTT {:.1} ms (configured {} ms); {} bytes in {} ms = {:.1} Mbit/s (configured {} Mbit/s)",
+        c.rtt.as_secs_f64() * 1e3,
+        shape.latency.as_millis() * 2,
+        c.payload,
+        c.transfer.as_millis(),
+        c.measured_bps / 1e6,
+        a.rate_mbit
+    );
 }

@@ -91,7 +91,7 @@ fn direct_dependency_names(pkg: &serde_json::Value) -> Vec<String> {
 /// documented peer-resolution subtlety the resolver does not reproduce yet
 /// (see `crates/resolver/tests/parity.rs`). Reported, not fatal; every other
 /// fixture must match byte for byte.
-const KNOWN_DIVERGENT: &[&str] = &["peers-repeat", "aliases-peers"];
+const KNOWN_DIVERGENT: &[&str] = &[];
 
 #[test]
 fn lockfile_parity_with_direct_pnpm_over_the_corpus() {

@@ -17,9 +17,7 @@ use futures_util::stream::{self, StreamExt};
 use nodejs_semver::Range;
 use serde_json::Value;
 
-use pick::{
-    parse_spec, pick_missing_peer, pick_version, split_name_range, PickPolicy, Wanted,
-};
+use pick::{parse_spec, pick_missing_peer, pick_version, split_name_range, PickPolicy, Wanted};
 
 /// Errors of the resolver.
 #[derive(Debug, thiserror::Error)]

@@ -3,7 +3,9 @@
 //! Walks each importer's tree of package occurrences, resolves every peer from the
 //! packages visible at that position (the node's ancestors' children), propagates
 //! peers resolved from above into the parent's suffix (pnpm v9 keys
-//! `name@version(peer@version)`), and writes `packages`/`snapshots`. Invariant: a
+//! `name@version(peer@version)`), and writes `packages`/`snapshots`. Peers resolved
+//! below an importer's root are hoisted into its root scope, and a child equal to
+//! the provider already visible under its alias does not shadow it. Invariant: a
 //! snapshot key is a pure function of the package id and the resolved peer targets;
 //! a peer that can reach the node back through peer edges is written without its own
 //! suffix, so keys stay finite on peer cycles.

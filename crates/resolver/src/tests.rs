@@ -241,3 +241,41 @@ fn workspace_links_are_relative_to_the_importer() {
     assert_eq!(relative_dir(".", "packages/lib"), "packages/lib");
     assert_eq!(join_dir("packages/a", "../b"), "packages/b");
 }
+
+/// A peer resolved below the root is hoisted to it: a later same-version
+/// provider deeper down does not shadow it for the dependents of that provider.
+#[test]
+fn peers_resolved_below_the_root_stay_in_scope() {
+    let src = MemSource::new(vec![
+        doc(
+            "a",
+            &[
+                ("1.0.0", json!({"dependencies": {"b": "1.0.0"}})),
+                ("2.0.0", json!({"dependencies": {"b": "1.0.0"}})),
+            ],
+        ),
+        doc("x", &[("1.0.0", json!({"dependencies": {"a": "2.0.0"}}))]),
+        doc(
+            "b",
+            &[(
+                "1.0.0",
+                json!({"dependencies": {"c": "1.0.0"}, "peerDependencies": {"a": "*"}}),
+            )],
+        ),
+        doc("c", &[("1.0.0", json!({"dependencies": {"d": "1.0.0"}}))]),
+        doc("d", &[("1.0.0", json!({"peerDependencies": {"b": "*"}}))]),
+    ]);
+    let res = run(resolve(
+        &[project(&[("a", "1.0.0"), ("x", "1.0.0")])],
+        &src,
+        &ResolveOptions::default(),
+    ))
+    .unwrap();
+    let lf = &res.lockfile;
+    let c = "1.0.0(b@1.0.0(a@1.0.0))";
+    assert_eq!(lf.snapshots["b@1.0.0(a@1.0.0)"].dependencies["c"], c);
+    assert_eq!(lf.snapshots["b@1.0.0(a@2.0.0)"].dependencies["c"], c);
+    assert!(!lf.snapshots.contains_key("c@1.0.0(b@1.0.0(a@2.0.0))"));
+    // The hoisted provider is not written to the importer.
+    assert_eq!(lf.importers["."].dependencies.len(), 2);
+}

@@ -13,19 +13,7 @@ use pnpr_resolver::{resolve, MetadataSource, ProjectInput, ResolveError, Resolve
 use serde_json::Value;
 
 /// Fixtures whose lockfile is known to differ from pnpm's (documented in the report).
-const KNOWN_DIVERGENT: &[&str] = &[
-    // pnpm reuses the peer-resolution of `repeat-peers.c` computed under
-    // `b(a@1.0.0)` for `b(a@2.0.0)` too (its peers cache); we resolve per position.
-    "peers-repeat",
-    // pnpm auto-installs `peer-c@2.0.0` (outside the wanted `^1.0.0`) when three
-    // aliases of peer-c sit in the graph; we install the highest satisfying version.
-    "aliases-peers",
-    // Contains `peers-repeat`'s packages, so inherits that divergence. Also: pnpm
-    // writes `libc` only for packages whose metadata it first fetched for an optional
-    // edge (full document); here they are first met as regular deps (abbreviated
-    // document, no `libc`), while this source always serves the full document.
-    "bench-large",
-];
+const KNOWN_DIVERGENT: &[&str] = &[];
 
 struct Mock {
     child: Child,

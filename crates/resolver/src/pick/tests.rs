@@ -85,3 +85,33 @@ fn parses_specs_and_times() {
     assert_eq!(parse_time_ms("1970-01-02T00:00:00Z"), Some(86_400_000));
     assert_eq!(parse_time_ms("bad"), None);
 }
+
+#[test]
+fn missing_peer_reuses_graph_versions_before_the_registry() {
+    let p = pack();
+    let caret = [Range::parse("^1.0.0").unwrap()];
+    // Nothing of the name in the graph: highest registry match of the range.
+    assert_eq!(
+        pick_missing_peer(&p, &caret, None, &[], &no_age()).as_deref(),
+        Some("1.5.0")
+    );
+    // A non-exact range takes the highest graph version even outside the range.
+    let graph = ["1.0.0".to_string(), "2.0.0".to_string()];
+    assert_eq!(
+        pick_missing_peer(&p, &caret, None, &graph, &no_age()).as_deref(),
+        Some("2.0.0")
+    );
+    // An exact range only reuses that very version, else asks the registry.
+    let exact = Version::parse("1.5.0").unwrap();
+    let eq = [Range::parse("1.5.0").unwrap()];
+    assert_eq!(
+        pick_missing_peer(&p, &eq, Some(&exact), &graph, &no_age()).as_deref(),
+        Some("1.5.0")
+    );
+    let one = Version::parse("1.0.0").unwrap();
+    let eq1 = [Range::parse("1.0.0").unwrap()];
+    assert_eq!(
+        pick_missing_peer(&p, &eq1, Some(&one), &graph, &no_age()).as_deref(),
+        Some("1.0.0")
+    );
+}
