@@ -73,7 +73,7 @@ fn parse_args() -> Args {
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
-        let mut num = |it: &mut std::iter::Skip<std::env::Args>| -> u64 {
+        let num = |it: &mut std::iter::Skip<std::env::Args>| -> u64 {
             it.next()
                 .and_then(|v| v.parse().ok())
                 .unwrap_or_else(|| fail(&format!("{flag} needs a number\n{USAGE}")))

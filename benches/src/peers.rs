@@ -125,15 +125,12 @@ struct Bench<'a> {
 }
 
 impl Bench<'_> {
-    fn shaper_for(&self, port: u16) -> Shaper {
-        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-        self.rt
-            .block_on(Shaper::start(addr, self.shape))
-            .unwrap_or_else(|e| fail(&format!("cannot start the shaping proxy: {e}")))
-    }
-
     fn start(&self, target: Target) -> Live {
         let upstream = &self.mock.url;
+        let shaper = self
+            .rt
+            .block_on(Shaper::start_pending(self.shape))
+            .unwrap_or_else(|e| fail(&format!("cannot start the shaping proxy: {e}")));
         let (port, backend) = match target {
             Target::Direct => (self.mock.port, Backend::Mock),
             Target::Verdaccio => {
@@ -142,17 +139,18 @@ impl Bench<'_> {
                 (v.port, Backend::Verdaccio(v))
             }
             Target::PnprProxy | Target::PnprV1 => {
-                let p = Pnpr::try_start_with(&self.bin, &crate::config(upstream), &[])
+                // pnpr builds tarball URLs and checks `/v1/install`'s
+                // registry against its public URL: the shaper's.
+                let config = format!("public_url: {}\n{}", shaper.url, crate::config(upstream));
+                let p = Pnpr::try_start_with(&self.bin, &config, &[])
                     .unwrap_or_else(|f| {
                         fail(&format!("pnpr did not start: {}\n{}", f.reason, f.logs))
                     });
                 (p.port, Backend::Pnpr(p))
             }
         };
-        Live {
-            shaper: self.shaper_for(port),
-            backend,
-        }
+        shaper.set_target_port(port);
+        Live { shaper, backend }
     }
 
     /// One timed install through `live`; checks it went through it.
@@ -175,7 +173,6 @@ impl Bench<'_> {
         args.extend([
             "--config.strict-dep-builds=false",
             "--config.save=false",
-            "--reporter=silent",
         ]);
         let out = project.pnpm11(&args);
         if !out.success() {

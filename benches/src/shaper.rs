@@ -18,7 +18,7 @@
 //! harness prove a scenario actually went through its target.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -81,6 +81,7 @@ pub struct Shaper {
     pub url: String,
     pub addr: SocketAddr,
     counters: Arc<Counters>,
+    target_port: Arc<AtomicU16>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -88,14 +89,26 @@ impl Shaper {
     /// Listens on 127.0.0.1 (any port) and forwards every connection to
     /// `target`, shaped by `shape`. Must be called inside a tokio runtime.
     pub async fn start(target: SocketAddr, shape: Shape) -> std::io::Result<Shaper> {
+        let shaper = Self::start_pending(shape).await?;
+        shaper.set_target_port(target.port());
+        Ok(shaper)
+    }
+
+    /// Listens before the target is known (a server that must be told its
+    /// public URL, the shaper's, before it starts); connections made before
+    /// [`Shaper::set_target_port`] fail. The target is always 127.0.0.1.
+    pub async fn start_pending(shape: Shape) -> std::io::Result<Shaper> {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
         let counters = Arc::new(Counters::default());
-        let c = counters.clone();
+        let target_port = Arc::new(AtomicU16::new(0));
+        let c = Arc::clone(&counters);
+        let port = Arc::clone(&target_port);
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 c.connections.fetch_add(1, Ordering::Relaxed);
-                let c = c.clone();
+                let c = Arc::clone(&c);
+                let target = SocketAddr::from(([127, 0, 0, 1], port.load(Ordering::Relaxed)));
                 tokio::spawn(async move {
                     let _ = relay(client, target, shape, c).await;
                 });
@@ -105,8 +118,14 @@ impl Shaper {
             url: format!("http://{addr}/"),
             addr,
             counters,
+            target_port,
             task,
         })
+    }
+
+    /// Points the shaper at 127.0.0.1:`port`.
+    pub fn set_target_port(&self, port: u16) {
+        self.target_port.store(port, Ordering::Relaxed);
     }
 
     /// Current counters.
@@ -148,7 +167,7 @@ async fn relay(
     tokio::time::sleep(shape.latency * 2).await;
     let (cr, cw) = client.into_split();
     let (sr, sw) = server.into_split();
-    let up = pipe(cr, sw, shape, counters.clone(), true);
+    let up = pipe(cr, sw, shape, Arc::clone(&counters), true);
     let down = pipe(sr, cw, shape, counters, false);
     let _ = tokio::join!(up, down);
     Ok(())
