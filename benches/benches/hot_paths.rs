@@ -30,10 +30,7 @@ fn packages() -> Vec<(String, std::path::PathBuf)> {
         let n = e.file_name().to_string_lossy().to_string();
         if n.starts_with('@') {
             for s in std::fs::read_dir(e.path()).expect("scope").flatten() {
-                out.push((
-                    format!("{n}/{}", s.file_name().to_string_lossy()),
-                    s.path(),
-                ));
+                out.push((format!("{n}/{}", s.file_name().to_string_lossy()), s.path()));
             }
         } else if e.path().is_dir() {
             out.push((n, e.path()));
@@ -80,7 +77,14 @@ fn semver(c: &mut Criterion) {
         .chain(["1.0.0-beta.1".to_string(), "2.0.0-rc.0".to_string()])
         .map(|v| nodejs_semver::Version::parse(v).expect("version"))
         .collect();
-    let ranges = ["^1.2.3", "~0.4.1", ">=1.0.0 <2.0.0 || ^2.5", "1.x", "*", "2.9.9"];
+    let ranges = [
+        "^1.2.3",
+        "~0.4.1",
+        ">=1.0.0 <2.0.0 || ^2.5",
+        "1.x",
+        "*",
+        "2.9.9",
+    ];
     c.bench_function("semver: parse 6 ranges", |b| {
         b.iter(|| {
             for r in ranges {
@@ -106,19 +110,23 @@ fn packument(c: &mut Criterion) {
     for n in [10usize, 300] {
         let bytes = big_packument(n);
         g.throughput(Throughput::Bytes(bytes.len() as u64));
-        g.bench_function(format!("parse, {n} versions ({} KB)", bytes.len() / 1024), |b| {
-            b.iter(|| black_box(pnpr_packument::parse(black_box(&bytes)).expect("parse")))
-        });
+        g.bench_function(
+            format!("parse, {n} versions ({} KB)", bytes.len() / 1024),
+            |b| b.iter(|| black_box(pnpr_packument::parse(black_box(&bytes)).expect("parse"))),
+        );
         let doc = pnpr_packument::parse(&bytes).expect("parse");
         g.bench_function(format!("abbreviate, {n} versions"), |b| {
             b.iter(|| black_box(pnpr_packument::abbreviate(black_box(&doc))))
         });
-        g.bench_function(format!("parse + abbreviate + serialize, {n} versions"), |b| {
-            b.iter(|| {
-                let d = pnpr_packument::parse(&bytes).expect("parse");
-                black_box(serde_json::to_vec(&pnpr_packument::abbreviate(&d)).expect("ser"))
-            })
-        });
+        g.bench_function(
+            format!("parse + abbreviate + serialize, {n} versions"),
+            |b| {
+                b.iter(|| {
+                    let d = pnpr_packument::parse(&bytes).expect("parse");
+                    black_box(serde_json::to_vec(&pnpr_packument::abbreviate(&d)).expect("ser"))
+                })
+            },
+        );
     }
     g.finish();
 }
@@ -170,21 +178,28 @@ fn cafs(c: &mut Criterion) {
     let limits = pnpr_cafs::Limits::default();
     let mut g = c.benchmark_group("cafs");
     g.throughput(Throughput::Bytes(tgz.len() as u64));
-    g.bench_function(format!("add_tarball ({} bytes tgz), fresh store", tgz.len()), |b| {
-        b.iter_batched(
-            || {
-                let dir = tempfile::tempdir().expect("tempdir");
-                let store = pnpr_cafs::FileStore::open(dir.path()).expect("store");
-                (dir, store)
-            },
-            |(dir, store)| {
-                black_box(store.add_tarball(&integrity, &tgz[..], &limits).expect("add"));
-                drop(store);
-                dir
-            },
-            BatchSize::PerIteration,
-        )
-    });
+    g.bench_function(
+        format!("add_tarball ({} bytes tgz), fresh store", tgz.len()),
+        |b| {
+            b.iter_batched(
+                || {
+                    let dir = tempfile::tempdir().expect("tempdir");
+                    let store = pnpr_cafs::FileStore::open(dir.path()).expect("store");
+                    (dir, store)
+                },
+                |(dir, store)| {
+                    black_box(
+                        store
+                            .add_tarball(&integrity, &tgz[..], &limits)
+                            .expect("add"),
+                    );
+                    drop(store);
+                    dir
+                },
+                BatchSize::PerIteration,
+            )
+        },
+    );
     g.finish();
 }
 
@@ -270,14 +285,17 @@ fn resolver(c: &mut Criterion) {
         .block_on(pnpr_resolver::resolve(&projects, &source, &opts))
         .expect("bench-large resolves from registry-mock's packuments");
     let n = first.packages.len();
-    c.bench_function(&format!("resolve bench-large ({n} packages), in-memory packuments"), |b| {
-        b.iter(|| {
-            black_box(
-                rt.block_on(pnpr_resolver::resolve(&projects, &source, &opts))
-                    .expect("resolve"),
-            )
-        })
-    });
+    c.bench_function(
+        &format!("resolve bench-large ({n} packages), in-memory packuments"),
+        |b| {
+            b.iter(|| {
+                black_box(
+                    rt.block_on(pnpr_resolver::resolve(&projects, &source, &opts))
+                        .expect("resolve"),
+                )
+            })
+        },
+    );
 }
 
 criterion_group!(benches, semver, packument, msgpack, cafs, framing, resolver);

@@ -142,10 +142,9 @@ impl Bench<'_> {
                 // pnpr builds tarball URLs and checks `/v1/install`'s
                 // registry against its public URL: the shaper's.
                 let config = format!("public_url: {}\n{}", shaper.url, crate::config(upstream));
-                let p = Pnpr::try_start_with(&self.bin, &config, &[])
-                    .unwrap_or_else(|f| {
-                        fail(&format!("pnpr did not start: {}\n{}", f.reason, f.logs))
-                    });
+                let p = Pnpr::try_start_with(&self.bin, &config, &[]).unwrap_or_else(|f| {
+                    fail(&format!("pnpr did not start: {}\n{}", f.reason, f.logs))
+                });
                 (p.port, Backend::Pnpr(p))
             }
         };
@@ -170,16 +169,16 @@ impl Bench<'_> {
         if target == Target::PnprV1 {
             args.extend(["--pnpr-server", &url]);
         }
-        args.extend([
-            "--config.strict-dep-builds=false",
-            "--config.save=false",
-        ]);
+        args.extend(["--config.strict-dep-builds=false", "--config.save=false"]);
         let out = project.pnpm11(&args);
         if !out.success() {
             fail(&format!("install via {} failed:\n{out}", target.name()));
         }
         if !project.exists("node_modules/.pnpm") {
-            fail(&format!("install via {} left no node_modules", target.name()));
+            fail(&format!(
+                "install via {} left no node_modules",
+                target.name()
+            ));
         }
         let traffic = live.shaper.traffic();
         for o in others {
@@ -192,9 +191,9 @@ impl Bench<'_> {
             }
         }
         match target {
-            Target::PnprV1 if traffic.to_client > 0 && !traffic.saw_v1_install => fail(
-                "pnpm talked to pnpr without POST /v1/install in the `/v1/install` scenario",
-            ),
+            Target::PnprV1 if traffic.to_client > 0 && !traffic.saw_v1_install => {
+                fail("pnpm talked to pnpr without POST /v1/install in the `/v1/install` scenario")
+            }
             Target::PnprProxy if traffic.saw_v1_install => {
                 fail("pnpm POSTed /v1/install in the plain proxy scenario")
             }

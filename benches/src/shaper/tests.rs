@@ -12,7 +12,11 @@ async fn latency_and_rate_are_what_the_client_sees() {
     assert!(r.rtt < Duration::from_millis(35), "rtt {:?}", r.rtt);
     // 2 MB at 80 Mbit/s = 200 ms on the wire.
     let ratio = r.measured_bps / 80_000_000.0;
-    assert!((0.75..1.1).contains(&ratio), "measured {} bps", r.measured_bps);
+    assert!(
+        (0.75..1.1).contains(&ratio),
+        "measured {} bps",
+        r.measured_bps
+    );
 }
 
 #[tokio::test]
@@ -36,7 +40,9 @@ async fn counters_see_traffic_and_v1_install() {
     .await
     .expect("shaper");
     let mut c = TcpStream::connect(shaper.addr).await.expect("connect");
-    c.write_all(b"POST /v1/install HTTP/1.1\r\n").await.expect("write");
+    c.write_all(b"POST /v1/install HTTP/1.1\r\n")
+        .await
+        .expect("write");
     let mut buf = vec![0u8; 27];
     c.read_exact(&mut buf).await.expect("echo");
     let t = shaper.traffic();
