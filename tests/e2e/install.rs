@@ -439,7 +439,9 @@ async fn an_input_lockfile_younger_than_minimum_release_age_is_a_violation() {
         "_attachments": {"fresh-pkg-1.0.0.tgz": {"content_type": "application/octet-stream",
             "data": base64::engine::general_purpose::STANDARD.encode(&tgz), "length": tgz.len()}}
     });
-    let r = http.put_json(&format!("{}fresh-pkg", pnpr.url), &publish, Some(&token)).await;
+    let r = http
+        .put_json(&format!("{}fresh-pkg", pnpr.url), &publish, Some(&token))
+        .await;
     assert!(r.status == 200 || r.status == 201, "{}", r.text());
 
     let lockfile = serde_json::json!({
@@ -467,5 +469,8 @@ async fn an_input_lockfile_younger_than_minimum_release_age_is_a_violation() {
     assert_eq!(rest, empty);
     // Without the age rule the same request installs.
     let (header, _) = post_install(&pnpr.url, &body(0)).await;
-    assert!(header["lockfile"]["packages"]["fresh-pkg@1.0.0"].is_object(), "{header}");
+    assert!(
+        header["lockfile"]["packages"]["fresh-pkg@1.0.0"].is_object(),
+        "{header}"
+    );
 }

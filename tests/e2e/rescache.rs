@@ -12,7 +12,7 @@ const PUBLIC_DEPS: &[(&str, &str)] = &[("@pnpm.e2e/pkg-with-1-dep", "^100.0.0")]
 
 fn config(mock: &RegistryMock, corp_token: &str) -> String {
     format!(
-        "auth:\n  htpasswd:\n    file: ./htpasswd\nsecret: 0123456789abcdef0123456789abcdef\ngroups:\n  team: [alice]\nuplinks:\n  mock:\n    url: {u}\n  corp:\n    url: {u}\n    access: team\n    auth:\n      type: bearer\n      token: {corp_token}\npackages:\n  '@pnpm.e2e/foo':\n    access: alice\n    proxy: mock\n  '**':\n    access: $all\n    publish: $authenticated\n    proxy: mock\n",
+        "auth:\n  htpasswd:\n    file: ./htpasswd\nsecret: 0123456789abcdef0123456789abcdef\ngroups:\n  team: [alice]\nuplinks:\n  mock:\n    url: {u}\n  corp:\n    url: {u}\n    access: team\n    auth:\n      type: bearer\n      token: {corp_token}\npackages:\n  '@private/*':\n    access: $authenticated\n    proxy: corp\n  '@pnpm.e2e/foo':\n    access: alice\n    proxy: mock\n  '**':\n    access: $all\n    publish: $authenticated\n    proxy: mock\n",
         u = mock.url
     )
 }
@@ -204,6 +204,34 @@ async fn private_resolutions_never_cross_callers_and_public_ones_are_shared() {
     // Frames went only to alice.
     assert!(m1.files.len() > 70 && a1.files.len() > 70);
     assert!(integrities(&m1).len() >= 3);
+
+    // Mixed public/private tree on `/`: @private/* is routed through corp
+    // for callers corp admits, and its tarball is pinned to the endpoint in
+    // the lockfile (the client's registry `/` does not serve it).
+    let r1 = install(&pnpr, &pnpr.url, &private_deps, Some(&alice)).await;
+    assert_eq!(r1.status, 200, "{}", r1.text);
+    let res = &r1.header["lockfile"]["packages"]["@private/foo@1.0.0"]["resolution"];
+    assert_eq!(
+        res["tarball"].as_str(),
+        Some(format!("{corp}@private/foo/-/foo-1.0.0.tgz").as_str()),
+        "{}",
+        r1.header
+    );
+    let public_res =
+        &r1.header["lockfile"]["packages"]["@pnpm.e2e/pkg-with-1-dep@100.1.0"]["resolution"];
+    assert!(public_res.get("tarball").is_none(), "{}", r1.header);
+    let r2 = install(&pnpr, &pnpr.url, &private_deps, Some(&alice)).await;
+    assert_eq!(r2.resolution.as_deref(), Some("cached"));
+    let rb = install(&pnpr, &pnpr.url, &private_deps, Some(&bob)).await;
+    assert_ne!(rb.status, 200, "{}", rb.text);
+    assert!(
+        !rb.text.contains(&private_integrity),
+        "private data leaked to bob: {}",
+        rb.text
+    );
+    let ranon = install(&pnpr, &pnpr.url, &private_deps, None).await;
+    assert_ne!(ranon.status, 200, "{}", ranon.text);
+    assert!(!ranon.text.contains(&private_integrity));
 }
 
 #[tokio::test]

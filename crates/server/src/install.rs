@@ -59,10 +59,31 @@ struct Metadata {
 }
 
 impl Metadata {
-    fn source(&self, name: &str) -> Option<Source> {
+    /// The access-bearing uplink a package is routed through for this
+    /// caller: on `/~<u>/` that uplink; on `/` the first uplink of the
+    /// package's `proxy:` list that has `access:` admitting the caller
+    /// (spec §5.1 "Proxied"). `None` = the shared public mirror.
+    fn private_uplink(&self, name: &str) -> Option<String> {
         match &self.scope {
-            Scope::Public => Some(Source::public(&self.state, &self.policy, name)),
-            Scope::Uplink(u) => Source::uplink(&self.state, u),
+            Scope::Uplink(u) => Some(u.clone()),
+            // Name ownership: a hosted name is never routed to an uplink.
+            Scope::Public if self.state.hosted.is_hosted(name) => None,
+            Scope::Public => self
+                .policy
+                .proxies(name)
+                .iter()
+                .find(|u| {
+                    self.policy.uplink_has_access(u)
+                        && self.policy.check_uplink(&self.who, u).is_ok()
+                })
+                .cloned(),
+        }
+    }
+
+    fn source(&self, name: &str) -> Option<Source> {
+        match self.private_uplink(name) {
+            Some(u) => Source::uplink(&self.state, &u),
+            None => Some(Source::public(&self.state, &self.policy, name)),
         }
     }
 
@@ -82,17 +103,17 @@ impl Metadata {
     /// every read, the per-request memo included, so the footprint is
     /// complete whatever fast path served the document.
     fn record_route(&self, name: &str) {
-        let descriptor = match &self.scope {
-            Scope::Uplink(u) => Some(pnpr_rescache::Descriptor::Alias {
-                uplink: u.clone(),
-                credential_digest: self.state.uplink_credential_digest(u),
+        let descriptor = match self.private_uplink(name) {
+            Some(u) => Some(pnpr_rescache::Descriptor::Alias {
+                credential_digest: self.state.uplink_credential_digest(&u),
+                uplink: u,
             }),
-            Scope::Public if !self.policy.admits_anonymous(name, Action::Access) => {
+            None if !self.policy.admits_anonymous(name, Action::Access) => {
                 Some(pnpr_rescache::Descriptor::Package {
                     name: name.to_string(),
                 })
             }
-            Scope::Public => None,
+            None => None,
         };
         if let Some(d) = descriptor {
             self.footprint
@@ -152,9 +173,13 @@ impl pnpr_resolver::MetadataSource for Metadata {
             let doc = self.load(name).await.map_err(|e| self.deny(name, e))?;
             // The resolver sees what a client of this registry would see.
             let mut view = (*doc).clone();
-            let base = match &self.scope {
-                Scope::Public => self.state.public_url.to_string(),
-                Scope::Uplink(u) => format!("{}~{u}/", self.state.public_url),
+            // Tarball routing (spec §5.5): a package served through an
+            // uplink endpoint the client's registry does not point at gets
+            // an explicit `/~<uplink>/` URL, which the resolver then writes
+            // into the lockfile; everything else stays integrity-only.
+            let base = match self.private_uplink(name) {
+                Some(u) => format!("{}~{u}/", self.state.public_url),
+                None => self.state.public_url.to_string(),
             };
             pnpr_packument::rewrite_tarballs(&mut view, &base);
             Ok(Arc::new(view))
@@ -610,7 +635,8 @@ async fn verify_release_age(
         return Ok(Vec::new());
     }
     let excluded = req.minimum_release_age_exclude.clone().unwrap_or_default();
-    let cutoff = pnpr_store::now_ms() - i64::try_from(minutes).unwrap_or(i64::MAX / 60_000) * 60_000;
+    let cutoff =
+        pnpr_store::now_ms() - i64::try_from(minutes).unwrap_or(i64::MAX / 60_000) * 60_000;
     let mut out = Vec::new();
     let Some(packages) = lockfile.get("packages").and_then(Value::as_object) else {
         return Ok(out);
@@ -716,7 +742,10 @@ fn respond_violations(violations: &[pnpr_install::Violation]) -> Result<Response
     let mut body = pnpr_install::InlineBody::new(&header, pnpr_install::DEFAULT_GZIP_LEVEL)
         .map_err(|e| ApiError::internal("violations header", e))?;
     let mut bytes = body.take_output();
-    bytes.extend(body.finish().map_err(|e| ApiError::internal("violations body", e))?);
+    bytes.extend(
+        body.finish()
+            .map_err(|e| ApiError::internal("violations body", e))?,
+    );
     let mut resp = Response::new(Body::from(bytes));
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));

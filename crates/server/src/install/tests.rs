@@ -3,8 +3,14 @@ use super::*;
 #[test]
 fn parses_registry_timestamps() {
     assert_eq!(parse_rfc3339_ms("1970-01-01T00:00:00.000Z"), Some(0));
-    assert_eq!(parse_rfc3339_ms("2023-11-14T22:13:20.123Z"), Some(1_700_000_000_123));
-    assert_eq!(parse_rfc3339_ms("2000-02-29T00:00:00Z"), Some(951_782_400_000));
+    assert_eq!(
+        parse_rfc3339_ms("2023-11-14T22:13:20.123Z"),
+        Some(1_700_000_000_123)
+    );
+    assert_eq!(
+        parse_rfc3339_ms("2000-02-29T00:00:00Z"),
+        Some(951_782_400_000)
+    );
     assert_eq!(parse_rfc3339_ms("garbage"), None);
 }
 
