@@ -174,6 +174,18 @@ pub(crate) async fn load_packument(
     source: &Source,
     name: &str,
 ) -> Result<Option<Value>, ApiError> {
+    Ok(load_packument_fresh(state, source, name).await?.0)
+}
+
+/// [`load_packument`] plus the time (epoch ms) until which the result may be
+/// reused without asking any uplink again: the earliest expiry of the rows it
+/// merged, or "now" when stale data had to be served.
+async fn load_packument_fresh(
+    state: &Arc<AppState>,
+    source: &Source,
+    name: &str,
+) -> Result<(Option<Value>, i64), ApiError> {
+    let mut fresh_until = i64::MAX;
     let mut docs = Vec::new();
     let mut failures: Vec<(String, pnpr_upstream::UpstreamError)> = Vec::new();
     for uplink in &source.uplinks {
@@ -186,6 +198,7 @@ pub(crate) async fn load_packument(
         let maxage_ms = i64::try_from(cfg.maxage.as_millis()).unwrap_or(i64::MAX);
         if let Some(row) = &row {
             if now.saturating_sub(row.fetched_at_ms) < maxage_ms {
+                fresh_until = fresh_until.min(row.fetched_at_ms.saturating_add(maxage_ms));
                 docs.push((uplink.clone(), parse_row(row)?));
                 continue;
             }
@@ -207,6 +220,7 @@ pub(crate) async fn load_packument(
                         Ok(b) => b,
                         Err(e) => {
                             failures.push((uplink.clone(), e));
+                            fresh_until = now;
                             if let Some(row) = &row {
                                 docs.push((uplink.clone(), parse_row(row)?));
                             }
@@ -223,16 +237,19 @@ pub(crate) async fn load_packument(
                         last_modified,
                         fetched_at_ms: now,
                     })?;
+                    fresh_until = fresh_until.min(now.saturating_add(maxage_ms));
                     docs.push((uplink.clone(), doc));
                 }
                 304 if row.is_some() => {
                     state.db.touch_packument(&source.ns, name, uplink, now)?;
+                    fresh_until = fresh_until.min(now.saturating_add(maxage_ms));
                     if let Some(row) = &row {
                         docs.push((uplink.clone(), parse_row(row)?));
                     }
                 }
                 404 if !source.private => {
                     state.db.delete_packument(&source.ns, name, uplink)?;
+                    fresh_until = fresh_until.min(now.saturating_add(maxage_ms));
                 }
                 401 | 403 | 404 if source.private => {
                     // Fail closed: never fall back to cached data when the
@@ -251,6 +268,7 @@ pub(crate) async fn load_packument(
                     });
                 }
                 401 | 403 => {
+                    fresh_until = now;
                     tracing::warn!(
                         uplink,
                         name,
@@ -260,6 +278,7 @@ pub(crate) async fn load_packument(
                 }
                 status => {
                     tracing::warn!(uplink, name, status, "unexpected uplink status");
+                    fresh_until = now;
                     if let Some(row) = &row {
                         docs.push((uplink.clone(), parse_row(row)?));
                     } else {
@@ -274,8 +293,10 @@ pub(crate) async fn load_packument(
             },
             Err(e) => {
                 if e.is_transport() {
+                    fresh_until = now;
                     if let Some(row) = &row {
                         tracing::warn!(uplink, name, error = %e, "serving stale metadata");
+                        fresh_until = now;
                         docs.push((uplink.clone(), parse_row(row)?));
                         continue;
                     }
@@ -290,9 +311,9 @@ pub(crate) async fn load_packument(
         if let Some((uplink, e)) = failures.first() {
             return Err(ApiError::upstream(uplink, e));
         }
-        return Ok(None);
+        return Ok((None, fresh_until));
     }
-    Ok(pnpr_packument::merge(docs))
+    Ok((pnpr_packument::merge(docs), fresh_until))
 }
 
 fn parse_row(row: &PackumentRow) -> Result<Value, ApiError> {
@@ -311,23 +332,94 @@ fn wants_abbreviated(headers: &HeaderMap) -> bool {
         .is_some_and(|a| a.contains(ABBREVIATED))
 }
 
+/// A packument body as served, with its validator.
+#[derive(Debug)]
+pub struct Rendered {
+    body: bytes::Bytes,
+    etag: String,
+    ctype: &'static str,
+    /// Epoch ms until which the metadata behind it counts as fresh.
+    fresh_until: i64,
+}
+
 async fn serve_packument(
     state: &Arc<AppState>,
     source: &Source,
     parsed: &RegistryPath,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
-    let mut doc = load_packument(state, source, &parsed.name)
-        .await?
-        .ok_or_else(|| ApiError::not_found(&parsed.name))?;
-    pnpr_packument::rewrite_tarballs(&mut doc, &source.tarball_base);
     let abbreviated = wants_abbreviated(headers);
-    let (body, ctype) = if abbreviated {
-        (pnpr_packument::abbreviate(&doc), ABBREVIATED)
-    } else {
-        (doc, "application/json")
+    // Rendering (merge, rewrite, abbreviate, serialise) is the hot path of a
+    // warm proxy; while the metadata is fresh the bytes cannot change, so
+    // they are kept. The key carries everything that shapes the body.
+    let key = format!(
+        "{}\0{}\0{}\0{}\0{}",
+        source.ns,
+        parsed.name,
+        abbreviated,
+        source.tarball_base,
+        source.uplinks.join(",")
+    );
+    let now = now_ms();
+    let hit = state
+        .rendered
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&key)
+        .filter(|r| r.fresh_until > now)
+        .cloned();
+    let rendered = match hit {
+        Some(r) => r,
+        None => {
+            let (doc, fresh_until) = load_packument_fresh(state, source, &parsed.name).await?;
+            let mut doc = doc.ok_or_else(|| ApiError::not_found(&parsed.name))?;
+            pnpr_packument::rewrite_tarballs(&mut doc, &source.tarball_base);
+            let (body, ctype) = if abbreviated {
+                (pnpr_packument::abbreviate(&doc), ABBREVIATED)
+            } else {
+                (doc, "application/json")
+            };
+            let bytes = serde_json::to_vec(&body).unwrap_or_default();
+            let etag = format!("\"{}\"", &hex::encode(Sha256::digest(&bytes))[..32]);
+            let r = Arc::new(Rendered {
+                body: bytes::Bytes::from(bytes),
+                etag,
+                ctype,
+                fresh_until,
+            });
+            if fresh_until > now {
+                state
+                    .rendered
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .put(key, Arc::clone(&r));
+            }
+            r
+        }
     };
-    Ok(json_with_etag(&body, ctype, headers))
+    Ok(respond_rendered(&rendered, headers))
+}
+
+fn respond_rendered(r: &Rendered, headers: &HeaderMap) -> Response {
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|inm| {
+            inm.split(',')
+                .map(|t| t.trim().trim_start_matches("W/"))
+                .any(|t| t == r.etag || t == "*")
+        });
+    let mut resp = if matches {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        (StatusCode::OK, r.body.clone()).into_response()
+    };
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(r.ctype));
+    if let Ok(v) = HeaderValue::from_str(&r.etag) {
+        h.insert(header::ETAG, v);
+    }
+    resp
 }
 
 async fn serve_version(

@@ -77,6 +77,12 @@ pub struct AppState {
     /// Unpacked package files for `/v1/install` (under `cache`).
     pub files: pnpr_cafs::FileStore,
     pub secret: Vec<u8>,
+    /// Public-package set and per-user grants of the install accelerator's
+    /// upstream-authority path (spec §4.4–4.6), under `<cache>`.
+    pub access: crate::grants::AccessStore,
+    /// Rendered packument bodies (see `registry::Rendered`), valid until the
+    /// metadata they were built from goes stale.
+    pub rendered: std::sync::Mutex<lru::LruCache<String, Arc<crate::registry::Rendered>>>,
     /// Auth-aware resolution cache (spec §5.8).
     pub resolutions: std::sync::Mutex<pnpr_rescache::CandidateCache<Arc<CachedResolution>>>,
 }
@@ -143,7 +149,14 @@ impl AppState {
             .unwrap_or(std::time::Duration::from_secs(300));
         let resolutions =
             std::sync::Mutex::new(pnpr_rescache::CandidateCache::new(secret.clone(), ttl));
+        let rendered = std::sync::Mutex::new(lru::LruCache::new(
+            std::num::NonZeroUsize::new(2048).unwrap_or(std::num::NonZeroUsize::MIN),
+        ));
+        let access =
+            crate::grants::AccessStore::open(&config.cache, config.install_accelerator.grant_ttl);
         Ok(Arc::new(Self {
+            access,
+            rendered,
             resolutions,
             config,
             public_url,
@@ -321,7 +334,8 @@ fn build_network(
         GuardPolicy {
             allow_private: config.network.allow_private.clone(),
         },
-    )?;
+    )?
+    .with_own_url(public_url);
     Ok(Network {
         uplinks,
         client,
