@@ -6,8 +6,15 @@
 //!   policy for this caller, and every package whose files are served is
 //!   authorized again before a byte of it is framed (spec §4);
 //! - the request's `registry` must be pnpr itself (or one of its
-//!   `/~<uplink>/` endpoints); anything else is refused like an off-list
-//!   fetch, so the endpoint cannot be turned into a fetcher of arbitrary URLs;
+//!   `/~<uplink>/` endpoints) or a registry declared in `routes.public` that
+//!   is not an uplink's; anything else is refused like an off-list fetch, so
+//!   the endpoint cannot be turned into a fetcher of arbitrary URLs;
+//! - on a `routes.public` registry a forwarded `authHeaders` credential makes
+//!   the upstream the authority (spec §4.3): nothing fetched with it enters a
+//!   shared cache (per-request memo only, tarball flights keyed by the
+//!   credential's digest, no resolution-cache entry), and a package whose
+//!   files the server already holds is served only after the public set, a
+//!   live grant of this user or a probe says so (see `crate::grants`);
 //! - file bytes come only from the unpacked-file store, which is filled only
 //!   from tarballs that passed integrity verification;
 //! - the response is produced as a stream (header first, then frames), so
@@ -24,6 +31,7 @@ use futures_util::future::BoxFuture;
 use futures_util::{StreamExt, TryStreamExt};
 use pnpr_auth::{Action, Identity, Policy};
 use pnpr_store::TarballBody;
+use pnpr_upstream::RouteKind;
 use serde_json::Value;
 
 use crate::error::ApiError;
@@ -32,6 +40,13 @@ use crate::state::AppState;
 use crate::users::identify;
 
 const CONTENT_TYPE: &str = "application/x-pnpr-install-inline";
+/// What a client asks a registry for when it resolves.
+const FORWARDED_ACCEPT: &str =
+    "application/vnd.npm.install-v1+json; q=1.0, application/json; q=0.8, */*";
+/// The access probes of spec §4.4–4.5.
+const PROBE_ACCEPT: &str = "application/vnd.npm.install-v1+json";
+/// Largest packument read from a forwarded registry.
+const MAX_FORWARDED_PACKUMENT: u64 = 256 * 1024 * 1024;
 /// Tarballs fetched and unpacked at once for one install.
 const FETCH_CONCURRENCY: usize = 16;
 
@@ -42,6 +57,40 @@ enum Scope {
     Public,
     /// The client's registry is `/~<uplink>/`.
     Uplink(String),
+    /// The client's registry is a `routes.public` registry, reached directly
+    /// with the caller's forwarded credentials.
+    Forwarded(Arc<Forwarded>),
+}
+
+/// A `routes.public` registry and the caller's forwarded credential map.
+struct Forwarded {
+    /// As the client sent it, with a trailing `/`.
+    registry: String,
+    auth: pnpr_install::AuthHeaders,
+}
+
+impl Forwarded {
+    fn packument_url(&self, name: &str) -> String {
+        format!("{}{}", self.registry, crate::registry::encode_name(name))
+    }
+
+    /// The forwarded credential for `name`'s packument URL (spec §4.3): its
+    /// presence makes the upstream the authority for that package.
+    fn credential(&self, name: &str) -> Option<pnpr_upstream::Secret> {
+        crate::grants::credential_for(&self.auth, &self.packument_url(name))
+            .map(pnpr_upstream::Secret::new)
+    }
+}
+
+/// How served packages of a forwarded request were let through, for the
+/// `x-pnpr-upstream-authority` response header.
+#[derive(Default)]
+struct AuthorityStats {
+    public: u64,
+    fresh: u64,
+    grant: u64,
+    probed_public: u64,
+    probed_grant: u64,
 }
 
 /// The resolver's window onto pnpr's mirror, for one caller.
@@ -66,6 +115,7 @@ impl Metadata {
     fn private_uplink(&self, name: &str) -> Option<String> {
         match &self.scope {
             Scope::Uplink(u) => Some(u.clone()),
+            Scope::Forwarded(_) => None,
             // Name ownership: a hosted name is never routed to an uplink.
             Scope::Public if self.state.hosted.is_hosted(name) => None,
             Scope::Public => self
@@ -133,6 +183,14 @@ impl Metadata {
         {
             return Ok(Arc::clone(doc));
         }
+        if let Scope::Forwarded(fwd) = &self.scope {
+            let doc = Arc::new(self.load_forwarded(fwd, name).await?);
+            self.docs
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(name.to_string(), Arc::clone(&doc));
+            return Ok(doc);
+        }
         if matches!(self.scope, Scope::Public) {
             self.policy
                 .check(&self.who, name, Action::Access)
@@ -164,6 +222,74 @@ impl Metadata {
     }
 }
 
+impl Metadata {
+    /// One packument straight from a `routes.public` registry, with the
+    /// caller's forwarded credential when one matches; pnpr's own policy
+    /// decides when none does (spec §4.3).
+    async fn load_forwarded(&self, fwd: &Forwarded, name: &str) -> Result<Value, ApiError> {
+        let credential = fwd.credential(name);
+        if credential.is_none() {
+            self.policy
+                .check(&self.who, name, Action::Access)
+                .map_err(|d| ApiError::denied(d, name))?;
+        }
+        let req = pnpr_upstream::FetchRequest {
+            url: fwd.packument_url(name),
+            accept: Some(FORWARDED_ACCEPT.to_string()),
+            ..Default::default()
+        };
+        let client = &self.state.net().client;
+        let sent = match &credential {
+            Some(c) => client.fetch_forwarded(req, c.clone()).await,
+            None => client.fetch(req).await,
+        };
+        let resp = sent.map_err(|e| {
+            tracing::warn!(package = name, error = %e, "forwarded metadata fetch failed");
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                format!("metadata of {name} could not be fetched from the registry"),
+            )
+        })?;
+        match resp.status {
+            200..=299 => {}
+            401 | 403 if credential.is_none() => {
+                return Err(ApiError::unauthorized(format!(
+                    "{name} needs a credential for {}; none was forwarded in authHeaders",
+                    redact_url(&fwd.registry)
+                )))
+            }
+            // A refusal during the cold resolve aborts without touching
+            // grants; only the re-check hook clears (spec §4.6).
+            401 | 403 => {
+                return Err(ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("the registry refused the forwarded credential for {name}"),
+                ))
+            }
+            404 => return Err(ApiError::not_found(name)),
+            s => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    format!("the registry answered {s} for {name}"),
+                ))
+            }
+        }
+        let bytes = resp.bytes(MAX_FORWARDED_PACKUMENT).await.map_err(|e| {
+            tracing::warn!(package = name, error = %e, "forwarded metadata body failed");
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                format!("metadata of {name} could not be read from the registry"),
+            )
+        })?;
+        serde_json::from_slice(&bytes).map_err(|_| {
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                format!("metadata of {name} is not valid JSON"),
+            )
+        })
+    }
+}
+
 impl pnpr_resolver::MetadataSource for Metadata {
     fn packument<'a>(
         &'a self,
@@ -172,6 +298,10 @@ impl pnpr_resolver::MetadataSource for Metadata {
         Box::pin(async move {
             let doc = self.load(name).await.map_err(|e| self.deny(name, e))?;
             // The resolver sees what a client of this registry would see.
+            if matches!(self.scope, Scope::Forwarded(_)) {
+                // Tarballs stay on the client's own registry.
+                return Ok(doc);
+            }
             let mut view = (*doc).clone();
             // Tarball routing (spec §5.5): a package served through an
             // uplink endpoint the client's registry does not point at gets
@@ -189,9 +319,19 @@ impl pnpr_resolver::MetadataSource for Metadata {
 
 /// Maps the request's `registry` onto a scope, refusing anything that is
 /// not pnpr itself.
-fn scope_for(state: &AppState, registry: &str) -> Result<Scope, ApiError> {
+fn scope_for(
+    state: &AppState,
+    registry: &str,
+    auth: &pnpr_install::AuthHeaders,
+) -> Result<Scope, ApiError> {
     let own = state.public_url.as_str();
     let Some(rest) = registry.strip_prefix(own) else {
+        if let Some(registry) = forwardable_registry(state, registry) {
+            return Ok(Scope::Forwarded(Arc::new(Forwarded {
+                registry,
+                auth: auth.clone(),
+            })));
+        }
         return Err(ApiError::forbidden(format!(
             "registry {} is not served by this pnpr; point the client's registry at {own}",
             redact_url(registry)
@@ -206,6 +346,42 @@ fn scope_for(state: &AppState, registry: &str) -> Result<Scope, ApiError> {
         .filter(|u| !u.is_empty() && !u.contains('/'))
         .ok_or_else(|| ApiError::forbidden("registry path is not a pnpr endpoint"))?;
     Ok(Scope::Uplink(uplink.to_string()))
+}
+
+/// `registry` (with a trailing `/`) when it lies under a registry declared
+/// in `routes.public`, classifies Public, and is neither pnpr's own origin
+/// nor an uplink's (those keep the server-held credential path).
+fn forwardable_registry(state: &AppState, registry: &str) -> Option<String> {
+    let mut registry = registry.to_string();
+    if !registry.ends_with('/') {
+        registry.push('/');
+    }
+    let url = url::Url::parse(&registry).ok()?;
+    let origin = |u: &url::Url| {
+        (
+            u.scheme().to_string(),
+            u.host_str().map(str::to_string),
+            u.port_or_known_default(),
+        )
+    };
+    if origin(&url) == origin(&state.public_url) || url.query().is_some() {
+        return None;
+    }
+    let net = state.net();
+    if net
+        .uplinks
+        .values()
+        .any(|u| origin(&u.config.url) == origin(&url))
+    {
+        return None;
+    }
+    let declared = state.config.routes.public.iter().any(|r| {
+        r.registry
+            .as_ref()
+            .is_some_and(|reg| origin(reg) == origin(&url) && url.path().starts_with(reg.path()))
+    });
+    let public = net.client.table().classify(&registry).ok() == Some(RouteKind::Public);
+    (declared && public).then_some(registry)
 }
 
 /// scheme://host[:port]/path with no userinfo, query or fragment.
@@ -240,7 +416,11 @@ async fn run(state: Arc<AppState>, headers: HeaderMap, body: Bytes) -> Result<Re
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let who = identify(&state, &headers);
     let policy = state.policy();
-    let scope = scope_for(&state, &req.registry)?;
+    let scope = scope_for(&state, &req.registry, &req.auth_headers)?;
+    let forwarded = match &scope {
+        Scope::Forwarded(f) => Some(Arc::clone(f)),
+        _ => None,
+    };
     if let Scope::Uplink(u) = &scope {
         policy.check_uplink(&who, u).map_err(|d| match d {
             pnpr_auth::UplinkDenial::NotExposed => ApiError::not_found(format!("uplink ~{u}")),
@@ -264,11 +444,17 @@ async fn run(state: Arc<AppState>, headers: HeaderMap, body: Bytes) -> Result<Re
     let opts = resolve_options(&req);
     let key = base_key(&req, &scope);
     let gate = |d: &pnpr_rescache::Descriptor| passes_gate(&state, &policy, &who, d);
-    let cached = state
-        .resolutions
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .lookup(&key, gate);
+    // A forwarded-credential resolution is never shared: its gates are the
+    // upstream's decisions, which the candidate cache cannot re-check.
+    let cached = if forwarded.is_some() {
+        None
+    } else {
+        state
+            .resolutions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .lookup(&key, gate)
+    };
     let cache_hit = cached.is_some();
     let resolved = match cached {
         Some(hit) => hit,
@@ -315,11 +501,13 @@ async fn run(state: Arc<AppState>, headers: HeaderMap, body: Bytes) -> Result<Re
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone();
-            state
-                .resolutions
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .store(&key, footprint, Arc::clone(&value));
+            if forwarded.is_none() {
+                state
+                    .resolutions
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .store(&key, footprint, Arc::clone(&value));
+            }
             value
         }
     };
@@ -349,11 +537,33 @@ async fn run(state: Arc<AppState>, headers: HeaderMap, body: Bytes) -> Result<Re
     let have: std::collections::HashSet<&str> =
         req.store_integrities.iter().map(String::as_str).collect();
     let mut missing = Vec::new();
+    let mut authority = AuthorityStats::default();
+    // Packages fetched below with the caller's credential earn a grant once
+    // the fetch succeeded (spec §4.5 step 2).
+    let mut fresh = Vec::new();
     for p in &resolved.packages {
         if have.contains(p.integrity.as_str()) {
             continue;
         }
-        if matches!(scope, Scope::Public) {
+        if let Some(fwd) = &forwarded {
+            if let Some(credential) = fwd.credential(&p.name) {
+                let unpacked = state.files.has_index(&p.integrity);
+                let now = pnpr_store::now_ms();
+                if state.access.is_public(&p.name, now) {
+                    authority.public += 1;
+                } else if !unpacked {
+                    authority.fresh += 1;
+                    fresh.push(format!("{}@{}", p.name, p.version));
+                } else {
+                    authorize_warm(&state, fwd, &who, p, &credential, &mut authority).await?;
+                }
+                if !unpacked {
+                    missing.push(p.clone());
+                }
+                continue;
+            }
+        }
+        if matches!(scope, Scope::Public | Scope::Forwarded(_)) {
             policy
                 .check(&who, &p.name, Action::Access)
                 .map_err(|d| ApiError::denied(d, &p.name))?;
@@ -375,6 +585,12 @@ async fn run(state: Arc<AppState>, headers: HeaderMap, body: Bytes) -> Result<Re
         .buffer_unordered(FETCH_CONCURRENCY)
         .try_collect::<Vec<()>>()
         .await?;
+    if let Identity::User(user) = &who {
+        let now = pnpr_store::now_ms();
+        for pkg in &fresh {
+            state.access.record_grant(user, pkg, now);
+        }
+    }
 
     let lookup = FileIndexLookup { state: &state };
     let plan = pnpr_install::plan(&packages, &req.store_integrities, &lookup)
@@ -390,7 +606,86 @@ async fn run(state: Arc<AppState>, headers: HeaderMap, body: Bytes) -> Result<Re
         cache_hit,
         "install resolved"
     );
-    respond(&state, lockfile, plan, cache_hit)
+    let mut resp = respond(&state, lockfile, plan, cache_hit)?;
+    if forwarded.is_some() {
+        let a = &authority;
+        let value = format!(
+            "public={} fresh={} grant={} probed-public={} probed-grant={}",
+            a.public, a.fresh, a.grant, a.probed_public, a.probed_grant
+        );
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            resp.headers_mut().insert("x-pnpr-upstream-authority", v);
+        }
+    }
+    Ok(resp)
+}
+
+/// Spec §4.5 steps 3–5 for a package whose files the server already holds
+/// (public set and fresh fetch were handled by the caller).
+async fn authorize_warm(
+    state: &AppState,
+    fwd: &Forwarded,
+    who: &Identity,
+    p: &crate::state::ResolvedRef,
+    credential: &pnpr_upstream::Secret,
+    stats: &mut AuthorityStats,
+) -> Result<(), ApiError> {
+    let pkg = format!("{}@{}", p.name, p.version);
+    let user = match who {
+        Identity::User(u) => Some(u.as_str()),
+        _ => None,
+    };
+    if user.is_some_and(|u| state.access.has_grant(u, &pkg, pnpr_store::now_ms())) {
+        stats.grant += 1;
+        return Ok(());
+    }
+    let probe = |credential: Option<pnpr_upstream::Secret>| async move {
+        let req = pnpr_upstream::FetchRequest {
+            url: fwd.packument_url(&p.name),
+            accept: Some(PROBE_ACCEPT.to_string()),
+            ..Default::default()
+        };
+        let client = &state.net().client;
+        let sent = match credential {
+            Some(c) => client.fetch_forwarded(req, c).await,
+            None => client.fetch(req).await,
+        };
+        match sent {
+            Ok(resp) => Some(resp.status),
+            Err(e) => {
+                tracing::warn!(package = %p.name, error = %e, "access probe failed");
+                None
+            }
+        }
+    };
+    if probe(None).await.is_some_and(|s| (200..300).contains(&s)) {
+        state.access.mark_public(&p.name, pnpr_store::now_ms());
+        stats.probed_public += 1;
+        return Ok(());
+    }
+    match probe(Some(credential.clone())).await {
+        Some(200..=299) => {
+            if let Some(u) = user {
+                state.access.record_grant(u, &pkg, pnpr_store::now_ms());
+            }
+            stats.probed_grant += 1;
+            Ok(())
+        }
+        Some(401 | 403) => {
+            if let Some(u) = user {
+                let cleared = state.access.clear_package(u, &p.name);
+                tracing::info!(package = %p.name, cleared, "upstream revoked access; grants cleared");
+            }
+            Err(ApiError::forbidden(format!(
+                "the registry no longer grants access to {}",
+                p.name
+            )))
+        }
+        _ => Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            format!("could not verify access to {}", p.name),
+        )),
+    }
 }
 
 /// Resolver inputs for the request's projects. pnpm 11.5.2 sends only each
@@ -453,7 +748,11 @@ fn base_key(req: &pnpr_install::InstallRequest, scope: &Scope) -> String {
     let lockfile_hash = req.lockfile.as_ref().map(pnpr_rescache::base_key);
     pnpr_rescache::base_key(&serde_json::json!({
         "registry": req.registry,
-        "scope": match scope { Scope::Public => String::new(), Scope::Uplink(u) => u.clone() },
+        "scope": match scope {
+            Scope::Public => String::new(),
+            Scope::Uplink(u) => u.clone(),
+            Scope::Forwarded(f) => format!("fwd:{}", f.registry),
+        },
         "namedRegistries": req.named_registries,
         "overrides": req.overrides,
         "projects": projects,
@@ -542,6 +841,8 @@ async fn ensure_unpacked(
             path: stored.path,
             len: stored.len,
         })
+    } else if let Scope::Forwarded(fwd) = &meta.scope {
+        forwarded_tarball(state, fwd, name, vdoc).await?
     } else {
         let source = meta
             .source(name)
@@ -584,6 +885,81 @@ async fn ensure_unpacked(
             format!("refusing the tarball of {label}: {e}"),
         )
     })
+}
+
+/// The verified tarball of one version from a `routes.public` registry,
+/// fetched with the caller's credential when its URL is on the registry's
+/// origin. The flight is keyed by registry and credential digest so a
+/// concurrent caller with another (or no) credential never joins it, and
+/// nothing is kept in the tarball cache.
+async fn forwarded_tarball(
+    state: &Arc<AppState>,
+    fwd: &Forwarded,
+    name: &str,
+    vdoc: &Value,
+) -> Result<TarballBody, ApiError> {
+    use sha2::{Digest, Sha256};
+    let sri = crate::registry::expected_integrity(vdoc).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            format!("{name} has no integrity in its packument"),
+        )
+    })?;
+    let url = vdoc
+        .get("dist")
+        .and_then(|d| d.get("tarball"))
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::not_found(format!("{name} tarball")))?
+        .to_string();
+    let origin = |raw: &str| {
+        url::Url::parse(raw).ok().map(|u| {
+            (
+                u.scheme().to_string(),
+                u.host_str().map(str::to_string),
+                u.port_or_known_default(),
+            )
+        })
+    };
+    let credential = fwd
+        .credential(name)
+        .filter(|_| origin(&url).is_some() && origin(&url) == origin(&fwd.registry));
+    // 128 bits of each digest keep the namespace within the CAS's length cap.
+    let registry_digest = hex::encode(Sha256::digest(fwd.registry.as_bytes()));
+    let credential_digest = credential
+        .as_ref()
+        .map_or_else(|| "anonymous".to_string(), pnpr_upstream::Secret::digest);
+    let ns = format!(
+        "fwd-{}-{}",
+        registry_digest.get(..32).unwrap_or(&registry_digest),
+        credential_digest.get(..32).unwrap_or(&credential_digest)
+    );
+    let st = Arc::clone(state);
+    let label = name.to_string();
+    state
+        .tarballs
+        .get(&ns, &sri, false, move || async move {
+            let req = pnpr_upstream::FetchRequest {
+                url,
+                accept: Some("application/octet-stream".into()),
+                ..Default::default()
+            };
+            let client = &st.net().client;
+            let resp = match credential {
+                Some(c) => client.fetch_forwarded(req, c).await,
+                None => client.fetch(req).await,
+            }
+            .map_err(|e| e.to_string())?;
+            if resp.status != 200 {
+                return Err(format!(
+                    "the registry answered {} for the tarball of {label}",
+                    resp.status
+                ));
+            }
+            let stream = resp.into_stream().map(|r| r.map_err(|e| e.to_string()));
+            Ok(Box::pin(stream) as pnpr_store::flight::ByteStream)
+        })
+        .await
+        .map_err(ApiError::from)
 }
 
 struct FileIndexLookup<'a> {

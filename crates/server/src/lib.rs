@@ -11,6 +11,7 @@
 
 pub mod descriptor;
 pub mod error;
+pub mod grants;
 pub mod hosted;
 pub mod install;
 pub mod registry;

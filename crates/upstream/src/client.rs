@@ -5,8 +5,14 @@
 //!   and the allowlist before anything is sent; a refused hop sends nothing;
 //! * an uplink's credentials are attached only when the hop's origin (scheme,
 //!   host, port) equals that uplink's URL origin, only for the uplink named in
-//!   [`FetchRequest::via`], and never for a hop classified Public; no other
-//!   source of credentials exists;
+//!   [`FetchRequest::via`], and never for a hop classified Public;
+//! * a caller-forwarded credential ([`UpstreamClient::fetch_forwarded`])
+//!   is attached only to a hop classified Public that lies on the origin of
+//!   the first URL, is not pnpr's own origin (fail closed when that origin
+//!   was never declared with [`UpstreamClient::with_own_url`]) and is not an
+//!   uplink's origin, so it never replaces a server-held credential and a
+//!   redirect to another origin drops it; no other source of credentials
+//!   exists;
 //! * IP-literal hosts are checked by the connect-time guard before sending, and
 //!   names are checked inside the resolver reqwest connects with;
 //! * no error or log line carries userinfo, a query string or a credential.
@@ -17,8 +23,8 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use futures_util::stream::{self, BoxStream, StreamExt};
 use http::header::{
-    HeaderMap, HeaderValue, ACCEPT, CONTENT_TYPE, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH,
-    LAST_MODIFIED, LOCATION,
+    HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, ETAG, IF_MODIFIED_SINCE,
+    IF_NONE_MATCH, LAST_MODIFIED, LOCATION,
 };
 use url::{Host, Url};
 
@@ -26,7 +32,7 @@ use crate::breaker::{Breaker, Outcome};
 use crate::guard::{Guard, GuardRefusal, GuardedResolver};
 use crate::rawurl::{check_raw, check_raw_location, redact, redact_origin, redact_raw};
 use crate::route::UplinkEntry;
-use crate::{GuardPolicy, NameResolver, RouteKind, RouteTable, UpstreamError};
+use crate::{GuardPolicy, NameResolver, RouteKind, RouteTable, Secret, UpstreamError};
 
 /// Redirect hops followed before giving up.
 pub const MAX_REDIRECTS: usize = 5;
@@ -145,6 +151,8 @@ pub struct UpstreamClient {
     http: reqwest::Client,
     guard: Arc<Guard>,
     breakers: Vec<(String, UplinkState)>,
+    /// pnpr's own origin; forwarded credentials never go there.
+    own: Option<Url>,
 }
 
 impl std::fmt::Debug for UpstreamClient {
@@ -198,7 +206,38 @@ impl UpstreamClient {
             http,
             guard,
             breakers,
+            own: None,
         })
+    }
+
+    /// Declares pnpr's own URL. Until this is called no forwarded credential
+    /// is ever attached, because the client could not tell a hop to pnpr
+    /// itself apart from one to a public registry.
+    pub fn with_own_url(mut self, own: &Url) -> Self {
+        self.own = Some(own.clone());
+        self
+    }
+
+    /// Whether a forwarded credential may ride on this hop (module docs).
+    fn may_forward(&self, first: &Url, url: &Url, kind: &RouteKind) -> bool {
+        let origin = |u: &Url| {
+            (
+                u.scheme().to_owned(),
+                u.host_str().map(str::to_owned),
+                u.port_or_known_default(),
+            )
+        };
+        *kind == RouteKind::Public
+            && origin(first) == origin(url)
+            && self
+                .own
+                .as_ref()
+                .is_some_and(|own| origin(own) != origin(url))
+            && !self
+                .table
+                .uplinks()
+                .iter()
+                .any(|u| u.prefix.same_origin(url))
     }
 
     pub fn table(&self) -> &RouteTable {
@@ -224,6 +263,27 @@ impl UpstreamClient {
     /// Non-2xx statuses are returned as responses, not errors (except that a 5xx
     /// counts as a failure for the uplink's breaker).
     pub async fn fetch(&self, req: FetchRequest) -> Result<FetchResponse, UpstreamError> {
+        self.fetch_inner(req, None).await
+    }
+
+    /// Like [`Self::fetch`], offering a complete `Authorization` value the
+    /// caller of pnpr forwarded for a `routes.public` registry. It rides only
+    /// on hops the module docs allow; elsewhere the request goes out exactly
+    /// as [`Self::fetch`] would send it. (A separate entry point rather than
+    /// a [`FetchRequest`] field keeps every existing request literal valid.)
+    pub async fn fetch_forwarded(
+        &self,
+        req: FetchRequest,
+        authorization: Secret,
+    ) -> Result<FetchResponse, UpstreamError> {
+        self.fetch_inner(req, Some(&authorization)).await
+    }
+
+    async fn fetch_inner(
+        &self,
+        req: FetchRequest,
+        forwarded: Option<&Secret>,
+    ) -> Result<FetchResponse, UpstreamError> {
         let (url, kind) = self.table.check(&req.url)?;
         let uplink = match req.via.as_deref() {
             None => None,
@@ -253,7 +313,7 @@ impl UpstreamClient {
                 Some(permit)
             }
         };
-        let result = self.follow(url, kind, uplink, &req).await;
+        let result = self.follow(url, kind, uplink, &req, forwarded).await;
         if let Some(permit) = permit {
             let outcome = match &result {
                 Ok(resp) if resp.status >= 500 => Outcome::Failure,
@@ -272,9 +332,11 @@ impl UpstreamClient {
         mut kind: RouteKind,
         uplink: Option<&UplinkEntry>,
         req: &FetchRequest,
+        forwarded: Option<&Secret>,
     ) -> Result<FetchResponse, UpstreamError> {
         let timeout = uplink.map_or(DEFAULT_TIMEOUT, |u| u.timeout);
         let base = base_headers(req)?;
+        let first = url.clone();
         let mut hops = 0;
         loop {
             self.check_literal_host(&url)?;
@@ -287,6 +349,17 @@ impl UpstreamClient {
                 for (name, value) in &up.credentials {
                     headers.insert(name.clone(), value.clone());
                 }
+            }
+            let forwarded = forwarded
+                .filter(|_| with_credentials.is_none() && self.may_forward(&first, &url, &kind));
+            if let Some(secret) = forwarded {
+                let mut hv =
+                    HeaderValue::from_str(secret.expose()).map_err(|_| UpstreamError::BadUrl {
+                        url: redact_raw(&req.url),
+                        reason: "invalid forwarded authorization value".to_owned(),
+                    })?;
+                hv.set_sensitive(true);
+                headers.insert(AUTHORIZATION, hv);
             }
             let label = redact(&url);
             let send = self.http.get(url.clone()).headers(headers).send();
@@ -302,6 +375,7 @@ impl UpstreamClient {
                 status,
                 route = ?kind,
                 credentials = with_credentials.is_some(),
+                forwarded = forwarded.is_some(),
                 "upstream fetch"
             );
 

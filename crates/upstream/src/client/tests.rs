@@ -688,3 +688,98 @@ fn fetch_request_debug_is_redacted() {
     assert!(!text.contains("SEKRIT"), "{text}");
     assert!(text.contains("http://h.test/p"), "{text}");
 }
+
+#[tokio::test]
+async fn forwarded_credential_only_on_public_registry_origin() {
+    const FWD: &str = "Bearer fwd-SEKRIT-9";
+    let other = TestServer::start(|_| ok("{}")).await;
+    let other_url = other.url("/pkg");
+    let reg = TestServer::start(move |head| {
+        if head.starts_with("GET /away ") {
+            redirect(&other_url)
+        } else if head.starts_with("GET /same ") {
+            redirect("/final")
+        } else {
+            ok("{}")
+        }
+    })
+    .await;
+    let corp = TestServer::start(|_| ok("{}")).await;
+    let own = Url::parse("http://pnpr.test:1/pnpr/").expect("own");
+    let c = client(
+        vec![uplink("corp", &corp.url("/npm/"))],
+        vec![public(&reg.url("/")), public(&other.url("/"))],
+    )
+    .with_own_url(&own);
+    let fwd = || Secret::new(FWD.to_owned());
+    let auth_line = format!("authorization: {FWD}");
+
+    // Public registry: attached, also after a same-origin redirect.
+    c.fetch_forwarded(get(reg.url("/pkg"), None), fwd())
+        .await
+        .expect("fetch");
+    c.fetch_forwarded(get(reg.url("/same"), None), fwd())
+        .await
+        .expect("fetch");
+    let heads = reg.heads();
+    assert_eq!(heads.len(), 3, "{heads:?}");
+    for h in &heads {
+        assert!(h.contains(&auth_line), "{h}");
+    }
+
+    // A redirect to another (also public) origin drops it.
+    c.fetch_forwarded(get(reg.url("/away"), None), fwd())
+        .await
+        .expect("fetch");
+    let head = other.heads().pop().expect("followed");
+    assert!(!has_header(&head, "authorization"), "{head}");
+
+    // An uplink keeps its own server credential; the forwarded one never
+    // replaces it.
+    c.fetch_forwarded(get(corp.url("/npm/pkg"), Some("corp")), fwd())
+        .await
+        .expect("fetch");
+    let head = corp.heads().pop().expect("request");
+    assert!(head.contains(&format!("authorization: {TOKEN}")), "{head}");
+    assert!(!head.contains("fwd-SEKRIT"), "{head}");
+
+    // Plain fetch never sends it, and without a declared own URL nothing is
+    // forwarded at all (fail closed).
+    c.fetch(get(reg.url("/pkg"), None)).await.expect("fetch");
+    let bare = client(vec![], vec![public(&reg.url("/"))]);
+    bare.fetch_forwarded(get(reg.url("/pkg"), None), fwd())
+        .await
+        .expect("fetch");
+    let heads = reg.heads();
+    for h in &heads[heads.len() - 2..] {
+        assert!(!has_header(h, "authorization"), "{h}");
+    }
+}
+
+#[tokio::test]
+async fn forwarded_credential_never_goes_to_own_origin() {
+    let own_srv = TestServer::start(|_| ok("{}")).await;
+    let own = Url::parse(&own_srv.url("/")).expect("own");
+    let table = RouteTable::new(RouteTableInput {
+        own: own.clone(),
+        uplinks: vec![],
+        // Even a (mis)declared public route on our own origin gets nothing.
+        public: vec![public(&own_srv.url("/"))],
+    })
+    .expect("table");
+    let c = UpstreamClient::new(
+        table,
+        Arc::new(MapResolver::default()),
+        GuardPolicy::default(),
+    )
+    .expect("client")
+    .with_own_url(&own);
+    c.fetch_forwarded(
+        get(own_srv.url("/pkg"), None),
+        Secret::new("Bearer x".to_owned()),
+    )
+    .await
+    .expect("fetch");
+    let head = own_srv.heads().pop().expect("request");
+    assert!(!has_header(&head, "authorization"), "{head}");
+}
