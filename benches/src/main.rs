@@ -100,11 +100,13 @@ fn parse_args() -> Args {
     a
 }
 
-/// Prints `msg` and exits non-zero: a benchmark that cannot vouch for its
-/// figures must not print them.
+/// Prints `msg` and aborts the run non-zero: a benchmark that cannot vouch
+/// for its figures must not print them. Unwinds rather than calling
+/// `process::exit`, so the server guards on the stack are dropped and no
+/// registry, Verdaccio or pnpr is left running.
 pub(crate) fn fail(msg: &str) -> ! {
     eprintln!("pnpr-bench: {msg}");
-    std::process::exit(1);
+    std::panic::resume_unwind(Box::new(()))
 }
 
 fn shape_of(a: &Args) -> shaper::Shape {
