@@ -63,7 +63,8 @@ log:
 YAML
 
 # Dependency closures of a few popular real projects: a web server, a
-# bundler, a test runner, a linter, a compiler, a UI library. Together
+# bundler, a test runner, a linter, a compiler, a UI library, a CLI framework.
+# Together
 # roughly 800-1500 packages.
 cat > "$CORPUS/project/package.json" <<'JSON'
 {
@@ -82,7 +83,13 @@ cat > "$CORPUS/project/package.json" <<'JSON'
     "react": "19.0.0",
     "react-dom": "19.0.0",
     "lodash": "4.17.21",
-    "axios": "1.7.9"
+    "axios": "1.7.9",
+    "@angular/cli": "19.0.6",
+    "vite": "6.0.7",
+    "mocha": "11.0.1",
+    "prettier": "3.4.2",
+    "@nestjs/core": "10.4.15",
+    "sass": "1.83.1"
   }
 }
 JSON

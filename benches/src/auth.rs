@@ -51,7 +51,7 @@ async fn post(
         std::process::exit(1);
     }
     let mut raw = Vec::new();
-    flate2::read::GzDecoder::new(&r.body[..])
+    flate2::read::MultiGzDecoder::new(&r.body[..])
         .read_to_end(&mut raw)
         .expect("gzip");
     let len = u32::from_be_bytes(raw[..4].try_into().expect("len")) as usize;

@@ -202,7 +202,7 @@ async fn post_install(url: &str, body: &serde_json::Value) -> (serde_json::Value
         .await;
     r.assert_status(200);
     let mut raw = Vec::new();
-    flate2::read::GzDecoder::new(&r.body[..])
+    flate2::read::MultiGzDecoder::new(&r.body[..])
         .read_to_end(&mut raw)
         .expect("gzip body");
     let len = u32::from_be_bytes(raw[..4].try_into().expect("len")) as usize;

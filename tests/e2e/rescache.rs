@@ -68,7 +68,7 @@ async fn install(
         )
         .await;
     let mut raw = Vec::new();
-    if flate2::read::GzDecoder::new(&r.body[..])
+    if flate2::read::MultiGzDecoder::new(&r.body[..])
         .read_to_end(&mut raw)
         .is_err()
     {

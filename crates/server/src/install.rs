@@ -1129,6 +1129,17 @@ fn respond_violations(violations: &[pnpr_install::Violation]) -> Result<Response
     Ok(resp)
 }
 
+/// One complete gzip member of `data`.
+fn gzip_member(data: &[u8]) -> Result<Vec<u8>, std::io::Error> {
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(
+        Vec::with_capacity(data.len() / 4 + 64),
+        flate2::Compression::new(pnpr_install::DEFAULT_GZIP_LEVEL),
+    );
+    gz.write_all(data)?;
+    gz.finish()
+}
+
 /// Streams header, frames and end marker as one gzip body.
 fn respond(
     state: &Arc<AppState>,
@@ -1138,39 +1149,44 @@ fn respond(
 ) -> Result<Response, ApiError> {
     let header_bytes = pnpr_install::header_json(lockfile, &plan)
         .map_err(|e| ApiError::internal("response header", e))?;
-    let mut body = pnpr_install::InlineBody::new(&header_bytes, pnpr_install::DEFAULT_GZIP_LEVEL)
-        .map_err(|e| ApiError::internal("response header", e))?;
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
+    // The body is a sequence of gzip members: one for the header and the
+    // empty files sub-header, one stored member per file frame (compressed
+    // once, when first served, and kept by the file store), one for the end
+    // marker. Concatenated members are one valid gzip stream for the client,
+    // and nothing but the header is compressed per request.
+    let mut head = Vec::with_capacity(header_bytes.len() + 10);
+    let len = u32::try_from(header_bytes.len())
+        .map_err(|_| ApiError::internal("response header", "header larger than 4 GiB"))?;
+    head.extend_from_slice(&len.to_be_bytes());
+    head.extend_from_slice(&header_bytes);
+    head.extend_from_slice(&[0, 0, 0, 2, b'{', b'}']);
+    let head = gzip_member(&head).map_err(|e| ApiError::internal("response header", e))?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
     let st = Arc::clone(state);
     tokio::task::spawn_blocking(move || {
-        let first = body.take_output();
-        if !first.is_empty() && tx.blocking_send(Ok(Bytes::from(first))).is_err() {
+        if tx.blocking_send(Ok(Bytes::from(head))).is_err() {
             return;
         }
         for frame in &plan.frames {
-            let content = match st.files.read_file(&frame.digest_hex) {
-                Ok(c) => c,
+            match st.files.frame_member(&frame.digest_hex, frame.executable) {
+                Ok(member) => {
+                    if tx.blocking_send(Ok(Bytes::from(member))).is_err() {
+                        return; // client went away
+                    }
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "stored file unreadable; aborting response");
                     let _ = tx.blocking_send(Err(std::io::Error::other("stored file unreadable")));
                     return;
                 }
-            };
-            if let Err(e) = body.frame(&frame.digest, frame.executable, &content) {
-                let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
-                return;
-            }
-            let out = body.take_output();
-            if !out.is_empty() && tx.blocking_send(Ok(Bytes::from(out))).is_err() {
-                return; // client went away
             }
         }
-        match body.finish() {
-            Ok(rest) => {
-                let _ = tx.blocking_send(Ok(Bytes::from(rest)));
+        match gzip_member(&[0u8; 64]) {
+            Ok(end) => {
+                let _ = tx.blocking_send(Ok(Bytes::from(end)));
             }
             Err(e) => {
-                let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+                let _ = tx.blocking_send(Err(e));
             }
         }
     });
