@@ -13,10 +13,18 @@
 //!
 //!   `cargo run --release -p pnpr-bench -- peers [--runs N] [--warmup N]
 //!       [--latency-ms MS] [--rate-mbit MBIT] [--only direct,verdaccio,pnpr,v1]
-//!       [--project DIR] [--json FILE]`
+//!       [--project DIR] [--json FILE] [--upstream-storage DIR] [--per-connection-rate]
+//!       [--store cold|warm|both] [--server cold|warm|both] [--lockfile no|yes|both]`
 //!   `cargo run --release -p pnpr-bench -- load [--seconds S] [--connections C]
 //!       [--threads T] [--json FILE]`
-//!   `cargo run --release -p pnpr-bench -- shape-check [--latency-ms MS] [--rate-mbit MBIT]`
+//!   `cargo run --release -p pnpr-bench -- shape-check [--latency-ms MS] [--rate-mbit MBIT]
+//!       [--per-connection-rate]`
+//!
+//! The rate is a shared link per direction (all connections through one
+//! shaper split it) unless `--per-connection-rate` gives every connection
+//! its own. `--upstream-storage DIR` replaces registry-mock by an offline
+//! Verdaccio serving a copy of the storage folder DIR (the large corpus,
+//! `benches/build-corpus.sh`).
 //!
 //! `peers` compares pnpm 11.5.2 direct / via Verdaccio / via pnpr `/` / via
 //! pnpr `/v1/install` behind a latency + bandwidth shaping proxy of our own
@@ -51,11 +59,17 @@ struct Args {
     seconds: u64,
     connections: usize,
     threads: usize,
+    upstream_storage: Option<PathBuf>,
+    per_connection_rate: bool,
+    warm_store: Option<bool>,
+    warm_server: Option<bool>,
+    lockfile: Option<bool>,
 }
 
 const USAGE: &str = "pnpr-bench [install|auth|peers|load|shape-check] [--runs N] [--warmup N] \
 [--project DIR] [--latency-ms MS (one way, default 25)] [--rate-mbit MBIT (default 200, 0 = unlimited)] \
-[--only direct,verdaccio,pnpr,v1] [--json FILE] [--seconds S] [--connections C] [--threads T]";
+[--per-connection-rate] [--store cold|warm|both] [--server cold|warm|both] [--lockfile no|yes|both] [--only direct,verdaccio,pnpr,v1] [--json FILE] [--upstream-storage DIR] \
+[--seconds S] [--connections C] [--threads T]";
 
 fn parse_args() -> Args {
     let mut a = Args {
@@ -70,6 +84,11 @@ fn parse_args() -> Args {
         seconds: 10,
         connections: 32,
         threads: 2,
+        upstream_storage: None,
+        per_connection_rate: false,
+        warm_store: None,
+        warm_server: None,
+        lockfile: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -88,6 +107,13 @@ fn parse_args() -> Args {
             "--threads" => a.threads = num(&mut it) as usize,
             "--project" => a.project = PathBuf::from(it.next().unwrap_or_else(|| fail(USAGE))),
             "--only" => a.only = Some(it.next().unwrap_or_else(|| fail(USAGE))),
+            "--upstream-storage" => {
+                a.upstream_storage = Some(PathBuf::from(it.next().unwrap_or_else(|| fail(USAGE))))
+            }
+            "--store" => a.warm_store = half(it.next(), "warm", "cold"),
+            "--server" => a.warm_server = half(it.next(), "warm", "cold"),
+            "--lockfile" => a.lockfile = half(it.next(), "yes", "no"),
+            "--per-connection-rate" => a.per_connection_rate = true,
             "--json" => a.json = Some(PathBuf::from(it.next().unwrap_or_else(|| fail(USAGE)))),
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -98,6 +124,17 @@ fn parse_args() -> Args {
         }
     }
     a
+}
+
+/// Parses a scenario-dimension filter: `Some(true)` for `on`, `Some(false)`
+/// for `off`, `None` for `both`.
+fn half(v: Option<String>, on: &str, off: &str) -> Option<bool> {
+    match v.as_deref() {
+        Some(x) if x == on => Some(true),
+        Some(x) if x == off => Some(false),
+        Some("both") => None,
+        _ => fail(&format!("expected {on}, {off} or both\n{USAGE}")),
+    }
 }
 
 /// Prints `msg` and aborts the run non-zero: a benchmark that cannot vouch
@@ -113,6 +150,7 @@ fn shape_of(a: &Args) -> shaper::Shape {
     shaper::Shape {
         latency: Duration::from_millis(a.latency_ms),
         rate_bps: a.rate_mbit.saturating_mul(1_000_000),
+        per_connection: a.per_connection_rate,
     }
 }
 
@@ -187,6 +225,10 @@ fn main() {
                 shape: shape_of(&a),
                 only: a.only.clone(),
                 json_out: a.json.clone(),
+                upstream_storage: a.upstream_storage.clone(),
+                warm_store: a.warm_store,
+                warm_server: a.warm_server,
+                lockfile: a.lockfile,
             });
             return;
         }
@@ -331,13 +373,6 @@ fn shape_check(a: &Args) {
     let c = rt
         .block_on(shaper::self_check(shape, 8 << 20))
         .unwrap_or_else(|e| fail(&format!("shaper self-check: {e}")));
-    println!(
-        "RTT {:.1} ms (configured {} ms); {} bytes in {} ms = {:.1} Mbit/s (configured {} Mbit/s)",
-        c.rtt.as_secs_f64() * 1e3,
-        shape.latency.as_millis() * 2,
-        c.payload,
-        c.transfer.as_millis(),
-        c.measured_bps / 1e6,
-        a.rate_mbit
-    );
+    // Aborts unless the measured figures match the configured ones.
+    peers::print_check(&shape, &c);
 }

@@ -1,7 +1,9 @@
 //! `peers` mode: pnpm 11.5.2 installing one project through each peer under
 //! a shaped link (latency + bandwidth, see [`crate::shaper`]).
 //!
-//! Targets: registry-mock directly; Verdaccio 6.10.4 proxying it; pnpr's
+//! Targets: the upstream directly (registry-mock, or with
+//! `--upstream-storage` an offline Verdaccio serving a prebuilt storage
+//! folder such as the large corpus); Verdaccio 6.10.4 proxying it; pnpr's
 //! plain registry proxy (`/`); pnpr's `/v1/install`. Each crossed with
 //! client store cold/warm, server cache cold/warm (not for direct) and
 //! without/with a lockfile from an earlier run. Samples are interleaved (one
@@ -31,6 +33,36 @@ pub struct PeersArgs {
     /// Comma-separated target names to keep (`direct,verdaccio,pnpr,v1`).
     pub only: Option<String>,
     pub json_out: Option<PathBuf>,
+    /// Serve this Verdaccio storage folder (offline) as the upstream instead
+    /// of registry-mock.
+    pub upstream_storage: Option<PathBuf>,
+    /// Which halves of each dimension to run (`None` = both): client store
+    /// warm?, server cache warm?, lockfile present?
+    pub warm_store: Option<bool>,
+    pub warm_server: Option<bool>,
+    pub lockfile: Option<bool>,
+}
+
+/// The registry every target ultimately reads from; unshaped for the
+/// servers, behind a shaper for the direct target.
+enum Upstream {
+    Mock(RegistryMock),
+    Storage(Verdaccio),
+}
+
+impl Upstream {
+    fn url(&self) -> &str {
+        match self {
+            Upstream::Mock(m) => &m.url,
+            Upstream::Storage(v) => &v.url,
+        }
+    }
+    fn port(&self) -> u16 {
+        match self {
+            Upstream::Mock(m) => m.port,
+            Upstream::Storage(v) => v.port,
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -118,7 +150,7 @@ struct Prepared {
 
 struct Bench<'a> {
     rt: &'a tokio::runtime::Runtime,
-    mock: &'a RegistryMock,
+    upstream: &'a Upstream,
     shape: Shape,
     bin: PathBuf,
     fixture: PathBuf,
@@ -126,13 +158,13 @@ struct Bench<'a> {
 
 impl Bench<'_> {
     fn start(&self, target: Target) -> Live {
-        let upstream = &self.mock.url;
+        let upstream = self.upstream.url();
         let shaper = self
             .rt
             .block_on(Shaper::start_pending(self.shape))
             .unwrap_or_else(|e| fail(&format!("cannot start the shaping proxy: {e}")));
         let (port, backend) = match target {
-            Target::Direct => (self.mock.port, Backend::Mock),
+            Target::Direct => (self.upstream.port(), Backend::Mock),
             Target::Verdaccio => {
                 let v = Verdaccio::start(upstream)
                     .unwrap_or_else(|e| fail(&format!("Verdaccio did not start: {e}")));
@@ -227,10 +259,23 @@ pub fn run(args: PeersArgs) {
     print_check(&args.shape, &check);
 
     let bin = release_binary();
-    let mock = RegistryMock::start();
+    let upstream = match &args.upstream_storage {
+        None => Upstream::Mock(RegistryMock::start()),
+        Some(dir) => {
+            let v = Verdaccio::start_offline(dir).unwrap_or_else(|e| {
+                fail(&format!("offline upstream Verdaccio did not start: {e}"))
+            });
+            eprintln!(
+                "upstream: offline Verdaccio on {} serving {}",
+                v.url,
+                dir.display()
+            );
+            Upstream::Storage(v)
+        }
+    };
     let bench = Bench {
         rt: &rt,
-        mock: &mock,
+        upstream: &upstream,
         shape: args.shape,
         bin,
         fixture: args.project.clone(),
@@ -290,8 +335,17 @@ pub fn run(args: PeersArgs) {
             if target == Target::Direct && cold_server {
                 continue;
             }
+            if args.warm_server.is_some_and(|w| w == cold_server) {
+                continue;
+            }
             for warm_store in [false, true] {
+                if args.warm_store.is_some_and(|w| w != warm_store) {
+                    continue;
+                }
                 for lockfile in [false, true] {
+                    if args.lockfile.is_some_and(|l| l != lockfile) {
+                        continue;
+                    }
                     scenarios.push(Scenario {
                         target,
                         cold_server,
@@ -305,6 +359,9 @@ pub fn run(args: PeersArgs) {
         }
     }
 
+    if scenarios.is_empty() {
+        fail("--store/--server/--lockfile left no scenario");
+    }
     let rounds = args.warmup + args.runs;
     for round in 0..rounds {
         let recording = round >= args.warmup;
@@ -351,36 +408,60 @@ pub fn run(args: PeersArgs) {
     report(&args, &check, &scenarios);
 }
 
-fn print_check(shape: &Shape, c: &shaper::CheckResult) {
+/// Prints the shaper self-check and aborts unless it shows the configured
+/// round trip, per-stream rate and aggregate rate (shared link: the same
+/// rate; per connection: several times it).
+pub(crate) fn print_check(shape: &Shape, c: &shaper::CheckResult) {
     let want_rtt = shape.latency * 2;
     let want_bps = shape.rate_bps as f64;
     println!(
-        "shaper self-check: RTT {:.1} ms (configured {} ms); {:.1} MB in {} ms = {:.1} Mbit/s (configured {})",
+        "shaper self-check: RTT {:.1} ms (configured {} ms); {:.1} MB in {} ms = {:.1} Mbit/s; \
+         {} parallel connections: {} ms = {:.1} Mbit/s aggregate (configured {})",
         c.rtt.as_secs_f64() * 1e3,
         want_rtt.as_millis(),
         c.payload as f64 / 1e6,
         c.transfer.as_millis(),
         c.measured_bps / 1e6,
-        if shape.rate_bps == 0 {
-            "unlimited".to_string()
-        } else {
-            format!("{} Mbit/s", shape.rate_bps / 1_000_000)
-        }
+        shaper::PARALLEL,
+        c.parallel_transfer.as_millis(),
+        c.aggregate_bps / 1e6,
+        rate_label(shape)
     );
     if c.rtt < want_rtt || c.rtt > want_rtt + Duration::from_millis(15) {
         fail("shaper self-check: round trip is not what was configured");
     }
-    if shape.rate_bps > 0 && !(0.7..1.1).contains(&(c.measured_bps / want_bps)) {
-        fail("shaper self-check: throughput is not what was configured");
+    if shape.rate_bps == 0 {
+        return;
+    }
+    if !(0.7..1.1).contains(&(c.measured_bps / want_bps)) {
+        fail("shaper self-check: single-stream throughput is not what was configured");
+    }
+    let agg = c.aggregate_bps / want_bps;
+    let ok = if shape.per_connection {
+        agg > 1.5 && agg < shaper::PARALLEL as f64 * 1.1
+    } else {
+        (0.7..1.1).contains(&agg)
+    };
+    if !ok {
+        fail("shaper self-check: aggregate throughput is not what was configured");
+    }
+}
+
+fn rate_label(shape: &Shape) -> String {
+    match (shape.rate_bps, shape.per_connection) {
+        (0, _) => "unlimited".to_string(),
+        (r, true) => format!("{} Mbit/s per connection direction", r / 1_000_000),
+        (r, false) => format!("{} Mbit/s shared link per direction", r / 1_000_000),
     }
 }
 
 fn report(args: &PeersArgs, check: &shaper::CheckResult, scenarios: &[Scenario]) {
     println!(
-        "\nproject {}; one-way latency {} ms, {} Mbit/s per connection direction; {} runs after {} warm-up round(s)\n",
+        "\nproject {}; upstream {}; one-way latency {} ms, {}; {} runs after {} warm-up round(s)\n",
         args.project.display(),
+        upstream_label(args),
         args.shape.latency.as_millis(),
-        args.shape.rate_bps / 1_000_000,
+        rate_label(&args.shape),
         args.runs,
         args.warmup
     );
@@ -422,7 +503,10 @@ fn report(args: &PeersArgs, check: &shaper::CheckResult, scenarios: &[Scenario])
         "project": args.project.display().to_string(),
         "latency_ms_one_way": args.shape.latency.as_millis() as u64,
         "rate_mbit": args.shape.rate_bps / 1_000_000,
-        "self_check": {"rtt_ms": check.rtt.as_secs_f64() * 1e3, "measured_mbit": check.measured_bps / 1e6},
+        "rate_per_connection": args.shape.per_connection,
+        "upstream": upstream_label(args),
+        "self_check": {"rtt_ms": check.rtt.as_secs_f64() * 1e3, "measured_mbit": check.measured_bps / 1e6,
+            "aggregate_mbit": check.aggregate_bps / 1e6},
         "scenarios": json,
     });
     println!("\n{doc}");
@@ -430,5 +514,12 @@ fn report(args: &PeersArgs, check: &shaper::CheckResult, scenarios: &[Scenario])
         if let Err(e) = std::fs::write(path, format!("{doc:#}\n")) {
             fail(&format!("cannot write {}: {e}", path.display()));
         }
+    }
+}
+
+fn upstream_label(args: &PeersArgs) -> String {
+    match &args.upstream_storage {
+        None => "registry-mock".to_string(),
+        Some(dir) => format!("offline Verdaccio 6.10.4 serving {}", dir.display()),
     }
 }

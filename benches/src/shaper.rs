@@ -1,13 +1,17 @@
 //! `Shaper`: a latency + bandwidth shaping TCP proxy on 127.0.0.1, put
 //! between the benchmarked client and each server it talks to.
 //!
-//! Model (per connection, per direction): a chunk read at time `t` leaves
-//! the "wire" at `depart = max(t, previous depart) + len / rate` (the link
-//! serialises bytes at `rate`) and is written out at `depart + latency`
-//! (propagation delay). A new connection first pays one round trip (the TCP
-//! handshake) before any byte is forwarded. Slow start and loss are not
-//! modelled: the figures favour many parallel connections slightly less
-//! than a real WAN would penalise one long stream.
+//! Model (per direction): a chunk read at time `t` leaves the "wire" at
+//! `depart = max(t, previous depart) + len / rate` (the link serialises
+//! bytes at `rate`) and is written out at `depart + latency` (propagation
+//! delay). By default the link is shared: "previous depart" is that of the
+//! last chunk of *any* connection through this shaper in that direction, so
+//! parallel connections split `rate` like they would on one real access link.
+//! With `per_connection` each connection has a private link of `rate`.
+//! A new connection first pays one round trip (the TCP handshake) before any
+//! byte is forwarded. Slow start and loss are not modelled: the figures
+//! favour many parallel connections slightly less than a real WAN would
+//! penalise one long stream.
 //!
 //! Invariant guarded: no byte reaches the other side earlier than its
 //! modelled arrival time, and in-flight data per direction is bounded (a
@@ -19,7 +23,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -42,8 +46,11 @@ const IN_FLIGHT: usize = 1024;
 pub struct Shape {
     /// One-way delay.
     pub latency: Duration,
-    /// Bits per second per connection direction; 0 = unlimited.
+    /// Bits per second per direction; 0 = unlimited.
     pub rate_bps: u64,
+    /// `rate_bps` applies to each connection separately instead of to the
+    /// aggregate of all connections through one shaper.
+    pub per_connection: bool,
 }
 
 impl Shape {
@@ -54,6 +61,25 @@ impl Shape {
         }
         Duration::from_nanos((len as u64).saturating_mul(8_000_000_000) / self.rate_bps)
     }
+}
+
+/// Departure time of the last chunk queued on one direction of a link:
+/// shared by every connection of a shaper (shared link) or private to one
+/// connection (`per_connection`).
+type Link = Arc<Mutex<Instant>>;
+
+fn new_link() -> Link {
+    Arc::new(Mutex::new(Instant::now()))
+}
+
+/// Reserves the wire for `len` bytes read now; returns when they leave it.
+fn reserve(link: &Link, shape: &Shape, len: usize) -> Instant {
+    // A poisoned lock only means another relay panicked mid-update; the
+    // stored instant is still a valid departure time.
+    let mut last = link.lock().unwrap_or_else(|p| p.into_inner());
+    let depart = (*last).max(Instant::now()) + shape.serialisation(len);
+    *last = depart;
+    depart
 }
 
 /// What went through one shaper.
@@ -104,13 +130,19 @@ impl Shaper {
         let target_port = Arc::new(AtomicU16::new(0));
         let c = Arc::clone(&counters);
         let port = Arc::clone(&target_port);
+        let shared = (new_link(), new_link());
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 c.connections.fetch_add(1, Ordering::Relaxed);
                 let c = Arc::clone(&c);
                 let target = SocketAddr::from(([127, 0, 0, 1], port.load(Ordering::Relaxed)));
+                let links = if shape.per_connection {
+                    (new_link(), new_link())
+                } else {
+                    (Arc::clone(&shared.0), Arc::clone(&shared.1))
+                };
                 tokio::spawn(async move {
-                    let _ = relay(client, target, shape, c).await;
+                    let _ = relay(client, target, shape, links, c).await;
                 });
             }
         });
@@ -157,6 +189,7 @@ async fn relay(
     client: TcpStream,
     target: SocketAddr,
     shape: Shape,
+    (up_link, down_link): (Link, Link),
     counters: Arc<Counters>,
 ) -> std::io::Result<()> {
     client.set_nodelay(true)?;
@@ -167,8 +200,8 @@ async fn relay(
     tokio::time::sleep(shape.latency * 2).await;
     let (cr, cw) = client.into_split();
     let (sr, sw) = server.into_split();
-    let up = pipe(cr, sw, shape, Arc::clone(&counters), true);
-    let down = pipe(sr, cw, shape, counters, false);
+    let up = pipe(cr, sw, shape, up_link, Arc::clone(&counters), true);
+    let down = pipe(sr, cw, shape, down_link, counters, false);
     let _ = tokio::join!(up, down);
     Ok(())
 }
@@ -179,12 +212,12 @@ async fn pipe(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     shape: Shape,
+    link: Link,
     counters: Arc<Counters>,
     upstream: bool,
 ) {
     let (tx, mut rx) = mpsc::channel::<(Instant, Vec<u8>)>(IN_FLIGHT);
     let reader = async move {
-        let mut depart = Instant::now();
         loop {
             let mut buf = vec![0u8; CHUNK];
             let n = match from.read(&mut buf).await {
@@ -200,7 +233,7 @@ async fn pipe(
             } else {
                 counters.to_client.fetch_add(n as u64, Ordering::Relaxed);
             }
-            depart = depart.max(Instant::now()) + shape.serialisation(n);
+            let depart = reserve(&link, &shape, n);
             if tx.send((depart + shape.latency, buf)).await.is_err() {
                 break;
             }
@@ -218,22 +251,32 @@ async fn pipe(
     tokio::join!(reader, writer);
 }
 
+/// Connections of the parallel probe of [`self_check`].
+pub const PARALLEL: usize = 4;
+
 /// Result of [`self_check`].
 #[derive(Debug, Clone, Copy)]
 pub struct CheckResult {
     /// Median request/response round trip over an open connection.
     pub rtt: Duration,
-    /// Payload size used for the throughput probe.
+    /// Payload size used for the throughput probes.
     pub payload: usize,
-    /// Time from request to last byte of the payload.
+    /// Time from request to last byte of the payload, one connection.
     pub transfer: Duration,
-    /// Measured goodput, bits per second.
+    /// Measured goodput of one connection, bits per second.
     pub measured_bps: f64,
+    /// Time for [`PARALLEL`] connections to each fetch `payload / PARALLEL`
+    /// bytes at once.
+    pub parallel_transfer: Duration,
+    /// Measured aggregate goodput of the parallel probe, bits per second:
+    /// about `rate` on a shared link, about `PARALLEL x rate` per connection.
+    pub aggregate_bps: f64,
 }
 
 /// Measures a shaper in front of a local sink that answers every 1-byte
-/// ping with 1 byte, and a `b'B'` request with `payload` bytes: proves the
-/// configured latency and rate are what a client actually sees.
+/// ping with 1 byte, a `b'B'` request with `payload` bytes and a `b'Q'`
+/// request with `payload / PARALLEL` bytes: proves the configured latency,
+/// per-stream rate and aggregate rate are what a client actually sees.
 pub async fn self_check(shape: Shape, payload: usize) -> std::io::Result<CheckResult> {
     let sink = TcpListener::bind(("127.0.0.1", 0)).await?;
     let sink_addr = sink.local_addr()?;
@@ -243,34 +286,86 @@ pub async fn self_check(shape: Shape, payload: usize) -> std::io::Result<CheckRe
                 let _ = s.set_nodelay(true);
                 let mut b = [0u8; 1];
                 while let Ok(1) = s.read(&mut b).await {
-                    if b[0] == b'B' {
-                        let data = vec![7u8; payload];
-                        if s.write_all(&data).await.is_err() {
-                            break;
-                        }
-                    } else if s.write_all(&b).await.is_err() {
+                    let reply = match b[0] {
+                        b'B' => vec![7u8; payload],
+                        b'Q' => vec![7u8; payload / PARALLEL],
+                        _ => b.to_vec(),
+                    };
+                    if s.write_all(&reply).await.is_err() {
                         break;
                     }
                 }
             });
         }
     });
-    let shaper = Shaper::start(sink_addr, shape).await?;
+    let result = probe(sink_addr, shape, payload).await;
+    sink_task.abort();
+    result
+}
+
+async fn probe(sink: SocketAddr, shape: Shape, payload: usize) -> std::io::Result<CheckResult> {
+    let shaper = Shaper::start(sink, shape).await?;
     let mut c = TcpStream::connect(shaper.addr).await?;
     c.set_nodelay(true)?;
     let mut rtts = Vec::new();
-    let mut b = [0u8; 1];
     for _ in 0..5 {
         let t = Instant::now();
-        c.write_all(b"p").await?;
-        c.read_exact(&mut b).await?;
+        ping(&mut c).await?;
         rtts.push(t.elapsed());
     }
     rtts.sort();
     let rtt = rtts[rtts.len() / 2];
     let t = Instant::now();
     c.write_all(b"B").await?;
-    let mut left = payload;
+    drain(&mut c, payload).await?;
+    let transfer = t.elapsed();
+
+    // Parallel probe over already-open connections, so only the link is
+    // measured, not handshakes.
+    let mut conns = Vec::new();
+    for _ in 0..PARALLEL {
+        let mut c = TcpStream::connect(shaper.addr).await?;
+        c.set_nodelay(true)?;
+        ping(&mut c).await?;
+        conns.push(c);
+    }
+    let each = payload / PARALLEL;
+    let t = Instant::now();
+    let jobs: Vec<_> = conns
+        .into_iter()
+        .map(|mut c| {
+            tokio::spawn(async move {
+                c.write_all(b"Q").await?;
+                drain(&mut c, each).await
+            })
+        })
+        .collect();
+    for j in jobs {
+        j.await.map_err(std::io::Error::other)??;
+    }
+    let parallel_transfer = t.elapsed();
+    // Goodput excludes the one round trip spent on the request itself.
+    let goodput = |bytes: usize, took: Duration| {
+        bytes as f64 * 8.0 / took.saturating_sub(rtt).as_secs_f64().max(1e-9)
+    };
+    Ok(CheckResult {
+        rtt,
+        payload,
+        transfer,
+        measured_bps: goodput(payload, transfer),
+        parallel_transfer,
+        aggregate_bps: goodput(each * PARALLEL, parallel_transfer),
+    })
+}
+
+async fn ping(c: &mut TcpStream) -> std::io::Result<()> {
+    let mut b = [0u8; 1];
+    c.write_all(b"p").await?;
+    c.read_exact(&mut b).await?;
+    Ok(())
+}
+
+async fn drain(c: &mut TcpStream, mut left: usize) -> std::io::Result<()> {
     let mut buf = vec![0u8; CHUNK];
     while left > 0 {
         let n = c.read(&mut buf).await?;
@@ -279,14 +374,5 @@ pub async fn self_check(shape: Shape, payload: usize) -> std::io::Result<CheckRe
         }
         left = left.saturating_sub(n);
     }
-    let transfer = t.elapsed();
-    sink_task.abort();
-    // Goodput excludes the one round trip spent on the request itself.
-    let wire = transfer.saturating_sub(rtt).as_secs_f64().max(1e-9);
-    Ok(CheckResult {
-        rtt,
-        payload,
-        transfer,
-        measured_bps: payload as f64 * 8.0 / wire,
-    })
+    Ok(())
 }

@@ -5,6 +5,7 @@ async fn latency_and_rate_are_what_the_client_sees() {
     let shape = Shape {
         latency: Duration::from_millis(10),
         rate_bps: 80_000_000,
+        per_connection: false,
     };
     let r = self_check(shape, 2_000_000).await.expect("self check");
     // Round trip = 2 x one-way, plus scheduling noise.
@@ -16,6 +17,36 @@ async fn latency_and_rate_are_what_the_client_sees() {
         (0.75..1.1).contains(&ratio),
         "measured {} bps",
         r.measured_bps
+    );
+    // Shared link: parallel connections split the rate.
+    let agg = r.aggregate_bps / 80_000_000.0;
+    assert!(
+        (0.75..1.1).contains(&agg),
+        "aggregate {} bps",
+        r.aggregate_bps
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_connection_rate_multiplies_with_connections() {
+    let shape = Shape {
+        latency: Duration::from_millis(10),
+        rate_bps: 40_000_000,
+        per_connection: true,
+    };
+    let r = self_check(shape, 2_000_000).await.expect("self check");
+    let single = r.measured_bps / 40_000_000.0;
+    assert!(
+        (0.75..1.1).contains(&single),
+        "single {} bps",
+        r.measured_bps
+    );
+    // 4 private links of 40 Mbit/s: well above one link's rate.
+    let agg = r.aggregate_bps / 40_000_000.0;
+    assert!(
+        agg > 2.0 && agg < PARALLEL as f64 * 1.1,
+        "aggregate {} bps",
+        r.aggregate_bps
     );
 }
 
@@ -35,6 +66,7 @@ async fn counters_see_traffic_and_v1_install() {
         Shape {
             latency: Duration::from_millis(1),
             rate_bps: 0,
+            per_connection: false,
         },
     )
     .await
@@ -59,6 +91,7 @@ fn serialisation_delay_follows_the_rate() {
     let s = Shape {
         latency: Duration::ZERO,
         rate_bps: 200_000_000,
+        per_connection: false,
     };
     assert_eq!(s.serialisation(25_000_000), Duration::from_secs(1));
     let unlimited = Shape { rate_bps: 0, ..s };

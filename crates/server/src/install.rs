@@ -532,6 +532,19 @@ async fn run(state: Arc<AppState>, headers: HeaderMap, body: Bytes) -> Result<Re
         return respond(&state, lockfile, plan, cache_hit);
     }
 
+    // Optional-only packages the client's platform will skip (pnpm keeps
+    // every platform's optional binaries in the lockfile) are neither
+    // fetched nor framed; an optional-only package whose tarball cannot be
+    // fetched is dropped instead of failing the install, as pnpm does.
+    let optional_only = optional_only_packages(lockfile);
+    let mut skipped: std::collections::HashSet<String> = resolved
+        .packages
+        .iter()
+        .map(|p| format!("{}@{}", p.name, p.version))
+        .filter(|id| optional_only.contains(id))
+        .filter(|id| !installable_here(lockfile, id, &req))
+        .collect();
+
     // Authorize every package we may serve, then make sure its files are
     // unpacked in the server store.
     let have: std::collections::HashSet<&str> =
@@ -542,7 +555,9 @@ async fn run(state: Arc<AppState>, headers: HeaderMap, body: Bytes) -> Result<Re
     // the fetch succeeded (spec §4.5 step 2).
     let mut fresh = Vec::new();
     for p in &resolved.packages {
-        if have.contains(p.integrity.as_str()) {
+        if have.contains(p.integrity.as_str())
+            || skipped.contains(&format!("{}@{}", p.name, p.version))
+        {
             continue;
         }
         if let Some(fwd) = &forwarded {
@@ -578,13 +593,29 @@ async fn run(state: Arc<AppState>, headers: HeaderMap, body: Bytes) -> Result<Re
         .map(|p| {
             let meta = Arc::clone(&meta);
             let state = Arc::clone(&state);
-            async move { ensure_unpacked(&state, &meta, &p.name, &p.version, &p.integrity).await }
+            let optional = optional_only.contains(&format!("{}@{}", p.name, p.version));
+            async move {
+                match ensure_unpacked(&state, &meta, &p.name, &p.version, &p.integrity).await {
+                    Ok(()) => Ok(None),
+                    Err(e) if optional => {
+                        tracing::warn!(package = %p.name, version = %p.version, error = %e.message,
+                            "optional package skipped");
+                        Ok(Some(format!("{}@{}", p.name, p.version)))
+                    }
+                    Err(e) => Err(e),
+                }
+            }
         })
         .collect();
-    futures_util::stream::iter(jobs)
+    let dropped = futures_util::stream::iter(jobs)
         .buffer_unordered(FETCH_CONCURRENCY)
-        .try_collect::<Vec<()>>()
+        .try_collect::<Vec<Option<String>>>()
         .await?;
+    skipped.extend(dropped.into_iter().flatten());
+    let packages: Vec<pnpr_install::PackageRef> = packages
+        .into_iter()
+        .filter(|p| !skipped.contains(&p.pkg_id))
+        .collect();
     if let Identity::User(user) = &who {
         let now = pnpr_store::now_ms();
         for pkg in &fresh {
@@ -728,6 +759,46 @@ fn project_inputs(req: &pnpr_install::InstallRequest) -> Vec<pnpr_resolver::Proj
             optional_dependencies: p.optional_dependencies.clone(),
         })
         .collect()
+}
+
+/// Package ids (`name@version`) every snapshot of which is `optional: true`.
+fn optional_only_packages(lockfile: &Value) -> std::collections::HashSet<String> {
+    let mut all: HashMap<String, bool> = HashMap::new();
+    if let Some(snaps) = lockfile.get("snapshots").and_then(Value::as_object) {
+        for (key, snap) in snaps {
+            let id = key.split('(').next().unwrap_or(key).to_string();
+            let optional = snap.get("optional").and_then(Value::as_bool) == Some(true);
+            let entry = all.entry(id).or_insert(true);
+            *entry &= optional;
+        }
+    }
+    all.into_iter()
+        .filter(|(_, o)| *o)
+        .map(|(id, _)| id)
+        .collect()
+}
+
+/// npm's `os`/`cpu`/`libc` rules against the client's platform (from the
+/// request; libc is assumed glibc on Linux, pnpm's usual detection).
+fn installable_here(lockfile: &Value, id: &str, req: &pnpr_install::InstallRequest) -> bool {
+    let Some(info) = lockfile.get("packages").and_then(|p| p.get(id)) else {
+        return true;
+    };
+    let field_ok = |field: &str, current: Option<&str>| -> bool {
+        let Some(list) = info.get(field).and_then(Value::as_array) else {
+            return true;
+        };
+        let Some(current) = current else { return true };
+        let entries: Vec<&str> = list.iter().filter_map(Value::as_str).collect();
+        if entries.iter().any(|e| e.strip_prefix('!') == Some(current)) {
+            return false;
+        }
+        let positives: Vec<&&str> = entries.iter().filter(|e| !e.starts_with('!')).collect();
+        positives.is_empty() || positives.iter().any(|e| **e == current || **e == "any")
+    };
+    let os = req.os.as_deref();
+    let libc = (os == Some("linux")).then_some("glibc");
+    field_ok("os", os) && field_ok("cpu", req.arch.as_deref()) && field_ok("libc", libc)
 }
 
 /// The auth-free cache key of a request (spec §5.8): everything that shapes

@@ -24,3 +24,34 @@ fn splits_lockfile_keys_and_matches_globs() {
     assert!(!glob_match("a", "ab"));
     assert!(glob_match("*-x", "foo-x"));
 }
+
+#[test]
+fn optional_platform_packages_are_recognised() {
+    let lockfile = serde_json::json!({
+        "packages": {
+            "a@1.0.0": {"os": ["darwin"], "cpu": ["arm64"]},
+            "b@1.0.0": {"os": ["linux"], "cpu": ["x64"], "libc": ["musl"]},
+            "c@1.0.0": {"os": ["!win32"]},
+            "d@1.0.0": {}
+        },
+        "snapshots": {
+            "a@1.0.0": {"optional": true},
+            "b@1.0.0": {"optional": true},
+            "c@1.0.0(x@1.0.0)": {"optional": true},
+            "c@1.0.0": {},
+            "d@1.0.0": {"optional": true}
+        }
+    });
+    let only = optional_only_packages(&lockfile);
+    assert!(only.contains("a@1.0.0") && only.contains("b@1.0.0") && only.contains("d@1.0.0"));
+    assert!(!only.contains("c@1.0.0"), "one snapshot is not optional");
+    let req = pnpr_install::parse_request(
+        br#"{"projects":[],"os":"linux","arch":"x64"}"#,
+        "http://127.0.0.1:1/",
+    )
+    .unwrap();
+    assert!(!installable_here(&lockfile, "a@1.0.0", &req));
+    assert!(!installable_here(&lockfile, "b@1.0.0", &req), "musl only");
+    assert!(installable_here(&lockfile, "c@1.0.0", &req));
+    assert!(installable_here(&lockfile, "d@1.0.0", &req));
+}
