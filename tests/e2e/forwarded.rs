@@ -7,26 +7,13 @@
 
 use std::io::Read;
 
-use pnpr_e2e::{Http, Pnpr, RegistryMock};
+use pnpr_e2e::{add_user, Http, Pnpr, RegistryMock};
 
 fn config(mock: &RegistryMock) -> String {
     format!(
         "auth:\n  htpasswd:\n    file: ./htpasswd\nroutes:\n  public:\n    - registry: {u}\npackages:\n  '**':\n    access: $all\n    publish: $authenticated\n",
         u = mock.url
     )
-}
-
-async fn add_user(http: &Http, pnpr: &Pnpr, name: &str) -> String {
-    let body = serde_json::json!({"name": name, "password": format!("{name}-pw")});
-    let r = http
-        .put_json(
-            &format!("{}-/user/org.couchdb.user:{name}", pnpr.url),
-            &body,
-            None,
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text());
-    r.json()["token"].as_str().expect("token").to_string()
 }
 
 struct Answer {

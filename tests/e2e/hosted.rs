@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use pnpr_e2e::{Http, Pnpr, Project, RegistryMock};
+use pnpr_e2e::{add_user, Http, Pnpr, Project, RegistryMock};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha512};
 
@@ -14,19 +14,6 @@ const OPEN_POLICY: &str = "packages:\n  '**':\n    access: $all\n    publish: $a
 
 fn config(extra: &str) -> String {
     format!("auth:\n  htpasswd:\n    file: ./htpasswd\n{OPEN_POLICY}{extra}")
-}
-
-async fn add_user(http: &Http, pnpr: &Pnpr, name: &str) -> String {
-    let body = json!({"name": name, "password": format!("{name}-pw")});
-    let r = http
-        .put_json(
-            &format!("{}-/user/org.couchdb.user:{name}", pnpr.url),
-            &body,
-            None,
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text());
-    r.json()["token"].as_str().expect("token").to_string()
 }
 
 fn npmrc(pnpr: &Pnpr, token: Option<&str>) -> String {

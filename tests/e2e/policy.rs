@@ -8,7 +8,7 @@ mod fake_upstream;
 use std::time::{Duration, Instant};
 
 use fake_upstream::count_files;
-use pnpr_e2e::{Http, Pnpr, Project, RegistryMock};
+use pnpr_e2e::{add_user, Http, Pnpr, Project, RegistryMock};
 
 const PRIVATE: &str = "@private/foo";
 
@@ -17,19 +17,6 @@ fn corp_config(mock: &RegistryMock, corp_access: &str) -> String {
         "auth:\n  htpasswd:\n    file: ./htpasswd\ngroups:\n  team: [alice]\nuplinks:\n  mock:\n    url: {u}\n  corp:\n    url: {u}\n    access: {corp_access}\n    auth:\n      type: bearer\n      token_env: CORP_TOKEN\npackages:\n  '**':\n    access: $all\n    publish: $authenticated\n    proxy: mock\n",
         u = mock.url
     )
-}
-
-async fn add_user(http: &Http, pnpr: &Pnpr, name: &str) -> String {
-    let body = serde_json::json!({"name": name, "password": format!("{name}-pw")});
-    let r = http
-        .put_json(
-            &format!("{}-/user/org.couchdb.user:{name}", pnpr.url),
-            &body,
-            None,
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text());
-    r.json()["token"].as_str().expect("token").to_string()
 }
 
 fn sha512_hex_of_sri(sri: &str) -> String {

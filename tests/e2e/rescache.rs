@@ -6,7 +6,7 @@
 use std::io::Read;
 use std::time::{Duration, Instant};
 
-use pnpr_e2e::{Http, Pnpr, RegistryMock};
+use pnpr_e2e::{add_user, Http, Pnpr, RegistryMock};
 
 const PUBLIC_DEPS: &[(&str, &str)] = &[("@pnpm.e2e/pkg-with-1-dep", "^100.0.0")];
 
@@ -15,19 +15,6 @@ fn config(mock: &RegistryMock, corp_token: &str) -> String {
         "auth:\n  htpasswd:\n    file: ./htpasswd\nsecret: 0123456789abcdef0123456789abcdef\ngroups:\n  team: [alice]\nuplinks:\n  mock:\n    url: {u}\n  corp:\n    url: {u}\n    access: team\n    auth:\n      type: bearer\n      token: {corp_token}\npackages:\n  '@private/*':\n    access: $authenticated\n    proxy: corp\n  '@pnpm.e2e/foo':\n    access: alice\n    proxy: mock\n  '**':\n    access: $all\n    publish: $authenticated\n    proxy: mock\n",
         u = mock.url
     )
-}
-
-async fn add_user(http: &Http, pnpr: &Pnpr, name: &str) -> String {
-    let body = serde_json::json!({"name": name, "password": format!("{name}-pw")});
-    let r = http
-        .put_json(
-            &format!("{}-/user/org.couchdb.user:{name}", pnpr.url),
-            &body,
-            None,
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text());
-    r.json()["token"].as_str().expect("token").to_string()
 }
 
 /// One decoded /v1/install answer.

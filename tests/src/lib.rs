@@ -21,7 +21,7 @@ pub mod registry_mock;
 pub use deps::Deps;
 pub use http::{Http, Response};
 pub use net::free_port;
-pub use pnpr::{Pnpr, StartFailure};
+pub use pnpr::{add_user, Pnpr, StartFailure};
 pub use proc::Output;
 pub use project::Project;
 pub use registry_mock::RegistryMock;

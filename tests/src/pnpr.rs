@@ -243,3 +243,21 @@ pub fn parse_listening_line(line: &str) -> Option<u16> {
         Ok(port) => Some(port),
     }
 }
+
+/// Registers `name` on `pnpr` (password `<name>-pw`) with npm's login call
+/// and returns the bearer token it hands out; panics unless it answers 201.
+pub async fn add_user(http: &crate::Http, pnpr: &Pnpr, name: &str) -> String {
+    let body = serde_json::json!({"name": name, "password": format!("{name}-pw")});
+    let r = http
+        .put_json(
+            &format!("{}-/user/org.couchdb.user:{name}", pnpr.url),
+            &body,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    r.json()["token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("login answer without a token: {}", r.text()))
+        .to_string()
+}

@@ -63,12 +63,19 @@ impl Descriptor {
 /// The set of descriptors a resolution used; empty = public.
 pub type Footprint = BTreeSet<Descriptor>;
 
-fn hmac_hex(secret: &[u8], input: &[u8]) -> String {
+/// `hex(HMAC-SHA256(secret, input))`, lowercase (RFC 2104 over SHA-256).
+pub fn hmac_hex(secret: &[u8], input: &[u8]) -> String {
     let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret) else {
         return String::new();
     };
     mac.update(input);
     hex::encode(mac.finalize().into_bytes())
+}
+
+/// Descriptor id (spec §5.7): names a private namespace on disk and in
+/// memory without revealing the uplink credential behind it.
+pub fn descriptor_id(secret: &[u8], descriptor: &Descriptor) -> String {
+    hmac_hex(secret, &descriptor.key_input())
 }
 
 /// HMAC digest of a footprint; `None` for a public (empty) footprint.

@@ -85,3 +85,21 @@ fn digests_are_stable_and_keyed() {
     assert_eq!(k1, k2);
     assert_ne!(k1, base_key(&serde_json::json!({"a": 1})));
 }
+
+#[test]
+fn hmac_matches_rfc4231_case_1() {
+    assert_eq!(
+        hmac_hex(&[0x0bu8; 20], b"Hi There"),
+        "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"
+    );
+}
+
+#[test]
+fn descriptor_ids_depend_on_secret_and_credential() {
+    let a = descriptor_id(b"0123456789abcdef", &alias("corp", "one"));
+    let b = descriptor_id(b"0123456789abcdef", &alias("corp", "two"));
+    let c = descriptor_id(b"fedcba9876543210", &alias("corp", "one"));
+    assert_eq!(a.len(), 64);
+    assert_ne!(a, b);
+    assert_ne!(a, c);
+}

@@ -27,14 +27,11 @@ use pnpr_auth::{Action, Caller, Denial, Identity};
 use pnpr_hosted::{HostedError, Permission, SearchQuery, UpdateOutcome};
 use pnpr_packument::{RegistryPath, RegistryTarget};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
-use crate::registry::{load_packument, Source};
+use crate::registry::{json_with_etag, load_packument, wants_abbreviated, Source, ABBREVIATED};
 use crate::state::AppState;
 use crate::users::identify;
-
-const ABBREVIATED: &str = "application/vnd.npm.install-v1+json";
 
 impl From<HostedError> for ApiError {
     fn from(e: HostedError) -> Self {
@@ -142,37 +139,6 @@ async fn read(
         h.insert(header::VARY, HeaderValue::from_static("Authorization"));
     }
     Ok(resp)
-}
-
-fn wants_abbreviated(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains(ABBREVIATED))
-}
-
-fn json_with_etag(body: &Value, ctype: &'static str, headers: &HeaderMap) -> Response {
-    let bytes = serde_json::to_vec(body).unwrap_or_default();
-    let etag = format!("\"{}\"", &hex::encode(Sha256::digest(&bytes))[..32]);
-    let matches = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|inm| {
-            inm.split(',')
-                .map(|t| t.trim().trim_start_matches("W/"))
-                .any(|t| t == etag || t == "*")
-        });
-    let mut resp = if matches {
-        StatusCode::NOT_MODIFIED.into_response()
-    } else {
-        (StatusCode::OK, bytes).into_response()
-    };
-    let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
-    if let Ok(v) = HeaderValue::from_str(&etag) {
-        h.insert(header::ETAG, v);
-    }
-    resp
 }
 
 /// What a write path addresses.

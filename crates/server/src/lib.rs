@@ -9,7 +9,6 @@
 //! - access policy can be swapped at runtime ([`reload`]) without dropping
 //!   requests: handlers take a snapshot `Arc<Policy>` per request.
 
-pub mod descriptor;
 pub mod error;
 pub mod grants;
 pub mod hosted;

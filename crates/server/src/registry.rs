@@ -35,7 +35,7 @@ use crate::users::identify;
 
 /// Largest packument we accept from an uplink.
 const MAX_PACKUMENT_BYTES: u64 = 256 * 1024 * 1024;
-const ABBREVIATED: &str = "application/vnd.npm.install-v1+json";
+pub(crate) const ABBREVIATED: &str = "application/vnd.npm.install-v1+json";
 
 /// Where a request's data comes from and is cached.
 #[derive(Debug, Clone)]
@@ -325,7 +325,7 @@ pub fn encode_name(name: &str) -> String {
     name.replace('/', "%2f")
 }
 
-fn wants_abbreviated(headers: &HeaderMap) -> bool {
+pub(crate) fn wants_abbreviated(headers: &HeaderMap) -> bool {
     headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -380,7 +380,7 @@ async fn serve_packument(
                 (doc, "application/json")
             };
             let bytes = serde_json::to_vec(&body).unwrap_or_default();
-            let etag = format!("\"{}\"", &hex::encode(Sha256::digest(&bytes))[..32]);
+            let etag = content_etag(&bytes);
             let r = Arc::new(Rendered {
                 body: bytes::Bytes::from(bytes),
                 etag,
@@ -401,25 +401,7 @@ async fn serve_packument(
 }
 
 fn respond_rendered(r: &Rendered, headers: &HeaderMap) -> Response {
-    let matches = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|inm| {
-            inm.split(',')
-                .map(|t| t.trim().trim_start_matches("W/"))
-                .any(|t| t == r.etag || t == "*")
-        });
-    let mut resp = if matches {
-        StatusCode::NOT_MODIFIED.into_response()
-    } else {
-        (StatusCode::OK, r.body.clone()).into_response()
-    };
-    let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(r.ctype));
-    if let Ok(v) = HeaderValue::from_str(&r.etag) {
-        h.insert(header::ETAG, v);
-    }
-    resp
+    etag_response(r.body.clone(), &r.etag, r.ctype, headers)
 }
 
 async fn serve_version(
@@ -438,9 +420,25 @@ async fn serve_version(
     Ok(json_with_etag(&v, "application/json", headers))
 }
 
-fn json_with_etag(body: &Value, ctype: &'static str, headers: &HeaderMap) -> Response {
+/// Serialises `body` and answers it with a content ETag (304 on a match).
+pub(crate) fn json_with_etag(body: &Value, ctype: &'static str, headers: &HeaderMap) -> Response {
     let bytes = serde_json::to_vec(body).unwrap_or_default();
-    let etag = format!("\"{}\"", &hex::encode(Sha256::digest(&bytes))[..32]);
+    let etag = content_etag(&bytes);
+    etag_response(bytes::Bytes::from(bytes), &etag, ctype, headers)
+}
+
+/// A strong validator derived from the body bytes.
+fn content_etag(bytes: &[u8]) -> String {
+    format!("\"{}\"", &hex::encode(Sha256::digest(bytes))[..32])
+}
+
+/// `200` with the body, or `304` when `If-None-Match` names this ETag.
+fn etag_response(
+    body: bytes::Bytes,
+    etag: &str,
+    ctype: &'static str,
+    headers: &HeaderMap,
+) -> Response {
     let matches = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -452,11 +450,11 @@ fn json_with_etag(body: &Value, ctype: &'static str, headers: &HeaderMap) -> Res
     let mut resp = if matches {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        (StatusCode::OK, bytes).into_response()
+        (StatusCode::OK, body).into_response()
     };
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
-    if let Ok(v) = HeaderValue::from_str(&etag) {
+    if let Ok(v) = HeaderValue::from_str(etag) {
         h.insert(header::ETAG, v);
     }
     resp

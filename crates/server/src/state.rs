@@ -18,8 +18,6 @@ use pnpr_upstream::{
 };
 use url::Url;
 
-use crate::descriptor;
-
 /// Why the server could not be built from its config.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -241,13 +239,20 @@ fn network_fingerprint(config: &Config) -> String {
             let headers: Vec<String> = u
                 .headers
                 .iter()
-                .map(|(k, v)| format!("{k}={}", descriptor::credential_digest(v.expose())))
+                .map(|(k, v)| {
+                    format!(
+                        "{k}={}",
+                        pnpr_auth::credential_digest(v.expose().as_bytes())
+                    )
+                })
                 .collect();
             format!(
                 "{}|{}|{}|{}|{:?}|{}|{:?}|{:?}|{}",
                 u.name,
                 u.url,
-                descriptor::credential_digest(auth.as_ref().map(|s| s.expose()).unwrap_or("")),
+                pnpr_auth::credential_digest(
+                    auth.as_ref().map(|s| s.expose()).unwrap_or("").as_bytes()
+                ),
                 headers.join(","),
                 u.timeout,
                 u.max_fails,
@@ -282,9 +287,23 @@ fn build_network(
     let mut routes = Vec::new();
     for u in &config.uplinks {
         let authorization = u.auth.as_ref().map(|a| a.header_value());
-        let digest =
-            descriptor::credential_digest(authorization.as_ref().map(|s| s.expose()).unwrap_or(""));
-        let private_ns = format!("u-{}", descriptor::alias_id(secret, &u.name, &digest));
+        let digest = pnpr_auth::credential_digest(
+            authorization
+                .as_ref()
+                .map(|s| s.expose())
+                .unwrap_or("")
+                .as_bytes(),
+        );
+        let private_ns = format!(
+            "u-{}",
+            pnpr_rescache::descriptor_id(
+                secret,
+                &pnpr_rescache::Descriptor::Alias {
+                    uplink: u.name.clone(),
+                    credential_digest: digest.clone(),
+                },
+            )
+        );
         uplinks.insert(
             u.name.clone(),
             UplinkInfo {

@@ -125,7 +125,7 @@ pub async fn logout(
 }
 
 fn token_json(r: &TokenRecord) -> Value {
-    let created = iso8601(r.created_ms);
+    let created = pnpr_hosted::doc::iso8601(r.created_ms);
     json!({
         "token": format!("{}…", &r.key[..r.key.len().min(6)]),
         "key": r.key,
@@ -207,31 +207,3 @@ pub async fn revoke_token(
     }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
-
-/// RFC 3339 UTC timestamp from epoch milliseconds.
-pub fn iso8601(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let millis = ms.rem_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    // Howard Hinnant's civil-from-days algorithm.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        sod / 3600,
-        (sod / 60) % 60,
-        sod % 60
-    )
-}
-
-#[cfg(test)]
-mod tests;
