@@ -5,9 +5,7 @@
 //! nothing, and a public package is classified once and then served to
 //! other users from the public set.
 
-use std::io::Read;
-
-use pnpr_e2e::{add_user, Http, Pnpr, RegistryMock};
+use pnpr_e2e::{add_user, install_body, post_install, Http, InstallAnswer, Pnpr, RegistryMock};
 
 fn config(mock: &RegistryMock) -> String {
     format!(
@@ -16,14 +14,7 @@ fn config(mock: &RegistryMock) -> String {
     )
 }
 
-struct Answer {
-    status: u16,
-    authority: Option<String>,
-    header: serde_json::Value,
-    /// Everything after the header JSON (file section).
-    rest: Vec<u8>,
-    text: String,
-}
+type Answer = InstallAnswer;
 
 async fn install(
     pnpr: &Pnpr,
@@ -32,54 +23,12 @@ async fn install(
     token: Option<&str>,
     auth_headers: serde_json::Value,
 ) -> Answer {
-    let deps: serde_json::Map<String, serde_json::Value> = deps
-        .iter()
-        .map(|(k, v)| (k.to_string(), serde_json::Value::from(*v)))
-        .collect();
-    let body = serde_json::json!({
-        "projects": [{"dir": ".", "dependencies": deps}],
-        "registry": registry, "authHeaders": auth_headers, "nodeVersion": "22.23.3",
-        "os": "linux", "arch": "x64", "storeIntegrities": [], "inlineFiles": true
-    });
-    let auth = token.map(|t| format!("Bearer {t}"));
-    let mut headers = vec![("content-type", "application/json")];
-    if let Some(a) = auth.as_deref() {
-        headers.push(("authorization", a));
+    let mut body = install_body(registry, deps, &[], auth_headers);
+    // These requests carry no minimumReleaseAge (as when the client sets none).
+    if let Some(o) = body.as_object_mut() {
+        o.remove("minimumReleaseAge");
     }
-    let r = Http::raw()
-        .send(
-            "POST",
-            &format!("{}v1/install", pnpr.url),
-            &headers,
-            Some(body.to_string().into_bytes()),
-        )
-        .await;
-    let mut raw = Vec::new();
-    if flate2::read::MultiGzDecoder::new(&r.body[..])
-        .read_to_end(&mut raw)
-        .is_err()
-    {
-        raw = r.body.to_vec();
-    }
-    let text = String::from_utf8_lossy(&raw).to_string();
-    if r.status != 200 {
-        return Answer {
-            status: r.status,
-            authority: None,
-            header: serde_json::Value::Null,
-            rest: raw,
-            text,
-        };
-    }
-    let len = u32::from_be_bytes(raw[..4].try_into().expect("len")) as usize;
-    let header: serde_json::Value = serde_json::from_slice(&raw[4..4 + len]).expect("header");
-    Answer {
-        status: 200,
-        authority: r.header("x-pnpr-upstream-authority").map(str::to_string),
-        header,
-        rest: raw[4 + len..].to_vec(),
-        text,
-    }
+    post_install(&pnpr.url, &body, token).await
 }
 
 fn files_to_download(a: &Answer) -> u64 {
@@ -112,7 +61,7 @@ async fn forwarded_credentials_make_the_upstream_the_authority() {
         "{packages:?}"
     );
     assert_eq!(
-        first.authority.as_deref(),
+        first.header_value("x-pnpr-upstream-authority"),
         Some("public=0 fresh=1 grant=0 probed-public=0 probed-grant=0")
     );
 
@@ -136,19 +85,19 @@ async fn forwarded_credentials_make_the_upstream_the_authority() {
     let again = install(&pnpr, &mock.url, &private, Some(&alice), cred.clone()).await;
     assert_eq!(again.status, 200, "{}", again.text);
     assert_eq!(
-        again.authority.as_deref(),
+        again.header_value("x-pnpr-upstream-authority"),
         Some("public=0 fresh=0 grant=1 probed-public=0 probed-grant=0")
     );
     assert!(files_to_download(&again) > 0);
     let by_probe = install(&pnpr, &mock.url, &private, Some(&bob), cred.clone()).await;
     assert_eq!(by_probe.status, 200, "{}", by_probe.text);
     assert_eq!(
-        by_probe.authority.as_deref(),
+        by_probe.header_value("x-pnpr-upstream-authority"),
         Some("public=0 fresh=0 grant=0 probed-public=0 probed-grant=1")
     );
     let by_grant = install(&pnpr, &mock.url, &private, Some(&bob), cred.clone()).await;
     assert_eq!(
-        by_grant.authority.as_deref(),
+        by_grant.header_value("x-pnpr-upstream-authority"),
         Some("public=0 fresh=0 grant=1 probed-public=0 probed-grant=0")
     );
 
@@ -172,19 +121,19 @@ async fn forwarded_credentials_make_the_upstream_the_authority() {
     assert_eq!(anon.status, 200, "{}", anon.text);
     assert!(files_to_download(&anon) > 0);
     assert_eq!(
-        anon.authority.as_deref(),
+        anon.header_value("x-pnpr-upstream-authority"),
         Some("public=0 fresh=0 grant=0 probed-public=0 probed-grant=0")
     );
     let probed = install(&pnpr, &mock.url, &public, Some(&bob), cred.clone()).await;
     assert_eq!(probed.status, 200, "{}", probed.text);
     assert_eq!(
-        probed.authority.as_deref(),
+        probed.header_value("x-pnpr-upstream-authority"),
         Some("public=0 fresh=0 grant=0 probed-public=2 probed-grant=0")
     );
     let shared = install(&pnpr, &mock.url, &public, Some(&alice), cred).await;
     assert_eq!(shared.status, 200, "{}", shared.text);
     assert_eq!(
-        shared.authority.as_deref(),
+        shared.header_value("x-pnpr-upstream-authority"),
         Some("public=2 fresh=0 grant=0 probed-public=0 probed-grant=0")
     );
     assert!(files_to_download(&shared) > 0);

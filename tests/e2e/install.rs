@@ -6,7 +6,6 @@
 #[path = "fake_upstream.rs"]
 mod fake_upstream;
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use fake_upstream::{FakeUpstream, Reply};
@@ -191,23 +190,9 @@ fn store_integrities(store: &Path) -> Vec<String> {
 
 /// POSTs a /v1/install body and returns (header JSON, bytes after the header).
 async fn post_install(url: &str, body: &serde_json::Value) -> (serde_json::Value, Vec<u8>) {
-    let http = Http::raw();
-    let r = http
-        .send(
-            "POST",
-            &format!("{url}v1/install"),
-            &[("content-type", "application/json")],
-            Some(body.to_string().into_bytes()),
-        )
-        .await;
-    r.assert_status(200);
-    let mut raw = Vec::new();
-    flate2::read::MultiGzDecoder::new(&r.body[..])
-        .read_to_end(&mut raw)
-        .expect("gzip body");
-    let len = u32::from_be_bytes(raw[..4].try_into().expect("len")) as usize;
-    let header: serde_json::Value = serde_json::from_slice(&raw[4..4 + len]).expect("header json");
-    (header, raw[4 + len..].to_vec())
+    let answer = pnpr_e2e::post_install(url, body, None).await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    (answer.header, answer.rest)
 }
 
 #[tokio::test]

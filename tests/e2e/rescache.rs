@@ -3,10 +3,9 @@
 //! user who is not admitted (bob), over public-only and private trees, plus
 //! credential rotation of the `corp` uplink without a restart.
 
-use std::io::Read;
 use std::time::{Duration, Instant};
 
-use pnpr_e2e::{add_user, Http, Pnpr, RegistryMock};
+use pnpr_e2e::{add_user, install_body, post_install, Http, InstallAnswer, Pnpr, RegistryMock};
 
 const PUBLIC_DEPS: &[(&str, &str)] = &[("@pnpm.e2e/pkg-with-1-dep", "^100.0.0")];
 
@@ -17,14 +16,7 @@ fn config(mock: &RegistryMock, corp_token: &str) -> String {
     )
 }
 
-/// One decoded /v1/install answer.
-struct Answer {
-    status: u16,
-    resolution: Option<String>,
-    header: serde_json::Value,
-    files: Vec<u8>,
-    text: String,
-}
+type Answer = InstallAnswer;
 
 async fn install(
     pnpr: &Pnpr,
@@ -32,54 +24,8 @@ async fn install(
     deps: &[(&str, &str)],
     token: Option<&str>,
 ) -> Answer {
-    let deps: serde_json::Map<String, serde_json::Value> = deps
-        .iter()
-        .map(|(k, v)| (k.to_string(), serde_json::Value::from(*v)))
-        .collect();
-    let body = serde_json::json!({
-        "projects": [{"dir": ".", "dependencies": deps}],
-        "registry": registry, "authHeaders": {}, "nodeVersion": "22.23.3", "os": "linux", "arch": "x64",
-        "minimumReleaseAge": 1440, "storeIntegrities": [], "inlineFiles": true
-    });
-    let auth = token.map(|t| format!("Bearer {t}"));
-    let mut headers = vec![("content-type", "application/json")];
-    if let Some(a) = auth.as_deref() {
-        headers.push(("authorization", a));
-    }
-    let r = Http::raw()
-        .send(
-            "POST",
-            &format!("{}v1/install", pnpr.url),
-            &headers,
-            Some(body.to_string().into_bytes()),
-        )
-        .await;
-    let mut raw = Vec::new();
-    if flate2::read::MultiGzDecoder::new(&r.body[..])
-        .read_to_end(&mut raw)
-        .is_err()
-    {
-        raw = r.body.to_vec();
-    }
-    let text = String::from_utf8_lossy(&raw).to_string();
-    if r.status != 200 {
-        return Answer {
-            status: r.status,
-            resolution: None,
-            header: serde_json::Value::Null,
-            files: raw,
-            text,
-        };
-    }
-    let len = u32::from_be_bytes(raw[..4].try_into().expect("len")) as usize;
-    let header: serde_json::Value = serde_json::from_slice(&raw[4..4 + len]).expect("header");
-    Answer {
-        status: 200,
-        resolution: r.header("x-pnpr-resolution").map(str::to_string),
-        header,
-        files: raw[4 + len..].to_vec(),
-        text,
-    }
+    let body = install_body(registry, deps, &[], serde_json::json!({}));
+    post_install(&pnpr.url, &body, token).await
 }
 
 fn integrities(a: &Answer) -> Vec<String> {
@@ -111,12 +57,12 @@ async fn private_resolutions_never_cross_callers_and_public_ones_are_shared() {
     // Public-only tree: one resolution, shared by every caller.
     let first = install(&pnpr, &pnpr.url, PUBLIC_DEPS, None).await;
     assert_eq!(first.status, 200, "{}", first.text);
-    assert_eq!(first.resolution.as_deref(), Some("resolved"));
+    assert_eq!(first.header_value("x-pnpr-resolution"), Some("resolved"));
     for token in [None, Some(alice.as_str()), Some(bob.as_str())] {
         let again = install(&pnpr, &pnpr.url, PUBLIC_DEPS, token).await;
         assert_eq!(again.status, 200, "{}", again.text);
         assert_eq!(
-            again.resolution.as_deref(),
+            again.header_value("x-pnpr-resolution"),
             Some("cached"),
             "public candidate not shared"
         );
@@ -126,7 +72,7 @@ async fn private_resolutions_never_cross_callers_and_public_ones_are_shared() {
     // Private tree through corp: alice resolves, then hits her cache.
     let a1 = install(&pnpr, &corp, &private_deps, Some(&alice)).await;
     assert_eq!(a1.status, 200, "{}", a1.text);
-    assert_eq!(a1.resolution.as_deref(), Some("resolved"));
+    assert_eq!(a1.header_value("x-pnpr-resolution"), Some("resolved"));
     assert!(
         a1.header["lockfile"]["packages"]
             .get("@private/foo@1.0.0")
@@ -142,7 +88,7 @@ async fn private_resolutions_never_cross_callers_and_public_ones_are_shared() {
     let a2 = install(&pnpr, &corp, &private_deps, Some(&alice)).await;
     assert_eq!(a2.status, 200, "{}", a2.text);
     assert_eq!(
-        a2.resolution.as_deref(),
+        a2.header_value("x-pnpr-resolution"),
         Some("cached"),
         "alice's warm repeat missed the cache"
     );
@@ -182,14 +128,14 @@ async fn private_resolutions_never_cross_callers_and_public_ones_are_shared() {
     let m1 = install(&pnpr, &pnpr.url, &mixed, Some(&alice)).await;
     assert_eq!(m1.status, 200, "{}", m1.text);
     let m2 = install(&pnpr, &pnpr.url, &mixed, Some(&alice)).await;
-    assert_eq!(m2.resolution.as_deref(), Some("cached"));
+    assert_eq!(m2.header_value("x-pnpr-resolution"), Some("cached"));
     let mb = install(&pnpr, &pnpr.url, &mixed, Some(&bob)).await;
     assert_eq!(mb.status, 403, "{}", mb.text);
     let manon = install(&pnpr, &pnpr.url, &mixed, None).await;
     assert_eq!(manon.status, 401, "{}", manon.text);
     assert!(!mb.text.contains("lockfile") && !manon.text.contains("lockfile"));
     // Frames went only to alice.
-    assert!(m1.files.len() > 70 && a1.files.len() > 70);
+    assert!(m1.rest.len() > 70 && a1.rest.len() > 70);
     assert!(integrities(&m1).len() >= 3);
 
     // Mixed public/private tree on `/`: @private/* is routed through corp
@@ -208,7 +154,7 @@ async fn private_resolutions_never_cross_callers_and_public_ones_are_shared() {
         &r1.header["lockfile"]["packages"]["@pnpm.e2e/pkg-with-1-dep@100.1.0"]["resolution"];
     assert!(public_res.get("tarball").is_none(), "{}", r1.header);
     let r2 = install(&pnpr, &pnpr.url, &private_deps, Some(&alice)).await;
-    assert_eq!(r2.resolution.as_deref(), Some("cached"));
+    assert_eq!(r2.header_value("x-pnpr-resolution"), Some("cached"));
     let rb = install(&pnpr, &pnpr.url, &private_deps, Some(&bob)).await;
     assert_ne!(rb.status, 200, "{}", rb.text);
     assert!(
@@ -235,22 +181,19 @@ async fn rotating_the_uplink_credential_rekeys_private_candidates_only() {
     assert_eq!(
         install(&pnpr, &pnpr.url, PUBLIC_DEPS, None)
             .await
-            .resolution
-            .as_deref(),
+            .header_value("x-pnpr-resolution"),
         Some("resolved")
     );
     assert_eq!(
         install(&pnpr, &corp, &private_deps, Some(&alice))
             .await
-            .resolution
-            .as_deref(),
+            .header_value("x-pnpr-resolution"),
         Some("resolved")
     );
     assert_eq!(
         install(&pnpr, &corp, &private_deps, Some(&alice))
             .await
-            .resolution
-            .as_deref(),
+            .header_value("x-pnpr-resolution"),
         Some("cached")
     );
 
@@ -273,13 +216,13 @@ async fn rotating_the_uplink_credential_rekeys_private_candidates_only() {
     let after = install(&pnpr, &corp, &private_deps, Some(&alice)).await;
     assert_eq!(after.status, 200, "{}", after.text);
     assert_eq!(
-        after.resolution.as_deref(),
+        after.header_value("x-pnpr-resolution"),
         Some("resolved"),
         "old private candidate reused after rotation"
     );
     let public = install(&pnpr, &pnpr.url, PUBLIC_DEPS, None).await;
     assert_eq!(
-        public.resolution.as_deref(),
+        public.header_value("x-pnpr-resolution"),
         Some("cached"),
         "public candidate lost on rotation"
     );

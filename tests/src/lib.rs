@@ -12,6 +12,7 @@
 
 pub mod deps;
 pub mod http;
+pub mod install;
 pub mod net;
 pub mod pnpr;
 pub mod proc;
@@ -20,6 +21,7 @@ pub mod registry_mock;
 
 pub use deps::Deps;
 pub use http::{Http, Response};
+pub use install::{install_body, post_install, InstallAnswer};
 pub use net::free_port;
 pub use pnpr::{add_user, Pnpr, StartFailure};
 pub use proc::Output;
