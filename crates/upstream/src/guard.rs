@@ -2,8 +2,9 @@
 //!
 //! Invariant: pnpr never opens a connection to an address that is always
 //! dangerous (link-local and cloud metadata, unspecified, multicast, broadcast,
-//! reserved, and the IPv4-mapped / NAT64 forms of those), and opens one to a
-//! private or loopback address only when the operator allowed it: through
+//! reserved, documentation, and every IPv6 form that embeds such an IPv4
+//! address: see [`class`]), and opens one to a private or loopback address only
+//! when the operator allowed it: through
 //! [`GuardPolicy::allow_private`], by writing that exact IP as a host in the
 //! configuration, or by configuring `localhost` itself (loopback for that name).
 //!
@@ -12,10 +13,14 @@
 //! bypass reqwest's resolver and are checked by the client before sending.
 
 use std::collections::HashSet;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use ipnet::IpNet;
+
+mod class;
+use class::unmapped;
+pub(crate) use class::{classify_ip, IpClass};
 
 use crate::route::is_localhost;
 use crate::{NameResolver, UpstreamError};
@@ -26,83 +31,6 @@ pub struct GuardPolicy {
     /// Private or loopback networks pnpr may connect to (never widens the
     /// always-refused classes).
     pub allow_private: Vec<IpNet>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum IpClass {
-    /// Never connectable, whatever the configuration says.
-    Forbidden(&'static str),
-    /// Loopback or private: connectable only when allowed.
-    Restricted(&'static str),
-    Public,
-}
-
-/// The embedded IPv4 address of mapped (`::ffff:a.b.c.d`) and NAT64
-/// (`64:ff9b::a.b.c.d`) forms, which reach the same host as the IPv4 address.
-fn embedded_v4(ip: &Ipv6Addr) -> Option<Ipv4Addr> {
-    if let Some(v4) = ip.to_ipv4_mapped() {
-        return Some(v4);
-    }
-    let s = ip.segments();
-    if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
-        let o = ip.octets();
-        return Some(Ipv4Addr::new(o[12], o[13], o[14], o[15]));
-    }
-    None
-}
-
-pub(crate) fn classify_ip(ip: IpAddr) -> IpClass {
-    match ip {
-        IpAddr::V4(v4) => classify_v4(v4),
-        IpAddr::V6(v6) => match embedded_v4(&v6) {
-            Some(v4) => classify_v4(v4),
-            None => classify_v6(v6),
-        },
-    }
-}
-
-fn classify_v4(ip: Ipv4Addr) -> IpClass {
-    let o = ip.octets();
-    if o[0] == 0 {
-        IpClass::Forbidden("unspecified (0.0.0.0/8)")
-    } else if o[0] == 169 && o[1] == 254 {
-        IpClass::Forbidden("link-local / cloud metadata")
-    } else if ip.is_broadcast() {
-        IpClass::Forbidden("broadcast")
-    } else if ip.is_multicast() {
-        IpClass::Forbidden("multicast")
-    } else if o[0] >= 240 {
-        IpClass::Forbidden("reserved (240.0.0.0/4)")
-    } else if ip.is_loopback() {
-        IpClass::Restricted("loopback")
-    } else if ip.is_private() {
-        IpClass::Restricted("private")
-    } else if o[0] == 100 && (o[1] & 0xc0) == 64 {
-        IpClass::Restricted("private (shared address space 100.64.0.0/10)")
-    } else {
-        IpClass::Public
-    }
-}
-
-fn classify_v6(ip: Ipv6Addr) -> IpClass {
-    let s = ip.segments();
-    if ip.is_unspecified() {
-        IpClass::Forbidden("unspecified (::)")
-    } else if ip == Ipv6Addr::new(0xfd00, 0x0ec2, 0, 0, 0, 0, 0, 0x254) {
-        IpClass::Forbidden("cloud metadata")
-    } else if (s[0] & 0xffc0) == 0xfe80 {
-        IpClass::Forbidden("link-local")
-    } else if ip.is_multicast() {
-        IpClass::Forbidden("multicast")
-    } else if ip.is_loopback() {
-        IpClass::Restricted("loopback")
-    } else if (s[0] & 0xfe00) == 0xfc00 {
-        IpClass::Restricted("private (unique local)")
-    } else if (s[0] & 0xffc0) == 0xfec0 {
-        IpClass::Restricted("private (site-local)")
-    } else {
-        IpClass::Public
-    }
 }
 
 /// Why an address was refused; travels through reqwest's error chain so the
@@ -164,7 +92,10 @@ impl Guard {
             IpClass::Forbidden(why) => return Err(why),
             IpClass::Restricted(why) => why,
         };
-        let canonical = canonical(ip);
+        // `::ffff:a.b.c.d` is `a.b.c.d` on the wire, so allowances written in
+        // either form cover both; other embeddings (NAT64, `::a.b.c.d`, ...)
+        // are matched only in their own form (see `class`).
+        let canonical = unmapped(ip);
         // A configured literal IP vouches for itself only: a *name* that
         // resolves to it later (rebinding) is not trusted by that.
         let host_is_literal = host
@@ -209,13 +140,6 @@ impl Guard {
             });
         }
         Ok(allowed)
-    }
-}
-
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => embedded_v4(&v6).map_or(ip, IpAddr::V4),
-        IpAddr::V4(_) => ip,
     }
 }
 

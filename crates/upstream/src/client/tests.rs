@@ -462,6 +462,73 @@ async fn name_resolving_to_metadata_is_refused_without_connecting() {
     assert!(matches!(err, UpstreamError::BlockedAddress { .. }), "{err}");
 }
 
+/// IPv6 forms that carry a dangerous IPv4 address, as a DNS answer and as a
+/// literal URL host: refused before any connection, even under an allow-all
+/// IPv4 policy.
+#[tokio::test]
+async fn embedded_ipv4_forms_are_refused_by_name_and_as_literals() {
+    let allow_all_v4 = || GuardPolicy {
+        allow_private: vec!["0.0.0.0/0".parse().expect("net")],
+    };
+    for form in [
+        "::ffff:0:169.254.169.254",
+        "64:ff9b::a9fe:a9fe",
+        "64:ff9b:1::a9fe:a9fe",
+        "::169.254.169.254",
+        "::127.0.0.1",
+        "::ffff:0:127.0.0.1",
+        "64:ff9b::7f00:1",
+        "2002:a9fe:a9fe::1",
+        "2001:0:808:808::5601:5601",
+    ] {
+        let resolver = Arc::new(MapResolver::with("embed.test", &[form]));
+        let c = client_with(
+            vec![uplink("e", "http://embed.test:8080/")],
+            Vec::new(),
+            Arc::clone(&resolver) as Arc<dyn NameResolver>,
+            allow_all_v4(),
+        );
+        let err = tokio::time::timeout(
+            Duration::from_secs(2),
+            c.fetch(get("http://embed.test:8080/x".into(), None)),
+        )
+        .await
+        .expect("refused without a connect attempt")
+        .expect_err(form);
+        assert!(
+            matches!(&err, UpstreamError::BlockedAddress { addr, .. }
+                if *addr == form.parse::<IpAddr>().expect("ip")),
+            "{form}: {err}"
+        );
+
+        // The same address written as a URL host, configured as an uplink:
+        // forbidden forms are refused before sending. (Restricted ones are
+        // vouched for by being configured literally, so they are not tried
+        // here: that would send packets off the loopback interface.)
+        let forbidden = matches!(
+            crate::guard::classify_ip(form.parse().expect("ip")),
+            crate::guard::IpClass::Forbidden(_)
+        );
+        if forbidden {
+            let literal = format!("http://[{form}]:8080/");
+            let c = client_with(
+                vec![uplink("l", &literal)],
+                Vec::new(),
+                Arc::new(MapResolver::default()),
+                allow_all_v4(),
+            );
+            let err = c
+                .fetch(get(format!("{literal}x"), None))
+                .await
+                .expect_err(form);
+            assert!(
+                matches!(err, UpstreamError::BlockedAddress { .. }),
+                "{form}: {err}"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn name_resolving_to_loopback_needs_an_allowance() {
     let srv = TestServer::start(|_| ok("{}")).await;

@@ -31,6 +31,11 @@ fn classes() {
         "::ffff:169.254.169.254",
         "::ffff:0.0.0.0",
         "64:ff9b::a9fe:a9fe",
+        "::169.254.169.254",
+        "::ffff:0:169.254.169.254",
+        "64:ff9b:1::a9fe:a9fe",
+        "2002:a9fe:a9fe::1",
+        "2001:db8::1",
     ] {
         assert!(
             matches!(classify_ip(ip(f)), IpClass::Forbidden(_)),
@@ -51,6 +56,9 @@ fn classes() {
         "fd12::1",
         "::ffff:127.0.0.1",
         "::ffff:10.0.0.1",
+        "::127.0.0.1",
+        "::ffff:0:127.0.0.1",
+        "64:ff9b::7f00:1",
     ] {
         assert!(
             matches!(classify_ip(ip(r)), IpClass::Restricted(_)),
@@ -61,7 +69,7 @@ fn classes() {
         "8.8.8.8",
         "172.32.0.1",
         "100.128.0.1",
-        "2001:db8::1",
+        "2606:4700::1",
         "::ffff:1.2.3.4",
     ] {
         assert_eq!(classify_ip(ip(p)), IpClass::Public, "{p}");
@@ -122,4 +130,52 @@ fn filter_keeps_allowed_and_reports_refusal() {
         text.contains("169.254.169.254") && text.contains('h'),
         "{text}"
     );
+}
+
+#[test]
+fn an_ipv4_allowance_covers_the_mapped_form_only() {
+    let g = guard(&["127.0.0.0/8", "169.254.0.0/16"], &[], true);
+    assert!(g.check("h", ip("127.0.0.1")).is_ok());
+    assert!(g.check("h", ip("::ffff:127.0.0.1")).is_ok());
+    for detour in [
+        "::127.0.0.1",
+        "::ffff:0:127.0.0.1",
+        "64:ff9b::7f00:1",
+        "64:ff9b:1::7f00:1",
+        "2002:7f00:1::1",
+    ] {
+        assert!(g.check("h", ip(detour)).is_err(), "{detour}");
+        // Not loopback for a configured `localhost` either.
+        assert!(g.check("localhost", ip(detour)).is_err(), "{detour}");
+    }
+    // Metadata stays refused in every form, allowance or not.
+    for meta in [
+        "169.254.169.254",
+        "::ffff:169.254.169.254",
+        "::ffff:0:169.254.169.254",
+        "::169.254.169.254",
+        "64:ff9b::a9fe:a9fe",
+    ] {
+        assert!(g.check("h", ip(meta)).is_err(), "{meta}");
+    }
+    // The IPv6 form itself can be allowed explicitly.
+    let v6 = guard(&["64:ff9b::/96"], &[], false);
+    assert!(v6.check("h", ip("64:ff9b::7f00:1")).is_ok());
+    assert!(v6.check("h", ip("64:ff9b::a9fe:a9fe")).is_err());
+}
+
+#[test]
+fn dns_answers_with_embedded_forms_are_filtered() {
+    let g = guard(&["127.0.0.0/8"], &[], false);
+    let kept = g
+        .filter(
+            "h",
+            vec![ip("::127.0.0.1"), ip("64:ff9b::a9fe:a9fe"), ip("127.0.0.1")],
+        )
+        .expect("one allowed");
+    assert_eq!(kept, vec![ip("127.0.0.1")]);
+    let err = g
+        .filter("h", vec![ip("::ffff:0:169.254.169.254")])
+        .expect_err("refused");
+    assert_eq!(err.addr, ip("::ffff:0:169.254.169.254"));
 }
