@@ -1,7 +1,7 @@
 //! Streaming gunzip + untar of one npm tarball into the store.
 //!
-//! Invariant: only regular files whose paths are relative, `..`-free and
-//! NUL-free reach the store; links are checked never to leave the package and
+//! Invariant: only regular files whose paths are relative, `..`-free,
+//! NUL-free and mean the same file on Windows (see [`path`]) reach the store; links are checked never to leave the package and
 //! are otherwise dropped (pnpm does not store them); every byte read is
 //! metered against the [`Limits`] *before* it can pile up on disk or in
 //! memory; the integrity covers every byte of the input.
@@ -18,6 +18,9 @@ use crate::error::{quote_path, CafsError};
 use crate::index::FileEntry;
 use crate::limits::Limits;
 use crate::store::FileStore;
+
+mod path;
+pub(crate) use path::{hardlink_escapes, normalize_entry_path, symlink_escapes};
 
 /// Files up to this size are hashed in memory first, so an already stored
 /// file costs no disk write at all.
@@ -349,86 +352,6 @@ impl Walker<'_> {
         );
         Ok(())
     }
-}
-
-/// Validate an archive path and strip its first component (the package
-/// folder, whatever its name); a path with a single component is kept, as
-/// pnpm does. The result may be empty (the package folder itself).
-pub(crate) fn normalize_entry_path(raw: &str) -> Result<String, &'static str> {
-    if raw.contains('\0') {
-        return Err("path contains NUL");
-    }
-    if raw.starts_with('/') || raw.starts_with('\\') || has_drive_prefix(raw) {
-        return Err("absolute path");
-    }
-    if raw.split(['/', '\\']).any(|c| c == "..") {
-        return Err("path contains a `..` component");
-    }
-    let rest = match raw.find(['/', '\\']) {
-        Some(at) => &raw[at + 1..],
-        None => raw,
-    };
-    let normalized = rest
-        .split('/')
-        .filter(|c| !c.is_empty() && *c != ".")
-        .collect::<Vec<_>>()
-        .join("/");
-    // A `C:` first component would make Windows clients join to a drive root.
-    if has_drive_prefix(&normalized) {
-        return Err("drive-letter path");
-    }
-    Ok(normalized)
-}
-
-fn has_drive_prefix(s: &str) -> bool {
-    let b = s.as_bytes();
-    b.len() >= 2 && b[0].is_ascii_alphabetic() && b[1] == b':'
-}
-
-/// Resolve link `target` lexically from the directory `base`; `true` when it
-/// is absolute or climbs above the package root.
-fn resolves_outside(mut stack: Vec<String>, target: &str) -> bool {
-    if target.starts_with('/') || target.starts_with('\\') || has_drive_prefix(target) {
-        return true;
-    }
-    if target.contains('\0') {
-        return true;
-    }
-    for comp in target.split(['/', '\\']) {
-        match comp {
-            "" | "." => {}
-            ".." => {
-                if stack.pop().is_none() {
-                    return true;
-                }
-            }
-            other => stack.push(other.to_owned()),
-        }
-    }
-    false
-}
-
-/// A symlink target is relative to the link's own directory.
-pub(crate) fn symlink_escapes(link_path: &str, target: &str) -> bool {
-    let mut base: Vec<String> = link_path
-        .split('/')
-        .filter(|c| !c.is_empty())
-        .map(str::to_owned)
-        .collect();
-    base.pop();
-    resolves_outside(base, target)
-}
-
-/// A hardlink target is an archive path, so it carries the package folder.
-pub(crate) fn hardlink_escapes(target: &str) -> bool {
-    if target.starts_with('/') || target.starts_with('\\') || has_drive_prefix(target) {
-        return true;
-    }
-    let rest = match target.find(['/', '\\']) {
-        Some(at) => &target[at + 1..],
-        None => target,
-    };
-    resolves_outside(Vec::new(), rest)
 }
 
 fn describe_kind(kind: EntryType) -> String {

@@ -285,6 +285,44 @@ fn refuses_dot_dot() {
 }
 
 #[test]
+fn refuses_names_windows_reads_differently() {
+    for name in [
+        "package/.. /evil",
+        "package/a/... /evil",
+        "package/. ./evil",
+        "package/package.json.",
+        "package/index.js ",
+        "package/C:evil",
+        "package/package.json::$DATA",
+        "package/lib/NUL",
+        "package/con.js",
+        "package/COM1.txt",
+    ] {
+        let tgz = TarBuilder::new()
+            .file("package/package.json", 0o644, b"{}")
+            .file(name, 0o644, b"x")
+            .tgz();
+        let err = refused(&tgz, &Limits::default());
+        assert!(
+            matches!(err, CafsError::UnsafePath { .. }),
+            "{name:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn backslashes_are_stored_as_separators() {
+    let (_dir, store) = store();
+    let tgz = TarBuilder::new()
+        .file("package/package.json", 0o644, b"{}")
+        .file("package\\lib\\a.js", 0o644, b"a")
+        .tgz();
+    let index = add(&store, &tgz).expect("added");
+    let names: Vec<&str> = index.files.keys().map(String::as_str).collect();
+    assert_eq!(names, ["lib/a.js", "package.json"]);
+}
+
+#[test]
 fn refuses_nul_in_a_pax_path() {
     let tgz = TarBuilder::new()
         .file("package/package.json", 0o644, b"{}")
