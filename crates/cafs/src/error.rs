@@ -58,6 +58,10 @@ pub enum CafsError {
     /// One file larger than [`crate::Limits::max_file_bytes`].
     #[error("tarball entry {path} is {size} bytes, more than the limit of {limit}")]
     FileTooLarge { path: String, size: u64, limit: u64 },
+    /// The root `package.json` is larger than
+    /// [`crate::Limits::max_manifest_bytes`]; it would be held in memory whole.
+    #[error("package.json is {size} bytes, more than the limit of {limit}")]
+    ManifestTooLarge { size: u64, limit: u64 },
     /// Gzip expansion beyond [`crate::Limits::max_ratio`] (a decompression bomb).
     #[error("tarball expands more than {limit}x when decompressed{}", at_entry(.entry))]
     RatioExceeded { limit: u64, entry: Option<String> },

@@ -1,7 +1,8 @@
 //! Resource limits applied while unpacking one tarball.
 //!
 //! Invariant: a hostile tarball (decompression bomb, millions of entries, one
-//! giant file) is stopped by these bounds before it can exhaust disk or memory.
+//! giant file, a giant `package.json`) is stopped by these bounds before it can
+//! exhaust disk or memory.
 
 /// Unpacking bounds for one tarball. `Default` gives the production values.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,8 +15,14 @@ pub struct Limits {
     /// [`Limits::RATIO_GRACE_BYTES`] were decompressed, because tiny
     /// all-whitespace files legitimately compress extremely well.
     pub max_ratio: u64,
-    /// Size of a single file; also bounds the in-memory copy of `package.json`.
+    /// Size of a single file.
     pub max_file_bytes: u64,
+    /// Size of the root `package.json`, which is held in memory whole to be
+    /// parsed; a larger one refuses the tarball
+    /// ([`crate::CafsError::ManifestTooLarge`]). Far below
+    /// [`Limits::max_file_bytes`] because every concurrent unpack may hold
+    /// one, and its parsed form costs a multiple of its size.
+    pub max_manifest_bytes: u64,
 }
 
 impl Limits {
@@ -40,6 +47,8 @@ impl Default for Limits {
             max_entries: 100_000,
             max_ratio: 200,
             max_file_bytes: 512 * 1024 * 1024,
+            // The largest manifests published are well under 1 MiB.
+            max_manifest_bytes: 4 * 1024 * 1024,
         }
     }
 }

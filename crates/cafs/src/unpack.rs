@@ -276,27 +276,9 @@ impl Walker<'_> {
         path: String,
         quoted: &str,
     ) -> Result<(), CafsError> {
-        if path.is_empty() {
-            return Err(CafsError::UnsafePath {
-                path: quoted.to_owned(),
-                reason: "empty path",
-            });
-        }
         let size = entry.size();
-        if size > self.limits.max_file_bytes {
-            return Err(CafsError::FileTooLarge {
-                path: quoted.to_owned(),
-                size,
-                limit: self.limits.max_file_bytes,
-            });
-        }
-        self.unpacked_bytes = self.unpacked_bytes.saturating_add(size);
-        if self.unpacked_bytes > self.limits.max_unpacked_bytes {
-            return Err(CafsError::TooLarge {
-                limit: self.limits.max_unpacked_bytes,
-                entry: Some(quoted.to_owned()),
-            });
-        }
+        let is_manifest = path == "package.json";
+        self.admit_file(&path, quoted, size, is_manifest)?;
         let mode = entry
             .header()
             .mode()
@@ -308,8 +290,8 @@ impl Walker<'_> {
             entry: Some(quoted.to_owned()),
             message: "file data is truncated".to_owned(),
         };
-        let is_manifest = path == "package.json";
         let digest_hex = if size <= SMALL_FILE_BYTES || is_manifest {
+            // A manifest is held whole for parsing; `admit_file` bounded it.
             let capacity = usize::try_from(size.min(SMALL_FILE_BYTES)).unwrap_or(0);
             let mut buf = Vec::with_capacity(capacity);
             entry
@@ -350,6 +332,44 @@ impl Walker<'_> {
                 size,
             },
         );
+        Ok(())
+    }
+
+    /// The per-file limits, checked on the header's size before any byte of
+    /// the file is read.
+    fn admit_file(
+        &mut self,
+        path: &str,
+        quoted: &str,
+        size: u64,
+        is_manifest: bool,
+    ) -> Result<(), CafsError> {
+        if path.is_empty() {
+            return Err(CafsError::UnsafePath {
+                path: quoted.to_owned(),
+                reason: "empty path",
+            });
+        }
+        if size > self.limits.max_file_bytes {
+            return Err(CafsError::FileTooLarge {
+                path: quoted.to_owned(),
+                size,
+                limit: self.limits.max_file_bytes,
+            });
+        }
+        if is_manifest && size > self.limits.max_manifest_bytes {
+            return Err(CafsError::ManifestTooLarge {
+                size,
+                limit: self.limits.max_manifest_bytes,
+            });
+        }
+        self.unpacked_bytes = self.unpacked_bytes.saturating_add(size);
+        if self.unpacked_bytes > self.limits.max_unpacked_bytes {
+            return Err(CafsError::TooLarge {
+                limit: self.limits.max_unpacked_bytes,
+                entry: Some(quoted.to_owned()),
+            });
+        }
         Ok(())
     }
 }

@@ -463,6 +463,35 @@ fn refuses_one_oversized_file() {
 }
 
 #[test]
+fn refuses_an_oversized_root_package_json() {
+    let big = format!("{{\"name\":\"x\",\"pad\":\"{}\"}}", " ".repeat(4096));
+    let tgz = TarBuilder::new()
+        .file("package/package.json", 0o644, big.as_bytes())
+        .tgz();
+    let limits = Limits {
+        max_manifest_bytes: 1024,
+        ..Limits::default()
+    };
+    let err = refused(&tgz, &limits);
+    assert!(
+        matches!(err, CafsError::ManifestTooLarge { limit: 1024, size } if size == big.len() as u64),
+        "{err}"
+    );
+    // A nested package.json is an ordinary file, not held whole.
+    let (_dir, store) = store();
+    let tgz = TarBuilder::new()
+        .file("package/package.json", 0o644, b"{}")
+        .file("package/lib/package.json", 0o644, big.as_bytes())
+        .tgz();
+    store
+        .add_tarball(&sri(&tgz), tgz.as_slice(), &limits)
+        .expect("nested manifest is a plain file");
+    // The default bound is a few MiB, far below the per-file bound.
+    let d = Limits::default();
+    assert!(d.max_manifest_bytes <= 8 * 1024 * 1024 && d.max_manifest_bytes >= 1024 * 1024);
+}
+
+#[test]
 fn refuses_a_zip_bomb() {
     // 32 MiB of zeros gzips to ~32 KiB: a ~1000x expansion.
     let zeros = vec![0u8; 32 * 1024 * 1024];
