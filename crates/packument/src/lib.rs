@@ -134,13 +134,19 @@ pub fn rewrite_tarballs(doc: &mut Value, base: &str) {
     for (ver, v) in versions.iter_mut() {
         let Value::Object(v) = v else { continue };
         v.remove(UPLINK_FIELD);
+        // Only a valid package name may shape a URL under `base`; without
+        // one the upstream URL is dropped rather than served.
         let pkg = v
             .get("name")
             .and_then(Value::as_str)
+            .filter(|n| validate_name(n).is_ok())
             .map(str::to_string)
-            .or_else(|| name.clone());
-        let Some(pkg) = pkg else { continue };
+            .or_else(|| name.clone().filter(|n| validate_name(n).is_ok()));
         let Some(Value::Object(dist)) = v.get_mut("dist") else {
+            continue;
+        };
+        let Some(pkg) = pkg else {
+            dist.remove("tarball");
             continue;
         };
         let file = dist

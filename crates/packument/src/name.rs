@@ -31,6 +31,17 @@ fn decode(seg: &str) -> Result<String, PackumentError> {
         .map_err(|_| PackumentError::BadName(seg.to_string()))
 }
 
+/// A decoded version, dist-tag, tarball file or uplink segment: one segment,
+/// so no `/` or `\` that an encoded `%2f`/`%5c` would smuggle in, and no
+/// control characters (which would reach logs and upstream URLs).
+fn decode_segment(seg: &str) -> Result<String, PackumentError> {
+    let s = decode(seg)?;
+    if s.contains(['/', '\\']) || s.chars().any(char::is_control) {
+        return Err(PackumentError::BadName(seg.to_string()));
+    }
+    Ok(s)
+}
+
 /// Parses the raw (still percent-encoded) path of a registry GET.
 pub fn parse_registry_path(raw: &str) -> Result<RegistryPath, PackumentError> {
     let trimmed = raw.strip_prefix('/').unwrap_or(raw);
@@ -41,7 +52,7 @@ pub fn parse_registry_path(raw: &str) -> Result<RegistryPath, PackumentError> {
     let mut uplink = None;
     if let Some(first) = segs.first() {
         if let Some(u) = first.strip_prefix('~') {
-            let u = decode(u)?;
+            let u = decode_segment(u)?;
             if u.is_empty() {
                 return Err(PackumentError::BadName(raw.to_string()));
             }
@@ -64,9 +75,9 @@ pub fn parse_registry_path(raw: &str) -> Result<RegistryPath, PackumentError> {
     validate_name(&name)?;
     let target = match rest {
         [] => RegistryTarget::Packument,
-        [v] => RegistryTarget::Version(decode(v)?),
+        [v] => RegistryTarget::Version(decode_segment(v)?),
         ["-", file] => {
-            let file = decode(file)?;
+            let file = decode_segment(file)?;
             if file.is_empty()
                 || file.contains('/')
                 || file.starts_with('.')

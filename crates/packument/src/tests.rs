@@ -32,6 +32,13 @@ fn rejects_hostile_paths() {
         "/a%00b",
         "/~/x",
         "/a b",
+        "/a/1.0.0%2f..%2fx",
+        "/a/1.0.0%5cx",
+        "/a/1.0.0%0a",
+        "/a/-/x%5c..%5cy.tgz",
+        "/a/-/x%0d.tgz",
+        "/~up%2fx/a",
+        "/~up%00/a",
     ] {
         assert!(parse_registry_path(p).is_err(), "{p}");
     }
@@ -53,6 +60,27 @@ fn merge_first_wins_and_rewrite_strips_tags() {
         "http://me/p/-/p-2.0.0.tgz"
     );
     assert!(m["versions"]["1.0.0"].get(UPLINK_FIELD).is_none());
+}
+
+#[test]
+fn rewrite_never_keeps_an_upstream_url() {
+    // No usable name anywhere: the upstream URL is dropped, not served.
+    let mut doc = json!({"versions":{
+        "1.0.0":{"dist":{"tarball":"http://up/x/-/x-1.0.0.tgz"}},
+        "2.0.0":{"name":"../evil","dist":{"tarball":"http://up/x/-/x-2.0.0.tgz"}}
+    }});
+    rewrite_tarballs(&mut doc, "http://me/");
+    assert!(doc["versions"]["1.0.0"]["dist"].get("tarball").is_none());
+    assert!(doc["versions"]["2.0.0"]["dist"].get("tarball").is_none());
+    // An invalid version name falls back to the document's name.
+    let mut doc = json!({"name":"p","versions":{
+        "1.0.0":{"name":"../evil","dist":{"tarball":"http://up/p/-/p-1.0.0.tgz"}}
+    }});
+    rewrite_tarballs(&mut doc, "http://me/");
+    assert_eq!(
+        doc["versions"]["1.0.0"]["dist"]["tarball"],
+        "http://me/p/-/p-1.0.0.tgz"
+    );
 }
 
 #[test]
