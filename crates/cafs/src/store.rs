@@ -124,45 +124,40 @@ impl FileStore {
         Ok((file, len))
     }
 
-    /// The `/v1/install` frame of a stored file — 64-byte raw digest, u32 BE
-    /// size, flag byte (bit 0 = executable), content — as one complete gzip
-    /// member. Built once per (file, executable) and kept under
-    /// `<root>/frames/`, so a response is a concatenation of stored members
-    /// and nothing is compressed per request (gzip readers decode
-    /// concatenated members as one stream).
-    pub fn frame_member(&self, digest_hex: &str, executable: bool) -> Result<Vec<u8>, CafsError> {
+    /// Bytes derived from one stored file by `encode` (for `/v1/install`: its
+    /// frame as one gzip member), made once per (file, `variant`) and kept
+    /// under `<root>/frames/`, so a response is a concatenation of stored
+    /// bytes and nothing is re-encoded per request. The store treats them as
+    /// opaque: their format belongs to `encode`'s owner. `variant` is a
+    /// file-name suffix of `[A-Za-z0-9._-]`.
+    pub fn derived(
+        &self,
+        digest_hex: &str,
+        variant: &str,
+        encode: impl FnOnce(&[u8]) -> std::io::Result<Vec<u8>>,
+    ) -> Result<Vec<u8>, CafsError> {
         // Validates the digest before it becomes a path.
         self.file_path(digest_hex)?;
-        let suffix = if executable { "-exec.gz" } else { ".gz" };
+        let variant_ok = !variant.is_empty()
+            && variant.len() <= 32
+            && variant
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if !variant_ok {
+            return Err(CafsError::InvalidDigest(format!("variant {variant:?}")));
+        }
         let path = self
             .root
             .join("frames")
             .join(&digest_hex[..2])
-            .join(format!("{}{suffix}", &digest_hex[2..]));
+            .join(format!("{}{variant}", &digest_hex[2..]));
         if let Ok(bytes) = fs::read(&path) {
             return Ok(bytes);
         }
         let content = self.read_file(digest_hex)?;
-        let size = u32::try_from(content.len()).map_err(|_| {
-            CafsError::io(
-                format!("framing file {digest_hex}"),
-                std::io::Error::other("file larger than 4 GiB cannot be framed"),
-            )
-        })?;
-        let mut digest = [0u8; 64];
-        hex::decode_to_slice(digest_hex, &mut digest)
-            .map_err(|_| CafsError::InvalidDigest(digest_hex.chars().take(160).collect()))?;
-        let mut gz = flate2::write::GzEncoder::new(
-            Vec::with_capacity(content.len() / 3 + 128),
-            flate2::Compression::new(6),
-        );
-        let io = |e| CafsError::io(format!("framing file {digest_hex}"), e);
-        gz.write_all(&digest).map_err(io)?;
-        gz.write_all(&size.to_be_bytes()).map_err(io)?;
-        gz.write_all(&[u8::from(executable)]).map_err(io)?;
-        gz.write_all(&content).map_err(io)?;
-        let member = gz.finish().map_err(io)?;
-        // Best effort: a frame that cannot be kept is still served.
+        let member = encode(&content)
+            .map_err(|e| CafsError::io(format!("encoding file {digest_hex}"), e))?;
+        // Best effort: bytes that cannot be kept are still served.
         if let Some(parent) = path.parent() {
             if fs::create_dir_all(parent).is_ok() {
                 let tmp = self

@@ -40,6 +40,8 @@ use std::time::Duration;
 
 mod env;
 mod error;
+mod exposure;
+mod limits;
 mod overrides;
 mod parse;
 mod path;
@@ -49,6 +51,7 @@ mod walk;
 
 pub use env::Env;
 pub use error::ConfigError;
+pub use limits::Limits;
 pub use overrides::DEFAULT_UPLINK_NAME;
 pub use secret::Secret;
 
@@ -87,6 +90,10 @@ pub struct Config {
     /// Largest accepted request body in bytes.
     pub max_body_size: u64,
     pub install_accelerator: InstallAcceleratorConfig,
+    /// `ownership:` (pnpr's own key): who may change an existing hosted package.
+    pub ownership: OwnershipConfig,
+    /// `limits:` (pnpr's own key): resource budgets.
+    pub limits: Limits,
     pub log: LogConfig,
     /// Ignored keys and unset `${VAR}`s, for the binary to log at startup.
     pub warnings: Vec<String>,
@@ -96,6 +103,8 @@ pub struct Config {
 pub struct AuthConfig {
     /// Local user database; `None` means no self-service login or registration.
     pub htpasswd: Option<HtpasswdConfig>,
+    /// `auth.rate_limit`: budgets for failed password checks.
+    pub rate_limit: RateLimitConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,6 +113,36 @@ pub struct HtpasswdConfig {
     pub file: PathBuf,
     /// `None` = unlimited registrations, `-1` = registration disabled, `n` = at most n users.
     pub max_users: Option<i64>,
+    /// Whether `max_users` was written in the file (even as `infinity`): the operator
+    /// chose a registration policy, which a network-exposed server requires
+    /// ([`Config::check_exposure`]).
+    pub max_users_set: bool,
+}
+
+/// `auth.rate_limit`: failed password checks (Basic credentials, `npm login`, token
+/// creation) allowed per user name and per client address within `window`; over
+/// budget the server answers 429 with `Retry-After` and runs no hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitConfig {
+    pub per_user: u32,
+    pub per_address: u32,
+    pub window: Duration,
+}
+
+impl RateLimitConfig {
+    pub const DEFAULT_PER_USER: u32 = 10;
+    pub const DEFAULT_PER_ADDRESS: u32 = 50;
+    pub const DEFAULT_WINDOW: Duration = Duration::from_secs(300);
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            per_user: Self::DEFAULT_PER_USER,
+            per_address: Self::DEFAULT_PER_ADDRESS,
+            window: Self::DEFAULT_WINDOW,
+        }
+    }
 }
 
 /// One `uplinks:` entry.
@@ -220,6 +259,24 @@ pub struct NetworkConfig {
 pub struct InstallAcceleratorConfig {
     /// How long an accelerator grant stays valid; `None` = permanent.
     pub grant_ttl: Option<Duration>,
+}
+
+/// Who may change a hosted package after its first publish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OwnershipMode {
+    /// npm-registry semantics: the package's maintainers, or an admin (default).
+    #[default]
+    Maintainers,
+    /// Verdaccio's semantics: anyone the `packages:` rule lets publish.
+    PublishRights,
+}
+
+/// `ownership:`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct OwnershipConfig {
+    pub mode: OwnershipMode,
+    /// User or `groups:` names whose members may change every hosted package.
+    pub admins: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

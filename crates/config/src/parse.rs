@@ -19,10 +19,11 @@ use crate::units::{duration_value, size_value};
 use crate::walk::{self, entries, kind, opt_string, token_list};
 use crate::{
     AuthConfig, Config, HtpasswdConfig, InstallAcceleratorConfig, LogConfig, LogFormat,
-    NetworkConfig, PackageRuleConfig, PublicRouteConfig, RoutesConfig, Secret,
-    DEFAULT_MAX_BODY_SIZE,
+    NetworkConfig, OwnershipConfig, OwnershipMode, PackageRuleConfig, PublicRouteConfig,
+    RateLimitConfig, RoutesConfig, Secret, DEFAULT_MAX_BODY_SIZE,
 };
 
+mod limits;
 mod uplink;
 
 /// Top-level keys Verdaccio (or later pnpr generations) define that we accept and
@@ -108,6 +109,8 @@ struct TopLevel<'a> {
     network: Option<&'a Value>,
     max_body_size: Option<&'a Value>,
     install_accelerator: Option<&'a Value>,
+    ownership: Option<&'a Value>,
+    limits: Option<&'a Value>,
     log: Option<&'a Value>,
 }
 
@@ -141,6 +144,8 @@ impl Parser<'_> {
                 "network" => &mut top.network,
                 "max_body_size" => &mut top.max_body_size,
                 "installAccelerator" => &mut top.install_accelerator,
+                "ownership" => &mut top.ownership,
+                "limits" => &mut top.limits,
                 "log" => &mut top.log,
                 other => {
                     self.ignore("", other, IGNORED_TOP_LEVEL);
@@ -223,6 +228,14 @@ impl Parser<'_> {
             Some(v) => self.install_accelerator(v)?,
             None => InstallAcceleratorConfig::default(),
         };
+        let ownership = match top.ownership {
+            None | Some(Value::Null) => OwnershipConfig::default(),
+            Some(v) => ownership(v)?,
+        };
+        let limits = match top.limits {
+            None | Some(Value::Null) => crate::Limits::default(),
+            Some(v) => limits::limits(v)?,
+        };
         let log = match top.log {
             Some(v) => self.log(v)?,
             None => LogConfig::default(),
@@ -243,6 +256,8 @@ impl Parser<'_> {
             network,
             max_body_size,
             install_accelerator,
+            ownership,
+            limits,
             log,
             warnings: std::mem::take(&mut self.warnings),
         })
@@ -276,6 +291,7 @@ impl Parser<'_> {
         for (key, node) in entries(v, "auth")? {
             match key.as_str() {
                 "htpasswd" => auth.htpasswd = Some(self.htpasswd(node)?),
+                "rate_limit" => auth.rate_limit = rate_limit(node)?,
                 // Token storage location is chosen by the server (next to the user
                 // database), so an explicit path would be silently misleading.
                 "tokens" => self
@@ -293,11 +309,16 @@ impl Parser<'_> {
     fn htpasswd(&mut self, v: &Value) -> Result<HtpasswdConfig, ConfigError> {
         let mut file = None;
         let mut max_users = None;
+        let mut max_users_set = false;
         for (key, node) in entries(v, "auth.htpasswd")? {
             let path = child("auth.htpasswd", &key);
             match key.as_str() {
                 "file" => file = opt_string(node, &path)?,
-                "max_users" => max_users = max_users_value(node, &path)?,
+                "max_users" => {
+                    max_users = max_users_value(node, &path)?;
+                    // `max_users:` with nothing after it chose nothing.
+                    max_users_set = !matches!(node, Value::Null);
+                }
                 other => self.ignore(
                     "auth.htpasswd",
                     other,
@@ -308,6 +329,7 @@ impl Parser<'_> {
         Ok(HtpasswdConfig {
             file: resolve(self.base, file.as_deref().unwrap_or("htpasswd")),
             max_users,
+            max_users_set,
         })
     }
 
@@ -491,6 +513,53 @@ pub(crate) fn default_packages(uplinks: &[String]) -> Vec<PackageRuleConfig> {
     }]
 }
 
+/// `ownership:`. Strict: it decides who may change other people's packages,
+/// so a misspelt key or mode is an error, and a `$`-token among the admins
+/// (which would make every user an admin) is refused in favour of the
+/// explicit `mode: publish-rights`.
+fn ownership(v: &Value) -> Result<OwnershipConfig, ConfigError> {
+    let mut out = OwnershipConfig::default();
+    for (key, node) in entries(v, "ownership")? {
+        let path = child("ownership", &key);
+        match key.as_str() {
+            "mode" => {
+                out.mode = match walk::string(node, &path)?.trim() {
+                    "maintainers" => OwnershipMode::Maintainers,
+                    "publish-rights" => OwnershipMode::PublishRights,
+                    _ => {
+                        return Err(ConfigError::invalid(
+                            path,
+                            "must be maintainers or publish-rights",
+                        ))
+                    }
+                }
+            }
+            "admins" => {
+                let admins = token_list(node, &path)?;
+                if let Some(t) = admins
+                    .iter()
+                    .find(|t| t.starts_with('$') || KNOWN_SPECIAL_TOKENS.contains(&t.as_str()))
+                {
+                    return Err(ConfigError::invalid(
+                        path,
+                        format!(
+                            "'{t}' is not a user or group name; to let everyone with publish rights change any package, set ownership.mode: publish-rights"
+                        ),
+                    ));
+                }
+                out.admins = admins;
+            }
+            _ => {
+                return Err(ConfigError::invalid(
+                    path,
+                    "unknown key in ownership (expected mode or admins)",
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// `routes.public`: every rule is checked strictly because a dropped or misread field
 /// would turn a narrow public route into "this whole registry is public".
 fn public_routes(v: &Value) -> Result<Vec<PublicRouteConfig>, ConfigError> {
@@ -668,6 +737,41 @@ pub(crate) fn positive_size(v: &Value) -> Result<u64, String> {
         0 => Err("must be greater than 0".to_owned()),
         n => Ok(n),
     }
+}
+
+/// `auth.rate_limit`. Every key is checked: a typo in a security budget is an error,
+/// not a silently different limit.
+fn rate_limit(v: &Value) -> Result<RateLimitConfig, ConfigError> {
+    let mut out = RateLimitConfig::default();
+    for (key, node) in entries(v, "auth.rate_limit")? {
+        let path = child("auth.rate_limit", &key);
+        match key.as_str() {
+            "per_user" => out.per_user = budget(node, &path)?,
+            "per_address" => out.per_address = budget(node, &path)?,
+            "window" => {
+                out.window = duration_value(node).map_err(|r| ConfigError::invalid(&path, r))?;
+                if out.window < std::time::Duration::from_secs(1) {
+                    return Err(ConfigError::invalid(path, "must be at least 1s"));
+                }
+            }
+            _ => {
+                return Err(ConfigError::invalid(
+                    path,
+                    "unknown key (expected per_user, per_address or window)",
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A failure budget: a whole number from 1 to 2^32-1 (0 would refuse every login).
+fn budget(v: &Value, path: &str) -> Result<u32, ConfigError> {
+    let n = walk::integer(v, path)?;
+    u32::try_from(n)
+        .ok()
+        .filter(|n| *n >= 1)
+        .ok_or_else(|| ConfigError::invalid(path, "must be a whole number of at least 1"))
 }
 
 fn max_users_value(v: &Value, path: &str) -> Result<Option<i64>, ConfigError> {

@@ -45,6 +45,6 @@ pub use request::{
     normalize_dir, parse_request, AuthHeaders, InstallRequest, Project, TrustPolicy,
 };
 pub use response::{
-    empty_file_section, header_json, violations_json, InlineBody, Violation, CONTENT_TYPE,
-    DEFAULT_GZIP_LEVEL,
+    empty_file_section, end_member, frame_bytes, gzip_member, header_json, header_member,
+    header_only_body, violations_json, InlineBody, Violation, CONTENT_TYPE, DEFAULT_GZIP_LEVEL,
 };

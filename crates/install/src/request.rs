@@ -21,7 +21,7 @@ use crate::InstallError;
 mod tests;
 
 /// One workspace importer of the request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Project {
     /// Normalised POSIX dir relative to the lockfile dir; `"."` is the root.
     pub dir: String,
@@ -82,7 +82,7 @@ impl fmt::Debug for Redacted {
 }
 
 /// The client's supply-chain trust policy (`trustPolicy`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub enum TrustPolicy {
     /// No trust check (`"off"`, the default).
     #[default]
@@ -92,7 +92,10 @@ pub enum TrustPolicy {
 }
 
 /// A parsed `/v1/install` request. Field meanings: spec §1.2.
-#[derive(Clone, PartialEq)]
+/// `Serialize` gives the resolution-relevant view of a request (cache keys):
+/// fields that identify the caller or describe its store are skipped, and
+/// the lockfile is keyed separately by its content hash.
+#[derive(Clone, PartialEq, serde::Serialize)]
 pub struct InstallRequest {
     /// Importers; never empty (legacy top-level maps form a `"."` project).
     pub projects: Vec<Project>,
@@ -101,10 +104,12 @@ pub struct InstallRequest {
     /// `namedRegistries` alias → URL, as sent.
     pub named_registries: BTreeMap<String, String>,
     /// Forwarded upstream credentials.
+    #[serde(skip)]
     pub auth_headers: AuthHeaders,
     /// `overrides` with non-string values dropped; `None` when absent or not an object.
     pub overrides: Option<BTreeMap<String, String>>,
     /// The client's wanted lockfile (v9 on-disk shape as JSON).
+    #[serde(skip)]
     pub lockfile: Option<Value>,
     /// Use the lockfile as-is.
     pub frozen_lockfile: bool,
@@ -115,6 +120,7 @@ pub struct InstallRequest {
     /// Skip server-side verification of the input lockfile.
     pub trust_lockfile: bool,
     /// Resolve only; no files.
+    #[serde(skip)]
     pub lockfile_only: bool,
     /// Minimum release age in minutes.
     pub minimum_release_age: Option<u64>,
@@ -129,6 +135,7 @@ pub struct InstallRequest {
     /// Packages older than this many minutes skip the trust check.
     pub trust_policy_ignore_after: Option<u64>,
     /// SRI integrities of packages the client store already holds, as sent.
+    #[serde(skip)]
     pub store_integrities: Vec<String>,
     /// Informational only (TS client); never acted upon.
     pub node_version: Option<String>,

@@ -12,7 +12,6 @@ use base64::Engine as _;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::plan::{Plan, Stats};
 use crate::InstallError;
@@ -55,8 +54,8 @@ pub struct Violation {
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct SuccessHeader<'a> {
-    lockfile: &'a Value,
+struct SuccessHeader<'a, L: Serialize> {
+    lockfile: &'a L,
     stats: &'a Stats,
     index_entries: Vec<EntryOut<'a>>,
 }
@@ -73,7 +72,7 @@ struct ViolationsHeader<'a> {
 }
 
 /// Success header: `{"lockfile","stats","indexEntries":[{"key","b64"}]}`.
-pub fn header_json(lockfile: &Value, plan: &Plan) -> Result<Vec<u8>, InstallError> {
+pub fn header_json<L: Serialize>(lockfile: &L, plan: &Plan) -> Result<Vec<u8>, InstallError> {
     let header = SuccessHeader {
         lockfile,
         stats: &plan.stats,
@@ -92,6 +91,58 @@ pub fn header_json(lockfile: &Value, plan: &Plan) -> Result<Vec<u8>, InstallErro
 /// Violations header: `{"violations":[{"name","version","code","reason"}]}`.
 pub fn violations_json(violations: &[Violation]) -> Result<Vec<u8>, InstallError> {
     serde_json::to_vec(&ViolationsHeader { violations }).map_err(InstallError::Json)
+}
+
+/// The first gzip member of a streamed body: length-prefixed header JSON and
+/// the file-section prefix. A streamed body is this member, one member per
+/// file frame ([`frame_bytes`], compressed by whoever caches it) and
+/// [`end_member`]; concatenated gzip members are one valid gzip stream.
+pub fn header_member(header: &[u8], level: u32) -> Result<Vec<u8>, InstallError> {
+    let body = InlineBody::new(header, level)?;
+    Ok(body.gz.finish()?)
+}
+
+/// The uncompressed bytes of one file frame: digest, u32 BE length,
+/// executable flag, content.
+pub fn frame_bytes(
+    digest: &[u8; 64],
+    executable: bool,
+    content: &[u8],
+) -> Result<Vec<u8>, InstallError> {
+    if *digest == END_MARKER {
+        return Err(InstallError::ReservedDigest);
+    }
+    let len = u32::try_from(content.len()).map_err(|_| InstallError::TooLarge {
+        what: "file",
+        size: content.len() as u64,
+    })?;
+    let mut out = Vec::with_capacity(content.len() + 69);
+    out.extend_from_slice(digest);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.push(u8::from(executable));
+    out.extend_from_slice(content);
+    Ok(out)
+}
+
+/// One gzip member of `data` at `level`.
+pub fn gzip_member(data: &[u8], level: u32) -> Result<Vec<u8>, InstallError> {
+    let mut gz = GzEncoder::new(
+        Vec::with_capacity(data.len() / 4 + 64),
+        Compression::new(level.min(9)),
+    );
+    gz.write_all(data)?;
+    Ok(gz.finish()?)
+}
+
+/// The last gzip member of a streamed body: the terminator.
+pub fn end_member(level: u32) -> Result<Vec<u8>, InstallError> {
+    gzip_member(&END_MARKER, level)
+}
+
+/// A complete body carrying only a header and no files (lockfile-only,
+/// violations).
+pub fn header_only_body(header: &[u8], level: u32) -> Result<Vec<u8>, InstallError> {
+    InlineBody::new(header, level)?.finish()
 }
 
 /// Streaming writer of the gzip-compressed inline body.

@@ -10,9 +10,12 @@
 //! - no credential ever enters a key: descriptors carry only uplink names,
 //!   package names and SHA-256 credential digests, and their ids are
 //!   HMAC-SHA256 under the server secret;
-//! - bounds: at most [`PER_KEY`] candidates per key and [`TOTAL`] overall;
-//!   over a bound the least-recently-used *private* candidate goes first, so
-//!   public entries survive private churn (e.g. credential rotation).
+//! - bounds: at most [`PER_KEY`] candidates per key, [`TOTAL`] overall and a
+//!   byte budget over the weights callers give their values (an outsider can
+//!   make a resolution large, so counting entries alone does not bound
+//!   memory); over a bound the least-recently-used *private* candidate goes
+//!   first, so public entries survive private churn (e.g. credential
+//!   rotation). A value heavier than the whole budget is not kept.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -134,6 +137,7 @@ struct Candidate<V> {
     digest: Option<String>,
     inserted: Instant,
     last_used: Instant,
+    weight: usize,
 }
 
 /// The candidate cache. Not internally synchronised: wrap it in a mutex.
@@ -142,7 +146,13 @@ pub struct CandidateCache<V> {
     ttl: Duration,
     secret: Vec<u8>,
     total: usize,
+    /// Sum of the weights of all candidates.
+    bytes: usize,
+    max_bytes: usize,
 }
+
+/// Default byte budget of a [`CandidateCache`].
+pub const DEFAULT_MAX_BYTES: usize = 256 * 1024 * 1024;
 
 impl<V: Clone> CandidateCache<V> {
     /// `ttl` zero disables caching.
@@ -152,11 +162,24 @@ impl<V: Clone> CandidateCache<V> {
             ttl,
             secret,
             total: 0,
+            bytes: 0,
+            max_bytes: DEFAULT_MAX_BYTES,
         }
+    }
+
+    /// Sets the byte budget over candidate weights.
+    pub fn with_max_bytes(mut self, max_bytes: usize) -> Self {
+        self.max_bytes = max_bytes;
+        self
     }
 
     pub fn len(&self) -> usize {
         self.total
+    }
+
+    /// Sum of the weights of the cached candidates.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     pub fn is_empty(&self) -> bool {
@@ -173,16 +196,19 @@ impl<V: Clone> CandidateCache<V> {
         let ttl = self.ttl;
         let list = self.entries.get_mut(key)?;
         let before = list.len();
+        let before_bytes: usize = list.iter().map(|c| c.weight).sum();
         list.retain(|c| now.duration_since(c.inserted) < ttl);
         self.total -= before - list.len();
+        self.bytes -= before_bytes - list.iter().map(|c| c.weight).sum::<usize>();
         let hit = list.iter_mut().find(|c| c.footprint.iter().all(&gate))?;
         hit.last_used = now;
         Some(hit.value.clone())
     }
 
-    /// Records a successful resolution.
-    pub fn store(&mut self, key: &str, footprint: Footprint, value: V) {
-        if self.ttl.is_zero() {
+    /// Records a successful resolution; `weight` is the caller's estimate
+    /// of the value's memory in bytes.
+    pub fn store(&mut self, key: &str, footprint: Footprint, value: V, weight: usize) {
+        if self.ttl.is_zero() || weight > self.max_bytes {
             return;
         }
         let now = Instant::now();
@@ -190,10 +216,13 @@ impl<V: Clone> CandidateCache<V> {
         let digest = footprint_digest(&self.secret, &footprint);
         let list = self.entries.entry(key.to_string()).or_default();
         if let Some(existing) = list.iter_mut().find(|c| c.digest == digest) {
+            self.bytes = self.bytes - existing.weight + weight;
+            existing.weight = weight;
             existing.value = value;
             existing.footprint = footprint;
             existing.inserted = now;
             existing.last_used = now;
+            self.enforce_budgets();
             return;
         }
         list.push(Candidate {
@@ -202,13 +231,19 @@ impl<V: Clone> CandidateCache<V> {
             digest,
             inserted: now,
             last_used: now,
+            weight,
         });
         self.total += 1;
+        self.bytes += weight;
         if list.len() > PER_KEY {
-            evict_one(list);
+            self.bytes -= evict_one(list);
             self.total -= 1;
         }
-        while self.total > TOTAL {
+        self.enforce_budgets();
+    }
+
+    fn enforce_budgets(&mut self) {
+        while self.total > TOTAL || self.bytes > self.max_bytes {
             if !self.evict_global() {
                 break;
             }
@@ -218,13 +253,20 @@ impl<V: Clone> CandidateCache<V> {
     fn prune(&mut self, now: Instant) {
         let ttl = self.ttl;
         let mut removed = 0;
+        let mut removed_bytes = 0;
         self.entries.retain(|_, list| {
-            let before = list.len();
-            list.retain(|c| now.duration_since(c.inserted) < ttl);
-            removed += before - list.len();
+            list.retain(|c| {
+                let live = now.duration_since(c.inserted) < ttl;
+                if !live {
+                    removed += 1;
+                    removed_bytes += c.weight;
+                }
+                live
+            });
             !list.is_empty()
         });
         self.total -= removed;
+        self.bytes -= removed_bytes;
     }
 
     /// Evicts the globally least-recently-used private candidate, else the
@@ -249,7 +291,7 @@ impl<V: Clone> CandidateCache<V> {
             return false;
         };
         if let Some(list) = self.entries.get_mut(&k) {
-            list.remove(i);
+            self.bytes -= list.remove(i).weight;
             if list.is_empty() {
                 self.entries.remove(&k);
             }
@@ -259,7 +301,8 @@ impl<V: Clone> CandidateCache<V> {
     }
 }
 
-fn evict_one<V>(list: &mut Vec<Candidate<V>>) {
+/// Evicts one candidate of a full list and returns its weight.
+fn evict_one<V>(list: &mut Vec<Candidate<V>>) -> usize {
     let pick = list
         .iter()
         .enumerate()
@@ -267,9 +310,7 @@ fn evict_one<V>(list: &mut Vec<Candidate<V>>) {
         .min_by_key(|(_, c)| c.last_used)
         .or_else(|| list.iter().enumerate().min_by_key(|(_, c)| c.last_used))
         .map(|(i, _)| i);
-    if let Some(i) = pick {
-        list.remove(i);
-    }
+    pick.map_or(0, |i| list.remove(i).weight)
 }
 
 #[cfg(test)]

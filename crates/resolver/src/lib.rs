@@ -23,9 +23,15 @@ use pick::{parse_spec, pick_missing_peer, pick_version, split_name_range, PickPo
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ResolveError {
-    /// The metadata source failed for a package.
-    #[error("failed to fetch metadata of {name}: {reason}")]
-    Metadata { name: String, reason: String },
+    /// The metadata source failed for a package; `source` is the source's
+    /// own typed error, so its caller can recover it (e.g. an access
+    /// denial) by downcasting instead of through a side channel.
+    #[error("failed to fetch metadata of {name}: {source}")]
+    Metadata {
+        name: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The package does not exist in the registry.
     #[error("package {0} not found")]
     NotFound(String),

@@ -222,7 +222,7 @@ impl MetadataSource for HttpSource {
             let url = format!("{}{}", self.registry, name.replace('/', "%2F"));
             let err = |reason: String| ResolveError::Metadata {
                 name: name.to_string(),
-                reason,
+                source: reason.into(),
             };
             let resp = self
                 .client

@@ -14,14 +14,32 @@ use serde_json::json;
 pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
+    /// Seconds for a `Retry-After` header (429/503).
+    pub retry_after: Option<u64>,
 }
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.status.as_u16(), self.message)
+    }
+}
+
+/// So a typed `ApiError` can travel through other crates' error seams (the
+/// resolver's metadata source) and be recovered by downcasting.
+impl std::error::Error for ApiError {}
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
         Self {
             status,
             message: message.into(),
+            retry_after: None,
         }
+    }
+    /// Adds a `Retry-After` header to the answer.
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
     pub fn not_found(what: impl std::fmt::Display) -> Self {
         Self::new(StatusCode::NOT_FOUND, format!("not found: {what}"))
@@ -83,12 +101,68 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"pnpr\""),
             );
         }
+        resp
+    }
+}
+
+/// An [`ApiError`], or a refusal of a password check that carries its own
+/// `Retry-After` header: 429 when the login limiter says the caller (user
+/// name or address) is over budget, 503 while the password-hash queue is full.
+#[derive(Debug)]
+pub enum Refusal {
+    Api(ApiError),
+    Throttled { retry_after_secs: u64 },
+    HashQueueFull,
+}
+
+impl From<ApiError> for Refusal {
+    fn from(e: ApiError) -> Self {
+        Refusal::Api(e)
+    }
+}
+
+impl From<pnpr_auth::AuthError> for Refusal {
+    fn from(e: pnpr_auth::AuthError) -> Self {
+        Refusal::Api(e.into())
+    }
+}
+
+impl From<pnpr_auth::Throttled> for Refusal {
+    fn from(t: pnpr_auth::Throttled) -> Self {
+        Refusal::Throttled {
+            retry_after_secs: t.retry_after_secs(),
+        }
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let (status, message, retry) = match self {
+            Refusal::Api(e) => return e.into_response(),
+            Refusal::Throttled { retry_after_secs } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many failed login attempts; retry later",
+                retry_after_secs,
+            ),
+            Refusal::HashQueueFull => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many password checks in progress; retry later",
+                1,
+            ),
+        };
+        let mut resp = ApiError::new(status, message).into_response();
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(retry));
         resp
     }
 }
@@ -108,6 +182,9 @@ impl From<pnpr_auth::AuthError> for ApiError {
             A::RegistrationDisabled => Self::forbidden("user registration is disabled"),
             A::MaxUsersReached => Self::forbidden("maximum number of users reached"),
             A::InvalidUsername(why) => Self::bad_request(format!("invalid user name: {why}")),
+            A::ReservedName(name) => Self::forbidden(format!(
+                "user name '{name}' is reserved: it names a group or an access-policy token"
+            )),
             A::EmptyPassword => Self::bad_request("password must not be empty"),
             A::InvalidCidr(c) => Self::bad_request(format!("invalid CIDR {c}")),
             A::AmbiguousToken => Self::bad_request("token id prefix is ambiguous"),

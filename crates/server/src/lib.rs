@@ -3,20 +3,25 @@
 //!
 //! Invariants guarded here:
 //! - every request's caller is identified once, from its `Authorization`
-//!   header, and every package answer passes the `packages:` policy (or, on
+//!   header; `Basic` credentials are settled by the [`identity`] gate (off
+//!   the async workers, rate-limited) before any handler runs; and every
+//!   package answer passes the `packages:` policy (or, on
 //!   `/~<uplink>/`, the uplink's `access`) before any byte is sent;
 //! - errors become HTTP only in [`error`];
 //! - access policy can be swapped at runtime ([`reload`]) without dropping
 //!   requests: handlers take a snapshot `Arc<Policy>` per request.
 
+pub mod catalog;
 pub mod error;
 pub mod grants;
 pub mod hosted;
+pub mod identity;
 pub mod install;
 pub mod registry;
 pub mod reload;
 pub mod state;
 pub mod users;
+mod urls;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -54,6 +59,10 @@ pub fn app(state: Arc<AppState>) -> Router {
         .merge(hosted::routes())
         .fallback(registry::dispatch)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            identity::gate,
+        ))
         .layer(middleware::from_fn(access_log))
         .with_state(state)
 }
@@ -74,9 +83,17 @@ pub async fn run(
             tracing::debug!("cannot set TCP_NODELAY: {e}");
         }
     });
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let sweeper = tokio::spawn(identity::sweep(Arc::clone(&state)));
+    // Connection info gives the identity gate the peer address (login limits
+    // per address, token CIDR lists); a header would be forgeable.
+    let served = axum::serve(
+        listener,
+        app(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await;
+    sweeper.abort();
+    served
 }
 
 async fn ping() -> Json<serde_json::Value> {

@@ -529,14 +529,16 @@ pub(crate) async fn tarball_body(
                     if_modified_since: None,
                 })
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(pnpr_store::FetchFailure::upstream)?;
             if resp.status != 200 {
-                return Err(format!(
-                    "uplink {via} answered {} for a tarball",
-                    resp.status
+                return Err(pnpr_store::FetchFailure::status(
+                    resp.status,
+                    &format!("uplink {via}"),
                 ));
             }
-            let stream = resp.into_stream().map(|r| r.map_err(|e| e.to_string()));
+            let stream = resp
+                .into_stream()
+                .map(|r| r.map_err(pnpr_store::FetchFailure::upstream));
             Ok(Box::pin(stream) as pnpr_store::flight::ByteStream)
         })
         .await?;

@@ -81,24 +81,18 @@ pub struct AppState {
     /// Rendered packument bodies (see `registry::Rendered`), valid until the
     /// metadata they were built from goes stale.
     pub rendered: std::sync::Mutex<lru::LruCache<String, Arc<crate::registry::Rendered>>>,
-    /// Auth-aware resolution cache (spec §5.8).
-    pub resolutions: std::sync::Mutex<pnpr_rescache::CandidateCache<Arc<CachedResolution>>>,
+    /// Auth-aware resolution cache (spec §5.8), bounded in count and bytes.
+    resolutions: std::sync::Mutex<ResolutionCache>,
+    /// Integrity bindings the catalog already checked (content facts only).
+    pub(crate) bindings: crate::catalog::Bindings,
+    /// In-flight install permits (`limits.installs_in_flight`).
+    installs: Arc<tokio::sync::Semaphore>,
 }
 
-/// A resolved tree as the candidate cache keeps it.
-#[derive(Debug)]
-pub struct CachedResolution {
-    pub lockfile: serde_json::Value,
-    pub packages: Vec<ResolvedRef>,
-}
+type ResolutionCache = pnpr_rescache::CandidateCache<Arc<crate::install::Resolution>>;
 
-/// One tarball-backed package of a resolution.
-#[derive(Debug, Clone)]
-pub struct ResolvedRef {
-    pub name: String,
-    pub version: String,
-    pub integrity: String,
-}
+/// Integrity bindings remembered by the catalog.
+const BINDINGS: usize = 200_000;
 
 /// Namespace of the shared public mirror.
 pub const PUBLIC_NS: &str = "public";
@@ -128,7 +122,11 @@ impl AppState {
             .unwrap_or_else(|| (config.storage.join("htpasswd"), None));
         let users = Htpasswd::open(htpasswd_path.0, htpasswd_path.1)?;
         let tokens = TokenStore::open(&config.storage.join("tokens.sqlite"))?;
-        let auth = Authenticator::new(users, tokens);
+        let auth = Authenticator::new(users, tokens).with_login_limits(pnpr_auth::LoginLimits {
+            per_user: config.auth.rate_limit.per_user,
+            per_address: config.auth.rate_limit.per_address,
+            window: config.auth.rate_limit.window,
+        });
 
         let db = MetaDb::open(&config.cache.join("metadata.sqlite"))?;
         let hosted = pnpr_hosted::HostedStore::open(&config.storage)?;
@@ -145,8 +143,17 @@ impl AppState {
             .map(|u| u.maxage)
             .min()
             .unwrap_or(std::time::Duration::from_secs(300));
-        let resolutions =
-            std::sync::Mutex::new(pnpr_rescache::CandidateCache::new(secret.clone(), ttl));
+        let resolutions = std::sync::Mutex::new(
+            pnpr_rescache::CandidateCache::new(secret.clone(), ttl).with_max_bytes(
+                usize::try_from(config.limits.resolution_cache).unwrap_or(usize::MAX),
+            ),
+        );
+        let bindings = std::sync::Mutex::new(lru::LruCache::new(
+            std::num::NonZeroUsize::new(BINDINGS).unwrap_or(std::num::NonZeroUsize::MIN),
+        ));
+        let installs = Arc::new(tokio::sync::Semaphore::new(
+            config.limits.installs_in_flight.max(1),
+        ));
         let rendered = std::sync::Mutex::new(lru::LruCache::new(
             std::num::NonZeroUsize::new(2048).unwrap_or(std::num::NonZeroUsize::MIN),
         ));
@@ -156,6 +163,8 @@ impl AppState {
             access,
             rendered,
             resolutions,
+            bindings,
+            installs,
             config,
             public_url,
             policy: RwLock::new(Arc::new(policy)),
@@ -168,6 +177,21 @@ impl AppState {
             files,
             secret,
         }))
+    }
+
+    /// Resource budgets (fixed at startup).
+    pub fn limits(&self) -> &pnpr_config::Limits {
+        &self.config.limits
+    }
+
+    /// The install admission semaphore.
+    pub(crate) fn installs(&self) -> Arc<tokio::sync::Semaphore> {
+        Arc::clone(&self.installs)
+    }
+
+    /// The resolution cache, locked for one lookup or store.
+    pub(crate) fn resolutions(&self) -> std::sync::MutexGuard<'_, ResolutionCache> {
+        self.resolutions.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The policy as of now; cheap, and stable for the caller's whole request.

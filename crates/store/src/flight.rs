@@ -21,20 +21,20 @@ use ssri::Integrity;
 use tokio::sync::watch;
 
 use crate::cas::{Cas, Stored};
-use crate::{Result, StoreError};
+use crate::{FetchFailure, Result, StoreError};
 
 /// Bytes withheld from readers until the digest has been checked.
 pub const HOLDBACK: u64 = 16 * 1024;
 const CHUNK: usize = 64 * 1024;
 
-/// A boxed stream of upstream bytes; errors are already redacted text.
-pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, String>> + Send>>;
+/// A boxed stream of upstream bytes.
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, FetchFailure>> + Send>>;
 
 #[derive(Clone, Debug)]
 enum FlightState {
     Running { written: u64 },
     Done { len: u64 },
-    Failed(String),
+    Failed(FetchFailure),
 }
 
 struct Flight {
@@ -82,7 +82,7 @@ impl TarballFetches {
     ) -> Result<TarballBody>
     where
         F: FnOnce() -> Fut,
-        Fut: std::future::Future<Output = Result<ByteStream, String>> + Send + 'static,
+        Fut: std::future::Future<Output = Result<ByteStream, FetchFailure>> + Send + 'static,
     {
         if keep {
             if let Some(hit) = self.cas.lookup(ns, sri)? {
@@ -136,11 +136,11 @@ impl TarballFetches {
 
 async fn run_fetch(
     mut writer: crate::cas::CasWriter,
-    fut: impl std::future::Future<Output = Result<ByteStream, String>>,
+    fut: impl std::future::Future<Output = Result<ByteStream, FetchFailure>>,
     tx: &watch::Sender<FlightState>,
     keep: bool,
     max_size: u64,
-) -> Result<u64, String> {
+) -> Result<u64, FetchFailure> {
     let mut stream = match fut.await {
         Ok(s) => s,
         Err(e) => {
@@ -158,19 +158,19 @@ async fn run_fetch(
         };
         if writer.written() + chunk.len() as u64 > max_size {
             writer.abort();
-            return Err(StoreError::TooLarge(max_size).to_string());
+            return Err(FetchFailure::TooLarge(max_size));
         }
         // Small synchronous writes land in the page cache; not worth a
         // blocking-pool hop per chunk.
         if let Err(e) = writer.write(&chunk) {
             writer.abort();
-            return Err(e.to_string());
+            return Err(FetchFailure::storage(e));
         }
         let _ = tx.send(FlightState::Running {
             written: writer.written(),
         });
     }
-    let stored = writer.finish(keep).map_err(|e| e.to_string())?;
+    let stored = writer.finish(keep).map_err(FetchFailure::storage)?;
     Ok(stored.len)
 }
 
@@ -192,7 +192,10 @@ fn tail(flight: Arc<Flight>) -> Pin<Box<dyn Stream<Item = Result<Bytes, StoreErr
                 let want = usize::try_from((readable - offset).min(CHUNK as u64)).unwrap_or(CHUNK);
                 let mut buf = vec![0u8; want];
                 return match flight.reader.read_at(&mut buf, offset) {
-                    Ok(0) => Some((Err(StoreError::Fetch("temp file shrank".into())), None)),
+                    Ok(0) => Some((
+                        Err(StoreError::Fetch(FetchFailure::Interrupted("temp file shrank"))),
+                        None,
+                    )),
                     Ok(n) => {
                         buf.truncate(n);
                         let next = offset + n as u64;
@@ -207,7 +210,9 @@ fn tail(flight: Arc<Flight>) -> Pin<Box<dyn Stream<Item = Result<Bytes, StoreErr
             if rx.changed().await.is_err() {
                 // Sender gone without a final state: treat as failure.
                 return Some((
-                    Err(StoreError::Fetch("fetch task ended unexpectedly".into())),
+                    Err(StoreError::Fetch(FetchFailure::Interrupted(
+                        "fetch task ended unexpectedly",
+                    ))),
                     None,
                 ));
             }

@@ -33,12 +33,51 @@ pub enum StoreError {
     #[error("invalid namespace name {0:?}")]
     BadNamespace(String),
     #[error("upstream fetch failed: {0}")]
-    Fetch(String),
+    Fetch(FetchFailure),
     #[error("tarball exceeds the size limit of {0} bytes")]
     TooLarge(u64),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Why a tarball flight failed; cloned to every reader of the flight, so
+/// causes are shared behind `Arc`.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum FetchFailure {
+    /// The upstream fetch failed (its error is redacted by its producer).
+    #[error(transparent)]
+    Upstream(std::sync::Arc<dyn std::error::Error + Send + Sync>),
+    /// The upstream answered something other than `200`.
+    #[error("upstream answered {status} for the tarball of {what}")]
+    Status { status: u16, what: String },
+    /// More bytes than the configured cap.
+    #[error("tarball exceeds the size limit of {0} bytes")]
+    TooLarge(u64),
+    /// The temp file could not be written or promoted.
+    #[error("storage: {0}")]
+    Storage(std::sync::Arc<StoreError>),
+    /// The flight ended without a result (task gone, file shrank).
+    #[error("{0}")]
+    Interrupted(&'static str),
+}
+
+impl FetchFailure {
+    pub fn upstream(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Upstream(std::sync::Arc::new(e))
+    }
+
+    pub fn status(status: u16, what: &str) -> Self {
+        Self::Status {
+            status,
+            what: what.to_string(),
+        }
+    }
+
+    fn storage(e: StoreError) -> Self {
+        Self::Storage(std::sync::Arc::new(e))
+    }
+}
 
 /// Milliseconds since the Unix epoch, the unit every timestamp column uses.
 pub fn now_ms() -> i64 {

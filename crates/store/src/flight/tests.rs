@@ -37,7 +37,7 @@ async fn concurrent_misses_share_one_fetch_and_then_hit() {
                 .get("public", &sri, true, move || async move {
                     calls.fetch_add(1, Ordering::SeqCst);
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    let chunks: Vec<Result<Bytes, String>> = data
+                    let chunks: Vec<Result<Bytes, crate::FetchFailure>> = data
                         .chunks(7000)
                         .map(|c| Ok(Bytes::copy_from_slice(c)))
                         .collect();
@@ -54,7 +54,7 @@ async fn concurrent_misses_share_one_fetch_and_then_hit() {
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     let hit = fetches
         .get("public", &sri, true, || async {
-            Err::<ByteStream, _>("no".to_string())
+            Err::<ByteStream, _>(crate::FetchFailure::Interrupted("no"))
         })
         .await
         .unwrap();

@@ -1,0 +1,122 @@
+//! Which registry a request addresses: pnpr's `/`, one of its `/~<uplink>/`
+//! endpoints, or a `routes.public` registry reached with forwarded
+//! credentials.
+//!
+//! Invariant: anything else is refused before a single fetch, and a registry
+//! URL carrying userinfo, a query or a fragment is refused outright — those
+//! parts would change which URL an anonymous probe or a packument fetch
+//! actually hits (`…/#x/` turns every packument URL into the registry root).
+
+use std::sync::Arc;
+
+use pnpr_upstream::RouteKind;
+
+use super::Forwarded;
+use crate::urls::{redact as redact_url, UrlOrigin};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Where the request's metadata comes from.
+#[derive(Clone)]
+pub(crate) enum Scope {
+    /// The client's registry is pnpr's own `/`.
+    Public,
+    /// The client's registry is `/~<uplink>/`.
+    Uplink(String),
+    /// The client's registry is a `routes.public` registry, reached directly
+    /// with the caller's forwarded credentials.
+    Forwarded(Arc<Forwarded>),
+}
+
+impl Scope {
+    /// Maps a request's `registry` onto a scope, refusing anything that is
+    /// not pnpr itself or a declared forwardable registry.
+    pub(crate) fn of(
+        state: &AppState,
+        registry: &str,
+        auth: &pnpr_install::AuthHeaders,
+    ) -> Result<Scope, ApiError> {
+        let url = plain_registry_url(registry)?;
+        let own = state.public_url.as_str();
+        let Some(rest) = url.as_str().strip_prefix(own) else {
+            if let Some(registry) = forwardable_registry(state, &url) {
+                return Ok(Scope::Forwarded(Arc::new(Forwarded::new(
+                    registry,
+                    auth.clone(),
+                ))));
+            }
+            return Err(ApiError::forbidden(format!(
+                "registry {} is not served by this pnpr; point the client's registry at {own}",
+                redact_url(registry)
+            )));
+        };
+        if rest.is_empty() {
+            return Ok(Scope::Public);
+        }
+        let uplink = rest
+            .strip_prefix('~')
+            .and_then(|r| r.strip_suffix('/'))
+            .filter(|u| !u.is_empty() && !u.contains('/'))
+            .ok_or_else(|| ApiError::forbidden("registry path is not a pnpr endpoint"))?;
+        Ok(Scope::Uplink(uplink.to_string()))
+    }
+
+    /// A stable label for cache keys.
+    pub(crate) fn label(&self) -> String {
+        match self {
+            Scope::Public => String::new(),
+            Scope::Uplink(u) => u.clone(),
+            Scope::Forwarded(f) => format!("fwd:{}", f.registry()),
+        }
+    }
+}
+
+/// The registry as a URL with a trailing `/`, refusing userinfo, queries,
+/// fragments and non-HTTP schemes.
+fn plain_registry_url(registry: &str) -> Result<url::Url, ApiError> {
+    let mut raw = registry.to_string();
+    if !raw.ends_with('/') {
+        raw.push('/');
+    }
+    let url = url::Url::parse(&raw)
+        .map_err(|_| ApiError::bad_request("registry is not a valid URL"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(ApiError::bad_request("registry must be an http(s) URL"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(ApiError::bad_request(
+            "registry must not carry credentials; send them in authHeaders",
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() || registry.contains(['?', '#']) {
+        return Err(ApiError::bad_request(
+            "registry must not carry a query or a fragment",
+        ));
+    }
+    Ok(url)
+}
+
+/// `url` (with a trailing `/`) when it lies under a registry declared in
+/// `routes.public`, classifies Public, and is neither pnpr's own origin nor
+/// an uplink's (those keep the server-held credential path).
+fn forwardable_registry(state: &AppState, url: &url::Url) -> Option<String> {
+    let origin = UrlOrigin::of;
+    if origin(url) == origin(&state.public_url) {
+        return None;
+    }
+    let net = state.net();
+    if net
+        .uplinks
+        .values()
+        .any(|u| origin(&u.config.url) == origin(url))
+    {
+        return None;
+    }
+    let declared = state.config.routes.public.iter().any(|r| {
+        r.registry
+            .as_ref()
+            .is_some_and(|reg| origin(reg) == origin(url) && url.path().starts_with(reg.path()))
+    });
+    let public = net.client.table().classify(url.as_str()).ok() == Some(RouteKind::Public);
+    (declared && public).then(|| url.to_string())
+}
