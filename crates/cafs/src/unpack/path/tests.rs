@@ -126,3 +126,55 @@ fn link_targets_with_windows_dot_dot_escape() {
     assert!(hardlink_escapes("package/.. /x"));
     assert!(!symlink_escapes("tool", "..foo"));
 }
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn path_like() -> impl Strategy<Value = String> {
+        let atom = prop_oneof![
+            Just("/"),
+            Just("\\"),
+            Just("."),
+            Just(".."),
+            Just(" "),
+            Just(":"),
+            Just("\0"),
+            Just("con"),
+            Just("COM1"),
+            Just("a"),
+            Just("x.js"),
+        ];
+        prop_oneof![
+            prop::collection::vec(atom, 0..12).prop_map(|v| v.concat()),
+            ".{0,40}",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn accepted_paths_are_the_same_file_everywhere(raw in path_like()) {
+            let Ok(p) = normalize_entry_path(&raw) else { return Ok(()) };
+            prop_assert!(p.len() <= raw.len());
+            prop_assert!(!p.starts_with('/') && !p.contains(['\\', '\0', ':']), "{p:?}");
+            for c in p.split('/').filter(|_| !p.is_empty()) {
+                prop_assert!(!c.is_empty() && c != "." && c != "..", "{p:?}");
+                prop_assert!(!c.ends_with(['.', ' ']), "{p:?}");
+                prop_assert!(check_component(c).is_ok(), "{p:?}");
+            }
+            // Normalising again under a package folder is a no-op.
+            if !p.is_empty() {
+                let again = normalize_entry_path(&format!("package/{p}"));
+                prop_assert_eq!(again.as_deref(), Ok(p.as_str()));
+            }
+        }
+
+        #[test]
+        fn link_checks_are_total(link in path_like(), target in path_like()) {
+            let _ = symlink_escapes(&link, &target);
+            let _ = hardlink_escapes(&target);
+        }
+    }
+}
