@@ -98,3 +98,53 @@ fn location_raw_checks() {
     assert!(check_raw_location("/next?x=..").is_ok());
     assert!(check_raw_location("http://h.test/next").is_ok());
 }
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn url_like() -> impl Strategy<Value = String> {
+        let atom = prop_oneof![
+            Just("http://"),
+            Just("https://"),
+            Just("h"),
+            Just("@"),
+            Just(":"),
+            Just("/"),
+            Just("\\"),
+            Just("."),
+            Just(".."),
+            Just("%2e"),
+            Just("%252e"),
+            Just("%"),
+            Just("?"),
+            Just("#"),
+            Just("[::1]"),
+            Just("\t"),
+        ];
+        prop_oneof![
+            prop::collection::vec(atom, 0..16).prop_map(|v| v.concat()),
+            ".{0,60}",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn accepted_urls_keep_the_invariant(raw in url_like()) {
+            let Ok(url) = check_raw(&raw) else {
+                let _ = check_raw_location(&raw);
+                return Ok(());
+            };
+            prop_assert!(matches!(url.scheme(), "http" | "https"));
+            prop_assert!(url.username().is_empty() && url.password().is_none());
+            prop_assert!(url.host_str().is_some_and(|h| !h.is_empty()));
+            prop_assert!(!raw.chars().any(|c| c.is_control() || c.is_whitespace()));
+            prop_assert!(!has_dot_segment(url.path()));
+            let shown = redact(&url);
+            prop_assert!(!shown.contains(['?', '#', '@']) || url.path().contains(['@']), "{}", shown);
+            prop_assert!(redact_raw(&raw).chars().count() <= 512);
+        }
+    }
+}

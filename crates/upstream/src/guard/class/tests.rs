@@ -208,3 +208,64 @@ fn unmapped_only_strips_the_mapped_form() {
         assert_eq!(unmapped(ip(same)), ip(same), "{same}");
     }
 }
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// No IPv6 spelling of an IPv4 address is more permissive than it.
+        #[test]
+        fn embeddings_are_never_more_permissive(a in any::<u32>(), pad in any::<[u8; 2]>()) {
+            let v4 = Ipv4Addr::from(a);
+            let o = v4.octets();
+            let want = classify_v4(v4).rank();
+            let forms = [
+                Ipv6Addr::from(u128::from(a) | 0xffff << 32), // mapped
+                Ipv6Addr::from(u128::from(a) | 0xffff << 48), // translated
+                Ipv6Addr::from(u128::from(a) | 0x64_ff9b << 96), // NAT64
+            ];
+            for f in forms {
+                prop_assert!(classify_ip(IpAddr::V6(f)).rank() >= want, "{f} vs {v4}");
+            }
+            // Local-use NAT64 (/96 layout): at least private, and at least
+            // the IPv4 class except for 0.0.0.0/8, which is read as padding
+            // (see `local_nat64`).
+            let local = Ipv6Addr::from(u128::from(a) | 0x64_ff9b_0001 << 80);
+            let c = classify_ip(IpAddr::V6(local));
+            let floor = if o[0] == 0 { 1 } else { want.max(1) };
+            prop_assert!(c.rank() >= floor, "{local}: {c:?}");
+            if a > 1 {
+                let compat = Ipv6Addr::from(u128::from(a));
+                prop_assert!(classify_ip(IpAddr::V6(compat)).rank() >= want, "{compat}");
+            }
+            // 6to4 and Teredo: anything non-public inside is forbidden.
+            let six_to_four = Ipv6Addr::new(
+                0x2002,
+                u16::from_be_bytes([o[0], o[1]]),
+                u16::from_be_bytes([o[2], o[3]]),
+                u16::from_be_bytes(pad), 0, 0, 0, 1,
+            );
+            let teredo = Ipv6Addr::new(
+                0x2001, 0, 0x0808, 0x0808, 0, u16::from_be_bytes(pad),
+                !u16::from_be_bytes([o[0], o[1]]),
+                !u16::from_be_bytes([o[2], o[3]]),
+            );
+            for f in [six_to_four, teredo] {
+                let c = classify_ip(IpAddr::V6(f));
+                if want > 0 {
+                    prop_assert!(matches!(c, IpClass::Forbidden(_)), "{f}: {c:?}");
+                } else {
+                    prop_assert_eq!(c, IpClass::Public, "{}", f);
+                }
+            }
+        }
+
+        #[test]
+        fn every_ipv6_address_classifies(bits in any::<u128>()) {
+            let _ = classify_ip(IpAddr::V6(Ipv6Addr::from(bits)));
+        }
+    }
+}
