@@ -17,6 +17,7 @@ pub mod net;
 pub mod pnpr;
 pub mod proc;
 pub mod project;
+pub mod publish;
 pub mod registry_mock;
 
 pub use deps::Deps;
@@ -26,4 +27,5 @@ pub use net::free_port;
 pub use pnpr::{add_user, Pnpr, StartFailure};
 pub use proc::Output;
 pub use project::Project;
+pub use publish::publish;
 pub use registry_mock::RegistryMock;

@@ -95,40 +95,56 @@ pub fn footprint_digest(secret: &[u8], footprint: &Footprint) -> Option<String> 
 }
 
 /// SHA-256 (hex) of canonical JSON: object keys sorted recursively, so the
-/// key does not depend on the order a client wrote its maps in.
+/// key does not depend on the order a client wrote its maps in. The
+/// canonical form is fed to the hasher as it is produced (no copy of the
+/// input is built); depth is bounded by the JSON parser's nesting limit.
 pub fn base_key(inputs: &serde_json::Value) -> String {
-    fn canon(v: &serde_json::Value, out: &mut String) {
+    fn canon(v: &serde_json::Value, h: &mut Sha256) {
         match v {
             serde_json::Value::Object(m) => {
                 let mut keys: Vec<&String> = m.keys().collect();
                 keys.sort();
-                out.push('{');
+                h.update(b"{");
                 for (i, k) in keys.iter().enumerate() {
                     if i > 0 {
-                        out.push(',');
+                        h.update(b",");
                     }
-                    out.push_str(&serde_json::Value::String((*k).clone()).to_string());
-                    out.push(':');
-                    canon(&m[k.as_str()], out);
+                    scalar(&serde_json::Value::String((*k).clone()), h);
+                    h.update(b":");
+                    canon(&m[k.as_str()], h);
                 }
-                out.push('}');
+                h.update(b"}");
             }
             serde_json::Value::Array(a) => {
-                out.push('[');
+                h.update(b"[");
                 for (i, x) in a.iter().enumerate() {
                     if i > 0 {
-                        out.push(',');
+                        h.update(b",");
                     }
-                    canon(x, out);
+                    canon(x, h);
                 }
-                out.push(']');
+                h.update(b"]");
             }
-            other => out.push_str(&other.to_string()),
+            other => scalar(other, h),
         }
     }
-    let mut s = String::new();
-    canon(inputs, &mut s);
-    hex::encode(Sha256::digest(s.as_bytes()))
+    fn scalar(v: &serde_json::Value, h: &mut Sha256) {
+        // Serialising a scalar into the hasher cannot fail.
+        let _ = serde_json::to_writer(HashWriter(h), v);
+    }
+    struct HashWriter<'a>(&'a mut Sha256);
+    impl std::io::Write for HashWriter<'_> {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.update(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut h = Sha256::new();
+    canon(inputs, &mut h);
+    hex::encode(h.finalize())
 }
 
 struct Candidate<V> {

@@ -21,9 +21,9 @@
 //!   up to `limits.install_body`, and the response is streamed.
 
 mod authorize;
-mod release_age;
 mod body;
 mod fetch;
+mod release_age;
 mod resolve;
 mod respond;
 mod select;
@@ -41,8 +41,8 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use crate::users::identify;
 
-pub(crate) use resolve::Resolved;
 pub use resolve::Resolution;
+pub(crate) use resolve::Resolved;
 
 /// `POST /v1/install`.
 pub async fn install(
@@ -58,7 +58,7 @@ pub async fn install(
 
 async fn run(state: Arc<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     let started = std::time::Instant::now();
-    let _permit = body::admit(&state).await?;
+    let (_permit, body) = body::admit(&state, body).await?;
     let bytes = body::read(&state, &headers, body).await?;
     let req = pnpr_install::parse_request(&bytes, state.public_url.as_str())
         .map_err(|e| ApiError::bad_request(e.to_string()))?;

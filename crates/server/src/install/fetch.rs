@@ -88,7 +88,12 @@ async fn unpack_one(
             crate::catalog::Scope::Forwarded(fwd) => {
                 forwarded_tarball(state, fwd, &p.name, vdoc).await?
             }
-            _ => return Err(ApiError::internal("install", "forwarded origin outside scope")),
+            _ => {
+                return Err(ApiError::internal(
+                    "install",
+                    "forwarded origin outside scope",
+                ))
+            }
         },
         Origin::Mirror | Origin::Uplink(_) => {
             let source = session.source(&p.name)?;
@@ -113,7 +118,11 @@ fn hosted_tarball(state: &AppState, name: &str, file: &str) -> Result<TarballBod
 /// Unpacks a verified body on the blocking pool, streaming it through. A
 /// failure of the byte stream (upstream error, integrity mismatch) is a
 /// 502; a well-delivered tarball the unpacker refuses is a 422.
-async fn unpack(state: &Arc<AppState>, p: &PackageClaim, body: TarballBody) -> Result<(), ApiError> {
+async fn unpack(
+    state: &Arc<AppState>,
+    p: &PackageClaim,
+    body: TarballBody,
+) -> Result<(), ApiError> {
     let label = format!("{}@{}", p.name, p.version);
     let stream_failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let reader: Box<dyn std::io::Read + Send> = match body {

@@ -84,7 +84,9 @@ fn exclusions(patterns: &[String]) -> Result<globset::GlobSet, ApiError> {
         let glob = globset::GlobBuilder::new(&literal.join("*"))
             .literal_separator(false)
             .build()
-            .map_err(|_| ApiError::bad_request(format!("invalid minimumReleaseAgeExclude entry {p:?}")))?;
+            .map_err(|_| {
+                ApiError::bad_request(format!("invalid minimumReleaseAgeExclude entry {p:?}"))
+            })?;
         set.add(glob);
     }
     set.build()

@@ -50,9 +50,7 @@ pub(super) async fn resolve_or_cached(
     let forwarded = matches!(session.scope(), Scope::Forwarded(_));
     let key = base_key(req, session.scope())?;
     if !forwarded {
-        let hit = state
-            .resolutions()
-            .lookup(&key, |d| session.passes_gate(d));
+        let hit = state.resolutions().lookup(&key, |d| session.passes_gate(d));
         if let Some(tree) = hit {
             return Ok(Outcome::Resolved(Resolved {
                 tree,
@@ -118,7 +116,8 @@ fn estimated_bytes(tree: &Resolution) -> usize {
 /// as pnpm itself re-resolves a lockfile it cannot use.
 fn input_lockfile(req: &pnpr_install::InstallRequest) -> Option<Lockfile> {
     let raw = req.lockfile.as_ref()?;
-    match serde_json::from_value(raw.clone()) {
+    // Deserialised from the borrowed value: no copy of a large body.
+    match <Lockfile as serde::Deserialize>::deserialize(raw) {
         Ok(l) => Some(l),
         Err(e) => {
             tracing::debug!(error = %e, "input lockfile ignored: not a pnpm lockfile");

@@ -72,15 +72,18 @@ pub(super) fn stream(
 ) -> Result<Response, ApiError> {
     let header = pnpr_install::header_json(&resolved.tree.lockfile, &plan)
         .map_err(|e| ApiError::internal("response header", e))?;
-    let head =
-        pnpr_install::header_member(&header, LEVEL).map_err(|e| ApiError::internal("response header", e))?;
+    let head = pnpr_install::header_member(&header, LEVEL)
+        .map_err(|e| ApiError::internal("response header", e))?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(CHANNEL_FRAMES);
     let st = Arc::clone(state);
     tokio::task::spawn_blocking(move || write_frames(&st, head, &plan, &tx));
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     });
-    Ok(inline_response(Body::from_stream(stream), Some(resolved.cache_hit)))
+    Ok(inline_response(
+        Body::from_stream(stream),
+        Some(resolved.cache_hit),
+    ))
 }
 
 type Sink = tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>;

@@ -112,7 +112,9 @@ pub(super) fn installable_here(
     };
     let os = req.os.as_deref();
     let libc = (os == Some("linux")).then_some("glibc");
-    platform_ok(&info.os, os) && platform_ok(&info.cpu, req.arch.as_deref()) && platform_ok(&info.libc, libc)
+    platform_ok(&info.os, os)
+        && platform_ok(&info.cpu, req.arch.as_deref())
+        && platform_ok(&info.libc, libc)
 }
 
 fn platform_ok(list: &[String], current: Option<&str>) -> bool {
@@ -130,7 +132,9 @@ fn platform_ok(list: &[String], current: Option<&str>) -> bool {
 /// project's dir and dependency maps, not its name, so a `workspace:`
 /// dependency is matched to the project whose directory name equals the
 /// dependency's unscoped name (`packages/b` for `b` or `@s/b`).
-pub(super) fn project_inputs(req: &pnpr_install::InstallRequest) -> Vec<pnpr_resolver::ProjectInput> {
+pub(super) fn project_inputs(
+    req: &pnpr_install::InstallRequest,
+) -> Vec<pnpr_resolver::ProjectInput> {
     let names = workspace_names(req);
     req.projects
         .iter()
