@@ -223,7 +223,10 @@ impl Session {
         match self.origin(name) {
             Origin::Forwarded => match &self.scope {
                 Scope::Forwarded(fwd) => fwd.packument(&self.state, name).await,
-                _ => Err(ApiError::internal("catalog", "forwarded origin outside scope")),
+                _ => Err(ApiError::internal(
+                    "catalog",
+                    "forwarded origin outside scope",
+                )),
             },
             Origin::Hosted => Ok(self
                 .state
@@ -302,9 +305,9 @@ fn check_uplink(policy: &Policy, who: &Identity, u: &str) -> Result<(), ApiError
 fn validate_version(name: &str, version: &str) -> Result<(), ApiError> {
     let ok = !version.is_empty()
         && version.len() <= 256
-        && version.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'+' | b'_')
-        });
+        && version
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'+' | b'_'));
     if ok {
         Ok(())
     } else {
@@ -331,13 +334,12 @@ impl pnpr_resolver::MetadataSource for Session {
         name: &'a str,
     ) -> BoxFuture<'a, Result<Arc<Value>, pnpr_resolver::ResolveError>> {
         Box::pin(async move {
-            let doc =
-                Session::packument(self, name)
-                    .await
-                    .map_err(|e| pnpr_resolver::ResolveError::Metadata {
-                        name: name.to_string(),
-                        source: Box::new(e),
-                    })?;
+            let doc = Session::packument(self, name).await.map_err(|e| {
+                pnpr_resolver::ResolveError::Metadata {
+                    name: name.to_string(),
+                    source: Box::new(e),
+                }
+            })?;
             // The resolver sees what a client of this registry would see.
             if matches!(self.scope, Scope::Forwarded(_)) {
                 // Tarballs stay on the client's own registry.

@@ -193,7 +193,9 @@ fn tail(flight: Arc<Flight>) -> Pin<Box<dyn Stream<Item = Result<Bytes, StoreErr
                 let mut buf = vec![0u8; want];
                 return match flight.reader.read_at(&mut buf, offset) {
                     Ok(0) => Some((
-                        Err(StoreError::Fetch(FetchFailure::Interrupted("temp file shrank"))),
+                        Err(StoreError::Fetch(FetchFailure::Interrupted(
+                            "temp file shrank",
+                        ))),
                         None,
                     )),
                     Ok(n) => {

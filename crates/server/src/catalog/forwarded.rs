@@ -9,9 +9,9 @@
 use axum::http::StatusCode;
 use serde_json::Value;
 
-use crate::urls::redact as redact_url;
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::urls::redact as redact_url;
 
 /// What a client asks a registry for when it resolves.
 const FORWARDED_ACCEPT: &str =

@@ -12,9 +12,9 @@ use std::sync::Arc;
 use pnpr_upstream::RouteKind;
 
 use super::Forwarded;
-use crate::urls::{redact as redact_url, UrlOrigin};
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::urls::{redact as redact_url, UrlOrigin};
 
 /// Where the request's metadata comes from.
 #[derive(Clone)]
@@ -78,8 +78,8 @@ fn plain_registry_url(registry: &str) -> Result<url::Url, ApiError> {
     if !raw.ends_with('/') {
         raw.push('/');
     }
-    let url = url::Url::parse(&raw)
-        .map_err(|_| ApiError::bad_request("registry is not a valid URL"))?;
+    let url =
+        url::Url::parse(&raw).map_err(|_| ApiError::bad_request("registry is not a valid URL"))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err(ApiError::bad_request("registry must be an http(s) URL"));
     }

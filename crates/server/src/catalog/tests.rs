@@ -4,7 +4,9 @@ use super::*;
 fn versions_are_exact_and_path_free() {
     assert!(validate_version("a", "1.2.3").is_ok());
     assert!(validate_version("a", "1.0.0-beta.1+build_7").is_ok());
-    for bad in ["", "../1.0.0", "1.0.0/x", "1.0.0 ", "^1.0.0", "1.0.0?x", "1.0.0#x"] {
+    for bad in [
+        "", "../1.0.0", "1.0.0/x", "1.0.0 ", "^1.0.0", "1.0.0?x", "1.0.0#x",
+    ] {
         assert!(validate_version("a", bad).is_err(), "{bad:?}");
     }
     assert!(validate_version("a", &"1".repeat(300)).is_err());
