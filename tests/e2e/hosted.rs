@@ -295,13 +295,13 @@ async fn dist_tags_deprecate_owners_and_unpublish_through_npm() {
         "{doc}"
     );
 
-    // owners: bob adds himself (the policy lets any user publish), alice
-    // removes herself.
+    // owners: alice (the owner) adds bob, then removes herself; bob owns
+    // the package from then on.
     let ls = pkg.npm(&["owner", "ls", name]);
     ls.assert_success();
     assert!(ls.stdout.contains("alice"), "{ls}");
     let as_bob = package(&pnpr, &bob, name, "1.1.0");
-    as_bob.npm(&["owner", "add", "bob", name]).assert_success();
+    pkg.npm(&["owner", "add", "bob", name]).assert_success();
     let ls = pkg.npm(&["owner", "ls", name]);
     assert!(
         ls.stdout.contains("alice") && ls.stdout.contains("bob"),
@@ -316,8 +316,9 @@ async fn dist_tags_deprecate_owners_and_unpublish_through_npm() {
     s.assert_success();
     assert!(s.stdout.contains(name), "{s}");
 
-    // unpublish one version, then the whole package.
-    pkg.npm(&["unpublish", &format!("{name}@1.1.0")])
+    // unpublish one version, then the whole package (as the new owner).
+    as_bob
+        .npm(&["unpublish", &format!("{name}@1.1.0")])
         .assert_success();
     let doc = packument(&http, &pnpr, name).await;
     let versions: Vec<&String> = doc["versions"]
@@ -330,7 +331,7 @@ async fn dist_tags_deprecate_owners_and_unpublish_through_npm() {
     http.get(&format!("{}{name}/-/{name}-1.1.0.tgz", pnpr.url))
         .await
         .assert_status(404);
-    pkg.npm(&["unpublish", name, "--force"]).assert_success();
+    as_bob.npm(&["unpublish", name, "--force"]).assert_success();
     http.get(&format!("{}{name}", pnpr.url))
         .await
         .assert_status(404);

@@ -193,6 +193,8 @@ fn example_config_parses() {
     );
     assert_eq!(c.log.level, "http");
     assert_eq!(c.max_body_size, 50 << 20);
+    assert_eq!(c.ownership.mode, crate::OwnershipMode::Maintainers);
+    assert_eq!(c.ownership.admins, ["platform"]);
 }
 
 #[test]

@@ -20,6 +20,7 @@ use serde_json::{json, Map, Value};
 use sha1::Sha1;
 use sha2::{Digest, Sha256, Sha512};
 
+use crate::ownership::{maintainer_names, Change};
 use crate::{HostedError, Result};
 
 /// A permission an edit needs beyond plain publish rights.
@@ -401,6 +402,23 @@ pub fn merge_publish(
 pub struct UpdateEffect {
     /// Versions removed (needs [`Permission::Unpublish`]).
     pub removed: Vec<String>,
+    /// Whether the set of maintainer names changed.
+    pub owners_changed: bool,
+    /// Maintainer names the update added (each must be an existing user).
+    pub added_maintainers: Vec<String>,
+}
+
+impl UpdateEffect {
+    /// The kind of change, for ownership checks and their messages.
+    pub fn change(&self, deleted: bool) -> Change {
+        if deleted || !self.removed.is_empty() {
+            Change::Unpublish
+        } else if self.owners_changed {
+            Change::Owners
+        } else {
+            Change::Update
+        }
+    }
 }
 
 /// Applies npm's "PUT the modified packument" writes (`npm deprecate`,
@@ -484,7 +502,16 @@ pub fn apply_update(
         set(&mut doc, "dist-tags", Value::Object(next));
     }
     if let Some(maintainers) = body.get("maintainers") {
+        let before = maintainer_names(&doc);
         set(&mut doc, "maintainers", normalize_maintainers(maintainers)?);
+        let after = maintainer_names(&doc);
+        effect.added_maintainers = after
+            .iter()
+            .filter(|n| !before.contains(n))
+            .cloned()
+            .collect();
+        effect.owners_changed =
+            !effect.added_maintainers.is_empty() || before.iter().any(|n| !after.contains(n));
     }
     for version in &effect.removed {
         remove_version_entry(&mut doc, version);

@@ -16,17 +16,22 @@
 //!   different versions both land and nothing is last-writer-wins on the whole
 //!   document; a stale `_rev` on an update that could drop data is a conflict;
 //! - a published version's content (manifest, dist) never changes after the
-//!   fact: updates may only deprecate, retag, re-own or remove it.
+//!   fact: updates may only deprecate, retag, re-own or remove it;
+//! - an existing package is changed only by a caller that [`ownership`]
+//!   admits, decided against the stored document inside the write
+//!   transaction.
 
 mod blobs;
 pub mod doc;
+pub mod ownership;
 pub mod search;
 mod store;
 
 pub use blobs::StoredTarball;
 pub use doc::Permission;
+pub use ownership::{Actor, Change, Groups, Ownership, OwnershipMode, UplinkAnswer};
 pub use search::{SearchHit, SearchQuery};
-pub use store::{HostedStore, Packument, UpdateOutcome};
+pub use store::{HostedStore, Packument, UpdateGate, UpdateOutcome};
 
 /// Errors of the hosted store. The `String` payloads are client-facing
 /// explanations (package names, versions; never credentials).
@@ -57,6 +62,34 @@ pub enum HostedError {
         package: String,
         /// True when the caller is anonymous (401 rather than 403).
         unauthenticated: bool,
+    },
+    /// The caller is neither a maintainer of the package nor an admin (403).
+    #[error("{user} is not a maintainer of {package} and cannot {verb} it", verb = change.verb())]
+    NotOwner {
+        package: String,
+        user: String,
+        change: Change,
+    },
+    /// An owner change names a user that does not exist (400).
+    #[error("cannot add {0} as a maintainer: no such user")]
+    UnknownUser(String),
+    /// First publish of a name whose rule proxies to an access-bearing
+    /// uplink that does not admit the publisher (403).
+    #[error("{package} is in the namespace of uplink {uplink}, which does not admit you; only its users may claim new names there")]
+    ClaimNotAdmitted { package: String, uplink: String },
+    /// First publish of a name an uplink already serves (403): a hosted
+    /// copy would shadow it for everyone.
+    #[error("{package} is already served by an uplink ({}); publishing it here would shadow it", uplinks.join(", "))]
+    NameServedUpstream {
+        package: String,
+        uplinks: Vec<String>,
+    },
+    /// First publish while an uplink of the name's rule cannot be asked
+    /// (503): the claim cannot be verified, so it is refused.
+    #[error("cannot verify that no uplink serves {package} ({} could not be asked); try again later", uplinks.join(", "))]
+    ClaimUnverifiable {
+        package: String,
+        uplinks: Vec<String>,
     },
     /// A stored document does not parse (should never happen).
     #[error("corrupt stored document for {0}")]

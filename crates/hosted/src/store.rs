@@ -10,7 +10,9 @@
 //!   file is durable, and it re-checks that every blob its rows reference
 //!   exists; blobs are deleted only after the commit that dropped their last
 //!   reference (a crash in between leaves harmless garbage);
-//! - `synchronous=FULL`: a committed publish survives a crash or power loss.
+//! - `synchronous=FULL`: a committed publish survives a crash or power loss;
+//! - every edit of an existing package asks [`Actor::may_change`] about the
+//!   document read inside its own transaction, before anything is written.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -22,6 +24,7 @@ use serde_json::Value;
 
 use crate::blobs::{Blobs, StoredTarball};
 use crate::doc::{self, Attachment, Permission, PreparedPublish};
+use crate::ownership::{maintainer_names, Actor, Change};
 use crate::{HostedError, Result};
 
 /// A stored packument and its revision.
@@ -37,6 +40,26 @@ pub enum UpdateOutcome {
     Updated(Packument),
     /// No version remained; the package is gone (its name is free again).
     Deleted,
+}
+
+/// The gates of a modified-packument PUT, which can only be chosen once the
+/// edit's effect is known.
+pub struct UpdateGate<'a> {
+    /// The caller; ownership is checked against the stored maintainers.
+    pub actor: &'a Actor,
+    /// The `packages:` check: [`Permission::Unpublish`] for an edit that
+    /// removes versions, [`Permission::Publish`] for any other edit.
+    pub permission: &'a dyn Fn(Permission) -> Result<()>,
+    /// Whether a user name exists (owners may only be added when it does).
+    pub user_exists: &'a dyn Fn(&str) -> bool,
+}
+
+impl std::fmt::Debug for UpdateGate<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpdateGate")
+            .field("actor", self.actor)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What an edit closure decided.
@@ -180,40 +203,49 @@ impl HostedStore {
     }
 
     /// Publishes new versions (see [`doc::merge_publish`]); the tarballs are
-    /// durable before the row that references them commits.
-    pub fn publish(
-        &self,
-        prep: &PreparedPublish,
-        publisher: &str,
-        now_ms: i64,
-    ) -> Result<Packument> {
+    /// durable before the row that references them commits. A first publish
+    /// makes `actor` the maintainer; later ones need [`Actor::may_change`].
+    pub fn publish(&self, prep: &PreparedPublish, actor: &Actor, now_ms: i64) -> Result<Packument> {
         let out = self.edit(&prep.name, &prep.attachments, |current| {
-            doc::merge_publish(current, prep, publisher, now_ms).map(Edit::Put)
+            if let Some(stored) = &current {
+                owned_by(actor, &prep.name, stored, Change::Publish)?;
+            }
+            doc::merge_publish(current, prep, actor.user(), now_ms).map(Edit::Put)
         })?;
         out.ok_or_else(|| HostedError::Corrupt(prep.name.clone()))
     }
 
-    /// Applies a modified-packument PUT ([`doc::apply_update`]). `authorize`
-    /// runs inside the transaction, once the edit's needs are known: an edit
-    /// that removes versions needs [`Permission::Unpublish`], any other edit
-    /// [`Permission::Publish`].
+    /// Applies a modified-packument PUT ([`doc::apply_update`]). The gates
+    /// run inside the transaction, once the edit's effect is known: the
+    /// `packages:` permission, then ownership, then the existence of added
+    /// maintainers.
     pub fn update(
         &self,
         name: &str,
         body: &Value,
         rev: Option<&str>,
         now_ms: i64,
-        authorize: &dyn Fn(Permission) -> Result<()>,
+        gate: &UpdateGate<'_>,
     ) -> Result<UpdateOutcome> {
         let out = self.edit(name, &[], |current| {
             let current = current.ok_or_else(|| not_found(name))?;
+            let maintainers = maintainer_names(&current);
             let (next, effect) = doc::apply_update(current, body, rev, now_ms)?;
+            let change = effect.change(next.is_none());
             // Removing versions is an unpublish; any other edit (deprecate,
             // tags, owners) is a publish-level change.
-            if !effect.removed.is_empty() || next.is_none() {
-                authorize(Permission::Unpublish)?;
+            (gate.permission)(if change == Change::Unpublish {
+                Permission::Unpublish
             } else {
-                authorize(Permission::Publish)?;
+                Permission::Publish
+            })?;
+            gate.actor.may_change(name, &maintainers, change)?;
+            if let Some(unknown) = effect
+                .added_maintainers
+                .iter()
+                .find(|u| !(gate.user_exists)(u))
+            {
+                return Err(HostedError::UnknownUser(unknown.clone()));
             }
             Ok(next.map_or(Edit::Delete, Edit::Put))
         })?;
@@ -228,10 +260,13 @@ impl HostedStore {
         name: &str,
         file: &str,
         rev: Option<&str>,
+        actor: &Actor,
         now_ms: i64,
     ) -> Result<UpdateOutcome> {
         let out = self.edit(name, &[], |current| {
             let current = current.ok_or_else(|| not_found(name))?;
+            // Even the usual no-op is refused to non-owners: it is a write.
+            owned_by(actor, name, &current, Change::Unpublish)?;
             doc::check_rev(&current, rev)?;
             let Some((version, _)) = pnpr_packument::find_by_file(&current, file) else {
                 return Ok(Edit::Keep(current));
@@ -243,9 +278,10 @@ impl HostedStore {
     }
 
     /// `npm unpublish <name>` (whole package).
-    pub fn unpublish_all(&self, name: &str, rev: Option<&str>) -> Result<()> {
+    pub fn unpublish_all(&self, name: &str, rev: Option<&str>, actor: &Actor) -> Result<()> {
         self.edit(name, &[], |current| {
             let current = current.ok_or_else(|| not_found(name))?;
+            owned_by(actor, name, &current, Change::Unpublish)?;
             doc::check_rev(&current, rev)?;
             Ok(Edit::Delete)
         })?;
@@ -253,18 +289,33 @@ impl HostedStore {
     }
 
     /// `npm dist-tag add`.
-    pub fn set_tag(&self, name: &str, tag: &str, version: &str, now_ms: i64) -> Result<Packument> {
+    pub fn set_tag(
+        &self,
+        name: &str,
+        tag: &str,
+        version: &str,
+        actor: &Actor,
+        now_ms: i64,
+    ) -> Result<Packument> {
         let out = self.edit(name, &[], |current| {
             let current = current.ok_or_else(|| not_found(name))?;
+            owned_by(actor, name, &current, Change::DistTag)?;
             doc::set_tag(current, tag, version, now_ms).map(Edit::Put)
         })?;
         out.ok_or_else(|| HostedError::Corrupt(name.to_string()))
     }
 
     /// `npm dist-tag rm`.
-    pub fn remove_tag(&self, name: &str, tag: &str, now_ms: i64) -> Result<Packument> {
+    pub fn remove_tag(
+        &self,
+        name: &str,
+        tag: &str,
+        actor: &Actor,
+        now_ms: i64,
+    ) -> Result<Packument> {
         let out = self.edit(name, &[], |current| {
             let current = current.ok_or_else(|| not_found(name))?;
+            owned_by(actor, name, &current, Change::DistTag)?;
             doc::remove_tag(current, tag, now_ms).map(Edit::Put)
         })?;
         out.ok_or_else(|| HostedError::Corrupt(name.to_string()))
@@ -361,6 +412,11 @@ impl HostedStore {
         }
         Ok(result)
     }
+}
+
+/// The ownership gate against a stored document.
+fn owned_by(actor: &Actor, name: &str, stored: &Value, change: Change) -> Result<()> {
+    actor.may_change(name, &maintainer_names(stored), change)
 }
 
 fn not_found(name: &str) -> HostedError {

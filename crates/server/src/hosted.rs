@@ -9,7 +9,10 @@
 //!   cannot be asked);
 //! - every write is authorized before it changes anything: `packages:`
 //!   `publish` for publish/deprecate/dist-tag/owner edits, `unpublish` for
-//!   anything that removes versions, and read-only tokens never write;
+//!   anything that removes versions, and read-only tokens never write; on
+//!   top of that, ownership (`pnpr_hosted::ownership`, decided inside the
+//!   store's transaction) admits only maintainers and admins to change an
+//!   existing package;
 //! - request bodies are bounded by `max_body_size` (413 with an npm-style
 //!   JSON error beyond it), and document/tarball work runs on the blocking
 //!   pool, never on the async executor.
@@ -24,13 +27,15 @@ use axum::routing::{any, get};
 use axum::{Json, Router};
 use futures_util::StreamExt;
 use pnpr_auth::{Action, Caller, Denial, Identity};
-use pnpr_hosted::{HostedError, Permission, SearchQuery, UpdateOutcome};
+use pnpr_hosted::{
+    Actor, HostedError, Permission, SearchQuery, UpdateGate, UpdateOutcome, UplinkAnswer,
+};
 use pnpr_packument::{RegistryPath, RegistryTarget};
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
 use crate::registry::{json_with_etag, load_packument, wants_abbreviated, Source, ABBREVIATED};
-use crate::state::AppState;
+use crate::state::{AppState, PUBLIC_NS};
 use crate::users::identify;
 
 impl From<HostedError> for ApiError {
@@ -55,9 +60,49 @@ impl From<HostedError> for ApiError {
                     ApiError::forbidden(format!("not allowed to {verb} {package}"))
                 }
             }
+            e @ (HostedError::NotOwner { .. }
+            | HostedError::ClaimNotAdmitted { .. }
+            | HostedError::NameServedUpstream { .. }) => ApiError::forbidden(e.to_string()),
+            e @ HostedError::UnknownUser(_) => ApiError::bad_request(e.to_string()),
+            e @ HostedError::ClaimUnverifiable { .. } => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+            }
             other => ApiError::internal("hosted storage failure", other),
         }
     }
+}
+
+/// The live `groups:` of the access policy, as ownership asks about them.
+struct PolicyGroups<'a>(&'a pnpr_auth::Policy);
+
+impl pnpr_hosted::Groups for PolicyGroups<'_> {
+    fn is_group(&self, name: &str) -> bool {
+        self.0.is_group(name)
+    }
+
+    fn is_member(&self, user: &str, group: &str) -> bool {
+        self.0.in_group(user, group)
+    }
+}
+
+/// The ownership standing of an identified, non-read-only caller (the
+/// write gate has already refused everyone else).
+fn actor(state: &AppState, who: &Caller, name: &str) -> Result<Actor, ApiError> {
+    let user = who.identity.user().ok_or_else(|| {
+        ApiError::unauthorized(format!("authentication required to change {name}"))
+    })?;
+    let policy = state.policy();
+    Ok(ownership_rules(state).actor(user, &PolicyGroups(&policy)))
+}
+
+/// `ownership:` from config, in the library's terms.
+fn ownership_rules(state: &AppState) -> pnpr_hosted::Ownership {
+    let cfg = &state.config.ownership;
+    let mode = match cfg.mode {
+        pnpr_config::OwnershipMode::Maintainers => pnpr_hosted::OwnershipMode::Maintainers,
+        pnpr_config::OwnershipMode::PublishRights => pnpr_hosted::OwnershipMode::PublishRights,
+    };
+    pnpr_hosted::Ownership::new(mode, cfg.admins.clone())
 }
 
 /// Extra `/-/` routes owned by the hosted registry.
@@ -335,19 +380,26 @@ pub async fn write(state: &Arc<AppState>, req: Request) -> Result<Response, ApiE
         (Method::DELETE, WriteTarget::Doc { rev }) => {
             authorize(state, &who, &name, Action::Unpublish)?;
             require_hosted(state, &name)?;
+            let actor = actor(state, &who, &name)?;
             let store = Arc::clone(state);
             let n = name.clone();
-            blocking(move || store.hosted.unpublish_all(&n, rev.as_deref())).await?;
+            blocking(move || store.hosted.unpublish_all(&n, rev.as_deref(), &actor)).await?;
             tracing::info!(package = %name, user = who.identity.user(), "unpublished package");
             Ok(ok(StatusCode::OK, format!("unpublished {name}")))
         }
         (Method::DELETE, WriteTarget::Tarball { file, rev }) => {
             authorize(state, &who, &name, Action::Unpublish)?;
             require_hosted(state, &name)?;
+            let actor = actor(state, &who, &name)?;
             let store = Arc::clone(state);
             let n = name.clone();
             let now = pnpr_store::now_ms();
-            blocking(move || store.hosted.remove_tarball(&n, &file, rev.as_deref(), now)).await?;
+            blocking(move || {
+                store
+                    .hosted
+                    .remove_tarball(&n, &file, rev.as_deref(), &actor, now)
+            })
+            .await?;
             Ok(ok(StatusCode::OK, "tarball removed"))
         }
         (m, _) => Err(ApiError::new(
@@ -372,23 +424,17 @@ async fn publish(
     body: Value,
 ) -> Result<Response, ApiError> {
     authorize(state, who, &name, Action::Publish)?;
-    let publisher = who
-        .identity
-        .user()
-        .ok_or_else(|| {
-            ApiError::unauthorized(format!("authentication required to publish {name}"))
-        })?
-        .to_string();
+    let actor = actor(state, who, &name)?;
+    let publisher = actor.user().to_string();
     if !state.hosted.is_hosted(&name) {
-        guard_new_name(state, &name).await?;
+        guard_new_name(state, who, &name).await?;
     }
     let store = Arc::clone(state);
     let n = name.clone();
-    let user = publisher.clone();
     let (versions, fresh) = blocking(move || {
         let fresh = !store.hosted.is_hosted(&n);
         let prep = pnpr_hosted::doc::prepare_publish(&n, &body)?;
-        store.hosted.publish(&prep, &user, pnpr_store::now_ms())?;
+        store.hosted.publish(&prep, &actor, pnpr_store::now_ms())?;
         let versions: Vec<String> = prep.versions.iter().map(|(v, _)| v.clone()).collect();
         Ok((versions, fresh))
     })
@@ -402,29 +448,63 @@ async fn publish(
     Ok(ok(StatusCode::CREATED, message))
 }
 
-/// First publish of a name: refuse it when an uplink of the shared mirror
-/// serves the name (a hosted package would shadow it for everyone), and fail
-/// closed when that cannot be checked.
-async fn guard_new_name(state: &Arc<AppState>, name: &str) -> Result<(), ApiError> {
+/// First publish of a name (dependency-confusion guard): the publisher must
+/// be admitted by every access-bearing uplink of the name's rule, and no
+/// uplink of that rule, mirror or access-bearing, may serve the name. The
+/// verdicts are `pnpr_hosted::ownership`'s; this only gathers the answers.
+async fn guard_new_name(state: &Arc<AppState>, who: &Caller, name: &str) -> Result<(), ApiError> {
     let policy = state.policy();
-    let source = Source::public(state, &policy, name);
-    if source.uplinks.is_empty() {
-        return Ok(());
-    }
-    match load_packument(state, &source, name).await {
-        Ok(None) => Ok(()),
-        Ok(Some(_)) => Err(ApiError::forbidden(format!(
-            "{name} is already served by an uplink ({}); publishing it here would shadow it",
-            source.uplinks.join(", ")
-        ))),
-        Err(e) => {
-            tracing::warn!(package = name, status = %e.status, "cannot check uplinks before a first publish");
-            Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("cannot verify that no uplink serves {name}; try again later"),
-            ))
-        }
-    }
+    let uplinks = policy.proxies(name).to_vec();
+    let admissions: Vec<(String, bool)> = uplinks
+        .iter()
+        .filter(|u| policy.uplink_has_access(u))
+        .map(|u| (u.clone(), policy.check_uplink(&who.identity, u).is_ok()))
+        .collect();
+    pnpr_hosted::ownership::claim_admission(name, &admissions)?;
+    let answers = futures_util::future::join_all(
+        uplinks
+            .iter()
+            .map(|u| probe_uplink(state, &policy, u.as_str(), name)),
+    )
+    .await;
+    pnpr_hosted::ownership::claim_verdict(name, &answers)?;
+    Ok(())
+}
+
+/// Asks one uplink whether it serves `name`, in the namespace its data lives
+/// in: the shared mirror for a plain uplink, the uplink's private namespace
+/// (with its server-held credential) for an access-bearing one. Both are
+/// asked fail-closed (`private`): a 404 is the only "absent"; a denial, an
+/// outage or an uplink missing from the running network is unreachable.
+async fn probe_uplink(
+    state: &Arc<AppState>,
+    policy: &pnpr_auth::Policy,
+    uplink: &str,
+    name: &str,
+) -> (String, UplinkAnswer) {
+    let source = if policy.uplink_has_access(uplink) {
+        Source::uplink(state, uplink)
+    } else {
+        state.uplink(uplink).map(|_| Source {
+            ns: PUBLIC_NS.to_string(),
+            uplinks: vec![uplink.to_string()],
+            private: true,
+            tarball_base: state.public_url.to_string(),
+        })
+    };
+    let answer = match source {
+        None => UplinkAnswer::Unreachable,
+        Some(source) => match load_packument(state, &source, name).await {
+            Ok(Some(_)) => UplinkAnswer::Serves,
+            Ok(None) => UplinkAnswer::Absent,
+            Err(e) if e.status == StatusCode::NOT_FOUND => UplinkAnswer::Absent,
+            Err(e) => {
+                tracing::warn!(uplink, package = name, status = %e.status, "cannot ask an uplink before a first publish");
+                UplinkAnswer::Unreachable
+            }
+        },
+    };
+    (uplink.to_string(), answer)
 }
 
 async fn update(
@@ -445,6 +525,7 @@ async fn update(
         ));
     }
     require_hosted(state, &name)?;
+    let actor = actor(state, who, &name)?;
     let store = Arc::clone(state);
     let n = name.clone();
     let identity = who.identity.clone();
@@ -462,6 +543,12 @@ async fn update(
                     package: n.clone(),
                     unauthenticated: d == Denial::Unauthenticated,
                 })
+        };
+        let exists = |user: &str| store.auth.users().user_exists(user);
+        let gate = UpdateGate {
+            actor: &actor,
+            permission: &gate,
+            user_exists: &exists,
         };
         store
             .hosted
@@ -518,6 +605,7 @@ async fn dist_tags_inner(state: &Arc<AppState>, req: Request) -> Result<Response
         (Method::PUT, Some(tag)) => {
             authorize(state, &who, &name, Action::Publish)?;
             require_hosted(state, &name)?;
+            let actor = actor(state, &who, &name)?;
             let body = read_body(state, req).await?;
             let version = match serde_json::from_slice::<Value>(&body) {
                 Ok(Value::String(v)) => v,
@@ -529,7 +617,7 @@ async fn dist_tags_inner(state: &Arc<AppState>, req: Request) -> Result<Response
             let p = blocking(move || {
                 store
                     .hosted
-                    .set_tag(&n, &tag, &version, pnpr_store::now_ms())
+                    .set_tag(&n, &tag, &version, &actor, pnpr_store::now_ms())
             })
             .await?;
             Ok((
@@ -541,10 +629,15 @@ async fn dist_tags_inner(state: &Arc<AppState>, req: Request) -> Result<Response
         (Method::DELETE, Some(tag)) => {
             authorize(state, &who, &name, Action::Publish)?;
             require_hosted(state, &name)?;
+            let actor = actor(state, &who, &name)?;
             let store = Arc::clone(state);
             let n = name.clone();
-            let p =
-                blocking(move || store.hosted.remove_tag(&n, &tag, pnpr_store::now_ms())).await?;
+            let p = blocking(move || {
+                store
+                    .hosted
+                    .remove_tag(&n, &tag, &actor, pnpr_store::now_ms())
+            })
+            .await?;
             Ok(Json(p.doc.get("dist-tags").cloned().unwrap_or_else(|| json!({}))).into_response())
         }
         (m, _) => Err(ApiError::new(

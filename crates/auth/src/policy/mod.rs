@@ -329,4 +329,9 @@ impl Policy {
     pub fn in_group(&self, user: &str, group: &str) -> bool {
         self.groups.get(group).is_some_and(|m| m.contains(user))
     }
+
+    /// Whether `name` is a `groups:` group (as opposed to a user name).
+    pub fn is_group(&self, name: &str) -> bool {
+        self.groups.contains_key(name)
+    }
 }

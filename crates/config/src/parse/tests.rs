@@ -885,3 +885,40 @@ fn errors_carry_key_paths() {
         other => panic!("unexpected {other:?}"),
     }
 }
+
+#[test]
+fn ownership_defaults_to_maintainers_and_parses_admins() {
+    use crate::OwnershipMode;
+    let c = load("listen: 127.0.0.1:4873\n");
+    assert_eq!(c.ownership.mode, OwnershipMode::Maintainers);
+    assert!(c.ownership.admins.is_empty());
+    let c = load("ownership:\n  mode: maintainers\n  admins: [release, 'root ops']\n");
+    assert_eq!(c.ownership.admins, vec!["release", "root", "ops"]);
+    let c = load("ownership:\n  mode: publish-rights\n");
+    assert_eq!(c.ownership.mode, OwnershipMode::PublishRights);
+    let c = load("ownership:\n  admins: release\n");
+    assert_eq!(c.ownership.mode, OwnershipMode::Maintainers);
+    assert_eq!(c.ownership.admins, vec!["release"]);
+    assert_eq!(
+        load("ownership:\n").ownership,
+        crate::OwnershipConfig::default()
+    );
+}
+
+#[test]
+fn ownership_typos_fail_closed_naming_the_key() {
+    let e = err("ownership:\n  mode: verdaccio\n");
+    assert!(e.starts_with("ownership.mode: "), "{e}");
+    assert!(e.contains("maintainers or publish-rights"), "{e}");
+    let e = err("ownership:\n  admin: [release]\n");
+    assert!(e.starts_with("ownership.admin: unknown key"), "{e}");
+    for token in ["$authenticated", "$all", "@all"] {
+        let e = err(&format!("ownership:\n  admins: ['{token}']\n"));
+        assert!(e.starts_with("ownership.admins: "), "{e}");
+        assert!(e.contains("mode: publish-rights"), "{e}");
+    }
+    let e = err("ownership: [maintainers]\n");
+    assert!(e.starts_with("ownership"), "{e}");
+    let e = err("ownership:\n  mode: [maintainers]\n");
+    assert!(e.starts_with("ownership.mode: expected a string"), "{e}");
+}

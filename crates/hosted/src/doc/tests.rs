@@ -238,11 +238,21 @@ fn updates_cannot_invent_versions() {
 fn owners_are_replaced_and_never_emptied() {
     let doc = published("demo", &["1.0.0"]);
     let body = json!({ "_id": "demo", "maintainers": [{ "name": "alice" }, { "name": "bob", "email": "b@x" }] });
-    let (next, _) = apply_update(doc.clone(), &body, None, T0).expect("owner add");
+    let (next, effect) = apply_update(doc.clone(), &body, None, T0).expect("owner add");
     assert_eq!(
         next.expect("doc")["maintainers"],
         json!([{ "name": "alice", "email": "" }, { "name": "bob", "email": "b@x" }])
     );
+    assert!(effect.owners_changed);
+    assert_eq!(effect.added_maintainers, vec!["bob"]);
+    // Same names (an email edit, or deprecate resending the list) is no
+    // owner change.
+    let body = json!({ "maintainers": [{ "name": "alice", "email": "a@x" }] });
+    let (_, effect) = apply_update(doc.clone(), &body, None, T0).expect("same owners");
+    assert!(!effect.owners_changed && effect.added_maintainers.is_empty());
+    let removal = json!({ "maintainers": [{ "name": "bob" }] });
+    let (_, effect) = apply_update(doc.clone(), &removal, None, T0).expect("replace");
+    assert!(effect.owners_changed);
     let body = json!({ "maintainers": [] });
     assert!(apply_update(doc, &body, None, T0).is_err());
 }
