@@ -30,8 +30,9 @@ use pnpr_auth::{Action, Identity, Policy, UplinkDenial};
 use pnpr_rescache::{Descriptor, Footprint};
 use serde_json::Value;
 
+pub use crate::accelerator::PackageClaim;
 use crate::error::ApiError;
-use crate::registry::{load_packument, Source};
+use crate::mirror::{load_packument, Source};
 use crate::state::AppState;
 
 pub(crate) use forwarded::Forwarded;
@@ -50,19 +51,6 @@ pub(crate) enum Origin {
     Forwarded,
 }
 
-/// One package version a response would serve bytes of.
-#[derive(Debug, Clone)]
-pub struct PackageClaim {
-    pub name: String,
-    pub version: String,
-    pub integrity: String,
-}
-
-/// Memory of `(namespace, name@version) → integrity` facts already checked
-/// against readable metadata, so a warm install does not re-parse every
-/// packument. Holds content facts only; access is re-checked per request.
-pub type Bindings = Mutex<lru::LruCache<(String, String), String>>;
-
 /// The catalog's window for one request: caller, policy snapshot, scope,
 /// and the documents read so far (per-request memo).
 pub(crate) struct Session {
@@ -73,6 +61,10 @@ pub(crate) struct Session {
     docs: Mutex<HashMap<String, Arc<Value>>>,
     /// Private access descriptors this request's reads used (spec §5.6).
     footprint: Mutex<Footprint>,
+    /// Whether `/` routes a package to an access-bearing uplink that admits
+    /// the caller (installs: pnpm 11.5.2 sends one registry), or keeps `/`
+    /// to the shared mirror (registry reads: clients use `/~<uplink>/`).
+    private_routing: bool,
 }
 
 fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -80,12 +72,32 @@ fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Session {
-    /// Opens a session; on `/~<uplink>/` the caller must pass the uplink's
-    /// `access` first (404 unknown/unexposed, 401 anonymous, 403 otherwise).
+    /// Opens an install session; on `/~<uplink>/` the caller must pass the
+    /// uplink's `access` first (404 unknown/unexposed, 401 anonymous, 403
+    /// otherwise).
     pub(crate) fn open(
         state: &Arc<AppState>,
         who: Identity,
         scope: Scope,
+    ) -> Result<Session, ApiError> {
+        Self::build(state, who, scope, true)
+    }
+
+    /// Opens a registry-read session: like [`Session::open`], but `/` only
+    /// ever serves hosted packages and the shared mirror.
+    pub(crate) fn for_registry(
+        state: &Arc<AppState>,
+        who: Identity,
+        scope: Scope,
+    ) -> Result<Session, ApiError> {
+        Self::build(state, who, scope, false)
+    }
+
+    fn build(
+        state: &Arc<AppState>,
+        who: Identity,
+        scope: Scope,
+        private_routing: bool,
     ) -> Result<Session, ApiError> {
         let policy = state.policy();
         if let Scope::Uplink(u) = &scope {
@@ -98,6 +110,7 @@ impl Session {
             scope,
             docs: Mutex::new(HashMap::new()),
             footprint: Mutex::new(Footprint::new()),
+            private_routing,
         })
     }
 
@@ -121,6 +134,7 @@ impl Session {
             Scope::Forwarded(_) => Origin::Forwarded,
             // Name ownership: a hosted name is never routed to an uplink.
             Scope::Public if self.state.hosted.is_hosted(name) => Origin::Hosted,
+            Scope::Public if !self.private_routing => Origin::Mirror,
             Scope::Public => match self.admitted_private_uplink(name) {
                 Some(u) => Origin::Uplink(u),
                 None => Origin::Mirror,
@@ -159,7 +173,7 @@ impl Session {
 
     /// Refuses `name` unless this caller may read it in this scope. On a
     /// `/~<uplink>/` scope the uplink gate already ran at [`Session::open`].
-    fn check_access(&self, name: &str) -> Result<(), ApiError> {
+    pub(crate) fn check_read(&self, name: &str) -> Result<(), ApiError> {
         pnpr_packument::validate_name(name)?;
         match &self.scope {
             Scope::Uplink(_) => Ok(()),
@@ -209,7 +223,7 @@ impl Session {
     /// The packument of `name` as stored (upstream tarball URLs), after the
     /// access check; memoised for the request.
     pub(crate) async fn packument(&self, name: &str) -> Result<Arc<Value>, ApiError> {
-        self.check_access(name)?;
+        self.check_read(name)?;
         self.record_route(name);
         if let Some(doc) = locked(&self.docs).get(name) {
             return Ok(Arc::clone(doc));
@@ -260,13 +274,11 @@ impl Session {
     /// equal to the one the readable metadata records for that version.
     pub(crate) async fn authorize(&self, claim: &PackageClaim) -> Result<(), ApiError> {
         validate_version(&claim.name, &claim.version)?;
-        self.check_access(&claim.name)?;
+        self.check_read(&claim.name)?;
         let id = format!("{}@{}", claim.name, claim.version);
         let ns = self.binding_ns(&claim.name);
         if let Some(ns) = &ns {
-            let known = locked(&self.state.bindings)
-                .get(&(ns.clone(), id.clone()))
-                .cloned();
+            let known = self.state.accelerator.binding(ns, &id);
             if known.as_deref() == Some(claim.integrity.as_str()) {
                 self.record_route(&claim.name);
                 return Ok(());
@@ -284,7 +296,9 @@ impl Session {
             )));
         }
         if let Some(ns) = ns {
-            locked(&self.state.bindings).put((ns, id), claim.integrity.clone());
+            // Remembered so a warm install does not re-parse every
+            // packument; access is still checked per request above.
+            self.state.accelerator.bind(ns, id, claim.integrity.clone());
         }
         Ok(())
     }
@@ -319,7 +333,7 @@ fn validate_version(name: &str, version: &str) -> Result<(), ApiError> {
 
 /// Whether `claimed` names the same bytes as the version's `dist`.
 fn integrity_matches(vdoc: &Value, claimed: &str) -> bool {
-    let Some(expected) = crate::registry::expected_integrity(vdoc) else {
+    let Some(expected) = crate::mirror::expected_integrity(vdoc) else {
         return false;
     };
     let Ok(claimed) = claimed.parse::<ssri::Integrity>() else {

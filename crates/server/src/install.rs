@@ -41,7 +41,6 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use crate::users::identify;
 
-pub use resolve::Resolution;
 pub(crate) use resolve::Resolved;
 
 /// `POST /v1/install`.

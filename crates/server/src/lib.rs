@@ -11,17 +11,20 @@
 //! - access policy can be swapped at runtime ([`reload`]) without dropping
 //!   requests: handlers take a snapshot `Arc<Policy>` per request.
 
+mod accelerator;
 pub mod catalog;
 pub mod error;
 pub mod grants;
 pub mod hosted;
 pub mod identity;
 pub mod install;
+mod mirror;
 pub mod registry;
 pub mod reload;
+mod rendered;
 pub mod state;
-pub mod users;
 mod urls;
+pub mod users;
 
 use std::future::Future;
 use std::sync::Arc;

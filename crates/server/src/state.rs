@@ -80,19 +80,10 @@ pub struct AppState {
     pub access: crate::grants::AccessStore,
     /// Rendered packument bodies (see `registry::Rendered`), valid until the
     /// metadata they were built from goes stale.
-    pub rendered: std::sync::Mutex<lru::LruCache<String, Arc<crate::registry::Rendered>>>,
-    /// Auth-aware resolution cache (spec §5.8), bounded in count and bytes.
-    resolutions: std::sync::Mutex<ResolutionCache>,
-    /// Integrity bindings the catalog already checked (content facts only).
-    pub(crate) bindings: crate::catalog::Bindings,
-    /// In-flight install permits (`limits.installs_in_flight`).
-    installs: Arc<tokio::sync::Semaphore>,
+    pub(crate) rendered: crate::rendered::RenderedCache,
+    /// Resolution cache, integrity bindings and install admission.
+    pub(crate) accelerator: crate::accelerator::Accelerator,
 }
-
-type ResolutionCache = pnpr_rescache::CandidateCache<Arc<crate::install::Resolution>>;
-
-/// Integrity bindings remembered by the catalog.
-const BINDINGS: usize = 200_000;
 
 /// Namespace of the shared public mirror.
 pub const PUBLIC_NS: &str = "public";
@@ -143,17 +134,7 @@ impl AppState {
             .map(|u| u.maxage)
             .min()
             .unwrap_or(std::time::Duration::from_secs(300));
-        let resolutions = std::sync::Mutex::new(
-            pnpr_rescache::CandidateCache::new(secret.clone(), ttl).with_max_bytes(
-                usize::try_from(config.limits.resolution_cache).unwrap_or(usize::MAX),
-            ),
-        );
-        let bindings = std::sync::Mutex::new(lru::LruCache::new(
-            std::num::NonZeroUsize::new(BINDINGS).unwrap_or(std::num::NonZeroUsize::MIN),
-        ));
-        let installs = Arc::new(tokio::sync::Semaphore::new(
-            config.limits.installs_in_flight.max(1),
-        ));
+        let accelerator = crate::accelerator::Accelerator::new(secret.clone(), ttl, &config.limits);
         let rendered = std::sync::Mutex::new(lru::LruCache::new(
             std::num::NonZeroUsize::new(2048).unwrap_or(std::num::NonZeroUsize::MIN),
         ));
@@ -162,9 +143,7 @@ impl AppState {
         Ok(Arc::new(Self {
             access,
             rendered,
-            resolutions,
-            bindings,
-            installs,
+            accelerator,
             config,
             public_url,
             policy: RwLock::new(Arc::new(policy)),
@@ -182,16 +161,6 @@ impl AppState {
     /// Resource budgets (fixed at startup).
     pub fn limits(&self) -> &pnpr_config::Limits {
         &self.config.limits
-    }
-
-    /// The install admission semaphore.
-    pub(crate) fn installs(&self) -> Arc<tokio::sync::Semaphore> {
-        Arc::clone(&self.installs)
-    }
-
-    /// The resolution cache, locked for one lookup or store.
-    pub(crate) fn resolutions(&self) -> std::sync::MutexGuard<'_, ResolutionCache> {
-        self.resolutions.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The policy as of now; cheap, and stable for the caller's whole request.

@@ -36,7 +36,7 @@ impl Forwarded {
     }
 
     pub(crate) fn packument_url(&self, name: &str) -> String {
-        format!("{}{}", self.registry, crate::registry::encode_name(name))
+        format!("{}{}", self.registry, crate::mirror::encode_name(name))
     }
 
     /// The forwarded credential for `name`'s packument URL (spec §4.3): its

@@ -27,7 +27,7 @@ pub(super) async fn admit(
     body: Body,
 ) -> Result<(OwnedSemaphorePermit, Body), ApiError> {
     let wait = state.limits().install_queue_timeout;
-    match tokio::time::timeout(wait, state.installs().acquire_owned()).await {
+    match tokio::time::timeout(wait, state.accelerator.installs().acquire_owned()).await {
         Ok(Ok(permit)) => Ok((permit, body)),
         _ => {
             drain(body).await;

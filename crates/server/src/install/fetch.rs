@@ -20,7 +20,7 @@ use serde_json::Value;
 use super::select::Selection;
 use crate::catalog::{Forwarded, Origin, PackageClaim, Session};
 use crate::error::ApiError;
-use crate::registry::tarball_body;
+use crate::mirror::tarball_body;
 use crate::state::AppState;
 
 /// Tarballs fetched and unpacked at once for one install.
@@ -174,7 +174,7 @@ async fn forwarded_tarball(
     name: &str,
     vdoc: &Value,
 ) -> Result<TarballBody, ApiError> {
-    let sri = crate::registry::expected_integrity(vdoc).ok_or_else(|| {
+    let sri = crate::mirror::expected_integrity(vdoc).ok_or_else(|| {
         ApiError::new(
             StatusCode::BAD_GATEWAY,
             format!("{name} has no integrity in its packument"),

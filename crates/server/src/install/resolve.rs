@@ -22,13 +22,7 @@ use crate::catalog::{resolve_error, PackageClaim, Scope, Session};
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// A resolved tree as the candidate cache keeps it.
-#[derive(Debug)]
-pub struct Resolution {
-    pub lockfile: Lockfile,
-    /// Every tarball-backed package of the tree.
-    pub packages: Vec<PackageClaim>,
-}
+pub use crate::accelerator::Resolution;
 
 /// A resolution and whether it came from the cache.
 pub(crate) struct Resolved {
@@ -50,7 +44,10 @@ pub(super) async fn resolve_or_cached(
     let forwarded = matches!(session.scope(), Scope::Forwarded(_));
     let key = base_key(req, session.scope())?;
     if !forwarded {
-        let hit = state.resolutions().lookup(&key, |d| session.passes_gate(d));
+        let hit = state
+            .accelerator
+            .resolutions()
+            .lookup(&key, |d| session.passes_gate(d));
         if let Some(tree) = hit {
             return Ok(Outcome::Resolved(Resolved {
                 tree,
@@ -77,6 +74,7 @@ pub(super) async fn resolve_or_cached(
     if !forwarded {
         let weight = estimated_bytes(&tree);
         state
+            .accelerator
             .resolutions()
             .store(&key, session.footprint(), Arc::clone(&tree), weight);
     }
