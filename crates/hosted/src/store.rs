@@ -202,6 +202,17 @@ impl HostedStore {
         self.blobs.lookup(&hex)
     }
 
+    /// Refuses early when `actor` may not make `change` to `name` as stored
+    /// now (a name not hosted passes). Writes re-check inside their own
+    /// transaction; this only spares a refused caller the expensive part of
+    /// a request (decoding and hashing a publish body).
+    pub fn precheck(&self, name: &str, actor: &Actor, change: Change) -> Result<()> {
+        match self.get(name)? {
+            Some(stored) => owned_by(actor, name, &stored.doc, change),
+            None => Ok(()),
+        }
+    }
+
     /// Publishes new versions (see [`doc::merge_publish`]); the tarballs are
     /// durable before the row that references them commits. A first publish
     /// makes `actor` the maintainer; later ones need [`Actor::may_change`].

@@ -28,13 +28,14 @@ use axum::{Json, Router};
 use futures_util::StreamExt;
 use pnpr_auth::{Action, Caller, Denial, Identity};
 use pnpr_hosted::{
-    Actor, HostedError, Permission, SearchQuery, UpdateGate, UpdateOutcome, UplinkAnswer,
+    Actor, Change, HostedError, Permission, SearchQuery, UpdateGate, UpdateOutcome, UplinkAnswer,
 };
 use pnpr_packument::{RegistryPath, RegistryTarget};
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
-use crate::registry::{json_with_etag, load_packument, wants_abbreviated, Source, ABBREVIATED};
+use crate::mirror::{load_packument, Source};
+use crate::rendered::{json_with_etag, wants_abbreviated, ABBREVIATED};
 use crate::state::{AppState, PUBLIC_NS};
 use crate::users::identify;
 
@@ -433,6 +434,7 @@ async fn publish(
     let n = name.clone();
     let (versions, fresh) = blocking(move || {
         let fresh = !store.hosted.is_hosted(&n);
+        store.hosted.precheck(&n, &actor, Change::Publish)?;
         let prep = pnpr_hosted::doc::prepare_publish(&n, &body)?;
         store.hosted.publish(&prep, &actor, pnpr_store::now_ms())?;
         let versions: Vec<String> = prep.versions.iter().map(|(v, _)| v.clone()).collect();

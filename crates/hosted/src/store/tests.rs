@@ -424,3 +424,20 @@ fn publish_rights_mode_lets_any_publisher_change_a_package() {
         .unpublish_all("demo", None, &bob)
         .expect("bob unpublishes");
 }
+
+#[test]
+fn precheck_refuses_non_owners_before_any_work() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = HostedStore::open(dir.path()).expect("open");
+    store
+        .precheck("demo", &actor("bob"), Change::Publish)
+        .expect("a free name passes");
+    publish(&store, "demo", "1.0.0", b"one").expect("publish");
+    not_owner(
+        store.precheck("demo", &actor("bob"), Change::Publish),
+        Change::Publish,
+    );
+    store
+        .precheck("demo", &actor("alice"), Change::Publish)
+        .expect("owner");
+}
