@@ -155,7 +155,10 @@ pub struct UplinkConfig {
     pub auth: Option<UplinkAuth>,
     /// Extra request headers (merged over the auth-derived `Authorization`).
     pub headers: Vec<(String, Secret)>,
+    /// Bound on connect + response headers and on each idle gap in a body.
     pub timeout: Duration,
+    /// Bound on a whole fetch (headers and entire body), however it trickles.
+    pub deadline: Duration,
     /// How long fetched metadata counts as fresh.
     pub maxage: Duration,
     /// Consecutive failures before the uplink is considered down.
@@ -171,6 +174,7 @@ pub struct UplinkConfig {
 
 impl UplinkConfig {
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+    pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(300);
     pub const DEFAULT_MAXAGE: Duration = Duration::from_secs(120);
     pub const DEFAULT_MAX_FAILS: u32 = 2;
     pub const DEFAULT_FAIL_TIMEOUT: Duration = Duration::from_secs(300);
@@ -183,6 +187,7 @@ impl UplinkConfig {
             auth: None,
             headers: Vec::new(),
             timeout: Self::DEFAULT_TIMEOUT,
+            deadline: Self::DEFAULT_DEADLINE,
             maxage: Self::DEFAULT_MAXAGE,
             max_fails: Self::DEFAULT_MAX_FAILS,
             fail_timeout: Self::DEFAULT_FAIL_TIMEOUT,

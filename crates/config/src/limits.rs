@@ -22,6 +22,9 @@ pub struct Limits {
     pub body_timeout: Duration,
     /// Time a client has to deliver its request headers.
     pub header_timeout: Duration,
+    /// On shutdown, how long in-flight requests may still run before every
+    /// remaining connection is closed.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for Limits {
@@ -34,6 +37,7 @@ impl Default for Limits {
             resolution_cache: 256 * 1024 * 1024,
             body_timeout: Duration::from_secs(60),
             header_timeout: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(10),
         }
     }
 }

@@ -77,8 +77,11 @@ impl ApiError {
             E::NotAllowed { .. } | E::BlockedAddress { .. } | E::BlockedRedirect { .. } => {
                 StatusCode::FORBIDDEN
             }
-            E::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            // 504: the uplink did not answer (or finish answering) in time.
+            e if e.is_timeout() => StatusCode::GATEWAY_TIMEOUT,
+            // 503 only when pnpr itself refuses to ask (breaker open).
             E::UplinkDown { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            // 502: a bad answer (5xx, cut or oversized body, transport error).
             _ => StatusCode::BAD_GATEWAY,
         };
         // Refusals by the fetch allowlist are the operator's business and are
@@ -90,6 +93,35 @@ impl ApiError {
             _ => format!("uplink {uplink} failed"),
         };
         Self::new(status, message)
+    }
+}
+
+impl ApiError {
+    /// A tarball flight that failed before its first byte reached the
+    /// client: 504 when the uplink ran out of time, 503 when its breaker
+    /// refused to ask, 502 for every bad answer (status, cut body, integrity).
+    pub fn tarball_failure(uplink: &str, err: &pnpr_store::StoreError) -> Self {
+        tracing::warn!(uplink, error = %err, "tarball fetch failed");
+        let cause = match err {
+            pnpr_store::StoreError::Fetch(pnpr_store::FetchFailure::Upstream(cause)) => {
+                cause.downcast_ref::<pnpr_upstream::UpstreamError>()
+            }
+            _ => None,
+        };
+        match cause {
+            Some(e) if e.is_timeout() => Self::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!("tarball from uplink {uplink} timed out"),
+            ),
+            Some(pnpr_upstream::UpstreamError::UplinkDown { .. }) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("uplink {uplink} is unavailable"),
+            ),
+            _ => Self::new(
+                StatusCode::BAD_GATEWAY,
+                format!("tarball from uplink {uplink} could not be fetched or failed verification"),
+            ),
+        }
     }
 }
 
@@ -202,5 +234,84 @@ impl From<pnpr_packument::PackumentError> for ApiError {
                 format!("bad upstream document: {other}"),
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod upstream_status_tests {
+    use super::*;
+    use pnpr_store::{FetchFailure, StoreError};
+    use pnpr_upstream::UpstreamError as E;
+
+    fn status(e: E) -> u16 {
+        ApiError::upstream("corp", &e).status.as_u16()
+    }
+
+    #[test]
+    fn upstream_failures_map_to_gateway_statuses() {
+        let url = || "http://corp.test/p".to_string();
+        assert_eq!(status(E::Timeout { url: url() }), 504);
+        let deadline = std::time::Duration::from_secs(1);
+        assert_eq!(
+            status(E::DeadlineExceeded {
+                url: url(),
+                deadline
+            }),
+            504
+        );
+        assert_eq!(
+            status(E::BadStatus {
+                url: url(),
+                status: 500
+            }),
+            502
+        );
+        let message = "reset".to_string();
+        assert_eq!(
+            status(E::Transport {
+                url: url(),
+                message
+            }),
+            502
+        );
+        assert_eq!(
+            status(E::BodyTooLarge {
+                url: url(),
+                limit: 1
+            }),
+            502
+        );
+        let name = "corp".to_string();
+        assert_eq!(status(E::UplinkDown { name }), 503);
+        assert_eq!(status(E::NotAllowed { url: url() }), 403);
+    }
+
+    #[test]
+    fn tarball_failures_keep_the_cause_status() {
+        let of = |f: FetchFailure| {
+            ApiError::tarball_failure("corp", &StoreError::Fetch(f))
+                .status
+                .as_u16()
+        };
+        let url = "http://corp.test/t.tgz".to_string();
+        let deadline = std::time::Duration::from_secs(1);
+        assert_eq!(
+            of(FetchFailure::upstream(E::DeadlineExceeded {
+                url,
+                deadline
+            })),
+            504
+        );
+        let name = "corp".to_string();
+        assert_eq!(of(FetchFailure::upstream(E::UplinkDown { name })), 503);
+        assert_eq!(of(FetchFailure::status(500, "corp")), 502);
+        assert_eq!(of(FetchFailure::TooLarge(1)), 502);
+        let mismatch = StoreError::IntegrityMismatch {
+            expected: "a".into(),
+            actual: "b".into(),
+        };
+        let e = ApiError::tarball_failure("corp", &mismatch);
+        assert_eq!(e.status.as_u16(), 502);
+        assert!(!e.message.contains("corp.test"), "{}", e.message);
     }
 }

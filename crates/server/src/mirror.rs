@@ -180,12 +180,8 @@ pub(crate) async fn load_packument_fresh(
                     if let Some(row) = &row {
                         docs.push((uplink.clone(), parse_row(row)?));
                     } else {
-                        failures.push((
-                            uplink.clone(),
-                            pnpr_upstream::UpstreamError::UplinkDown {
-                                name: uplink.clone(),
-                            },
-                        ));
+                        // A bad answer (502), not a refusal to ask (503).
+                        failures.push((uplink.clone(), resp.status_error()));
                     }
                 }
             },

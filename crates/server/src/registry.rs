@@ -207,13 +207,7 @@ async fn tarball_response(body: TarballBody, uplink: &str) -> Result<Response, A
             // tarball's integrity mismatch becomes a proper error status.
             let first = match stream.next().await {
                 Some(Ok(chunk)) => Some(chunk),
-                Some(Err(e)) => {
-                    tracing::warn!(uplink, error = %e, "tarball fetch failed");
-                    return Err(ApiError::new(
-                        StatusCode::BAD_GATEWAY,
-                        format!("tarball from uplink {uplink} could not be fetched or failed verification"),
-                    ));
-                }
+                Some(Err(e)) => return Err(ApiError::tarball_failure(uplink, &e)),
                 None => None,
             };
             let head =

@@ -315,6 +315,7 @@ fn build_network(
                 .map(|(k, v)| (k.clone(), Secret::new(v.expose().to_string())))
                 .collect(),
             timeout: u.timeout,
+            deadline: u.deadline,
             max_fails: u.max_fails,
             fail_timeout: u.fail_timeout,
         });

@@ -40,6 +40,9 @@ pub const MAX_REDIRECTS: usize = 5;
 /// Timeout for requests without `via` (no uplink-specific setting applies).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Whole-fetch deadline for requests without `via`.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(300);
+
 const USER_AGENT: &str = concat!("pnpr/", env!("CARGO_PKG_VERSION"));
 
 /// One GET to perform.
@@ -81,6 +84,9 @@ pub struct FetchResponse {
     pub route: RouteKind,
     body: reqwest::Response,
     idle_timeout: Duration,
+    /// When the whole fetch must be over, body included.
+    deadline_at: tokio::time::Instant,
+    deadline: Duration,
 }
 
 impl std::fmt::Debug for FetchResponse {
@@ -97,18 +103,29 @@ impl std::fmt::Debug for FetchResponse {
 }
 
 impl FetchResponse {
-    /// The (gzip-decoded) body. Each gap between chunks is bounded by the same
-    /// timeout as the request, so a stalled upstream cannot hold a task forever.
+    /// The (gzip-decoded) body. Each gap between chunks is bounded by the idle
+    /// timeout and the whole body by the fetch's deadline, so neither a stalled
+    /// nor a dripping upstream can hold a task forever.
     pub fn into_stream(self) -> BoxStream<'static, Result<Bytes, UpstreamError>> {
         let label = redact(&self.final_url);
-        let idle = self.idle_timeout;
+        let (idle, deadline_at, deadline) = (self.idle_timeout, self.deadline_at, self.deadline);
         let inner = Box::pin(self.body.bytes_stream());
         stream::unfold(Some(inner), move |state| {
             let label = label.clone();
             async move {
                 let mut body = state?;
-                match tokio::time::timeout(idle, body.next()).await {
-                    Err(_) => Some((Err(UpstreamError::Timeout { url: label }), None)),
+                let idle_at = tokio::time::Instant::now() + idle;
+                match tokio::time::timeout_at(idle_at.min(deadline_at), body.next()).await {
+                    Err(_) if idle_at < deadline_at => {
+                        Some((Err(UpstreamError::Timeout { url: label }), None))
+                    }
+                    Err(_) => Some((
+                        Err(UpstreamError::DeadlineExceeded {
+                            url: label,
+                            deadline,
+                        }),
+                        None,
+                    )),
                     Ok(None) => None,
                     Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some(body))),
                     Ok(Some(Err(e))) => Some((Err(transport_error(&label, e)), None)),
@@ -116,6 +133,14 @@ impl FetchResponse {
             }
         })
         .boxed()
+    }
+
+    /// A typed error for a status the caller cannot use (URL redacted).
+    pub fn status_error(&self) -> UpstreamError {
+        UpstreamError::BadStatus {
+            url: redact(&self.final_url),
+            status: self.status,
+        }
     }
 
     /// The whole body, refusing more than `limit` bytes.
@@ -313,7 +338,21 @@ impl UpstreamClient {
                 Some(permit)
             }
         };
-        let result = self.follow(url, kind, uplink, &req, forwarded).await;
+        let deadline = uplink.map_or(DEFAULT_DEADLINE, |u| u.deadline);
+        let deadline_at = tokio::time::Instant::now() + deadline;
+        let label = redact(&url);
+        let result = match tokio::time::timeout_at(
+            deadline_at,
+            self.follow(url, kind, uplink, &req, forwarded, (deadline_at, deadline)),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(UpstreamError::DeadlineExceeded {
+                url: label,
+                deadline,
+            }),
+        };
         if let Some(permit) = permit {
             let outcome = match &result {
                 Ok(resp) if resp.status >= 500 => Outcome::Failure,
@@ -333,6 +372,7 @@ impl UpstreamClient {
         uplink: Option<&UplinkEntry>,
         req: &FetchRequest,
         forwarded: Option<&Secret>,
+        (deadline_at, deadline): (tokio::time::Instant, Duration),
     ) -> Result<FetchResponse, UpstreamError> {
         let timeout = uplink.map_or(DEFAULT_TIMEOUT, |u| u.timeout);
         let base = base_headers(req)?;
@@ -409,6 +449,8 @@ impl UpstreamClient {
                 route: kind,
                 body: resp,
                 idle_timeout: timeout,
+                deadline_at,
+                deadline,
             });
         }
     }

@@ -49,8 +49,21 @@ pub enum UpstreamError {
     #[error("too many redirects (more than {limit})")]
     TooManyRedirects { limit: usize },
 
+    /// Connect, response headers or one gap between body chunks took longer
+    /// than the idle timeout.
     #[error("request to {url} timed out")]
     Timeout { url: String },
+
+    /// The whole fetch (redirects, headers and body) outlived its deadline.
+    #[error("request to {url} exceeded its deadline of {deadline:?}")]
+    DeadlineExceeded {
+        url: String,
+        deadline: std::time::Duration,
+    },
+
+    /// The upstream answered a status the caller cannot use (e.g. a 5xx).
+    #[error("{url} answered status {status}")]
+    BadStatus { url: String, status: u16 },
 
     #[error("request to {url} failed: {message}")]
     Transport { url: String, message: String },
@@ -75,12 +88,23 @@ pub enum UpstreamError {
 }
 
 impl UpstreamError {
-    /// True when the upstream could not be reached or answered in time, so a
-    /// caller may fall back to stale data in the same namespace (protocol §5.10).
+    /// True when the upstream could not be reached, did not answer in time or
+    /// answered with a server error, so a caller may fall back to stale data in
+    /// the same namespace (protocol §5.10).
     pub fn is_transport(&self) -> bool {
         matches!(
             self,
-            Self::Transport { .. } | Self::Timeout { .. } | Self::UplinkDown { .. }
+            Self::Transport { .. }
+                | Self::Timeout { .. }
+                | Self::DeadlineExceeded { .. }
+                | Self::BadStatus { .. }
+                | Self::UplinkDown { .. }
         )
+    }
+
+    /// True when the upstream did not answer in time (idle timeout or whole
+    /// deadline): a gateway timeout, not a bad answer.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Self::Timeout { .. } | Self::DeadlineExceeded { .. })
     }
 }

@@ -37,6 +37,9 @@ pub struct UplinkRoute {
     pub headers: Vec<(String, Secret)>,
     /// Bound on connect + response headers, and on each idle gap in the body.
     pub timeout: Duration,
+    /// Bound on the whole fetch (every redirect hop, headers and the entire
+    /// body), so an upstream that keeps dripping bytes cannot hold it forever.
+    pub deadline: Duration,
     /// Consecutive failures that open the circuit breaker; 0 disables it.
     pub max_fails: u32,
     /// How long an open breaker refuses requests before a trial is allowed.
@@ -82,6 +85,7 @@ impl std::fmt::Debug for UplinkRoute {
                 &self.headers.iter().map(|(n, _)| n).collect::<Vec<_>>(),
             )
             .field("timeout", &self.timeout)
+            .field("deadline", &self.deadline)
             .field("max_fails", &self.max_fails)
             .field("fail_timeout", &self.fail_timeout)
             .finish()
@@ -193,6 +197,7 @@ pub(crate) struct UplinkEntry {
     pub(crate) prefix: Prefix,
     pub(crate) credentials: HeaderMap,
     pub(crate) timeout: Duration,
+    pub(crate) deadline: Duration,
     pub(crate) max_fails: u32,
     pub(crate) fail_timeout: Duration,
 }
@@ -269,6 +274,7 @@ impl RouteTable {
                 prefix,
                 credentials,
                 timeout: up.timeout,
+                deadline: up.deadline,
                 max_fails: up.max_fails,
                 fail_timeout: up.fail_timeout,
             });

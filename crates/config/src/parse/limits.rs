@@ -31,6 +31,7 @@ pub(super) fn limits(v: &Value) -> Result<Limits, ConfigError> {
             "resolution_cache" => out.resolution_cache = size()?,
             "body_timeout" => out.body_timeout = time()?,
             "header_timeout" => out.header_timeout = time()?,
+            "shutdown_grace" => out.shutdown_grace = time()?,
             _ => return Err(ConfigError::invalid(&path, "unknown limit")),
         }
     }

@@ -922,3 +922,30 @@ fn ownership_typos_fail_closed_naming_the_key() {
     let e = err("ownership:\n  mode: [maintainers]\n");
     assert!(e.starts_with("ownership.mode: expected a string"), "{e}");
 }
+
+#[test]
+fn uplink_deadline_is_separate_from_the_idle_timeout() {
+    let up = "uplinks:\n  a:\n    url: http://127.0.0.1:1/\n";
+    let c = load(up);
+    assert_eq!(c.uplinks[0].deadline, Duration::from_secs(300));
+    assert_eq!(c.uplinks[0].timeout, Duration::from_secs(30));
+    let c = load(&format!("{up}    timeout: 5s\n    deadline: 2m\n"));
+    assert_eq!(c.uplinks[0].timeout, Duration::from_secs(5));
+    assert_eq!(c.uplinks[0].deadline, Duration::from_secs(120));
+    assert_eq!(
+        err(&format!("{up}    deadline: 0\n")),
+        "uplinks.a.deadline: must be greater than 0"
+    );
+}
+
+#[test]
+fn shutdown_grace_defaults_and_parses() {
+    assert_eq!(load("").limits.shutdown_grace, Duration::from_secs(10));
+    let c = load("limits:\n  shutdown_grace: 3s\n  header_timeout: 2s\n");
+    assert_eq!(c.limits.shutdown_grace, Duration::from_secs(3));
+    assert_eq!(c.limits.header_timeout, Duration::from_secs(2));
+    assert_eq!(
+        err("limits:\n  shutdown_grace: 0\n"),
+        "limits.shutdown_grace: must be greater than 0"
+    );
+}

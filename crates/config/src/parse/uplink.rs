@@ -96,6 +96,12 @@ fn parse_uplink(
                     return Err(ConfigError::invalid(fpath, "must be greater than 0"));
                 }
             }
+            "deadline" => {
+                up.deadline = dur(node)?;
+                if up.deadline.is_zero() {
+                    return Err(ConfigError::invalid(fpath, "must be greater than 0"));
+                }
+            }
             "maxage" => up.maxage = dur(node)?,
             "fail_timeout" => up.fail_timeout = dur(node)?,
             "max_fails" => {

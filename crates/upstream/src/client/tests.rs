@@ -146,6 +146,7 @@ fn uplink(name: &str, url: &str) -> UplinkRoute {
             Secret::new("key-SEKRIT".to_owned()),
         )],
         timeout: Duration::from_secs(5),
+        deadline: Duration::from_secs(60),
         max_fails: 2,
         fail_timeout: Duration::from_millis(200),
     }
@@ -849,4 +850,105 @@ async fn forwarded_credential_never_goes_to_own_origin() {
     .expect("fetch");
     let head = own_srv.heads().pop().expect("request");
     assert!(!has_header(&head, "authorization"), "{head}");
+}
+
+/// An upstream that sends its headers at once, then one body byte every
+/// `gap` (up to `total` bytes), so only a whole-fetch deadline can end it.
+async fn drip_server(gap: Duration, total: usize) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = sock.read(&mut buf).await;
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {total}\r\n\r\n");
+                if sock.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                for _ in 0..total {
+                    tokio::time::sleep(gap).await;
+                    if sock.write_all(b"x").await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_dripping_body_misses_the_whole_fetch_deadline() {
+    let addr = drip_server(Duration::from_millis(50), 1000).await;
+    let mut up = uplink("drip", &format!("http://{addr}/"));
+    // Every gap is well inside the idle timeout; only the deadline can fire.
+    up.timeout = Duration::from_secs(2);
+    up.deadline = Duration::from_millis(600);
+    let c = client(vec![up], Vec::new());
+    let started = std::time::Instant::now();
+    let resp = c
+        .fetch(get(format!("http://{addr}/p?token=SEKRIT"), Some("drip")))
+        .await
+        .expect("headers arrive at once");
+    let err = resp.bytes(1 << 20).await.expect_err("deadline");
+    let took = started.elapsed();
+    assert!(
+        matches!(err, UpstreamError::DeadlineExceeded { .. }),
+        "{err}"
+    );
+    assert!(err.is_timeout() && err.is_transport());
+    assert_no_secret(&err);
+    assert!(took >= Duration::from_millis(550), "{took:?}");
+    assert!(took < Duration::from_millis(1500), "{took:?}");
+}
+
+#[tokio::test]
+async fn the_deadline_also_bounds_headers_and_the_idle_timeout_stays_per_gap() {
+    // Stalled before any header: the deadline (shorter than the idle
+    // timeout) ends the fetch and is reported as such.
+    let stalled = TestServer::start(|_| Vec::new()).await;
+    let mut up = uplink("slow", &stalled.url("/"));
+    up.timeout = Duration::from_secs(3);
+    up.deadline = Duration::from_millis(300);
+    let c = client(vec![up], Vec::new());
+    let started = std::time::Instant::now();
+    let err = c
+        .fetch(get(stalled.url("/p"), Some("slow")))
+        .await
+        .expect_err("deadline");
+    assert!(
+        matches!(err, UpstreamError::DeadlineExceeded { .. }),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+
+    // A body gap longer than the idle timeout is an idle timeout.
+    let addr = drip_server(Duration::from_millis(800), 10).await;
+    let mut up = uplink("gappy", &format!("http://{addr}/"));
+    up.timeout = Duration::from_millis(200);
+    let c = client(vec![up], Vec::new());
+    let resp = c
+        .fetch(get(format!("http://{addr}/p"), Some("gappy")))
+        .await
+        .expect("headers");
+    let err = resp.bytes(1024).await.expect_err("idle");
+    assert!(matches!(err, UpstreamError::Timeout { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn status_errors_name_the_status_without_the_query() {
+    let srv = TestServer::start(|_| response("502 Bad Gateway", &[], b"")).await;
+    let c = client(vec![uplink("corp", &srv.url("/"))], Vec::new());
+    let resp = c
+        .fetch(get(srv.url("/p?token=SEKRIT"), Some("corp")))
+        .await
+        .expect("answer");
+    let err = resp.status_error();
+    assert!(
+        matches!(err, UpstreamError::BadStatus { status: 502, .. }),
+        "{err}"
+    );
+    assert!(err.is_transport() && !err.is_timeout());
+    assert_no_secret(&err);
 }

@@ -13,6 +13,7 @@ fn uplink(name: &str, u: &str) -> UplinkRoute {
         authorization: Some(Secret::new("Bearer tok".to_owned())),
         headers: Vec::new(),
         timeout: Duration::from_secs(5),
+        deadline: Duration::from_secs(60),
         max_fails: 2,
         fail_timeout: Duration::from_secs(1),
     }
