@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 use pnpr_config::{Config, Env};
 use tokio::sync::Notify;
 
-use crate::state::{compile_policy, AppState};
+use crate::state::AppState;
 
 fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
     let m = std::fs::metadata(path).ok()?;
@@ -30,26 +30,21 @@ pub fn reload_once(state: &AppState, path: &Path, env: &Env) -> bool {
             return false;
         }
     };
-    let policy = match compile_policy(&fresh) {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::warn!(error = %e, "config reload failed; keeping the current policy");
-            return false;
+    // Policy, uplinks and config are swapped as one snapshot, so a rotated
+    // credential and a policy that refers to it take effect together.
+    match state.reload(fresh) {
+        Ok(done) => {
+            if done.network {
+                tracing::info!("uplinks reloaded (URL, credential or limits changed)");
+            }
+            tracing::info!("access policy reloaded");
+            true
         }
-    };
-    // Uplinks first, so a rotated credential (or a new uplink) is in place
-    // before a policy that refers to it takes effect.
-    match state.reload_network(&fresh) {
-        Ok(true) => tracing::info!("uplinks reloaded (URL, credential or limits changed)"),
-        Ok(false) => {}
         Err(e) => {
             tracing::warn!(error = %e, "config reload failed; keeping the current policy");
-            return false;
+            false
         }
     }
-    state.set_policy(policy);
-    tracing::info!("access policy reloaded");
-    true
 }
 
 /// Runs until the process ends.

@@ -60,13 +60,13 @@ pub struct UplinkInfo {
 
 /// Everything the handlers share.
 pub struct AppState {
+    /// The config as loaded at startup: paths, listen address and budgets
+    /// (which need a restart). Reloadable parts are read from [`Live`].
     pub config: Config,
     pub public_url: Url,
-    policy: RwLock<Arc<Policy>>,
     pub auth: Authenticator,
-    /// Uplinks and the client that reaches them; swapped on reload when an
-    /// uplink's URL or credential changes (token rotation without restart).
-    network: RwLock<Arc<Network>>,
+    /// Policy, uplinks and the reloadable config, swapped as one value.
+    live: RwLock<Arc<Live>>,
     base_resolver: Arc<dyn NameResolver>,
     pub db: MetaDb,
     /// Locally published packages (durable, under `storage`).
@@ -83,6 +83,21 @@ pub struct AppState {
     pub(crate) rendered: crate::rendered::RenderedCache,
     /// Resolution cache, integrity bindings and install admission.
     pub(crate) accelerator: crate::accelerator::Accelerator,
+}
+
+/// One consistent view of everything a reload can change. A request takes
+/// one snapshot and sees one config, one policy and one uplink set.
+pub struct Live {
+    pub config: Arc<Config>,
+    pub policy: Arc<Policy>,
+    pub network: Arc<Network>,
+}
+
+/// What a reload changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reloaded {
+    /// Uplinks, routes or network settings changed: a new client was built.
+    pub network: bool,
 }
 
 /// Namespace of the shared public mirror.
@@ -140,15 +155,19 @@ impl AppState {
         ));
         let access =
             crate::grants::AccessStore::open(&config.cache, config.install_accelerator.grant_ttl);
+        let live = RwLock::new(Arc::new(Live {
+            config: Arc::new(config.clone()),
+            policy: Arc::new(policy),
+            network: Arc::new(network),
+        }));
         Ok(Arc::new(Self {
             access,
             rendered,
             accelerator,
             config,
             public_url,
-            policy: RwLock::new(Arc::new(policy)),
             auth,
-            network: RwLock::new(Arc::new(network)),
+            live,
             base_resolver: opts.resolver,
             db,
             hosted,
@@ -163,19 +182,19 @@ impl AppState {
         &self.config.limits
     }
 
-    /// The policy as of now; cheap, and stable for the caller's whole request.
-    pub fn policy(&self) -> Arc<Policy> {
-        Arc::clone(&self.policy.read().unwrap_or_else(|p| p.into_inner()))
+    /// The reloadable state as of now; cheap, and consistent in itself.
+    pub fn live(&self) -> Arc<Live> {
+        Arc::clone(&self.live.read().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// Replaces the policy (live reload).
-    pub fn set_policy(&self, policy: Policy) {
-        *self.policy.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(policy);
+    /// The policy as of now; cheap, and stable for the caller's whole request.
+    pub fn policy(&self) -> Arc<Policy> {
+        Arc::clone(&self.live().policy)
     }
 
     /// The uplinks and upstream client as of now.
     pub fn net(&self) -> Arc<Network> {
-        Arc::clone(&self.network.read().unwrap_or_else(|p| p.into_inner()))
+        Arc::clone(&self.live().network)
     }
 
     pub fn uplink(&self, name: &str) -> Option<UplinkInfo> {
@@ -191,22 +210,35 @@ impl AppState {
             .unwrap_or_default()
     }
 
-    /// Rebuilds uplinks and the upstream client from a reloaded config when
-    /// their identity (names, URLs, credentials, headers, limits) changed.
-    /// Returns whether anything was swapped.
-    pub fn reload_network(&self, config: &Config) -> Result<bool, BuildError> {
-        let current = self.net();
-        if current.fingerprint == network_fingerprint(config) {
-            return Ok(false);
-        }
-        let fresh = build_network(
-            config,
-            &self.public_url,
-            &self.secret,
-            Arc::clone(&self.base_resolver),
-        )?;
-        *self.network.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(fresh);
-        Ok(true)
+    /// Swaps in a reloaded config: its policy always, and a new uplink set
+    /// and client when any uplink, route or network setting differs from the
+    /// current one (compared as typed values, so a new config field takes
+    /// part without anyone listing it). Nothing is swapped on error.
+    pub fn reload(&self, fresh: Config) -> Result<Reloaded, BuildError> {
+        let policy = Arc::new(compile_policy(&fresh)?);
+        let current = self.live();
+        let same_network = current.config.uplinks == fresh.uplinks
+            && current.config.routes == fresh.routes
+            && current.config.network == fresh.network;
+        let network = if same_network {
+            Arc::clone(&current.network)
+        } else {
+            Arc::new(build_network(
+                &fresh,
+                &self.public_url,
+                &self.secret,
+                Arc::clone(&self.base_resolver),
+            )?)
+        };
+        let live = Arc::new(Live {
+            config: Arc::new(fresh),
+            policy,
+            network,
+        });
+        *self.live.write().unwrap_or_else(|p| p.into_inner()) = live;
+        Ok(Reloaded {
+            network: !same_network,
+        })
     }
 
     pub fn storage_dir(&self) -> PathBuf {
@@ -218,56 +250,6 @@ impl AppState {
 pub struct Network {
     pub uplinks: HashMap<String, UplinkInfo>,
     pub client: UpstreamClient,
-    /// Identity of the uplink set (digests only, no secret).
-    fingerprint: String,
-}
-
-/// Everything about the uplinks that needs a new client when it changes.
-fn network_fingerprint(config: &Config) -> String {
-    let parts: Vec<String> = config
-        .uplinks
-        .iter()
-        .map(|u| {
-            let auth = u.auth.as_ref().map(|a| a.header_value());
-            let headers: Vec<String> = u
-                .headers
-                .iter()
-                .map(|(k, v)| {
-                    format!(
-                        "{k}={}",
-                        pnpr_auth::credential_digest(v.expose().as_bytes())
-                    )
-                })
-                .collect();
-            format!(
-                "{}|{}|{}|{}|{:?}|{}|{:?}|{:?}|{}",
-                u.name,
-                u.url,
-                pnpr_auth::credential_digest(
-                    auth.as_ref().map(|s| s.expose()).unwrap_or("").as_bytes()
-                ),
-                headers.join(","),
-                u.timeout,
-                u.max_fails,
-                u.fail_timeout,
-                u.maxage,
-                u.cache
-            )
-        })
-        .collect();
-    let routes: Vec<String> = config
-        .routes
-        .public
-        .iter()
-        .map(|r| format!("{:?}|{:?}", r.registry.as_ref().map(Url::as_str), r.package))
-        .collect();
-    format!(
-        "{}#{}#{:?}#{:?}",
-        parts.join(";"),
-        routes.join(";"),
-        config.network.hosts,
-        config.network.allow_private
-    )
 }
 
 fn build_network(
@@ -349,11 +331,7 @@ fn build_network(
         },
     )?
     .with_own_url(public_url);
-    Ok(Network {
-        uplinks,
-        client,
-        fingerprint: network_fingerprint(config),
-    })
+    Ok(Network { uplinks, client })
 }
 
 /// The access-relevant part of a config, compiled.

@@ -112,7 +112,7 @@ fn forwardable_registry(state: &AppState, url: &url::Url) -> Option<String> {
     {
         return None;
     }
-    let declared = state.config.routes.public.iter().any(|r| {
+    let declared = state.live().config.routes.public.iter().any(|r| {
         r.registry
             .as_ref()
             .is_some_and(|reg| origin(reg) == origin(url) && url.path().starts_with(reg.path()))
