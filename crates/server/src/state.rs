@@ -258,53 +258,14 @@ fn build_network(
     secret: &[u8],
     base_resolver: Arc<dyn NameResolver>,
 ) -> Result<Network, BuildError> {
-    let mut uplinks = HashMap::new();
-    let mut routes = Vec::new();
-    for u in &config.uplinks {
-        let authorization = u.auth.as_ref().map(|a| a.header_value());
-        let digest = pnpr_auth::credential_digest(
-            authorization
-                .as_ref()
-                .map(|s| s.expose())
-                .unwrap_or("")
-                .as_bytes(),
-        );
-        let private_ns = format!(
-            "u-{}",
-            pnpr_rescache::descriptor_id(
-                secret,
-                &pnpr_rescache::Descriptor::Alias {
-                    uplink: u.name.clone(),
-                    credential_digest: digest.clone(),
-                },
-            )
-        );
-        uplinks.insert(
-            u.name.clone(),
-            UplinkInfo {
-                config: u.clone(),
-                private_ns,
-                credential_digest: digest,
-            },
-        );
-        routes.push(UplinkRoute {
-            name: u.name.clone(),
-            url: u.url.clone(),
-            authorization: authorization.map(|s| Secret::new(s.expose().to_string())),
-            headers: u
-                .headers
-                .iter()
-                .map(|(k, v)| (k.clone(), Secret::new(v.expose().to_string())))
-                .collect(),
-            timeout: u.timeout,
-            deadline: u.deadline,
-            max_fails: u.max_fails,
-            fail_timeout: u.fail_timeout,
-        });
-    }
+    let uplinks = config
+        .uplinks
+        .iter()
+        .map(|u| (u.name.clone(), uplink_info(u, secret)))
+        .collect();
     let table = RouteTable::new(RouteTableInput {
         own: public_url.clone(),
-        uplinks: routes,
+        uplinks: config.uplinks.iter().map(uplink_route).collect(),
         public: config
             .routes
             .public
@@ -332,6 +293,56 @@ fn build_network(
     )?
     .with_own_url(public_url);
     Ok(Network { uplinks, client })
+}
+
+/// An uplink's credential epoch and private namespace (HMAC descriptor id
+/// of the uplink and the digest of its `Authorization` value).
+fn uplink_info(u: &UplinkConfig, secret: &[u8]) -> UplinkInfo {
+    let authorization = u.auth.as_ref().map(|a| a.header_value());
+    let digest = pnpr_auth::credential_digest(
+        authorization
+            .as_ref()
+            .map(|s| s.expose())
+            .unwrap_or("")
+            .as_bytes(),
+    );
+    let private_ns = format!(
+        "u-{}",
+        pnpr_rescache::descriptor_id(
+            secret,
+            &pnpr_rescache::Descriptor::Alias {
+                uplink: u.name.clone(),
+                credential_digest: digest.clone(),
+            },
+        )
+    );
+    UplinkInfo {
+        config: u.clone(),
+        private_ns,
+        credential_digest: digest,
+    }
+}
+
+/// What the route classifier needs of an uplink (its server-held
+/// credential included).
+fn uplink_route(u: &UplinkConfig) -> UplinkRoute {
+    UplinkRoute {
+        name: u.name.clone(),
+        url: u.url.clone(),
+        authorization: u
+            .auth
+            .as_ref()
+            .map(|a| Secret::new(a.header_value().expose().to_string())),
+        headers: u
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), Secret::new(v.expose().to_string())))
+            .collect(),
+        timeout: u.timeout,
+        deadline: u.deadline,
+        max_fails: u.max_fails,
+        fail_timeout: u.fail_timeout,
+    }
 }
 
 /// The access-relevant part of a config, compiled.
