@@ -43,6 +43,11 @@ pub enum AuthError {
     #[error("user already exists")]
     UserExists,
 
+    /// The user name is a configured group or a policy token: registering it
+    /// would blur who a rule admits.
+    #[error("user name `{0}` is reserved (it names a group or an access-policy token)")]
+    ReservedName(String),
+
     /// The user name breaks npm's naming rules.
     #[error("invalid user name: {0}")]
     InvalidUsername(&'static str),

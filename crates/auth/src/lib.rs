@@ -5,8 +5,13 @@
 //! SHA-256 digests) and the Verdaccio-style `packages:` access policy.
 //!
 //! Invariants guarded here:
-//! * the request path never runs bcrypt more than once per distinct credential
-//!   and never touches the database: bearer tokens are a hash plus a map lookup;
+//! * the request path never runs bcrypt (a Basic credential is checked once,
+//!   on a blocking thread, behind the [`LoginLimiter`], then served from a
+//!   cache) and normally never touches the database: bearer tokens are a hash
+//!   plus a map lookup;
+//! * online guessing is bounded per user name and per client address, and a
+//!   refused guess costs no hash;
+//! * a token lives no longer than the htpasswd entry it was issued to;
 //! * no secret (password, token, `Authorization` value) reaches an error
 //!   message, a `Debug` rendering or a log line; only SHA-256 digests are logged;
 //! * [`Policy`] is a pure function of (identity, package, action), so the
@@ -16,21 +21,26 @@
 //! their configuration into [`PolicyInput`], [`Htpasswd::open`] and
 //! [`TokenStore::open`] arguments.
 //!
-//! bcrypt is CPU-heavy (tens of milliseconds at cost 10). Callers on an async
-//! runtime should run [`Authenticator::login`], [`Authenticator::identify`] for
-//! `Basic` credentials, [`Htpasswd::verify`] and [`Htpasswd::add_user`] inside
-//! `tokio::task::spawn_blocking`.
+//! bcrypt is CPU-heavy (tens of milliseconds at cost 10). It runs only in
+//! [`Authenticator::verify_basic`], [`Authenticator::login`],
+//! [`Authenticator::issue_token`], [`Htpasswd::verify`] and
+//! [`Htpasswd::add_user`]; callers on an async runtime run those inside
+//! `tokio::task::spawn_blocking`, and only after [`LoginLimiter::begin`]
+//! admitted the attempt. [`Authenticator::identify`] and
+//! [`Authenticator::authenticate`] never hash.
 
 mod authenticator;
 mod error;
 mod htpasswd;
+mod limiter;
 mod policy;
 mod redact;
 mod tokens;
 
-pub use authenticator::{Authenticator, Caller};
+pub use authenticator::{Authenticator, BasicCredential, BasicHeader, Caller, LoginOutcome};
 pub use error::AuthError;
-pub use htpasswd::{validate_username, Htpasswd};
+pub use htpasswd::{validate_username, Htpasswd, SETTLE_DELAY};
+pub use limiter::{Attempt, LoginLimiter, LoginLimits, Throttled, MAX_TRACKED};
 pub use policy::{Action, Denial, Identity, PackageRuleInput, Policy, PolicyInput, UplinkDenial};
 pub use redact::{credential_digest, Redacted};
 pub use tokens::{TokenRecord, TokenStore, TOKEN_PREFIX};

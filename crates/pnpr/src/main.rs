@@ -44,6 +44,16 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // A network-exposed server must not run with open registration by default.
+    let listen = config.listen.unwrap_or_else(|| {
+        DEFAULT_LISTEN
+            .parse()
+            .unwrap_or(([127, 0, 0, 1], 4873).into())
+    });
+    if let Err(e) = config.check_exposure(listen) {
+        eprintln!("pnpr: invalid configuration: {e}");
+        return ExitCode::from(2);
+    }
     if let Some(u) = &cli.public_url {
         let mut u = u.clone();
         if !u.path().ends_with('/') {

@@ -8,6 +8,9 @@
 //! - clearing a package's grants matches the exact `name@` prefix, so `foo`
 //!   never touches `foo-bar` (no `LIKE`, whose `_`/`%` are wildcards);
 //! - with a TTL, an expired row is treated exactly like a missing one;
+//! - grants belong to one incarnation of a user name: when the account is
+//!   registered afresh or retired from htpasswd, [`AccessStore::clear_user`]
+//!   drops them, so a newcomer under an old name inherits nothing;
 //! - every database operation is best-effort: an error is logged and reads
 //!   as "no grant / not public", so it can deny but never allow, and it never
 //!   fails a request by itself.
@@ -154,6 +157,19 @@ impl AccessStore {
             )
         })
         .unwrap_or(0)
+    }
+
+    /// Drops every grant `user` holds (the account was registered afresh or
+    /// removed). Returns how many rows went.
+    pub fn clear_user(&self, user: &str) -> usize {
+        let removed = Self::with(&self.grants, "grant clear (user)", |c| {
+            c.execute("DELETE FROM grants WHERE user = ?1", params![user])
+        })
+        .unwrap_or(0);
+        if removed > 0 {
+            tracing::info!(user, removed, "grants of a retired account cleared");
+        }
+        removed
     }
 }
 

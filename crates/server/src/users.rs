@@ -1,21 +1,26 @@
 //! User and token endpoints: `npm adduser`/`login`, `whoami`, `logout`,
 //! `npm token list/create/revoke`.
 //!
-//! Invariants: bcrypt runs only here (login, token creation), on the blocking
-//! pool, never on the per-request identification path (bearer tokens are an
-//! O(1) digest lookup). Plaintext tokens appear exactly once, in the response
-//! that creates them; listings show only their SHA-256 id.
+//! Invariants: bcrypt runs only here (login, token creation) and in the
+//! identity gate, on the blocking pool behind the process-wide hashing
+//! budget, after the login limiter admitted the attempt (per user name and
+//! per client address); never on the per-request identification path
+//! (bearer tokens are an O(1) digest lookup). Registration refuses group
+//! names and policy tokens, and a registered name starts with no tokens and
+//! no grants of an earlier holder. Plaintext tokens appear exactly once, in
+//! the response that creates them; listings show only their SHA-256 id.
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use pnpr_auth::{Identity, TokenRecord};
+use pnpr_auth::{AuthError, Identity, TokenRecord};
 use serde_json::{json, Value};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, Refusal};
+use crate::identity::{hashing, ClientAddr};
 use crate::state::AppState;
 
 /// The caller behind a request's `Authorization` header.
@@ -40,13 +45,12 @@ fn body_str<'a>(body: &'a Value, key: &str) -> Option<&'a str> {
 /// `PUT /-/user/org.couchdb.user:<name>`: log in, or register when allowed.
 pub async fn login(
     State(state): State<Arc<AppState>>,
+    Extension(ClientAddr(peer)): Extension<ClientAddr>,
     Path(id): Path<String>,
     body: Option<Json<Value>>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Refusal> {
     let Some(Json(body)) = body else {
-        return Err(ApiError::bad_request(
-            "expected a JSON body with name and password",
-        ));
+        return Err(ApiError::bad_request("expected a JSON body with name and password").into());
     };
     let from_path = id
         .strip_prefix("org.couchdb.user:")
@@ -54,28 +58,39 @@ pub async fn login(
         .to_string();
     let name = body_str(&body, "name").unwrap_or(&from_path).to_string();
     if name != from_path {
-        return Err(ApiError::bad_request(
-            "user name in the path and body differ",
-        ));
+        return Err(ApiError::bad_request("user name in the path and body differ").into());
     }
     let password = body_str(&body, "password")
         .ok_or_else(|| ApiError::bad_request("password is required"))?
         .to_string();
-    let existed = state.auth.users().user_exists(&name);
-    let st = Arc::clone(&state);
+    let attempt = state.auth.limiter().begin(Some(&name), peer)?;
+    let policy = state.policy();
     let user = name.clone();
-    let (token, _record) = tokio::task::spawn_blocking(move || st.auth.login(&user, &password))
-        .await
-        .map_err(|e| ApiError::internal("login task failed", e))??;
-    tracing::info!(user = %name, created = !existed, "login");
-    let ok = if existed {
-        format!("you are authenticated as '{name}'")
-    } else {
+    let result = hashing(&state, move |auth| auth.login(&user, &password, &policy)).await?;
+    let outcome = match result {
+        Ok(outcome) => outcome,
+        // A wrong password stays counted; anything else was no guess.
+        Err(AuthError::BadCredentials) => return Err(AuthError::BadCredentials.into()),
+        Err(e) => {
+            state.auth.limiter().succeeded(attempt);
+            return Err(e.into());
+        }
+    };
+    state.auth.limiter().succeeded(attempt);
+    if outcome.registered {
+        // The name may have been held before: its grants are not the
+        // newcomer's (its tokens were already purged by the authenticator).
+        state.access.clear_user(&name);
+    }
+    tracing::info!(user = %name, created = outcome.registered, "login");
+    let ok = if outcome.registered {
         format!("user '{name}' created")
+    } else {
+        format!("you are authenticated as '{name}'")
     };
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "ok": ok, "token": token })),
+        Json(json!({ "ok": ok, "token": outcome.token.expose() })),
     )
         .into_response())
 }
@@ -154,15 +169,17 @@ pub async fn list_tokens(
     ))
 }
 
-/// `POST /-/npm/v1/tokens` (`npm token create`): needs the password again.
+/// `POST /-/npm/v1/tokens` (`npm token create`): needs the password again,
+/// which counts against the login limiter like any other password check.
 pub async fn create_token(
     State(state): State<Arc<AppState>>,
+    Extension(ClientAddr(peer)): Extension<ClientAddr>,
     headers: HeaderMap,
     body: Option<Json<Value>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Value>, Refusal> {
     let user = require_user(&state, &headers)?;
     let Some(Json(body)) = body else {
-        return Err(ApiError::bad_request("expected a JSON body"));
+        return Err(ApiError::bad_request("expected a JSON body").into());
     };
     let password = body_str(&body, "password")
         .ok_or_else(|| ApiError::bad_request("password is required"))?
@@ -181,17 +198,23 @@ pub async fn create_token(
                 .collect()
         })
         .unwrap_or_default();
-    let st = Arc::clone(&state);
+    let attempt = state.auth.limiter().begin(Some(&user), peer)?;
     let u = user.clone();
-    let ok = tokio::task::spawn_blocking(move || st.auth.users().verify(&u, &password))
-        .await
-        .map_err(|e| ApiError::internal("password check failed", e))??;
-    if !ok {
-        return Err(ApiError::unauthorized("bad username or password"));
-    }
-    let (token, record) = state.auth.tokens().create(&user, readonly, cidr)?;
+    let result = hashing(&state, move |auth| {
+        auth.issue_token(&u, &password, readonly, cidr)
+    })
+    .await?;
+    let (token, record) = match result {
+        Ok(issued) => issued,
+        Err(AuthError::BadCredentials) => return Err(AuthError::BadCredentials.into()),
+        Err(e) => {
+            state.auth.limiter().succeeded(attempt);
+            return Err(e.into());
+        }
+    };
+    state.auth.limiter().succeeded(attempt);
     let mut v = token_json(&record);
-    v["token"] = Value::String(token);
+    v["token"] = Value::String(token.expose().clone());
     Ok(Json(v))
 }
 

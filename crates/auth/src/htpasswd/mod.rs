@@ -9,7 +9,14 @@
 //! * writers are serialised and re-read the file before appending, so two
 //!   concurrent registrations cannot lose each other's line;
 //! * hashes never leave this module except to the authenticator's cache
-//!   check, and are never logged.
+//!   check, and are never logged; what identifies one *incarnation* of an
+//!   account (its entry as written) outside is a digest of its hash
+//!   ([`Htpasswd::incarnation`]), so a removed-and-recreated user is a
+//!   different incarnation even under the same name;
+//! * destructive follow-ups of an edit (purging a removed user's tokens and
+//!   grants) are only derived from a *settled* file, one not modified for
+//!   [`SETTLE_DELAY`]: an editor or `htpasswd` rewriting the file in place
+//!   may be read half-written, and that must deny for a moment, never delete.
 //!
 //! Supported hash formats: bcrypt (`$2a$`, `$2b$`, `$2y$`) and `{SHA}`
 //! (base64 SHA-1, legacy). Anything else (crypt, MD5-APR1, plain) never
@@ -23,7 +30,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 #[cfg(test)]
 mod tests;
@@ -33,6 +40,14 @@ const BCRYPT_COST: u32 = 10;
 
 /// npm's limit on package and user name length.
 const MAX_USERNAME_LEN: usize = 214;
+
+/// How long the file must stay unmodified before removals read from it are
+/// acted upon (see the module docs).
+pub const SETTLE_DELAY: Duration = Duration::from_secs(2);
+
+/// Bare words the `packages:` policy reads as special tokens (`all` is
+/// everyone); registering them as user names would be confusing at best.
+const RESERVED_NAMES: &[&str] = &["all", "anonymous", "authenticated"];
 
 /// Identifies one version of the file on disk, cheaply (one `stat`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -63,6 +78,9 @@ pub struct Htpasswd {
     warned: Mutex<HashSet<String>>,
     /// How many password hashes were checked; lets tests prove caching.
     hash_checks: AtomicU64,
+    /// The last settled state, the base for [`Htpasswd::drain_retired`].
+    baseline: Mutex<Snapshot>,
+    settle_delay: Duration,
 }
 
 impl std::fmt::Debug for Htpasswd {
@@ -89,6 +107,11 @@ pub fn validate_username(name: &str) -> Result<(), AuthError> {
     }
     if name.starts_with('.') {
         return Err(AuthError::InvalidUsername("name may not start with '.'"));
+    }
+    if RESERVED_NAMES.contains(&name) {
+        return Err(AuthError::InvalidUsername(
+            "name is reserved (a token of the access policy)",
+        ));
     }
     if name.chars().any(|c| c.is_ascii_uppercase()) {
         return Err(AuthError::InvalidUsername("name must be lowercase"));
@@ -177,6 +200,16 @@ fn check_hash(password: &str, hash: &str) -> HashCheck {
     }
 }
 
+/// The incarnation digest of a stored hash. Domain-separated SHA-256: the
+/// digest reveals nothing usable about the hash (which is itself salted).
+pub(crate) fn incarnation_of(hash: &str) -> String {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    h.update(b"pnpr-htpasswd-incarnation\0");
+    h.update(hash.as_bytes());
+    hex::encode(h.finalize())
+}
+
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
@@ -195,9 +228,25 @@ impl Htpasswd {
             write_lock: Mutex::new(()),
             warned: Mutex::new(HashSet::new()),
             hash_checks: AtomicU64::new(0),
+            baseline: Mutex::new(Snapshot::default()),
+            settle_delay: SETTLE_DELAY,
         };
         db.refresh()?;
+        {
+            let snap = db.snapshot.read().unwrap_or_else(|e| e.into_inner());
+            *db.baseline.lock().unwrap_or_else(|e| e.into_inner()) = Snapshot {
+                stamp: snap.stamp,
+                users: snap.users.clone(),
+            };
+        }
         Ok(db)
+    }
+
+    /// Overrides [`SETTLE_DELAY`] (tests, and operators' tooling that
+    /// guarantees atomic replacement).
+    pub fn with_settle_delay(mut self, delay: Duration) -> Self {
+        self.settle_delay = delay;
+        self
     }
 
     /// The file this database reads and writes.
@@ -280,6 +329,71 @@ impl Htpasswd {
                 None
             }
         }
+    }
+
+    /// Digest of `user`'s current entry (after a cheap refresh): equal
+    /// digests mean the same account incarnation. `None` if there is no
+    /// such user.
+    pub fn incarnation(&self, user: &str) -> Option<String> {
+        self.current_hash(user).map(|h| incarnation_of(&h))
+    }
+
+    /// Whether the copy in memory comes from a file that has not been
+    /// modified for the settle delay (a missing file is never settled: a
+    /// vanished user database is an accident far more often than an intent).
+    pub fn settled(&self) -> bool {
+        self.refresh_or_warn();
+        self.settled_at(SystemTime::now())
+    }
+
+    fn settled_at(&self, now: SystemTime) -> bool {
+        let snap = self.snapshot.read().unwrap_or_else(|e| e.into_inner());
+        match snap.stamp.and_then(|s| s.modified) {
+            Some(modified) => now
+                .duration_since(modified)
+                .is_ok_and(|age| age >= self.settle_delay),
+            None => false,
+        }
+    }
+
+    /// Users removed, or whose entry was replaced, since the previous call
+    /// (or since `open`), judged between settled versions of the file only.
+    /// Per-user state kept elsewhere (tokens, grants) belongs to the old
+    /// incarnation and must go.
+    pub fn drain_retired(&self) -> Vec<String> {
+        if !self.settled() {
+            return Vec::new();
+        }
+        let snap = self.snapshot.read().unwrap_or_else(|e| e.into_inner());
+        let mut base = self.baseline.lock().unwrap_or_else(|e| e.into_inner());
+        if base.stamp == snap.stamp {
+            return Vec::new();
+        }
+        let mut retired: Vec<String> = base
+            .users
+            .iter()
+            .filter(|(user, hash)| snap.users.get(*user) != Some(*hash))
+            .map(|(user, _)| user.clone())
+            .collect();
+        retired.sort();
+        *base = Snapshot {
+            stamp: snap.stamp,
+            users: snap.users.clone(),
+        };
+        retired
+    }
+
+    /// Verifies after a refresh and returns the matching hash's
+    /// incarnation. Runs bcrypt: use `spawn_blocking`.
+    pub(crate) fn verify_incarnation(
+        &self,
+        user: &str,
+        password: &str,
+    ) -> Result<Option<String>, AuthError> {
+        self.refresh()?;
+        Ok(self
+            .verify_with_hash(user, password)
+            .map(|h| incarnation_of(&h)))
     }
 
     /// Number of password hash checks performed so far (bcrypt or SHA-1).

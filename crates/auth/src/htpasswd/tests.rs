@@ -232,3 +232,59 @@ fn debug_hides_hashes() {
     let shown = format!("{db:?}");
     assert!(!shown.contains("{SHA}"), "{shown}");
 }
+
+#[test]
+fn policy_words_are_not_user_names() {
+    for name in ["all", "anonymous", "authenticated", "$all", "@all"] {
+        assert!(validate_username(name).is_err(), "{name}");
+    }
+    assert!(validate_username("allison").is_ok());
+}
+
+#[test]
+fn incarnation_changes_with_the_entry() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("htpasswd");
+    let db = Htpasswd::open(path.clone(), None).expect("open");
+    assert_eq!(db.incarnation("alice"), None);
+    db.add_user("alice", "pw").expect("add");
+    let first = db.incarnation("alice").expect("exists");
+    assert_eq!(db.incarnation("alice").as_deref(), Some(first.as_str()));
+    std::fs::remove_file(&path).expect("remove");
+    db.add_user("alice", "pw").expect("same password, new salt");
+    let second = db.incarnation("alice").expect("exists");
+    assert_ne!(first, second, "recreated account is a new incarnation");
+    assert!(!second.contains("$2"), "a digest, not the hash");
+}
+
+#[test]
+fn retired_users_come_from_settled_files_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("htpasswd");
+    std::fs::write(&path, "alice:{SHA}a\nbob:{SHA}b\ncarol:{SHA}c\n").expect("write");
+    let db = Htpasswd::open(path.clone(), None)
+        .expect("open")
+        .with_settle_delay(std::time::Duration::from_secs(60));
+    std::fs::write(&path, "bob:{SHA}b2\ncarol:{SHA}c\n").expect("edit");
+    assert!(!db.user_exists("alice"), "reads see the edit at once");
+    assert!(!db.settled());
+    assert!(db.drain_retired().is_empty(), "no destructive diff yet");
+
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(120);
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .expect("open")
+        .set_modified(old)
+        .expect("mtime");
+    assert!(db.settled());
+    assert_eq!(
+        db.drain_retired(),
+        vec!["alice".to_owned(), "bob".to_owned()]
+    );
+    assert!(db.drain_retired().is_empty());
+
+    std::fs::remove_file(&path).expect("remove");
+    assert!(!db.settled(), "a missing file is never settled");
+    assert!(db.drain_retired().is_empty());
+}

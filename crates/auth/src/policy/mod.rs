@@ -8,7 +8,11 @@
 //!   publish/unpublish are `$authenticated`;
 //! * an empty list admits nobody, and an unknown uplink or one without
 //!   `access` is never exposed (fail closed);
-//! * a bad glob is a compile error naming the pattern, never "match anything".
+//! * a bad glob is a compile error naming the pattern, never "match anything";
+//! * group and user names are separate namespaces where it matters: a bare
+//!   token that names a configured group admits that group's members only,
+//!   never a user who happens to carry the group's name, and
+//!   [`Policy::reserves_name`] keeps such names from being registered.
 
 use crate::AuthError;
 use globset::{GlobBuilder, GlobMatcher};
@@ -144,9 +148,11 @@ impl AccessList {
             (Principal::All, _) => true,
             (Principal::Authenticated, Identity::User(_)) => true,
             (Principal::Anonymous, Identity::Anonymous) => true,
-            (Principal::Name(name), Identity::User(user)) => {
-                name == user || groups.get(name).is_some_and(|m| m.contains(user))
-            }
+            // A group name means the group, even if a user took that name.
+            (Principal::Name(name), Identity::User(user)) => match groups.get(name) {
+                Some(members) => members.contains(user),
+                None => name == user,
+            },
             _ => false,
         })
     }
@@ -323,6 +329,17 @@ impl Policy {
     /// Whether `uplink` is configured with an `access` list.
     pub fn uplink_has_access(&self, uplink: &str) -> bool {
         self.uplinks.contains_key(uplink)
+    }
+
+    /// Whether `name` may not become a user name: a configured group, or a
+    /// token the policy reads specially (`$all`, `@all`, `all`,
+    /// `$authenticated`, `$anonymous`, and any other `$`/`@` token).
+    pub fn reserves_name(&self, name: &str) -> bool {
+        name.starts_with('$')
+            || name.starts_with('@')
+            || Principal::parse(name) != Principal::Name(name.to_owned())
+            || matches!(name, "anonymous" | "authenticated")
+            || self.groups.contains_key(name)
     }
 
     /// Whether `user` is a member of the `groups:` group `group`.

@@ -89,12 +89,15 @@ fn bare_names_match_users_and_groups() {
         p.check(&user("bob"), "x", Action::Publish),
         Err(Denial::Forbidden)
     );
-    // A group name is not itself a user.
+    // A group name is not itself a user: a user who took the group's name
+    // gets nothing from it (issue 9, class 4).
     assert_eq!(
         p.check(&user("release"), "x", Action::Publish),
-        Ok(()),
-        "a user literally named like the group matches by name"
+        Err(Denial::Forbidden),
+        "a user literally named like the group must not match"
     );
+    // A bare name that is no group still names a user.
+    assert_eq!(p.check(&user("dave"), "x", Action::Access), Ok(()));
     assert!(p.in_group("alice", "release"));
     assert!(!p.in_group("bob", "release"));
 }
@@ -275,4 +278,46 @@ fn uplink_gate() {
 fn identity_accessor() {
     assert_eq!(user("a").user(), Some("a"));
     assert_eq!(Identity::Anonymous.user(), None);
+}
+
+#[test]
+fn group_names_shadow_user_names_on_uplinks_too() {
+    let p = Policy::compile(PolicyInput {
+        groups: vec![("team".into(), vec!["alice".into()])],
+        uplink_access: vec![("corp".into(), Some(vec!["team".into()]))],
+        ..Default::default()
+    })
+    .expect("compile");
+    assert_eq!(p.check_uplink(&user("alice"), "corp"), Ok(()));
+    assert_eq!(
+        p.check_uplink(&user("team"), "corp"),
+        Err(UplinkDenial::Forbidden)
+    );
+}
+
+#[test]
+fn reserved_names() {
+    let p = Policy::compile(PolicyInput {
+        groups: vec![("team".into(), vec!["alice".into()])],
+        ..Default::default()
+    })
+    .expect("compile");
+    for name in [
+        "team",
+        "$all",
+        "@all",
+        "all",
+        "$authenticated",
+        "@authenticated",
+        "authenticated",
+        "$anonymous",
+        "@anonymous",
+        "anonymous",
+        "$anything",
+    ] {
+        assert!(p.reserves_name(name), "{name}");
+    }
+    for name in ["alice", "teams", "allison"] {
+        assert!(!p.reserves_name(name), "{name}");
+    }
 }

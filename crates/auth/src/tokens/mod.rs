@@ -8,7 +8,10 @@
 //! * the database is written first and the map updated after a successful
 //!   commit, under the connection lock, so the map never holds a token the
 //!   database would not return after a restart (and a revoked token is gone
-//!   from the map as soon as revoke returns).
+//!   from the map as soon as revoke returns);
+//! * a token records the account incarnation it was issued to (a digest of
+//!   the user's htpasswd entry); the authenticator refuses it once that
+//!   entry is gone or replaced, and [`TokenStore::purge_stale`] deletes it.
 
 use crate::redact::Redacted;
 use crate::AuthError;
@@ -46,6 +49,10 @@ pub struct TokenRecord {
     pub cidr_whitelist: Vec<String>,
     /// Creation time, milliseconds since the Unix epoch.
     pub created_ms: i64,
+    /// Digest of the user's htpasswd entry when the token was issued
+    /// (`Htpasswd::incarnation`); `None` for tokens issued before tokens
+    /// were bound, which stay valid while the user exists.
+    pub incarnation: Option<String>,
 }
 
 impl TokenRecord {
@@ -157,11 +164,19 @@ impl TokenStore {
              );
              CREATE INDEX IF NOT EXISTS tokens_user ON tokens(user);",
         )?;
+        // Databases written before tokens were bound to an incarnation.
+        let has_incarnation = conn
+            .prepare("SELECT 1 FROM pragma_table_info('tokens') WHERE name = 'incarnation'")?
+            .exists([])?;
+        if !has_incarnation {
+            conn.execute_batch("ALTER TABLE tokens ADD COLUMN incarnation TEXT")?;
+        }
 
         let mut map = HashMap::new();
         {
-            let mut stmt =
-                conn.prepare("SELECT key, user, readonly, cidr_whitelist, created_ms FROM tokens")?;
+            let mut stmt = conn.prepare(
+                "SELECT key, user, readonly, cidr_whitelist, created_ms, incarnation FROM tokens",
+            )?;
             let rows = stmt.query_map([], |r| {
                 Ok((
                     r.get::<_, String>(0)?,
@@ -169,10 +184,11 @@ impl TokenStore {
                     r.get::<_, bool>(2)?,
                     r.get::<_, String>(3)?,
                     r.get::<_, i64>(4)?,
+                    r.get::<_, Option<String>>(5)?,
                 ))
             })?;
             for row in rows {
-                let (key, user, readonly, cidrs, created_ms) = row?;
+                let (key, user, readonly, cidrs, created_ms, incarnation) = row?;
                 let Some(raw) = hex::decode(&key)
                     .ok()
                     .and_then(|b| <[u8; 32]>::try_from(b).ok())
@@ -194,6 +210,7 @@ impl TokenStore {
                         readonly,
                         cidr_whitelist,
                         created_ms,
+                        incarnation,
                     },
                 );
             }
@@ -204,13 +221,26 @@ impl TokenStore {
         })
     }
 
-    /// Creates a token for `user`. Returns the plaintext (show it once,
-    /// never store it) and the stored record.
+    /// Creates an unbound token for `user` (valid while the user exists).
+    /// Prefer the authenticator's token-issuing calls, which bind it.
     pub fn create(
         &self,
         user: &str,
         readonly: bool,
         cidr_whitelist: Vec<String>,
+    ) -> Result<(String, TokenRecord), AuthError> {
+        self.create_bound(user, readonly, cidr_whitelist, None)
+    }
+
+    /// Creates a token for `user` bound to the account `incarnation`.
+    /// Returns the plaintext (show it once, never store it) and the stored
+    /// record.
+    pub fn create_bound(
+        &self,
+        user: &str,
+        readonly: bool,
+        cidr_whitelist: Vec<String>,
+        incarnation: Option<&str>,
     ) -> Result<(String, TokenRecord), AuthError> {
         if user.is_empty() {
             return Err(AuthError::InvalidUsername("name is empty"));
@@ -231,20 +261,22 @@ impl TokenStore {
             readonly,
             cidr_whitelist,
             created_ms: now_ms(),
+            incarnation: incarnation.map(str::to_owned),
         };
         let cidrs = serde_json::to_string(&record.cidr_whitelist).unwrap_or_else(|_| "[]".into());
 
         let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         let tx = conn.transaction()?;
         tx.execute(
-            "INSERT INTO tokens (key, user, readonly, cidr_whitelist, created_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO tokens (key, user, readonly, cidr_whitelist, created_ms, incarnation)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![
                 record.key,
                 record.user,
                 record.readonly,
                 cidrs,
-                record.created_ms
+                record.created_ms,
+                record.incarnation
             ],
         )?;
         tx.commit()?;
@@ -283,6 +315,82 @@ impl TokenStore {
                 .then_with(|| a.key.cmp(&b.key))
         });
         out
+    }
+
+    /// Users that hold at least one token.
+    pub fn users(&self) -> Vec<String> {
+        let map = self.by_digest.read().unwrap_or_else(|e| e.into_inner());
+        let mut users: Vec<String> = map.values().map(|r| r.user.clone()).collect();
+        users.sort();
+        users.dedup();
+        users
+    }
+
+    /// Deletes every token of `user` (a name being registered afresh must
+    /// not inherit anything). Returns how many were removed.
+    pub fn purge_user(&self, user: &str) -> Result<usize, AuthError> {
+        self.purge_where(user, |_| true, true)
+    }
+
+    /// Deletes `user`'s tokens that do not belong to the incarnation
+    /// `current` (all of them when `current` is `None`: the user is gone).
+    /// Unbound tokens are kept while the user exists. Looks at memory first,
+    /// so the common case (nothing stale) never touches the database.
+    pub fn purge_stale(&self, user: &str, current: Option<&str>) -> Result<usize, AuthError> {
+        self.purge_where(
+            user,
+            |r| match (current, r.incarnation.as_deref()) {
+                (None, _) => true,
+                (Some(cur), Some(bound)) => cur != bound,
+                (Some(_), None) => false,
+            },
+            false,
+        )
+    }
+
+    fn purge_where(
+        &self,
+        user: &str,
+        stale: impl Fn(&TokenRecord) -> bool,
+        whole_user: bool,
+    ) -> Result<usize, AuthError> {
+        let doomed: Vec<[u8; 32]> = {
+            let map = self.by_digest.read().unwrap_or_else(|e| e.into_inner());
+            map.iter()
+                .filter(|(_, r)| r.user == user && stale(r))
+                .map(|(k, _)| *k)
+                .collect()
+        };
+        // The map mirrors the database (every write goes through here), so
+        // an empty selection means nothing to delete; `purge_user` deletes
+        // user-wide anyway, for rows another process may have written.
+        if doomed.is_empty() && !whole_user {
+            return Ok(0);
+        }
+        let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let tx = conn.transaction()?;
+        let mut removed = 0;
+        if whole_user {
+            removed += tx.execute("DELETE FROM tokens WHERE user = ?1", params![user])?;
+        }
+        for k in &doomed {
+            removed += tx.execute(
+                "DELETE FROM tokens WHERE key = ?1 AND user = ?2",
+                params![hex::encode(k), user],
+            )?;
+        }
+        tx.commit()?;
+        {
+            let mut map = self.by_digest.write().unwrap_or_else(|e| e.into_inner());
+            for k in &doomed {
+                map.remove(k);
+            }
+        }
+        drop(conn);
+        if removed > 0 {
+            tracing::info!(user, removed, "stale tokens purged");
+        }
+        Ok(removed)
     }
 
     /// Revokes one of `user`'s tokens, named by its plaintext, its hex key,

@@ -87,13 +87,13 @@ fn ambiguous_prefix_is_an_error() {
         let conn = store.conn.lock().expect("lock");
         for (key, user) in [(&k1, "alice"), (&k2, "alice"), (&k3, "bob")] {
             conn.execute(
-                "INSERT INTO tokens VALUES (?1, ?2, 0, '[]', 1)",
+                "INSERT INTO tokens (key, user, readonly, cidr_whitelist, created_ms) VALUES (?1, ?2, 0, '[]', 1)",
                 params![key, user],
             )
             .expect("insert");
         }
         conn.execute(
-            "INSERT INTO tokens VALUES ('not-hex', 'alice', 0, '[]', 1)",
+            "INSERT INTO tokens (key, user, readonly, cidr_whitelist, created_ms) VALUES ('not-hex', 'alice', 0, '[]', 1)",
             [],
         )
         .expect("insert malformed");
@@ -206,4 +206,61 @@ fn cidr_whitelist() {
 fn empty_user_rejected() {
     let (_dir, store) = store();
     assert!(store.create("", false, vec![]).is_err());
+}
+
+#[test]
+fn databases_without_incarnations_are_migrated() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("tokens.db");
+    {
+        let conn = Connection::open(&path).expect("open");
+        conn.execute_batch(
+            "CREATE TABLE tokens (key TEXT PRIMARY KEY NOT NULL, user TEXT NOT NULL,
+             readonly INTEGER NOT NULL, cidr_whitelist TEXT NOT NULL, created_ms INTEGER NOT NULL);",
+        )
+        .expect("old schema");
+        conn.execute(
+            "INSERT INTO tokens VALUES (?1, 'alice', 0, '[]', 1)",
+            params![hex::encode(digest("pnpr_old"))],
+        )
+        .expect("old row");
+    }
+    let store = TokenStore::open(&path).expect("migrates");
+    let rec = store.lookup("pnpr_old").expect("old token still loads");
+    assert_eq!(rec.incarnation, None);
+    let (_, bound) = store
+        .create_bound("alice", false, vec![], Some("inc-1"))
+        .expect("create");
+    drop(store);
+    let store = TokenStore::open(&path).expect("reopen");
+    assert_eq!(store.list("alice").len(), 2);
+    let reloaded = store.list("alice");
+    let row = reloaded
+        .iter()
+        .find(|r| r.key == bound.key)
+        .expect("bound row");
+    assert_eq!(row.incarnation.as_deref(), Some("inc-1"));
+}
+
+#[test]
+fn purge_stale_and_purge_user() {
+    let (_dir, store) = store();
+    store
+        .create_bound("alice", false, vec![], Some("a1"))
+        .expect("a1");
+    store
+        .create_bound("alice", false, vec![], Some("a2"))
+        .expect("a2");
+    store.create("alice", false, vec![]).expect("unbound");
+    store
+        .create_bound("bob", false, vec![], Some("b1"))
+        .expect("b1");
+    assert_eq!(store.purge_stale("alice", Some("a2")).expect("purge"), 1);
+    assert_eq!(store.list("alice").len(), 2, "current and unbound stay");
+    assert_eq!(store.purge_stale("alice", Some("a2")).expect("again"), 0);
+    assert_eq!(store.purge_stale("alice", None).expect("gone"), 2);
+    assert_eq!(store.list("bob").len(), 1, "other users untouched");
+    assert_eq!(store.users(), vec!["bob".to_owned()]);
+    assert_eq!(store.purge_user("bob").expect("purge user"), 1);
+    assert!(store.users().is_empty());
 }

@@ -139,3 +139,16 @@ fn credential_lookup_longest_prefix_then_portless() {
         Some("Basic dTpwdw==")
     );
 }
+
+#[test]
+fn clear_user_drops_only_that_users_grants() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = AccessStore::open(dir.path(), None);
+    store.record_grant("alice", "a@1.0.0", 1);
+    store.record_grant("alice", "b@1.0.0", 1);
+    store.record_grant("alicia", "a@1.0.0", 1);
+    assert_eq!(store.clear_user("alice"), 2);
+    assert!(!store.has_grant("alice", "a@1.0.0", 2));
+    assert!(store.has_grant("alicia", "a@1.0.0", 2));
+    assert_eq!(store.clear_user("alice"), 0);
+}
