@@ -29,11 +29,13 @@ pub mod users;
 use std::future::Future;
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, put};
 use axum::{Json, Router};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use serde_json::json;
 
 pub use error::ApiError;
@@ -59,6 +61,9 @@ pub fn app(state: Arc<AppState>) -> Router {
             axum::routing::post(users::web_login_unsupported),
         )
         .route("/v1/install", axum::routing::post(install::install))
+        .route("/-/pnpr", get(install::v0::handshake))
+        .route("/-/pnpr/v0/resolve", axum::routing::post(install::v0::resolve))
+        .route("/-/pnpr/v0/verify-lockfile", axum::routing::post(install::v0::verify_lockfile))
         .merge(hosted::routes())
         .fallback(registry::dispatch)
         .layer(DefaultBodyLimit::max(limit))
@@ -70,33 +75,135 @@ pub fn app(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// Serves `listener` until `shutdown` resolves, then finishes in-flight
-/// requests before returning.
+/// Serves `listener` until `shutdown` resolves, then stops accepting, lets
+/// in-flight requests finish for at most `limits.shutdown_grace` and closes
+/// every connection still open (idle, half-open or slow) before returning.
+///
+/// A client gets `limits.header_timeout` to deliver each request's headers,
+/// counted from the accept for the first request (the protocol sniff
+/// included), so a silent or half-sent connection cannot hold a descriptor.
 pub async fn run(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
-    // Responses are written as headers plus streamed body chunks; with Nagle
-    // on, the body waits for the client's delayed ACK of the headers (~25 ms
-    // per tarball measured). Disable it on every accepted connection.
-    let listener = listener.tap_io(|tcp| {
+    let limits = *state.limits();
+    let sweeper = tokio::spawn(identity::sweep(Arc::clone(&state)));
+    let router = app(state);
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let builder = Arc::new(builder);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut connections = tokio::task::JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            accepted = listener.accept() => {
+                let (tcp, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of descriptors or a reset before accept: back
+                        // off briefly instead of spinning.
+                        tracing::debug!("accept failed: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let conn = ConnTask {
+                    builder: Arc::clone(&builder),
+                    router: router.clone(),
+                    stop: stop_rx.clone(),
+                    header_timeout: limits.header_timeout,
+                };
+                connections.spawn(conn.serve(tcp, peer));
+            }
+        }
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    drain(connections, limits.shutdown_grace).await;
+    sweeper.abort();
+    Ok(())
+}
+
+/// Waits up to `grace` for the connections (already told to shut down) to
+/// finish their in-flight requests, then drops the rest, which closes them.
+async fn drain(mut connections: tokio::task::JoinSet<()>, grace: std::time::Duration) {
+    let all_done = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(grace, all_done).await.is_err() {
+        tracing::warn!(
+            open = connections.len(),
+            "shutdown grace period over: closing remaining connections"
+        );
+        connections.shutdown().await;
+    }
+}
+
+/// One accepted connection and what it needs to be served.
+struct ConnTask {
+    builder: Arc<hyper_util::server::conn::auto::Builder<TokioExecutor>>,
+    router: Router,
+    stop: tokio::sync::watch::Receiver<bool>,
+    header_timeout: std::time::Duration,
+}
+
+impl ConnTask {
+    async fn serve(mut self, tcp: tokio::net::TcpStream, peer: std::net::SocketAddr) {
+        // Responses are written as headers plus streamed body chunks; with
+        // Nagle on, the body waits for the client's delayed ACK of the
+        // headers (~25 ms per tarball measured).
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!("cannot set TCP_NODELAY: {e}");
         }
-    });
-    let sweeper = tokio::spawn(identity::sweep(Arc::clone(&state)));
-    // Connection info gives the identity gate the peer address (login limits
-    // per address, token CIDR lists); a header would be forgeable.
-    let served = axum::serve(
-        listener,
-        app(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await;
-    sweeper.abort();
-    served
+        let first_request = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let seen = Arc::clone(&first_request);
+        let router = self.router.clone();
+        let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+            seen.store(true, std::sync::atomic::Ordering::Relaxed);
+            // The identity gate reads the peer address from here (login
+            // limits per address, token CIDR lists); a header would be
+            // forgeable.
+            req.extensions_mut().insert(ConnectInfo(peer));
+            tower::ServiceExt::oneshot(router.clone(), req)
+        });
+        let conn = self
+            .builder
+            .serve_connection_with_upgrades(TokioIo::new(tcp), service);
+        tokio::pin!(conn);
+        // hyper's header timeout starts once HTTP/1 parsing does; the
+        // protocol sniff before it has none, so bound the first request here.
+        let first_deadline = tokio::time::sleep(self.header_timeout);
+        tokio::pin!(first_deadline);
+        let mut waiting_first = true;
+        let mut stopping = *self.stop.borrow();
+        if stopping {
+            conn.as_mut().graceful_shutdown();
+        }
+        loop {
+            tokio::select! {
+                _ = conn.as_mut() => return,
+                () = &mut first_deadline, if waiting_first => {
+                    if !first_request.load(std::sync::atomic::Ordering::Relaxed) {
+                        tracing::debug!(%peer, "no request headers in time: closing");
+                        return;
+                    }
+                    waiting_first = false;
+                }
+                changed = self.stop.changed(), if !stopping => {
+                    // A closed channel also means the server is going away.
+                    let _ = changed;
+                    stopping = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
 }
 
 async fn ping() -> Json<serde_json::Value> {
