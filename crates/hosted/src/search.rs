@@ -22,6 +22,10 @@ use crate::Result;
 pub const MAX_SIZE: usize = 250;
 /// Bound on cached documents parsed per search.
 const MAX_CACHED_CANDIDATES: usize = 2000;
+/// Cached documents larger than this are matched by name only: scanning the
+/// body of every huge packument per query would let one search request cost
+/// as much as reading the whole cache.
+const MAX_SCANNED_BODY: i64 = 256 * 1024;
 
 /// A parsed search request.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -325,10 +329,11 @@ pub fn cached_public(metadata_db: &Path, text: &str) -> Result<Vec<Value>> {
     let mut stmt = conn.prepare(
         "SELECT name, body FROM packuments
          WHERE ns = 'public'
-           AND (?1 = '' OR instr(lower(name), ?1) > 0 OR instr(lower(CAST(body AS TEXT)), ?1) > 0)
+           AND (?1 = '' OR instr(lower(name), ?1) > 0
+                OR (length(body) <= ?3 AND instr(lower(CAST(body AS TEXT)), ?1) > 0))
          ORDER BY name LIMIT ?2",
     )?;
-    let rows = stmt.query_map(params![first, limit], |r| {
+    let rows = stmt.query_map(params![first, limit, MAX_SCANNED_BODY], |r| {
         Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
     })?;
     let mut out = Vec::new();

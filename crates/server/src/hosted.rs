@@ -651,6 +651,9 @@ async fn dist_tags_inner(state: &Arc<AppState>, req: Request) -> Result<Response
 
 /// `GET /-/v1/search?text=&size=&from=`: hosted packages plus packages
 /// cached in the shared public mirror, filtered by `packages:` access.
+/// Longest wait for a search slot.
+const SEARCH_QUEUE: std::time::Duration = std::time::Duration::from_secs(10);
+
 async fn search(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let who = identify(&state, req.headers());
     let mut text = String::new();
@@ -665,6 +668,17 @@ async fn search(State(state): State<Arc<AppState>>, req: Request) -> Response {
         }
     }
     let query = SearchQuery::new(&text, size.as_deref(), from.as_deref());
+    // Searches scan stored documents: a few at a time, the rest wait briefly.
+    let Ok(Ok(_permit)) =
+        tokio::time::timeout(SEARCH_QUEUE, Arc::clone(&state.searches).acquire_owned()).await
+    else {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many searches; try again",
+        )
+        .with_retry_after(SEARCH_QUEUE.as_secs())
+        .into_response();
+    };
     let st = Arc::clone(&state);
     let result = blocking(move || {
         let hosted = st.hosted.all()?;

@@ -81,8 +81,12 @@ pub struct AppState {
     /// Rendered packument bodies (see `registry::Rendered`), valid until the
     /// metadata they were built from goes stale.
     pub(crate) rendered: crate::rendered::RenderedCache,
+    /// Packument fetches in flight, shared by concurrent misses.
+    pub(crate) packument_flights: crate::mirror::PackumentFlights,
     /// Resolution cache, integrity bindings and install admission.
     pub(crate) accelerator: crate::accelerator::Accelerator,
+    /// Concurrent `/-/v1/search` scans.
+    pub(crate) searches: Arc<tokio::sync::Semaphore>,
 }
 
 /// One consistent view of everything a reload can change. A request takes
@@ -163,7 +167,9 @@ impl AppState {
         Ok(Arc::new(Self {
             access,
             rendered,
+            packument_flights: Default::default(),
             accelerator,
+            searches: Arc::new(tokio::sync::Semaphore::new(2)),
             config,
             public_url,
             auth,
