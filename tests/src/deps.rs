@@ -83,6 +83,47 @@ impl Deps {
     }
 }
 
+/// How one installed pnpm version is run.
+#[derive(Debug, Clone)]
+pub enum PnpmExe {
+    /// A native executable (pnpm 12).
+    Native(PathBuf),
+    /// A JS entry script, run as `node22 <this>` (pnpm 11).
+    Js(PathBuf),
+}
+
+impl Deps {
+    /// The pnpm `version` that `tests/setup.sh` installed under
+    /// `tests/.deps/pnpm-<version>/`; panics with the setup hint when absent.
+    pub fn pnpm_version(&self, version: &str) -> PnpmExe {
+        let dir = self.root.join(format!("pnpm-{version}/node_modules"));
+        // pnpm 12's installer either keeps the platform package's binary or
+        // moves it next to the `pnpm` package (12.23 does the latter).
+        let native = [dir.join("@pnpm/exe.linux-x64/pnpm"), dir.join("pnpm/pnpm")];
+        let found = if version.starts_with("11.") {
+            existing(dir.join("pnpm/bin/pnpm.mjs")).map(PnpmExe::Js)
+        } else {
+            native
+                .into_iter()
+                .find(|p| is_elf(p))
+                .map(PnpmExe::Native)
+                .ok_or_else(|| format!("pnpm {version} executable under {}", dir.display()))
+        };
+        found.unwrap_or_else(|missing| {
+            panic!("e2e dependency missing: {missing}\nrun tests/setup.sh first")
+        })
+    }
+}
+
+fn is_elf(path: &Path) -> bool {
+    use std::io::Read;
+    let mut magic = [0u8; 4];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok()
+        && magic == *b"\x7fELF"
+}
+
 fn existing(path: PathBuf) -> Result<PathBuf, String> {
     if path.exists() {
         Ok(path)

@@ -165,6 +165,23 @@ impl Project {
         run(&mut cmd, self.timeout)
     }
 
+    /// Runs the pnpm `version` installed by `tests/setup.sh` (native for
+    /// pnpm 12, on Node 22 for pnpm 11) in the project.
+    #[track_caller]
+    pub fn pnpm_v(&self, version: &str, args: &[&str]) -> Output {
+        let deps = Deps::get();
+        let mut cmd = match deps.pnpm_version(version) {
+            crate::deps::PnpmExe::Native(exe) => self.command(exe),
+            crate::deps::PnpmExe::Js(script) => {
+                let mut cmd = self.command(&deps.node22);
+                cmd.arg(script);
+                cmd
+            }
+        };
+        cmd.args(args);
+        run(&mut cmd, self.timeout)
+    }
+
     /// Runs Node 22 with `args` in the project.
     #[track_caller]
     pub fn node(&self, args: &[&str]) -> Output {

@@ -21,6 +21,16 @@ pub enum InstallError {
         /// The rule that was broken.
         reason: &'static str,
     },
+    /// A field the client set to a value this server does not implement
+    /// (resolve protocol v0): refused rather than silently ignored, since a
+    /// dropped setting would yield a lockfile the client did not ask for.
+    #[error("request field `{field}` is not supported by this pnpr server: {reason}")]
+    Unsupported {
+        /// Path of the field, e.g. `catalogs` or `projects[0].foo`.
+        field: String,
+        /// What is supported instead.
+        reason: &'static str,
+    },
     /// A project `dir` failed the §1.3 rules (the spec answers this with a
     /// resolution-class error, not a 400; the caller picks the status).
     #[error("invalid project dir {dir:?}: {reason}")]

@@ -9,7 +9,10 @@
 //! * [`plan()`]: the diff of resolved packages against the client's
 //!   `storeIntegrities` (which files and index rows to send, and the stats);
 //! * [`header_json`], [`violations_json`], [`InlineBody`]: the gzip inline
-//!   response body.
+//!   response body;
+//! * [`parse_resolve_request`] and [`ndjson`]: the resolve protocol v0
+//!   (`/-/pnpr/v0/resolve`, `/-/pnpr/v0/verify-lockfile`), which shares the
+//!   request shape and refuses every setting it does not implement.
 //!
 //! The lockfile travels as an opaque `serde_json::Value`.
 //!
@@ -31,8 +34,10 @@
 
 mod error;
 pub mod index;
+pub mod ndjson;
 pub mod plan;
 pub mod request;
+pub mod request_v0;
 pub mod response;
 
 pub use error::InstallError;
@@ -44,6 +49,7 @@ pub use plan::{
 pub use request::{
     normalize_dir, parse_request, AuthHeaders, InstallRequest, Project, TrustPolicy,
 };
+pub use request_v0::{parse_resolve_request, LOCKFILE_FORMAT};
 pub use response::{
     empty_file_section, end_member, frame_bytes, gzip_member, header_json, header_member,
     header_only_body, violations_json, InlineBody, Violation, CONTENT_TYPE, DEFAULT_GZIP_LEVEL,

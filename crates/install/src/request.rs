@@ -205,12 +205,24 @@ fn redact_userinfo(url: &str) -> String {
 /// (a 400 in the spec), [`InstallError::InvalidProjectDir`] /
 /// [`InstallError::DuplicateProjectDir`] (a resolution-class error in the spec).
 pub fn parse_request(body: &[u8], default_registry: &str) -> Result<InstallRequest, InstallError> {
+    parse_object(parse_body(body)?, default_registry)
+}
+
+/// The body as a JSON object (the first step of every request parser).
+pub(crate) fn parse_body(body: &[u8]) -> Result<Map<String, Value>, InstallError> {
     let root: Value =
         serde_json::from_slice(body).map_err(|e| InstallError::InvalidJson(e.to_string()))?;
-    let Value::Object(mut obj) = root else {
-        return Err(field_err("(body)", "must be a JSON object"));
-    };
+    match root {
+        Value::Object(obj) => Ok(obj),
+        _ => Err(field_err("(body)", "must be a JSON object")),
+    }
+}
 
+/// [`parse_request`] on an already-parsed body object.
+pub(crate) fn parse_object(
+    mut obj: Map<String, Value>,
+    default_registry: &str,
+) -> Result<InstallRequest, InstallError> {
     let projects = match get(&obj, "projects") {
         Some(Value::Array(items)) if !items.is_empty() => parse_projects(items)?,
         Some(Value::Array(_)) | None => vec![Project {

@@ -7,8 +7,9 @@
 //! [`resolve`] (cached candidate or a fresh resolution) → [`select`] (what
 //! this client needs) → [`authorize`] (every served package confirmed by the
 //! catalog) → [`fetch`] (verified tarballs unpacked) → plan
-//! (`pnpr_install::plan`) → [`respond`] (the streamed body). A second
-//! endpoint reuses every stage but the last.
+//! (`pnpr_install::plan`) → [`respond`] (the streamed body). The resolve
+//! protocol v0 ([`v0`]) reuses the stages up to `authorize` and answers
+//! NDJSON frames instead.
 //!
 //! Invariants guarded here:
 //! - no byte of a package is framed unless the catalog authorized its
@@ -27,6 +28,7 @@ mod release_age;
 mod resolve;
 mod respond;
 mod select;
+pub mod v0;
 
 use std::sync::Arc;
 

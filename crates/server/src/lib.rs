@@ -61,6 +61,15 @@ pub fn app(state: Arc<AppState>) -> Router {
             axum::routing::post(users::web_login_unsupported),
         )
         .route("/v1/install", axum::routing::post(install::install))
+        .route("/-/pnpr", get(install::v0::handshake))
+        .route(
+            "/-/pnpr/v0/resolve",
+            axum::routing::post(install::v0::resolve),
+        )
+        .route(
+            "/-/pnpr/v0/verify-lockfile",
+            axum::routing::post(install::v0::verify_lockfile),
+        )
         .merge(hosted::routes())
         .fallback(registry::dispatch)
         .layer(DefaultBodyLimit::max(limit))

@@ -112,7 +112,7 @@ fn estimated_bytes(tree: &Resolution) -> usize {
 /// The input lockfile, typed. One that does not parse is treated as absent
 /// (the tree is then resolved afresh under every policy in the request),
 /// as pnpm itself re-resolves a lockfile it cannot use.
-fn input_lockfile(req: &pnpr_install::InstallRequest) -> Option<Lockfile> {
+pub(super) fn input_lockfile(req: &pnpr_install::InstallRequest) -> Option<Lockfile> {
     let raw = req.lockfile.as_ref()?;
     // Deserialised from the borrowed value: no copy of a large body.
     match <Lockfile as serde::Deserialize>::deserialize(raw) {

@@ -1,0 +1,200 @@
+//! Parsing of the resolve protocol v0 bodies, `POST /-/pnpr/v0/resolve` and
+//! `POST /-/pnpr/v0/verify-lockfile` (spec §5.0; shapes sent by pnpm 11.28
+//! and pnpm 12, see RFC 0006).
+//!
+//! The fields both protocols share are parsed by the `/v1/install` parser
+//! ([`crate::parse_request`]'s rules), so both endpoints key the shared
+//! resolution cache the same way. What this module adds is the guard:
+//!
+//! Invariant: every field a v0 client sends either changes the result the
+//! way pnpm would, or is refused with [`InstallError::Unsupported`] naming
+//! it when it is set to anything but its default. A setting is never
+//! silently ignored or reset; an unknown field is refused unless it looks
+//! unset (`null`, `false`, `""`, `{}`, `[]`), so a newer client's new
+//! setting cannot be dropped without a word.
+
+use serde_json::{Map, Value};
+
+use crate::request::{parse_body, parse_object};
+use crate::{InstallError, InstallRequest};
+
+#[cfg(test)]
+mod tests;
+
+/// The only lockfile format this server writes.
+pub const LOCKFILE_FORMAT: &str = "pnpm-lock/9.0";
+
+/// What a field may hold for this server to honour the client's intent.
+#[derive(Clone, Copy)]
+enum Rule {
+    /// Parsed by the shared parser; acted upon.
+    Shared,
+    /// `overrides`: shared, but every value must be a string (the `/v1`
+    /// parser drops other values, which v0 must not do silently).
+    StringValues,
+    /// Accepted when absent, `null` or this boolean.
+    Bool(bool, &'static str),
+    /// Accepted when absent, `null` or an empty map (nested maps all empty).
+    Empty(&'static str),
+    /// Accepted when absent, `null`, an empty list or an empty map.
+    EmptyList(&'static str),
+    /// Accepted when absent, `null` or this string.
+    Str(&'static str, &'static str),
+    /// `acceptedLockfileFormats`: must include [`LOCKFILE_FORMAT`].
+    Formats,
+    /// Has no effect on the answer given the other refusals (documented
+    /// per field); parsed for its type only.
+    Inert,
+}
+
+/// Every field a v0 client is known to send, with its rule.
+fn rule(key: &str) -> Option<Rule> {
+    use Rule::*;
+    Some(match key {
+        "projects" | "registry" | "lockfile" | "frozenLockfile" | "preferFrozenLockfile"
+        | "ignoreManifestCheck" | "trustLockfile" | "minimumReleaseAge" | "nodeVersion" | "os"
+        | "arch" | "dependencies" | "devDependencies" | "optionalDependencies" => Shared,
+        "overrides" => StringValues,
+        "minimumReleaseAgeIgnoreMissingTime" => Bool(
+            true,
+            "only `true` (versions without a publish time pass the age check) is implemented",
+        ),
+        "minimumReleaseAgeStrict" => Bool(false, "only the non-strict release-age check is implemented"),
+        "minimumReleaseAgeExclude" => EmptyList("release-age exclusions are not implemented by the resolver"),
+        "trustPolicy" => Str("off", "only `off` is implemented"),
+        // Only consulted under `trustPolicy: no-downgrade`, which is refused.
+        "trustPolicyExclude" | "trustPolicyIgnoreAfter" => Inert,
+        "autoInstallPeers" => Bool(true, "only `true` (pnpm's default) is implemented"),
+        "dedupePeers" => Bool(false, "peer deduplication is not implemented"),
+        "excludeLinksFromLockfile" => Bool(false, "only `false` (pnpm's default) is implemented"),
+        "addMissingPeerTypes" => Bool(false, "not implemented"),
+        "projectScopedOptionalPeers" => Bool(false, "not implemented"),
+        "fixLockfile" => Bool(false, "lockfile repair is not implemented (not advertised by GET /-/pnpr)"),
+        "updatePatches" => Bool(false, "not implemented"),
+        // Only consulted when patches exist, and `patchedDependencies` is refused.
+        "allowUnusedPatches" => Inert,
+        "resolutionMode" => Str("highest", "only `highest` (pnpm's default) is implemented"),
+        "catalogs" => Empty("catalogs are not implemented; resolve `catalog:` specifiers locally"),
+        "patchedDependencies" => Empty("patched dependencies are not implemented"),
+        "packageExtensions" => Empty("package extensions are not implemented"),
+        "registries" => Empty("per-scope registries are not implemented; use pnpr (`/` or `/~<uplink>/`) as the one registry"),
+        "namedRegistries" => Empty("named registries are not implemented"),
+        "authHeaders" => Empty("upstream credentials are never forwarded on this endpoint; pnpr holds them"),
+        "storeIntegrities" => EmptyList("file delivery is `/v1/install` only"),
+        "lockfileOnly" | "inlineFiles" => Bool(false, "file delivery is `/v1/install` only"),
+        "acceptedLockfileFormats" => Formats,
+        _ => return None,
+    })
+}
+
+/// Parses a v0 body into the request shape both endpoints resolve with.
+///
+/// Errors: [`InstallError::Unsupported`] for a setting this server would
+/// otherwise ignore; the [`crate::parse_request`] errors for the rest.
+pub fn parse_resolve_request(
+    body: &[u8],
+    default_registry: &str,
+) -> Result<InstallRequest, InstallError> {
+    let obj = parse_body(body)?;
+    check_fields(&obj, "")?;
+    if let Some(Value::Array(projects)) = obj.get("projects") {
+        for (i, p) in projects.iter().enumerate() {
+            if let Value::Object(p) = p {
+                check_project(p, i)?;
+            }
+        }
+    }
+    parse_object(obj, default_registry)
+}
+
+fn check_fields(obj: &Map<String, Value>, prefix: &str) -> Result<(), InstallError> {
+    for (key, value) in obj {
+        let field = format!("{prefix}{key}");
+        match rule(key) {
+            Some(r) => check(r, &field, value)?,
+            None if looks_unset(value) => {}
+            None => {
+                return Err(InstallError::Unsupported {
+                    field,
+                    reason: "unknown field; refusing rather than ignoring it",
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Project keys pnpm sends: `name`/`version` name the importer for
+/// `workspace:` references (matched by directory, see the resolver input),
+/// the rest is parsed by the shared parser.
+fn check_project(p: &Map<String, Value>, i: usize) -> Result<(), InstallError> {
+    for (key, value) in p {
+        let known = matches!(
+            key.as_str(),
+            "dir"
+                | "name"
+                | "version"
+                | "dependencies"
+                | "devDependencies"
+                | "optionalDependencies"
+        );
+        if !known && !looks_unset(value) {
+            return Err(InstallError::Unsupported {
+                field: format!("projects[{i}].{key}"),
+                reason: "unknown field; refusing rather than ignoring it",
+            });
+        }
+    }
+    Ok(())
+}
+
+fn check(rule: Rule, field: &str, value: &Value) -> Result<(), InstallError> {
+    let unsupported = |reason| {
+        Err(InstallError::Unsupported {
+            field: field.to_owned(),
+            reason,
+        })
+    };
+    let wrong_type = |reason| {
+        Err(InstallError::InvalidField {
+            field: field.to_owned(),
+            reason,
+        })
+    };
+    match (rule, value) {
+        (_, Value::Null) | (Rule::Shared | Rule::Inert, _) => Ok(()),
+        (Rule::StringValues, Value::Object(m)) if m.values().all(Value::is_string) => Ok(()),
+        (Rule::StringValues, _) => wrong_type("must be an object whose values are strings"),
+        (Rule::Bool(ok, _), Value::Bool(b)) if *b == ok => Ok(()),
+        (Rule::Bool(_, why), Value::Bool(_)) => unsupported(why),
+        (Rule::Bool(..), _) => wrong_type("must be a boolean"),
+        (Rule::Str(ok, _), Value::String(s)) if s == ok => Ok(()),
+        (Rule::Str(_, why), Value::String(_)) => unsupported(why),
+        (Rule::Str(..), _) => wrong_type("must be a string"),
+        (Rule::Empty(why) | Rule::EmptyList(why), v) if !looks_unset(v) => match v {
+            Value::Object(m) if m.values().all(looks_unset) => Ok(()),
+            Value::Object(_) | Value::Array(_) => unsupported(why),
+            _ => wrong_type("must be an object or an array"),
+        },
+        (Rule::Empty(_) | Rule::EmptyList(_), _) => Ok(()),
+        (Rule::Formats, Value::Array(items)) if items.iter().any(|f| f == LOCKFILE_FORMAT) => {
+            Ok(())
+        }
+        (Rule::Formats, Value::Array(_)) => {
+            unsupported("this server writes `pnpm-lock/9.0` lockfiles only")
+        }
+        (Rule::Formats, _) => wrong_type("must be an array of strings"),
+    }
+}
+
+/// `null`, `false`, `""`, `{}` or `[]`: what a client sends for a setting
+/// it has not set.
+fn looks_unset(v: &Value) -> bool {
+    match v {
+        Value::Null | Value::Bool(false) => true,
+        Value::String(s) => s.is_empty(),
+        Value::Object(m) => m.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Number(_) | Value::Bool(true) => false,
+    }
+}

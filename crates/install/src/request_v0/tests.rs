@@ -1,0 +1,97 @@
+use serde_json::json;
+
+use super::*;
+
+const DEFAULT: &str = "http://127.0.0.1:1/";
+
+fn parse(v: serde_json::Value) -> Result<InstallRequest, InstallError> {
+    parse_resolve_request(v.to_string().as_bytes(), DEFAULT)
+}
+
+fn refused_field(v: serde_json::Value) -> String {
+    match parse(v) {
+        Err(InstallError::Unsupported { field, .. }) => field,
+        other => panic!("expected Unsupported, got {other:?}"),
+    }
+}
+
+#[test]
+fn defaults_as_pnpm_12_sends_them_are_accepted() {
+    let req = parse(json!({
+        "projects": [{"dir": ".", "name": "t", "version": "1.0.0",
+            "dependencies": {"a": "^1.0.0"}, "devDependencies": {}, "optionalDependencies": {}}],
+        "fixLockfile": false, "registry": "http://127.0.0.1:2", "registries": {},
+        "overrides": null, "patchedDependencies": null, "packageExtensions": null,
+        "allowUnusedPatches": false, "catalogs": null, "autoInstallPeers": true,
+        "dedupePeers": false, "excludeLinksFromLockfile": false, "addMissingPeerTypes": false,
+        "projectScopedOptionalPeers": false, "resolutionMode": "highest", "lockfile": null,
+        "frozenLockfile": false, "preferFrozenLockfile": true, "updatePatches": false,
+        "ignoreManifestCheck": false, "trustLockfile": false, "minimumReleaseAge": 1440,
+        "minimumReleaseAgeExclude": null, "minimumReleaseAgeIgnoreMissingTime": true,
+        "minimumReleaseAgeStrict": false, "trustPolicy": "off", "trustPolicyExclude": null,
+        "trustPolicyIgnoreAfter": null, "acceptedLockfileFormats": ["pnpm-lock/9.0"]
+    }))
+    .unwrap();
+    assert_eq!(req.registry, "http://127.0.0.1:2/");
+    assert_eq!(req.projects[0].dependencies["a"], "^1.0.0");
+    assert_eq!(req.minimum_release_age, Some(1440));
+    assert_eq!(req.prefer_frozen_lockfile, Some(true));
+}
+
+#[test]
+fn every_unimplemented_setting_is_refused_by_name() {
+    let cases = [
+        json!({"catalogs": {"default": {"a": "1.0.0"}}}),
+        json!({"patchedDependencies": {"a@1.0.0": "abc"}}),
+        json!({"packageExtensions": {"a": {"dependencies": {"b": "1"}}}}),
+        json!({"resolutionMode": "time-based"}),
+        json!({"dedupePeers": true}),
+        json!({"autoInstallPeers": false}),
+        json!({"excludeLinksFromLockfile": true}),
+        json!({"fixLockfile": true}),
+        json!({"trustPolicy": "no-downgrade"}),
+        json!({"minimumReleaseAgeExclude": ["a"]}),
+        json!({"minimumReleaseAgeIgnoreMissingTime": false}),
+        json!({"registries": {"http://x/": {"scopes": ["@s"]}}}),
+        json!({"authHeaders": {"//x/": "Bearer t"}}),
+        json!({"acceptedLockfileFormats": ["pnpm-lock/10.0"]}),
+        json!({"someFutureSetting": 3}),
+    ];
+    for case in cases {
+        let key = case.as_object().unwrap().keys().next().unwrap().clone();
+        assert_eq!(refused_field(case), key);
+    }
+    assert_eq!(
+        refused_field(json!({"projects": [{"dir": ".", "publishConfig": {"x": 1}}]})),
+        "projects[0].publishConfig"
+    );
+}
+
+#[test]
+fn the_message_names_the_field_and_the_rule() {
+    let err = parse(json!({"catalogs": {"default": {"a": "1"}}})).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("`catalogs`") && msg.contains("not supported"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn unset_looking_unknown_fields_and_empty_maps_pass() {
+    parse(json!({"newFlag": false, "newMap": {}, "catalogs": {"default": {}}})).unwrap();
+}
+
+#[test]
+fn override_values_must_be_strings() {
+    let err = parse(json!({"overrides": {"a": {"b": "1"}}})).unwrap_err();
+    assert!(matches!(err, InstallError::InvalidField { .. }), "{err:?}");
+    let req = parse(json!({"overrides": {"a": "1.0.0"}})).unwrap();
+    assert_eq!(req.overrides.unwrap()["a"], "1.0.0");
+}
+
+#[test]
+fn wrong_types_are_field_errors() {
+    let err = parse(json!({"dedupePeers": "yes"})).unwrap_err();
+    assert!(matches!(err, InstallError::InvalidField { .. }), "{err:?}");
+}

@@ -1,0 +1,29 @@
+//! The resolve protocol v0 bodies captured from real pnpm 12.23.0,
+//! 11.28.10 and 12.21.0 parse, with every setting at a supported value.
+
+mod common;
+
+use common::fixture;
+use pnpr_install::parse_resolve_request;
+
+const DEFAULT: &str = "http://127.0.0.1:1/";
+
+#[test]
+fn every_captured_client_request_is_accepted() {
+    for name in [
+        "pnpr-v0-resolve-request.pnpm-12.23.0.body.json",
+        "pnpr-v0-resolve-request.pnpm-11.28.10.body.json",
+        "other-protocol.pnpm-12.21.0.pnpr-v0-resolve.body.json",
+    ] {
+        let req = parse_resolve_request(fixture(name).as_bytes(), DEFAULT)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let p = &req.projects[0];
+        assert_eq!(p.dir, ".", "{name}");
+        assert_eq!(
+            p.dependencies["@pnpm.e2e/pkg-with-1-dep"], "^100.0.0",
+            "{name}"
+        );
+        assert_eq!(req.minimum_release_age, Some(1440), "{name}");
+        assert!(!req.frozen_lockfile, "{name}");
+    }
+}
