@@ -9,16 +9,22 @@
 //!   never a fallback to cached data; only transport failures may fall back
 //!   to stale data of the same namespace;
 //! - tarball bytes are verified against the packument's integrity before they
-//!   become a cache entry (see `pnpr_store::flight`).
+//!   become a cache entry (see `pnpr_store::flight`);
+//! - one upstream packument fetch per (namespace, package, uplink) at a time
+//!   ([`PackumentFlights`]): concurrent misses share it and its one document;
+//! - SQLite reads and writes of packument rows run on the blocking pool, never
+//!   on the async workers.
 //!
 //! Who may read what is not decided here: callers come through the catalog.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use axum::http::StatusCode;
+use futures_util::future::{BoxFuture, FutureExt, Shared};
 use futures_util::StreamExt;
 use pnpr_store::{now_ms, PackumentRow, TarballBody};
-use pnpr_upstream::FetchRequest;
+use pnpr_upstream::{FetchRequest, UpstreamError};
 use serde_json::Value;
 
 use crate::error::ApiError;
@@ -85,15 +91,19 @@ pub(crate) async fn load_packument_fresh(
 ) -> Result<(Option<Value>, i64), ApiError> {
     let mut fresh_until = i64::MAX;
     let mut docs = Vec::new();
-    let mut failures: Vec<(String, pnpr_upstream::UpstreamError)> = Vec::new();
+    let mut failures: Vec<(String, Arc<UpstreamError>)> = Vec::new();
     for uplink in &source.uplinks {
         let Some(info) = state.uplink(uplink) else {
             continue;
         };
-        let cfg = &info.config;
-        let row = state.db.packument(&source.ns, name, uplink)?;
+        let maxage_ms = i64::try_from(info.config.maxage.as_millis()).unwrap_or(i64::MAX);
+        let key = FlightKey {
+            ns: source.ns.clone(),
+            name: name.to_string(),
+            uplink: uplink.clone(),
+        };
+        let row = read_row(state, &key).await?;
         let now = now_ms();
-        let maxage_ms = i64::try_from(cfg.maxage.as_millis()).unwrap_or(i64::MAX);
         if let Some(row) = &row {
             if now.saturating_sub(row.fetched_at_ms) < maxage_ms {
                 fresh_until = fresh_until.min(row.fetched_at_ms.saturating_add(maxage_ms));
@@ -101,102 +111,51 @@ pub(crate) async fn load_packument_fresh(
                 continue;
             }
         }
-        let url = format!("{}{}", cfg.url, encode_name(name));
-        let req = FetchRequest {
-            url,
-            via: Some(uplink.clone()),
-            accept: Some("application/json".into()),
-            if_none_match: row.as_ref().and_then(|r| r.etag.clone()),
-            if_modified_since: row.as_ref().and_then(|r| r.last_modified.clone()),
+        let fetched = state
+            .packument_flights
+            .join(state, key.clone(), maxage_ms, source.private)
+            .await;
+        let stale = |docs: &mut Vec<(String, Value)>| -> Result<bool, ApiError> {
+            match &row {
+                Some(row) => {
+                    docs.push((uplink.clone(), parse_row(row)?));
+                    Ok(true)
+                }
+                None => Ok(false),
+            }
         };
-        match state.net().client.fetch(req).await {
-            Ok(resp) => match resp.status {
-                200 => {
-                    let etag = resp.etag.clone();
-                    let last_modified = resp.last_modified.clone();
-                    let body = match resp.bytes(MAX_PACKUMENT_BYTES).await {
-                        Ok(b) => b,
-                        Err(e) => {
-                            failures.push((uplink.clone(), e));
-                            fresh_until = now;
-                            if let Some(row) = &row {
-                                docs.push((uplink.clone(), parse_row(row)?));
-                            }
-                            continue;
-                        }
-                    };
-                    let doc = pnpr_packument::parse(&body)?;
-                    state.db.put_packument(&PackumentRow {
-                        ns: source.ns.clone(),
-                        name: name.to_string(),
-                        uplink: uplink.clone(),
-                        body: body.to_vec(),
-                        etag,
-                        last_modified,
-                        fetched_at_ms: now,
-                    })?;
-                    fresh_until = fresh_until.min(now.saturating_add(maxage_ms));
-                    docs.push((uplink.clone(), doc));
+        match fetched {
+            Fetched::Stored { doc, at } => {
+                fresh_until = fresh_until.min(at.saturating_add(maxage_ms));
+                docs.push((uplink.clone(), Value::clone(&doc)));
+            }
+            Fetched::Fresh { at } => {
+                // Stored or revalidated by this flight: the row is current.
+                fresh_until = fresh_until.min(at.saturating_add(maxage_ms));
+                if let Some(row) = read_row(state, &key).await? {
+                    docs.push((uplink.clone(), parse_row(&row)?));
                 }
-                304 if row.is_some() => {
-                    state.db.touch_packument(&source.ns, name, uplink, now)?;
-                    fresh_until = fresh_until.min(now.saturating_add(maxage_ms));
-                    if let Some(row) = &row {
-                        docs.push((uplink.clone(), parse_row(row)?));
-                    }
+            }
+            Fetched::Gone { at } => fresh_until = fresh_until.min(at.saturating_add(maxage_ms)),
+            Fetched::Refused { status } => return Err(refused(uplink, name, status)),
+            Fetched::PublicDenied => fresh_until = now,
+            Fetched::Invalid(e) => {
+                tracing::warn!(uplink, name, error = %e, "bad upstream document");
+                return Err(ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    format!("bad upstream document: {e}"),
+                ));
+            }
+            Fetched::Storage(e) => return Err(ApiError::internal("storage failure", e)),
+            Fetched::Failed { error, fallback } => {
+                fresh_until = now;
+                if !fallback {
+                    return Err(ApiError::upstream(uplink, &error));
                 }
-                404 if !source.private => {
-                    state.db.delete_packument(&source.ns, name, uplink)?;
-                    fresh_until = fresh_until.min(now.saturating_add(maxage_ms));
-                }
-                401 | 403 | 404 if source.private => {
-                    // Fail closed: never fall back to cached data when the
-                    // upstream denies or no longer has it.
-                    state.db.delete_packument(&source.ns, name, uplink)?;
-                    return Err(if resp.status == 404 {
-                        ApiError::not_found(name)
-                    } else {
-                        ApiError::new(
-                            StatusCode::FORBIDDEN,
-                            format!(
-                                "uplink {uplink} refused access to {name} (status {})",
-                                resp.status
-                            ),
-                        )
-                    });
-                }
-                401 | 403 => {
-                    fresh_until = now;
-                    tracing::warn!(
-                        uplink,
-                        name,
-                        status = resp.status,
-                        "uplink denied a public-mirror fetch"
-                    );
-                }
-                status => {
-                    tracing::warn!(uplink, name, status, "unexpected uplink status");
-                    fresh_until = now;
-                    if let Some(row) = &row {
-                        docs.push((uplink.clone(), parse_row(row)?));
-                    } else {
-                        // A bad answer (502), not a refusal to ask (503).
-                        failures.push((uplink.clone(), resp.status_error()));
-                    }
-                }
-            },
-            Err(e) => {
-                if e.is_transport() {
-                    fresh_until = now;
-                    if let Some(row) = &row {
-                        tracing::warn!(uplink, name, error = %e, "serving stale metadata");
-                        fresh_until = now;
-                        docs.push((uplink.clone(), parse_row(row)?));
-                        continue;
-                    }
-                    failures.push((uplink.clone(), e));
+                if stale(&mut docs)? {
+                    tracing::warn!(uplink, name, error = %error, "serving stale metadata");
                 } else {
-                    return Err(ApiError::upstream(uplink, &e));
+                    failures.push((uplink.clone(), error));
                 }
             }
         }
@@ -208,6 +167,267 @@ pub(crate) async fn load_packument_fresh(
         return Ok((None, fresh_until));
     }
     Ok((pnpr_packument::merge(docs), fresh_until))
+}
+
+/// A private namespace's upstream said no: fail closed.
+fn refused(uplink: &str, name: &str, status: u16) -> ApiError {
+    if status == 404 {
+        ApiError::not_found(name)
+    } else {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("uplink {uplink} refused access to {name} (status {status})"),
+        )
+    }
+}
+
+/// The cached row, read on the blocking pool: a row can be tens of MB and
+/// SQLite reads it synchronously.
+async fn read_row(
+    state: &Arc<AppState>,
+    key: &FlightKey,
+) -> Result<Option<PackumentRow>, ApiError> {
+    let st = Arc::clone(state);
+    let key = key.clone();
+    tokio::task::spawn_blocking(move || st.db.packument(&key.ns, &key.name, &key.uplink))
+        .await
+        .map_err(|e| ApiError::internal("metadata read task failed", e))?
+        .map_err(ApiError::from)
+}
+
+/// One packument fetch: (namespace, package, uplink).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct FlightKey {
+    ns: String,
+    name: String,
+    uplink: String,
+}
+
+/// What one shared packument fetch came to; every waiter gets a clone, so
+/// large parts are behind `Arc` and the document exists once per flight.
+#[derive(Clone)]
+enum Fetched {
+    /// 200, validated and stored at `at`.
+    Stored {
+        doc: Arc<Value>,
+        at: i64,
+    },
+    /// 304 (row touched at `at`), or a row another flight had just stored.
+    Fresh {
+        at: i64,
+    },
+    /// The public mirror's uplink no longer has it (row deleted).
+    Gone {
+        at: i64,
+    },
+    /// A private namespace's uplink answered 401/403/404 (row deleted).
+    Refused {
+        status: u16,
+    },
+    /// The public mirror's uplink answered 401/403.
+    PublicDenied,
+    /// 200 with a body that is not a packument; nothing stored.
+    Invalid(Arc<pnpr_packument::PackumentError>),
+    Storage(Arc<pnpr_store::StoreError>),
+    /// No usable answer; `fallback` when stale data may stand in for it.
+    Failed {
+        error: Arc<UpstreamError>,
+        fallback: bool,
+    },
+}
+
+type SharedFetch = Shared<BoxFuture<'static, Fetched>>;
+
+/// Single flight for packument fetches: concurrent misses of one
+/// (namespace, package, uplink) share one upstream fetch, run in its own task
+/// so a waiter that goes away does not cancel it for the others. The entry
+/// is removed when the fetch ends, so the map holds only fetches in flight.
+#[derive(Default)]
+pub(crate) struct PackumentFlights {
+    inflight: Mutex<HashMap<FlightKey, SharedFetch>>,
+}
+
+impl PackumentFlights {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<FlightKey, SharedFetch>> {
+        // Plain map of handles: a panic elsewhere cannot leave it torn.
+        self.inflight.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Joins the fetch of `key` in flight, or starts it.
+    async fn join(
+        &self,
+        state: &Arc<AppState>,
+        key: FlightKey,
+        maxage_ms: i64,
+        private: bool,
+    ) -> Fetched {
+        let shared = {
+            let mut map = self.lock();
+            match map.get(&key) {
+                Some(f) => f.clone(),
+                None => {
+                    let st = Arc::clone(state);
+                    let k = key.clone();
+                    let task = tokio::spawn(async move {
+                        let out = fetch_packument(&st, &k, maxage_ms, private).await;
+                        st.packument_flights.lock().remove(&k);
+                        out
+                    });
+                    let fut = async move {
+                        task.await.unwrap_or_else(|e| {
+                            Fetched::Storage(Arc::new(pnpr_store::StoreError::Io(
+                                std::io::Error::other(e.to_string()),
+                            )))
+                        })
+                    };
+                    let shared = fut.boxed().shared();
+                    map.insert(key, shared.clone());
+                    shared
+                }
+            }
+        };
+        shared.await
+    }
+}
+
+/// The body of one flight: fetch (conditionally, when a row exists),
+/// validate and store. Runs once per key at a time.
+async fn fetch_packument(
+    state: &Arc<AppState>,
+    key: &FlightKey,
+    maxage_ms: i64,
+    private: bool,
+) -> Fetched {
+    let storage = |e: pnpr_store::StoreError| Fetched::Storage(Arc::new(e));
+    let row = match blocking(state, key, |db, k| db.packument(&k.ns, &k.name, &k.uplink)).await {
+        Ok(r) => r,
+        Err(e) => return storage(e),
+    };
+    let now = now_ms();
+    // A flight that ended just before this one started already did the work.
+    if let Some(row) = row
+        .as_ref()
+        .filter(|r| now.saturating_sub(r.fetched_at_ms) < maxage_ms)
+    {
+        return Fetched::Fresh {
+            at: row.fetched_at_ms,
+        };
+    }
+    let Some(info) = state.uplink(&key.uplink) else {
+        let name = key.uplink.clone();
+        return failed(UpstreamError::UnknownUplink { name }, false);
+    };
+    let req = FetchRequest {
+        url: format!("{}{}", info.config.url, encode_name(&key.name)),
+        via: Some(key.uplink.clone()),
+        accept: Some("application/json".into()),
+        if_none_match: row.as_ref().and_then(|r| r.etag.clone()),
+        if_modified_since: row.as_ref().and_then(|r| r.last_modified.clone()),
+    };
+    let resp = match state.net().client.fetch(req).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            let fallback = e.is_transport();
+            return failed(e, fallback);
+        }
+    };
+    let delete =
+        |db: &pnpr_store::MetaDb, k: &FlightKey| db.delete_packument(&k.ns, &k.name, &k.uplink);
+    match resp.status {
+        200 => store_body(state, key, resp, now).await,
+        304 if row.is_some() => {
+            let touch = move |db: &pnpr_store::MetaDb, k: &FlightKey| {
+                db.touch_packument(&k.ns, &k.name, &k.uplink, now)
+            };
+            match blocking(state, key, touch).await {
+                Ok(()) => Fetched::Fresh { at: now },
+                Err(e) => storage(e),
+            }
+        }
+        404 if !private => match blocking(state, key, delete).await {
+            Ok(()) => Fetched::Gone { at: now },
+            Err(e) => storage(e),
+        },
+        401 | 403 | 404 if private => match blocking(state, key, delete).await {
+            // Fail closed: never fall back to cached data when the
+            // upstream denies or no longer has it.
+            Ok(()) => Fetched::Refused {
+                status: resp.status,
+            },
+            Err(e) => storage(e),
+        },
+        401 | 403 => {
+            tracing::warn!(
+                uplink = key.uplink,
+                name = key.name,
+                status = resp.status,
+                "uplink denied a public-mirror fetch"
+            );
+            Fetched::PublicDenied
+        }
+        status => {
+            tracing::warn!(
+                uplink = key.uplink,
+                name = key.name,
+                status,
+                "unexpected uplink status"
+            );
+            // A bad answer (502), not a refusal to ask (503).
+            failed(resp.status_error(), true)
+        }
+    }
+}
+
+/// Reads a 200 body (bounded), checks it is a packument and stores it.
+async fn store_body(
+    state: &Arc<AppState>,
+    key: &FlightKey,
+    resp: pnpr_upstream::FetchResponse,
+    now: i64,
+) -> Fetched {
+    let etag = resp.etag.clone();
+    let last_modified = resp.last_modified.clone();
+    let body = match resp.bytes(MAX_PACKUMENT_BYTES).await {
+        Ok(b) => b,
+        Err(e) => return failed(e, true),
+    };
+    let doc = match pnpr_packument::parse(&body) {
+        Ok(doc) => Arc::new(doc),
+        Err(e) => return Fetched::Invalid(Arc::new(e)),
+    };
+    let row = PackumentRow {
+        ns: key.ns.clone(),
+        name: key.name.clone(),
+        uplink: key.uplink.clone(),
+        body: body.into(),
+        etag,
+        last_modified,
+        fetched_at_ms: now,
+    };
+    match blocking(state, key, move |db, _| db.put_packument(&row)).await {
+        Ok(()) => Fetched::Stored { doc, at: now },
+        Err(e) => Fetched::Storage(Arc::new(e)),
+    }
+}
+
+fn failed(error: UpstreamError, fallback: bool) -> Fetched {
+    Fetched::Failed {
+        error: Arc::new(error),
+        fallback,
+    }
+}
+
+/// Runs one metadata-database call on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    state: &Arc<AppState>,
+    key: &FlightKey,
+    f: impl FnOnce(&pnpr_store::MetaDb, &FlightKey) -> pnpr_store::Result<T> + Send + 'static,
+) -> pnpr_store::Result<T> {
+    let st = Arc::clone(state);
+    let key = key.clone();
+    tokio::task::spawn_blocking(move || f(&st.db, &key))
+        .await
+        .map_err(|e| pnpr_store::StoreError::Io(std::io::Error::other(e.to_string())))?
 }
 
 fn parse_row(row: &PackumentRow) -> Result<Value, ApiError> {

@@ -1,0 +1,598 @@
+//! Fault injection, end to end: the real pnpr binary against an upstream
+//! written here that drips, stalls, answers 5xx, serves huge documents and
+//! counts concurrent fetches, and against clients that send half their
+//! headers, go silent or disconnect mid-body.
+//!
+//! Every case asserts a bound stated in the test (time, upstream fetches),
+//! that `/-/ping` stays responsive, that the right bytes come back after the
+//! fault clears, and that the server log holds no panic. Only 127.0.0.1 is
+//! used and every loop is bounded.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use pnpr_e2e::{Http, Pnpr};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// What the fault upstream does for one request.
+#[derive(Clone)]
+enum Act {
+    /// `status` with `body`, after waiting `delay` (so misses overlap).
+    Send {
+        status: u16,
+        body: Arc<Vec<u8>>,
+        delay: Duration,
+    },
+    /// Headers announcing all of `body`, its first `at_once` bytes at once,
+    /// then one byte every `gap` (until the end or the peer goes away).
+    Drip {
+        body: Arc<Vec<u8>>,
+        at_once: usize,
+        gap: Duration,
+    },
+}
+
+impl Act {
+    fn json(v: &serde_json::Value) -> Act {
+        Act::bytes(v.to_string().into_bytes())
+    }
+    fn bytes(body: Vec<u8>) -> Act {
+        Act::Send {
+            status: 200,
+            body: Arc::new(body),
+            delay: Duration::ZERO,
+        }
+    }
+    fn status(status: u16) -> Act {
+        Act::Send {
+            status,
+            body: Arc::new(b"{}".to_vec()),
+            delay: Duration::ZERO,
+        }
+    }
+}
+
+type Handler = dyn Fn(&str) -> Act + Send + Sync;
+
+/// The fault-injecting upstream, on its own thread and runtime so a test
+/// that blocks cannot starve it.
+struct FaultUpstream {
+    url: String,
+    hits: Arc<Mutex<HashMap<String, usize>>>,
+    in_flight: Arc<AtomicUsize>,
+    max_in_flight: Arc<AtomicUsize>,
+}
+
+impl FaultUpstream {
+    fn start(handler: impl Fn(&str) -> Act + Send + Sync + 'static) -> FaultUpstream {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind upstream");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let port = listener.local_addr().expect("addr").port();
+        let up = FaultUpstream {
+            url: format!("http://127.0.0.1:{port}/"),
+            hits: Arc::default(),
+            in_flight: Arc::default(),
+            max_in_flight: Arc::default(),
+        };
+        let shared = (
+            Arc::new(handler) as Arc<Handler>,
+            Arc::clone(&up.hits),
+            Arc::clone(&up.in_flight),
+            Arc::clone(&up.max_in_flight),
+        );
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("upstream runtime");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                while let Ok((sock, _)) = listener.accept().await {
+                    tokio::spawn(serve_one(sock, shared.clone()));
+                }
+            });
+        });
+        up
+    }
+
+    fn hits(&self, path: &str) -> usize {
+        self.hits.lock().unwrap().get(path).copied().unwrap_or(0)
+    }
+
+    fn max_in_flight(&self) -> usize {
+        self.max_in_flight.load(Ordering::SeqCst)
+    }
+}
+
+type Shared = (
+    Arc<Handler>,
+    Arc<Mutex<HashMap<String, usize>>>,
+    Arc<AtomicUsize>,
+    Arc<AtomicUsize>,
+);
+
+async fn serve_one(mut sock: tokio::net::TcpStream, (handler, hits, now, max): Shared) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 64 * 1024 {
+        match sock.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let head = String::from_utf8_lossy(&buf).into_owned();
+    let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+    *hits.lock().unwrap().entry(path.clone()).or_default() += 1;
+    let current = now.fetch_add(1, Ordering::SeqCst) + 1;
+    max.fetch_max(current, Ordering::SeqCst);
+    let act = handler(&path);
+    let _ = perform(&mut sock, act).await;
+    now.fetch_sub(1, Ordering::SeqCst);
+}
+
+async fn perform(sock: &mut tokio::net::TcpStream, act: Act) -> std::io::Result<()> {
+    match act {
+        Act::Send {
+            status,
+            body,
+            delay,
+        } => {
+            tokio::time::sleep(delay).await;
+            let head = format!(
+                "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                body.len()
+            );
+            sock.write_all(head.as_bytes()).await?;
+            for piece in body.chunks(256 * 1024) {
+                sock.write_all(piece).await?;
+            }
+            sock.shutdown().await
+        }
+        Act::Drip { body, at_once, gap } => {
+            let head = format!(
+                "HTTP/1.1 200 X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                body.len()
+            );
+            sock.write_all(head.as_bytes()).await?;
+            let at_once = at_once.min(body.len());
+            sock.write_all(&body[..at_once]).await?;
+            for byte in body[at_once..].chunks(1) {
+                tokio::time::sleep(gap).await;
+                sock.write_all(byte).await?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// SRI `sha512-<base64>` of `bytes`.
+fn sri(bytes: &[u8]) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    format!(
+        "sha512-{}",
+        base64::engine::general_purpose::STANDARD.encode(sha2::Sha512::digest(bytes))
+    )
+}
+
+/// A packument for `name` with `versions` versions (1.0.0 … ), each tarball
+/// at `base` and with the integrity of `tgz`.
+fn packument(name: &str, base: &str, tgz: &[u8], versions: usize) -> serde_json::Value {
+    let integrity = sri(tgz);
+    let mut vs = serde_json::Map::new();
+    let mut time = serde_json::Map::new();
+    for i in 0..versions.max(1) {
+        let v = format!("1.0.{i}");
+        let tarball = format!("{base}{name}/-/{name}-{v}.tgz");
+        vs.insert(
+            v.clone(),
+            serde_json::json!({"name": name, "version": v,
+                "dist": {"tarball": tarball, "integrity": integrity}}),
+        );
+        time.insert(v, serde_json::json!("2020-01-01T00:00:00.000Z"));
+    }
+    let latest = format!("1.0.{}", versions.max(1) - 1);
+    serde_json::json!({"name": name, "dist-tags": {"latest": latest},
+        "versions": vs, "time": time})
+}
+
+fn config(upstream: &FaultUpstream, uplink_extra: &str, extra: &str) -> String {
+    format!(
+        "uplinks:\n  up:\n    url: {}\n    max_fails: 100\n{uplink_extra}packages:\n  '**':\n    access: $all\n    proxy: up\n{extra}",
+        upstream.url
+    )
+}
+
+/// `/-/ping` answers within `bound`.
+async fn assert_ping_fast(http: &Http, pnpr: &Pnpr, bound: Duration) {
+    let t = Instant::now();
+    http.get(&format!("{}-/ping", pnpr.url))
+        .await
+        .assert_status(200);
+    assert!(t.elapsed() < bound, "/-/ping took {:?}", t.elapsed());
+}
+
+fn assert_no_panic(pnpr: &Pnpr) {
+    let logs = pnpr.logs();
+    assert!(
+        !logs.contains("panicked"),
+        "panic in the server log:\n{logs}"
+    );
+}
+
+/// A deterministic non-trivial tarball body (integrity is all pnpr checks).
+fn tarball_bytes(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 7 % 251) as u8).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dripping_packument_answers_504_within_the_deadline_and_recovers() {
+    let healthy = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&healthy);
+    let up = FaultUpstream::start(move |_| {
+        if flag.load(Ordering::SeqCst) {
+            Act::json(&packument("drip", "http://127.0.0.1:1/", b"x", 1))
+        } else {
+            // One byte every 0.4 s: every gap is inside the 1 s idle timeout.
+            Act::Drip {
+                body: Arc::new(vec![b' '; 10_000]),
+                at_once: 1,
+                gap: Duration::from_millis(400),
+            }
+        }
+    });
+    let pnpr = Pnpr::start(&config(&up, "    timeout: 1s\n    deadline: 3s\n", ""), &[]);
+    let http = Http::new();
+    let url = format!("{}drip", pnpr.url);
+    let t = Instant::now();
+    let r = http.get(&url).await;
+    let took = t.elapsed();
+    assert_eq!(r.status, 504, "{}", r.text());
+    assert!(
+        took >= Duration::from_millis(2500) && took < Duration::from_secs(6),
+        "answered after {took:?} (deadline 3s)"
+    );
+    assert_ping_fast(&http, &pnpr, Duration::from_secs(1)).await;
+    // Nothing was cached: once the upstream heals the real document comes.
+    healthy.store(true, Ordering::SeqCst);
+    let r = http.get(&url).await;
+    r.assert_status(200);
+    assert_eq!(r.json()["name"], "drip");
+    assert_no_panic(&pnpr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dripping_tarball_aborts_the_body_within_the_deadline_and_caches_nothing() {
+    let tgz = tarball_bytes(200 * 1024);
+    let healthy = Arc::new(AtomicBool::new(false));
+    let (flag, body) = (Arc::clone(&healthy), tgz.clone());
+    let base = Arc::new(Mutex::new(String::new()));
+    let b2 = Arc::clone(&base);
+    let up = FaultUpstream::start(move |path| {
+        if !path.ends_with(".tgz") {
+            let base = b2.lock().unwrap().clone();
+            return Act::json(&packument("tgz", &base, &body, 1));
+        }
+        if flag.load(Ordering::SeqCst) {
+            return Act::bytes(body.clone());
+        }
+        // Enough at once that the client gets a status line and bytes past
+        // the hold-back, then a drip that never finishes in time.
+        Act::Drip {
+            body: Arc::new(body.clone()),
+            at_once: 64 * 1024,
+            gap: Duration::from_millis(300),
+        }
+    });
+    *base.lock().unwrap() = up.url.clone();
+    let pnpr = Pnpr::start(&config(&up, "    timeout: 1s\n    deadline: 3s\n", ""), &[]);
+    let http = Http::new();
+    let url = format!("{}tgz/-/tgz-1.0.0.tgz", pnpr.url);
+    // A raw client: the body must end with an error (aborted), not hang.
+    let t = Instant::now();
+    let got = tokio::time::timeout(Duration::from_secs(15), async {
+        let resp = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .unwrap()
+            .get(&url)
+            .send()
+            .await;
+        match resp {
+            Ok(r) => (Some(r.status().as_u16()), r.bytes().await.map(|b| b.len())),
+            Err(e) => (None, Err(e)),
+        }
+    })
+    .await
+    .expect("the tarball response hung past 15 s");
+    let took = t.elapsed();
+    assert!(took < Duration::from_secs(6), "ended after {took:?}");
+    match got {
+        // Failed before the first byte: a gateway timeout.
+        (Some(504), _) => {}
+        // Streaming had begun: the body must be cut, never complete.
+        (Some(200), Err(_)) => {}
+        (status, body) => panic!("unexpected outcome: {status:?} {body:?}"),
+    }
+    assert_ping_fast(&http, &pnpr, Duration::from_secs(1)).await;
+    healthy.store(true, Ordering::SeqCst);
+    let r = http.get(&url).await;
+    r.assert_status(200);
+    assert_eq!(
+        r.body.as_ref(),
+        tgz.as_slice(),
+        "wrong bytes after recovery"
+    );
+    assert_no_panic(&pnpr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_errors_map_to_502_504_and_an_open_breaker_to_503() {
+    let up = FaultUpstream::start(|path| match path {
+        "/five-hundred" => Act::status(500),
+        "/bad-json" => Act::bytes(b"{not json".to_vec()),
+        _ => Act::Send {
+            status: 200,
+            body: Arc::new(b"{}".to_vec()),
+            delay: Duration::from_secs(30),
+        },
+    });
+    let pnpr = Pnpr::start(
+        &config(&up, "    timeout: 1s\n    deadline: 10s\n", "")
+            .replace("max_fails: 100", "max_fails: 3\n    fail_timeout: 60s"),
+        &[],
+    );
+    let http = Http::new();
+    let r = http.get(&format!("{}five-hundred", pnpr.url)).await;
+    assert_eq!(r.status, 502, "upstream 500: {}", r.text());
+    let r = http.get(&format!("{}bad-json", pnpr.url)).await;
+    assert_eq!(r.status, 502, "invalid body: {}", r.text());
+    let t = Instant::now();
+    let r = http.get(&format!("{}stalled", pnpr.url)).await;
+    assert_eq!(r.status, 504, "stalled headers: {}", r.text());
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    // The 200 with a bad body reset the count; three more failures in a
+    // row open the breaker, and then pnpr refuses to ask: 503, at once.
+    let mut last = 0;
+    for _ in 0..4 {
+        last = http.get(&format!("{}five-hundred", pnpr.url)).await.status;
+        if last == 503 {
+            break;
+        }
+    }
+    assert_eq!(last, 503, "the breaker never opened");
+    let t = Instant::now();
+    let r = http.get(&format!("{}stalled", pnpr.url)).await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(t.elapsed() < Duration::from_secs(1));
+    assert_no_panic(&pnpr);
+}
+
+/// Opens a TCP connection to pnpr and sends `bytes` (maybe nothing).
+fn open_partial(port: u16, bytes: &[u8]) -> TcpStream {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    if !bytes.is_empty() {
+        s.write_all(bytes).expect("write");
+    }
+    s
+}
+
+/// Whether the server closed `s` within `bound` (EOF or reset).
+fn closed_within(s: &mut TcpStream, bound: Duration) -> bool {
+    s.set_read_timeout(Some(bound)).expect("timeout");
+    let mut buf = [0u8; 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            // A 408 or similar before closing is fine; keep reading.
+            Ok(_) => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return false
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_open_connections_are_closed_within_the_header_timeout() {
+    let up = FaultUpstream::start(|_| Act::status(404));
+    let pnpr = Pnpr::start(&config(&up, "", "limits:\n  header_timeout: 2s\n"), &[]);
+    let http = Http::new();
+    let port = pnpr.port;
+    let kinds: [&[u8]; 4] = [
+        b"",
+        b"GET /-/ping HTTP/1.1\r\nHost: x\r\n",
+        b"G",
+        b"PRI * HTTP/2.0\r\n",
+    ];
+    let t = Instant::now();
+    let mut conns: Vec<TcpStream> = (0..100)
+        .map(|i| open_partial(port, kinds[i % kinds.len()]))
+        .collect();
+    assert_ping_fast(&http, &pnpr, Duration::from_secs(1)).await;
+    let all_closed = tokio::task::spawn_blocking(move || {
+        conns
+            .iter_mut()
+            .all(|c| closed_within(c, Duration::from_secs(6)))
+    })
+    .await
+    .unwrap();
+    assert!(
+        all_closed,
+        "a half-open connection outlived the header timeout"
+    );
+    assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
+    assert_ping_fast(&http, &pnpr, Duration::from_secs(1)).await;
+    assert_no_panic(&pnpr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_exits_within_the_grace_period_with_slow_clients_connected() {
+    // An in-flight request that would take 30 s, and many slow clients.
+    let up = FaultUpstream::start(|_| Act::Send {
+        status: 200,
+        body: Arc::new(b"{}".to_vec()),
+        delay: Duration::from_secs(30),
+    });
+    let mut pnpr = Pnpr::start(
+        &config(
+            &up,
+            "    timeout: 60s\n    deadline: 60s\n",
+            "limits:\n  header_timeout: 60s\n  shutdown_grace: 2s\n",
+        ),
+        &[],
+    );
+    let port = pnpr.port;
+    let _slow: Vec<TcpStream> = (0..50)
+        .map(|i| {
+            open_partial(
+                port,
+                if i % 2 == 0 {
+                    b""
+                } else {
+                    b"GET / HTTP/1.1\r\n"
+                },
+            )
+        })
+        .collect();
+    let url = format!("{}slow", pnpr.url);
+    let in_flight = tokio::spawn(async move { Http::new().get(&url).await.status });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pid = pnpr.pid().expect("running");
+    pnpr_e2e::proc::send_signal(pid, "TERM");
+    let t = Instant::now();
+    let mut exited = None;
+    while t.elapsed() < Duration::from_secs(8) {
+        if let Some(status) = pnpr.exited() {
+            exited = Some(status);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let took = t.elapsed();
+    let status = exited.unwrap_or_else(|| panic!("still running {took:?} after SIGTERM"));
+    assert!(status.success(), "{status:?}");
+    // Grace 2 s, plus process teardown.
+    assert!(took < Duration::from_secs(4), "exited after {took:?}");
+    in_flight.abort();
+    assert_no_panic(&pnpr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_packument_misses_share_one_upstream_fetch() {
+    // A ~6 MB document served after a pause, so every miss overlaps.
+    let doc = packument("shared", "http://127.0.0.1:1/", b"x", 20_000);
+    let body = Arc::new(doc.to_string().into_bytes());
+    let b2 = Arc::clone(&body);
+    let up = FaultUpstream::start(move |path| {
+        let name = path.trim_start_matches('/');
+        if name.starts_with("cold-") {
+            return Act::Send {
+                status: 200,
+                body: Arc::new(
+                    packument(name, "http://127.0.0.1:1/", b"x", 1)
+                        .to_string()
+                        .into_bytes(),
+                ),
+                delay: Duration::from_millis(300),
+            };
+        }
+        Act::Send {
+            status: 200,
+            body: Arc::clone(&b2),
+            delay: Duration::from_millis(800),
+        }
+    });
+    let pnpr = Pnpr::start(&config(&up, "", ""), &[]);
+    let http = Http::new();
+    let url = format!("{}shared", pnpr.url);
+    let gets: Vec<_> = (0..16)
+        .map(|_| {
+            let (http, url) = (http.clone(), url.clone());
+            tokio::spawn(async move { http.get(&url).await })
+        })
+        .collect();
+    let mut versions = Vec::new();
+    for g in gets {
+        let r = g.await.unwrap();
+        r.assert_status(200);
+        versions.push(r.json()["versions"].as_object().map_or(0, |v| v.len()));
+    }
+    assert!(versions.iter().all(|&n| n == 20_000), "{versions:?}");
+    assert_eq!(
+        up.hits("/shared"),
+        1,
+        "16 concurrent misses, upstream fetches"
+    );
+
+    // 100 concurrent GETs over 10 cold names: one fetch per name.
+    let gets: Vec<_> = (0..100)
+        .map(|i| {
+            let (http, url) = (http.clone(), format!("{}cold-{}", pnpr.url, i % 10));
+            tokio::spawn(async move { http.get(&url).await.status })
+        })
+        .collect();
+    for g in gets {
+        assert_eq!(g.await.unwrap(), 200);
+    }
+    for i in 0..10 {
+        assert_eq!(up.hits(&format!("/cold-{i}")), 1, "cold-{i}");
+    }
+    assert!(up.max_in_flight() <= 10, "{}", up.max_in_flight());
+    assert_ping_fast(&http, &pnpr, Duration::from_secs(1)).await;
+    assert_no_panic(&pnpr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_disconnect_mid_body_do_not_break_the_shared_fetch() {
+    let tgz = tarball_bytes(2 * 1024 * 1024);
+    let (body, base) = (tgz.clone(), Arc::new(Mutex::new(String::new())));
+    let b2 = Arc::clone(&base);
+    let up = FaultUpstream::start(move |path| {
+        if !path.ends_with(".tgz") {
+            let base = b2.lock().unwrap().clone();
+            return Act::json(&packument("gone", &base, &body, 1));
+        }
+        // Slow enough that the clients leave while it is running.
+        Act::Drip {
+            body: Arc::new(body.clone()),
+            at_once: body.len() - 20,
+            gap: Duration::from_millis(50),
+        }
+    });
+    *base.lock().unwrap() = up.url.clone();
+    let pnpr = Pnpr::start(&config(&up, "", ""), &[]);
+    let port = pnpr.port;
+    // Ten clients ask, read a little, then hang up.
+    let leavers = tokio::task::spawn_blocking(move || {
+        for _ in 0..10 {
+            let mut s = open_partial(
+                port,
+                b"GET /gone/-/gone-1.0.0.tgz HTTP/1.1\r\nHost: x\r\n\r\n",
+            );
+            let mut buf = [0u8; 4096];
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let _ = s.read(&mut buf);
+        }
+    });
+    leavers.await.unwrap();
+    let http = Http::new();
+    assert_ping_fast(&http, &pnpr, Duration::from_secs(1)).await;
+    let r = http
+        .get(&format!("{}gone/-/gone-1.0.0.tgz", pnpr.url))
+        .await;
+    r.assert_status(200);
+    assert_eq!(r.body.as_ref(), tgz.as_slice(), "wrong bytes");
+    assert_eq!(up.hits("/gone/-/gone-1.0.0.tgz"), 1, "refetched");
+    assert_no_panic(&pnpr);
+}
