@@ -28,3 +28,118 @@ fn rows_are_namespaced_and_upserted() {
     db.delete_packument("public", "@a/b", "up").unwrap();
     assert_eq!(db.packument("public", "@a/b", "up").unwrap(), None);
 }
+
+fn row(ns: &str, name: &str, body: &[u8], at: i64) -> PackumentRow {
+    PackumentRow {
+        ns: ns.into(),
+        name: name.into(),
+        uplink: "up".into(),
+        body: body.to_vec(),
+        etag: Some(format!("\"{at}\"")),
+        last_modified: Some("Tue, 01 Dec 2026 00:00:00 GMT".into()),
+        fetched_at_ms: at,
+    }
+}
+
+fn count(db: &MetaDb, table: &str) -> i64 {
+    db.conn()
+        .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+        .unwrap()
+}
+
+#[test]
+fn bodies_live_out_of_line_and_are_reused_then_freed() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = MetaDb::open(&dir.path().join("meta.sqlite")).unwrap();
+    db.put_packument(&row("public", "a", b"{\"v\":1}", 1))
+        .unwrap();
+    db.put_packument(&row("public", "b", b"{}", 1)).unwrap();
+    // A replacement reuses the entry's body row; nothing is orphaned.
+    db.put_packument(&row("public", "a", b"{\"v\":2}", 2))
+        .unwrap();
+    assert_eq!(count(&db, "packument_bodies"), 2);
+    assert_eq!(
+        db.packument("public", "a", "up").unwrap().unwrap().body,
+        b"{\"v\":2}"
+    );
+    db.delete_packument("public", "a", "up").unwrap();
+    db.delete_packument("public", "missing", "up").unwrap();
+    assert_eq!(count(&db, "packument_bodies"), 1);
+    assert_eq!(count(&db, "packument_index"), 1);
+    assert!(db.packument("public", "b", "up").unwrap().is_some());
+}
+
+#[test]
+fn the_inline_layout_is_migrated_once_and_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meta.sqlite");
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE packuments (
+                ns TEXT NOT NULL, name TEXT NOT NULL, uplink TEXT NOT NULL,
+                body BLOB NOT NULL, etag TEXT, last_modified TEXT,
+                fetched_at_ms INTEGER NOT NULL,
+                PRIMARY KEY (ns, name, uplink)
+            ) WITHOUT ROWID;",
+        )
+        .unwrap();
+        for (i, ns) in ["public", "~corp"].iter().enumerate() {
+            let r = row(ns, "@s/p", format!("{{\"i\":{i}}}").as_bytes(), 7);
+            conn.execute(
+                "INSERT INTO packuments VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![r.ns, r.name, r.uplink, r.body, r.etag, r.last_modified, 7],
+            )
+            .unwrap();
+        }
+    }
+    let db = MetaDb::open(&path).unwrap();
+    for (i, ns) in ["public", "~corp"].iter().enumerate() {
+        let want = row(ns, "@s/p", format!("{{\"i\":{i}}}").as_bytes(), 7);
+        assert_eq!(db.packument(ns, "@s/p", "up").unwrap(), Some(want));
+    }
+    let old: i64 = db
+        .conn()
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'packuments'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(old, 0);
+    drop(db);
+    // Reopening finds nothing left to migrate and keeps the entries.
+    let db = MetaDb::open(&path).unwrap();
+    assert_eq!(count(&db, "packument_index"), 2);
+}
+
+/// Lookups of small entries next to a huge one cost what they cost without
+/// it (the old inline layout read the huge row on neighbouring misses).
+#[test]
+fn a_huge_body_does_not_slow_neighbouring_lookups() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = MetaDb::open(&dir.path().join("meta.sqlite")).unwrap();
+    for i in 0..200 {
+        db.put_packument(&row("public", &format!("pkg-{i:03}"), b"{}", 1))
+            .unwrap();
+    }
+    let time_lookups = |db: &MetaDb| {
+        let t = std::time::Instant::now();
+        for i in 0..2000 {
+            // Misses and hits around the huge key's position.
+            let name = format!("pkg-1{:02}{}", i % 100, if i % 2 == 0 { "x" } else { "" });
+            let _ = db.packument("public", &name, "up").unwrap();
+        }
+        t.elapsed()
+    };
+    let before = time_lookups(&db);
+    let huge = vec![b' '; 30 * 1024 * 1024];
+    db.put_packument(&row("public", "pkg-150", &huge, 1))
+        .unwrap();
+    let after = time_lookups(&db);
+    eprintln!("2000 neighbouring lookups: {before:?} before, {after:?} after a 30 MB row");
+    assert!(
+        after < before * 3 + std::time::Duration::from_millis(50),
+        "{before:?} -> {after:?}"
+    );
+}
