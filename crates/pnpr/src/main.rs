@@ -12,6 +12,11 @@ use clap::Parser;
 use pnpr_config::{Config, Env, LogFormat};
 use pnpr_server::{AppState, ServerOptions};
 
+// mimalloc returns memory after a spike (a 25 MB document: +39 MB RSS
+// afterwards, against +260 MB with the system allocator; see e2e faults).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// npm registry proxy and install accelerator.
 #[derive(Parser, Debug)]
 #[command(name = "pnpr", version, about)]
