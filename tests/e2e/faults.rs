@@ -514,6 +514,8 @@ async fn concurrent_packument_misses_share_one_upstream_fetch() {
         }
     });
     let pnpr = Pnpr::start(&config(&up, "", ""), &[]);
+    let pid = pnpr.pid().expect("running");
+    let rss_before = rss_mb(pid);
     let http = Http::new();
     let url = format!("{}shared", pnpr.url);
     let gets: Vec<_> = (0..16)
@@ -533,6 +535,11 @@ async fn concurrent_packument_misses_share_one_upstream_fetch() {
         up.hits("/shared"),
         1,
         "16 concurrent misses, upstream fetches"
+    );
+    let rss_after = rss_mb(pid);
+    eprintln!(
+        "16 concurrent misses of a {} MB document: RSS {rss_before} MB -> {rss_after} MB",
+        body.len() >> 20
     );
 
     // 100 concurrent GETs over 10 cold names: one fetch per name.
