@@ -327,11 +327,12 @@ pub fn cached_public(metadata_db: &Path, text: &str) -> Result<Vec<Value>> {
         .unwrap_or_default();
     let limit = i64::try_from(MAX_CACHED_CANDIDATES).unwrap_or(i64::MAX);
     let mut stmt = conn.prepare(
-        "SELECT name, body FROM packuments
-         WHERE ns = 'public'
-           AND (?1 = '' OR instr(lower(name), ?1) > 0
-                OR (length(body) <= ?3 AND instr(lower(CAST(body AS TEXT)), ?1) > 0))
-         ORDER BY name LIMIT ?2",
+        "SELECT i.name, b.body FROM packument_index i
+           JOIN packument_bodies b ON b.id = i.body_id
+         WHERE i.ns = 'public'
+           AND (?1 = '' OR instr(lower(i.name), ?1) > 0
+                OR (length(b.body) <= ?3 AND instr(lower(CAST(b.body AS TEXT)), ?1) > 0))
+         ORDER BY i.name LIMIT ?2",
     )?;
     let rows = stmt.query_map(params![first, limit, MAX_SCANNED_BODY], |r| {
         Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))

@@ -102,19 +102,19 @@ fn reads_only_the_public_namespace_of_the_metadata_cache() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("metadata.sqlite");
     assert!(cached_public(&path, "x").expect("missing db").is_empty());
-    let conn = Connection::open(&path).expect("create");
-    conn.execute_batch(
-        "CREATE TABLE packuments (ns TEXT NOT NULL, name TEXT NOT NULL, uplink TEXT NOT NULL,
-            body BLOB NOT NULL, etag TEXT, last_modified TEXT, fetched_at_ms INTEGER NOT NULL,
-            PRIMARY KEY (ns, name, uplink));",
-    )
-    .expect("schema");
+    // The metadata store's own schema, written through its own API.
+    let db = pnpr_store::MetaDb::open(&path).expect("create");
     let put = |ns: &str, name: &str, uplink: &str| {
         let body = serde_json::to_vec(&doc(name, "gizmo maker", &[])).expect("json");
-        conn.execute(
-            "INSERT INTO packuments (ns, name, uplink, body, fetched_at_ms) VALUES (?1, ?2, ?3, ?4, 0)",
-            params![ns, name, uplink, body],
-        )
+        db.put_packument(&pnpr_store::PackumentRow {
+            ns: ns.into(),
+            name: name.into(),
+            uplink: uplink.into(),
+            body,
+            etag: None,
+            last_modified: None,
+            fetched_at_ms: 0,
+        })
         .expect("insert");
     };
     put("public", "gizmo", "up");
