@@ -19,6 +19,7 @@
 mod cache;
 mod db;
 mod error;
+mod files;
 mod index;
 mod limits;
 mod manifest;

@@ -1,24 +1,22 @@
-//! `FileStore`: the on-disk layout (`files/`, `tmp/`, `index.sqlite`) and the
-//! only code that places bytes into it.
+//! `FileStore`: the on-disk layout (`files/` and `tmp/` through
+//! [`Files`], `frames/`, `index.sqlite`) behind one handle.
 //!
-//! Invariant: a path `files/<hex[0..2]>/<hex[2..]>` is created only by linking
-//! a fully written temp file whose SHA-512 was computed from the very bytes
-//! written, and an existing path is never rewritten or re-hashed, so readers
-//! can trust any file they find and concurrent writers of the same content
-//! cannot corrupt each other.
+//! Invariant: an index row is written last, only after every file it names
+//! was placed by [`Files`] (which guards the content-addressed layout), and an
+//! existing path is never re-hashed, so readers can trust any row and any
+//! file they find.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
+use std::fs::{self, File};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha512};
 
 use crate::cache::Lru;
 use crate::db::IndexDb;
 use crate::error::CafsError;
+use crate::files::Files;
 use crate::index::{FileEntry, PackageIndex};
 use crate::limits::Limits;
 use crate::manifest;
@@ -27,17 +25,11 @@ use crate::unpack;
 /// Index rows kept in memory by [`FileStore::open`].
 pub const DEFAULT_INDEX_CACHE_ENTRIES: usize = 4096;
 
-/// Temp files older than this at open time are leftovers of a crash.
-const STALE_TEMP_AGE: Duration = Duration::from_secs(3600);
-
 /// Content-addressed store of unpacked package files plus their indexes.
 #[derive(Debug)]
 pub struct FileStore {
     root: PathBuf,
-    files_dir: PathBuf,
-    /// Same filesystem as `files_dir`, so finished temp files can be linked
-    /// into place atomically.
-    tmp_dir: PathBuf,
+    files: Files,
     db: IndexDb,
     /// Decoded rows, so hot packages skip SQLite and JSON decoding.
     cache: Mutex<Lru<Arc<PackageIndex>>>,
@@ -52,24 +44,11 @@ impl FileStore {
     /// Like [`FileStore::open`] with an explicit in-memory index cache size
     /// (0 disables the cache).
     pub fn open_with_cache(root: &Path, cache_entries: usize) -> Result<Self, CafsError> {
-        let files_dir = root.join("files");
-        let tmp_dir = root.join("tmp");
-        for dir in [root, &files_dir, &tmp_dir] {
-            fs::create_dir_all(dir)
-                .map_err(|e| CafsError::io(format!("creating {}", dir.display()), e))?;
-        }
-        // All 256 fan-out directories up front: no create_dir race per file.
-        for byte in 0..=255u8 {
-            let dir = files_dir.join(format!("{byte:02x}"));
-            fs::create_dir_all(&dir)
-                .map_err(|e| CafsError::io(format!("creating {}", dir.display()), e))?;
-        }
-        sweep_stale_temp_files(&tmp_dir);
+        let files = Files::open(root)?;
         let db = IndexDb::open(&root.join("index.sqlite"))?;
         Ok(Self {
             root: root.to_path_buf(),
-            files_dir,
-            tmp_dir,
+            files,
             db,
             cache: Mutex::new(Lru::new(cache_entries)),
         })
@@ -82,12 +61,7 @@ impl FileStore {
 
     /// Where the file with this digest lives (whether or not it exists).
     pub fn file_path(&self, digest_hex: &str) -> Result<PathBuf, CafsError> {
-        if !is_digest_hex(digest_hex) {
-            return Err(CafsError::InvalidDigest(
-                digest_hex.chars().take(160).collect(),
-            ));
-        }
-        Ok(self.files_dir.join(&digest_hex[..2]).join(&digest_hex[2..]))
+        self.files.path(digest_hex)
     }
 
     /// Whether the file with this digest is stored.
@@ -158,16 +132,7 @@ impl FileStore {
         let member = encode(&content)
             .map_err(|e| CafsError::io(format!("encoding file {digest_hex}"), e))?;
         // Best effort: bytes that cannot be kept are still served.
-        if let Some(parent) = path.parent() {
-            if fs::create_dir_all(parent).is_ok() {
-                let tmp = self
-                    .tmp_dir
-                    .join(format!("{:016x}.frame", rand::random::<u64>()));
-                if fs::write(&tmp, &member).is_ok() && fs::rename(&tmp, &path).is_err() {
-                    let _ = fs::remove_file(&tmp);
-                }
-            }
-        }
+        let _ = self.files.put_derived(&path, &member);
         Ok(member)
     }
 
@@ -232,14 +197,14 @@ impl FileStore {
             return Ok(existing);
         }
         let sri = parse_integrity(integrity)?;
-        let unpacked = unpack::unpack(self, tgz, sri, limits)?;
+        let unpacked = unpack::unpack(&self.files, tgz, sri, limits)?;
         let mut files = unpacked.files;
         let manifest = match unpacked.manifest_bytes {
             Some(bytes) => manifest::parse_manifest(&bytes)?,
             None => {
                 // pnpm links a placeholder so the package dir has a manifest.
                 let placeholder = manifest::PLACEHOLDER_PACKAGE_JSON;
-                let digest_hex = self.put_bytes(placeholder)?;
+                let digest_hex = self.files.put_bytes(placeholder)?;
                 files.insert(
                     "package.json".to_owned(),
                     FileEntry {
@@ -258,7 +223,8 @@ impl FileStore {
             files,
             manifest,
             requires_build,
-            checked_at_ms: now_ms(),
+            // pnpm records this column as a JS number.
+            checked_at_ms: pnpr_clock::now_ms() as f64,
         };
         let data = serde_json::to_vec(&index).map_err(|err| CafsError::BadIndexRow {
             integrity: integrity.to_owned(),
@@ -275,130 +241,11 @@ impl FileStore {
         Ok(index)
     }
 
-    /// Store `data` (if not already present) and return its hex digest.
-    pub(crate) fn put_bytes(&self, data: &[u8]) -> Result<String, CafsError> {
-        let digest_hex = hex::encode(Sha512::digest(data));
-        let dest = self.file_path(&digest_hex)?;
-        if fs::symlink_metadata(&dest).is_ok() {
-            return Ok(digest_hex);
-        }
-        let mut tmp = self.temp_file()?;
-        tmp.write(data)?;
-        tmp.commit()
-    }
-
-    /// A fresh temp file for content whose digest is not known yet.
-    pub(crate) fn temp_file(&self) -> Result<TempFile<'_>, CafsError> {
-        let path = self
-            .tmp_dir
-            .join(format!("{:032x}.tmp", rand::random::<u128>()));
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|e| CafsError::io(format!("creating {}", path.display()), e))?;
-        Ok(TempFile {
-            store: self,
-            path,
-            file: Some(file),
-            hasher: Sha512::new(),
-        })
-    }
-
     fn cache_lock(&self) -> std::sync::MutexGuard<'_, Lru<Arc<PackageIndex>>> {
         // The cache holds only immutable Arcs; a panic mid-update cannot leave
         // a wrong value behind, so a poisoned lock is still usable.
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
-}
-
-/// A temp file being filled; hashed as it is written, removed on drop unless
-/// committed.
-pub(crate) struct TempFile<'a> {
-    store: &'a FileStore,
-    path: PathBuf,
-    /// `None` once closed by `commit`.
-    file: Option<File>,
-    hasher: Sha512,
-}
-
-impl TempFile<'_> {
-    pub(crate) fn write(&mut self, chunk: &[u8]) -> Result<(), CafsError> {
-        self.hasher.update(chunk);
-        match self.file.as_mut() {
-            Some(file) => file
-                .write_all(chunk)
-                .map_err(|e| CafsError::io(format!("writing {}", self.path.display()), e)),
-            None => Err(CafsError::io(
-                format!("writing {}", self.path.display()),
-                std::io::Error::other("temp file already closed"),
-            )),
-        }
-    }
-
-    /// Close, then link into place under the digest of what was written.
-    pub(crate) fn commit(mut self) -> Result<String, CafsError> {
-        // Close before linking so no writer handle outlives the temp path.
-        drop(self.file.take());
-        let digest_hex = hex::encode(std::mem::take(&mut self.hasher).finalize());
-        let dest = self.store.file_path(&digest_hex)?;
-        link_into_place(&self.path, &dest)?;
-        Ok(digest_hex)
-    }
-}
-
-impl Drop for TempFile<'_> {
-    fn drop(&mut self) {
-        drop(self.file.take());
-        // Already linked or renamed away is the normal case: ignore NotFound.
-        let _ = fs::remove_file(&self.path);
-    }
-}
-
-/// Make `dest` hold the temp file's bytes without ever replacing an existing
-/// `dest`: a hard link fails atomically when the name is taken.
-fn link_into_place(tmp: &Path, dest: &Path) -> Result<(), CafsError> {
-    match fs::hard_link(tmp, dest) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(link_err) => {
-            // Filesystems without hard links: rename. A racing writer can only
-            // have placed identical bytes, so replacing them is harmless.
-            if fs::symlink_metadata(dest).is_ok() {
-                return Ok(());
-            }
-            fs::rename(tmp, dest).map_err(|e| {
-                CafsError::io(
-                    format!("placing {} (hard link failed: {link_err})", dest.display()),
-                    e,
-                )
-            })
-        }
-    }
-}
-
-fn sweep_stale_temp_files(tmp_dir: &Path) {
-    let Ok(entries) = fs::read_dir(tmp_dir) else {
-        return;
-    };
-    let now = SystemTime::now();
-    for entry in entries.flatten() {
-        let stale = entry
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|modified| now.duration_since(modified).ok())
-            .is_some_and(|age| age > STALE_TEMP_AGE);
-        if stale {
-            let _ = fs::remove_file(entry.path());
-        }
-    }
-}
-
-fn is_digest_hex(s: &str) -> bool {
-    s.len() == 128
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 fn parse_integrity(integrity: &str) -> Result<ssri::Integrity, CafsError> {
@@ -408,11 +255,4 @@ fn parse_integrity(integrity: &str) -> Result<ssri::Integrity, CafsError> {
         return Err(invalid());
     }
     Ok(sri)
-}
-
-fn now_ms() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as f64)
-        .unwrap_or(0.0)
 }

@@ -15,9 +15,9 @@ use ssri::{Integrity, IntegrityChecker};
 use tar::EntryType;
 
 use crate::error::{quote_path, CafsError};
+use crate::files::Files;
 use crate::index::FileEntry;
 use crate::limits::Limits;
-use crate::store::FileStore;
 
 mod path;
 pub(crate) use path::{hardlink_escapes, normalize_entry_path, symlink_escapes};
@@ -111,7 +111,7 @@ type Decoder<R> =
 
 /// Unpack `tgz` into `store`, verifying it against `sri`.
 pub(crate) fn unpack<R: Read>(
-    store: &FileStore,
+    store: &Files,
     tgz: R,
     sri: Integrity,
     limits: &Limits,
@@ -195,7 +195,7 @@ pub(crate) fn unpack<R: Read>(
 
 /// Per-tarball state while walking the entries.
 struct Walker<'a> {
-    store: &'a FileStore,
+    store: &'a Files,
     limits: &'a Limits,
     meter: Rc<Meter>,
     files: BTreeMap<String, FileEntry>,

@@ -1,15 +1,17 @@
 //! Content-addressed tarball files: `<root>/sha512/<hex[0..2]>/<hex[2..]>`.
 //!
 //! Invariant: a file at a final path always holds the complete bytes whose
-//! SHA-512 is its name. Bytes go to `<root>/tmp/` first, are fsynced, then
-//! renamed into place and the directory is fsynced, so neither a crash nor a
-//! power loss can leave a final path with partial content. Callers verify the
-//! digest before calling [`Blobs::put`].
+//! SHA-512 is its name. Bytes are written by the shared blob writer with
+//! [`Durability::Durable`] (temp file in `<root>/tmp/`, fsync, link into
+//! place, directory fsync): hosted tarballs exist nowhere else, so neither a
+//! crash nor a power loss may leave a final path with partial content.
+//! Callers verify the digest before calling [`Blobs::put`].
 
-use std::fs::{self, File};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use pnpr_store::blob::{self, Durability};
 
 use crate::Result;
 
@@ -31,9 +33,7 @@ impl Blobs {
         let tmp = root.join("tmp");
         fs::create_dir_all(&tmp)?;
         // Temp files only survive a crash mid-write; they are never referenced.
-        for entry in fs::read_dir(&tmp)?.flatten() {
-            let _ = fs::remove_file(entry.path());
-        }
+        blob::sweep_temp_dir(&tmp, Duration::ZERO);
         Ok(Self {
             root: root.to_path_buf(),
             tmp,
@@ -75,33 +75,15 @@ impl Blobs {
                 "invalid tarball digest".into(),
             ));
         };
+        // Cheap shortcut before a temp write and two fsyncs; the writer
+        // would keep the existing file anyway.
         if let Ok(m) = fs::metadata(&dest) {
             if m.is_file() && m.len() == bytes.len() as u64 {
                 return Ok(());
             }
         }
-        static SEQ: AtomicU64 = AtomicU64::new(0);
-        let seq = SEQ.fetch_add(1, Ordering::Relaxed);
-        let tmp = self.tmp.join(format!("{}-{seq}.tmp", &sha512_hex[..16]));
-        let result = (|| -> Result<()> {
-            let mut file = File::options()
-                .create(true)
-                .truncate(true)
-                .write(true)
-                .open(&tmp)?;
-            file.write_all(bytes)?;
-            file.sync_all()?;
-            drop(file);
-            let parent = dest.parent().unwrap_or(&self.root);
-            fs::create_dir_all(parent)?;
-            fs::rename(&tmp, &dest)?;
-            File::open(parent)?.sync_all()?;
-            Ok(())
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        result
+        blob::put(&self.tmp, &dest, bytes, Durability::Durable)?;
+        Ok(())
     }
 
     /// Removes an object no row references any more.

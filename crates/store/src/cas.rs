@@ -1,15 +1,18 @@
 //! Tarball CAS: `<root>/<namespace>/<algo>/<hex[0..2]>/<hex[2..]>`.
 //!
-//! Writers stream into `<root>/tmp/` while hashing and promote with an atomic
-//! rename only when the digest matches the expected SRI. A mismatch removes the
-//! temp file, so a failed fetch leaves nothing behind.
+//! Writers stream into `<root>/tmp/` through the [`blob`](crate::blob) writer
+//! while hashing, and are placed only when the digest matches the expected
+//! SRI. A mismatch removes the temp file, so a failed fetch leaves nothing
+//! behind. Objects are re-fetchable, so the CAS uses
+//! [`Durability::ProcessCrash`]: no fsync per tarball on the async path.
 
 use std::fs::{self, File};
-use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use ssri::{Integrity, IntegrityChecker};
 
+use crate::blob::{sweep_temp_dir, BlobWriter, Durability};
 use crate::{Result, StoreError};
 
 /// Content-addressable tarball store rooted at one directory.
@@ -31,11 +34,7 @@ impl Cas {
         let tmp = root.join("tmp");
         fs::create_dir_all(&tmp)?;
         // Leftovers of a crash are never valid objects; drop them.
-        if let Ok(entries) = fs::read_dir(&tmp) {
-            for e in entries.flatten() {
-                let _ = fs::remove_file(e.path());
-            }
-        }
+        sweep_temp_dir(&tmp, Duration::ZERO);
         Ok(Self {
             root: root.to_path_buf(),
             tmp,
@@ -75,20 +74,15 @@ impl Cas {
     /// Starts a verifying write of an object expected to match `expected`.
     pub fn writer(&self, ns: &str, expected: Integrity) -> Result<CasWriter> {
         let dest = self.path(ns, &expected)?;
-        let name = format!("{:016x}.tmp", rand::random::<u64>());
-        let tmp = self.tmp.join(name);
-        let file = File::options()
-            .create_new(true)
-            .write(true)
-            .read(true)
-            .open(&tmp)?;
+        let blob = BlobWriter::create(
+            &self.tmp,
+            IntegrityChecker::new(expected.clone()),
+            Durability::ProcessCrash,
+        )?;
         Ok(CasWriter {
-            file,
-            tmp,
+            blob,
             dest,
-            checker: IntegrityChecker::new(expected.clone()),
             expected,
-            written: 0,
         })
     }
 
@@ -132,68 +126,52 @@ fn check_ns(ns: &str) -> Result<()> {
 
 /// A temp file being filled and hashed; promoted by [`CasWriter::finish`].
 pub struct CasWriter {
-    file: File,
-    tmp: PathBuf,
+    blob: BlobWriter<IntegrityChecker>,
     dest: PathBuf,
-    checker: IntegrityChecker,
     expected: Integrity,
-    written: u64,
 }
 
 impl CasWriter {
     pub fn write(&mut self, chunk: &[u8]) -> Result<()> {
-        self.file.write_all(chunk)?;
-        self.checker.input(chunk);
-        self.written += chunk.len() as u64;
-        Ok(())
+        Ok(self.blob.write(chunk)?)
     }
 
     pub fn written(&self) -> u64 {
-        self.written
+        self.blob.written()
     }
 
     pub fn temp_path(&self) -> &Path {
-        &self.tmp
+        self.blob.temp_path()
     }
 
-    /// A second handle on the temp file; stays valid after the rename or
+    /// A second handle on the temp file; stays valid after the placement or
     /// unlink that ends the write, so concurrent readers never lose it.
     pub fn reader(&self) -> Result<File> {
-        Ok(File::open(&self.tmp)?)
+        Ok(self.blob.reader()?)
     }
 
-    /// Verifies the digest; on a match renames into place when `keep`, else
+    /// Verifies the digest; on a match places the object when `keep`, else
     /// unlinks. On a mismatch the temp file is removed and nothing is stored.
     pub fn finish(self, keep: bool) -> Result<Stored> {
         let CasWriter {
-            file,
-            tmp,
+            blob,
             dest,
-            checker,
             expected,
-            written,
         } = self;
-        drop(file);
+        let written = blob.written();
+        let (checker, sealed) = blob.seal()?;
         if checker.result().is_err() {
-            let _ = fs::remove_file(&tmp);
+            sealed.discard();
             return Err(StoreError::IntegrityMismatch {
                 expected: expected.to_string(),
                 actual: format!("{written} bytes with a different digest"),
             });
         }
-        if !keep {
-            let _ = fs::remove_file(&tmp);
-            return Ok(Stored {
-                path: dest,
-                len: written,
-            });
+        if keep {
+            sealed.place(&dest)?;
+        } else {
+            sealed.discard();
         }
-        if let Some(parent) = dest.parent() {
-            fs::create_dir_all(parent)?;
-        }
-        fs::rename(&tmp, &dest).inspect_err(|_| {
-            let _ = fs::remove_file(&tmp);
-        })?;
         Ok(Stored {
             path: dest,
             len: written,
@@ -202,7 +180,7 @@ impl CasWriter {
 
     /// Abandons the write (e.g. the upstream failed midway).
     pub fn abort(self) {
-        let _ = fs::remove_file(&self.tmp);
+        drop(self.blob);
     }
 }
 

@@ -10,6 +10,7 @@
 //!   namespace is ever found by a lookup in another;
 //! - metadata writes are single SQLite transactions (no partial rows).
 
+pub mod blob;
 pub mod cas;
 pub mod db;
 pub mod flight;
@@ -79,10 +80,6 @@ impl FetchFailure {
     }
 }
 
-/// Milliseconds since the Unix epoch, the unit every timestamp column uses.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
+/// Milliseconds since the Unix epoch, the unit every timestamp column uses
+/// (the one clock, re-exported so storage callers need not name it).
+pub use pnpr_clock::now_ms;
