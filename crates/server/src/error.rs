@@ -225,6 +225,41 @@ impl From<pnpr_auth::AuthError> for ApiError {
     }
 }
 
+impl From<pnpr_hosted::HostedError> for ApiError {
+    fn from(e: pnpr_hosted::HostedError) -> Self {
+        use pnpr_hosted::{HostedError, Permission};
+        match e {
+            HostedError::BadRequest(m) => ApiError::bad_request(m),
+            HostedError::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, m),
+            HostedError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, m),
+            e @ HostedError::IntegrityMismatch { .. } => ApiError::bad_request(e.to_string()),
+            HostedError::Denied {
+                permission,
+                package,
+                unauthenticated,
+            } => {
+                let verb = match permission {
+                    Permission::Unpublish => "unpublish",
+                    _ => "publish",
+                };
+                if unauthenticated {
+                    ApiError::unauthorized(format!("authentication required to {verb} {package}"))
+                } else {
+                    ApiError::forbidden(format!("not allowed to {verb} {package}"))
+                }
+            }
+            e @ (HostedError::NotOwner { .. }
+            | HostedError::ClaimNotAdmitted { .. }
+            | HostedError::NameServedUpstream { .. }) => ApiError::forbidden(e.to_string()),
+            e @ HostedError::UnknownUser(_) => ApiError::bad_request(e.to_string()),
+            e @ HostedError::ClaimUnverifiable { .. } => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+            }
+            other => ApiError::internal("hosted storage failure", other),
+        }
+    }
+}
+
 impl From<pnpr_packument::PackumentError> for ApiError {
     fn from(e: pnpr_packument::PackumentError) -> Self {
         match e {

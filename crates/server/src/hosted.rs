@@ -39,40 +39,6 @@ use crate::rendered::{json_with_etag, wants_abbreviated, ABBREVIATED};
 use crate::state::{AppState, PUBLIC_NS};
 use crate::users::identify;
 
-impl From<HostedError> for ApiError {
-    fn from(e: HostedError) -> Self {
-        match e {
-            HostedError::BadRequest(m) => ApiError::bad_request(m),
-            HostedError::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, m),
-            HostedError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, m),
-            e @ HostedError::IntegrityMismatch { .. } => ApiError::bad_request(e.to_string()),
-            HostedError::Denied {
-                permission,
-                package,
-                unauthenticated,
-            } => {
-                let verb = match permission {
-                    Permission::Unpublish => "unpublish",
-                    _ => "publish",
-                };
-                if unauthenticated {
-                    ApiError::unauthorized(format!("authentication required to {verb} {package}"))
-                } else {
-                    ApiError::forbidden(format!("not allowed to {verb} {package}"))
-                }
-            }
-            e @ (HostedError::NotOwner { .. }
-            | HostedError::ClaimNotAdmitted { .. }
-            | HostedError::NameServedUpstream { .. }) => ApiError::forbidden(e.to_string()),
-            e @ HostedError::UnknownUser(_) => ApiError::bad_request(e.to_string()),
-            e @ HostedError::ClaimUnverifiable { .. } => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
-            }
-            other => ApiError::internal("hosted storage failure", other),
-        }
-    }
-}
-
 /// The live `groups:` of the access policy, as ownership asks about them.
 struct PolicyGroups<'a>(&'a pnpr_auth::Policy);
 
