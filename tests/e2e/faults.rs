@@ -466,7 +466,12 @@ async fn sigterm_exits_within_the_grace_period_with_slow_clients_connected() {
         })
         .collect();
     let url = format!("{}slow", pnpr.url);
-    let in_flight = tokio::spawn(async move { Http::new().get(&url).await.status });
+    // Cut off by the shutdown: its outcome is not the point, only that it
+    // was in flight.
+    let in_flight = tokio::spawn(async move {
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        client.get(&url).send().await.map(|r| r.status().as_u16())
+    });
     tokio::time::sleep(Duration::from_millis(500)).await;
     let pid = pnpr.pid().expect("running");
     pnpr_e2e::proc::send_signal(pid, "TERM");
@@ -614,6 +619,16 @@ fn rss_mb(pid: u32) -> u64 {
         .map_or(0, |kb| kb / 1024)
 }
 
+/// The fastest of three rounds of 50 sequential cold GETs.
+async fn best_of_three(http: &Http, pnpr: &Pnpr, prefix: &str) -> Duration {
+    let mut best = Duration::MAX;
+    for round in 0..3 {
+        let took = cold_gets(http, pnpr, &format!("{prefix}-{round}-"), 50).await;
+        best = best.min(took);
+    }
+    best
+}
+
 /// Sequential cold GETs of `n` small packages named `{prefix}{i}`.
 async fn cold_gets(http: &Http, pnpr: &Pnpr, prefix: &str, n: usize) -> Duration {
     let t = Instant::now();
@@ -649,7 +664,10 @@ async fn a_huge_document_does_not_slow_other_lookups() {
     let http = Http::new();
     cold_gets(&http, &pnpr, "warm-", 20).await;
     let rss_before = rss_mb(pid);
-    let before = cold_gets(&http, &pnpr, "small-a-", 100).await;
+    // Names that sort right next to "huge", where the old inline layout
+    // read the whole huge row on every lookup. The fastest of three rounds,
+    // so load from tests running alongside does not pass for a slowdown.
+    let before = best_of_three(&http, &pnpr, "huge-a").await;
 
     let r = http.get(&format!("{}huge", pnpr.url)).await;
     r.assert_status(200);
@@ -658,7 +676,7 @@ async fn a_huge_document_does_not_slow_other_lookups() {
         100_000
     );
     drop(r);
-    let after = cold_gets(&http, &pnpr, "small-b-", 100).await;
+    let after = best_of_three(&http, &pnpr, "huge-b").await;
     let mut pings = Vec::new();
     for _ in 0..20 {
         let t = Instant::now();
@@ -668,9 +686,16 @@ async fn a_huge_document_does_not_slow_other_lookups() {
         pings.push(t.elapsed());
     }
     pings.sort();
-    let rss_after = rss_mb(pid);
+    // Settled RSS: the lowest of a few readings while light traffic runs
+    // (the allocator returns freed pages lazily, on later activity).
+    let mut rss_after = u64::MAX;
+    for i in 0..6 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        cold_gets(&http, &pnpr, &format!("settle-{i}-"), 3).await;
+        rss_after = rss_after.min(rss_mb(pid));
+    }
     eprintln!(
-        "huge document: {} MB; 100 cold GETs {before:?} before, {after:?} after; \
+        "huge document: {} MB; 50 cold GETs {before:?} before, {after:?} after; \
          /-/ping p95 {:?}; RSS {rss_before} MB -> {rss_after} MB",
         huge.len() >> 20,
         pings[18]
@@ -689,5 +714,61 @@ async fn a_huge_document_does_not_slow_other_lookups() {
         rss_after < rss_before + 250,
         "RSS {rss_before} MB -> {rss_after} MB"
     );
+    assert_no_panic(&pnpr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_install_with_a_dripping_tarball_fails_promptly_with_a_clear_status() {
+    let tgz = pnpr_e2e::publish::tarball(
+        "inst",
+        "1.0.0",
+        &[("index.js", b"module.exports = 1;\n".as_slice())],
+    );
+    let healthy = Arc::new(AtomicBool::new(false));
+    let (flag, body) = (Arc::clone(&healthy), tgz.clone());
+    let base = Arc::new(Mutex::new(String::new()));
+    let b2 = Arc::clone(&base);
+    let up = FaultUpstream::start(move |path| {
+        if !path.ends_with(".tgz") {
+            let base = b2.lock().unwrap().clone();
+            return Act::json(&packument("inst", &base, &body, 1));
+        }
+        if flag.load(Ordering::SeqCst) {
+            return Act::bytes(body.clone());
+        }
+        Act::Drip {
+            body: Arc::new(body.clone()),
+            at_once: 10,
+            gap: Duration::from_millis(300),
+        }
+    });
+    *base.lock().unwrap() = up.url.clone();
+    let pnpr = Pnpr::start(&config(&up, "    timeout: 1s\n    deadline: 3s\n", ""), &[]);
+    let req = pnpr_e2e::install_body(&pnpr.url, &[("inst", "1.0.0")], &[], serde_json::json!({}));
+    let t = Instant::now();
+    let answer = tokio::time::timeout(
+        Duration::from_secs(20),
+        pnpr_e2e::post_install(&pnpr.url, &req, None),
+    )
+    .await
+    .expect("/v1/install hung past 20 s");
+    let took = t.elapsed();
+    eprintln!(
+        "dripping tarball: /v1/install answered {} after {took:?}",
+        answer.status
+    );
+    assert!(
+        matches!(answer.status, 502 | 504),
+        "{} {}",
+        answer.status,
+        answer.text
+    );
+    assert!(answer.text.contains("error"), "{}", answer.text);
+    assert!(took < Duration::from_secs(8), "answered after {took:?}");
+    let http = Http::new();
+    assert_ping_fast(&http, &pnpr, Duration::from_secs(1)).await;
+    healthy.store(true, Ordering::SeqCst);
+    let answer = pnpr_e2e::post_install(&pnpr.url, &req, None).await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
     assert_no_panic(&pnpr);
 }
