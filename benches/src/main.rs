@@ -19,6 +19,8 @@
 //!       [--threads T] [--json FILE]`
 //!   `cargo run --release -p pnpr-bench -- shape-check [--latency-ms MS] [--rate-mbit MBIT]
 //!       [--per-connection-rate]`
+//!   `cargo run --release -p pnpr-bench -- login-storm [--runs N]` (N bad passwords per
+//!       attacking client, default 40)
 //!
 //! The rate is a shared link per direction (all connections through one
 //! shaper split it) unless `--per-connection-rate` gives every connection
@@ -35,9 +37,13 @@
 //! anonymous vs authenticated (public tree, and a mixed tree that also pulls
 //! a private package through an access-bearing uplink), to show that
 //! authenticated callers hit the resolution cache as often as anonymous ones.
+//!
+//! `login-storm` measures `/-/ping` p50/p95 while 8 clients send bad `Basic`
+//! passwords (see `login_storm`).
 
 mod auth;
 mod load;
+mod login_storm;
 mod peers;
 mod shaper;
 mod verdaccio;
@@ -66,7 +72,7 @@ struct Args {
     lockfile: Option<bool>,
 }
 
-const USAGE: &str = "pnpr-bench [install|auth|peers|load|shape-check] [--runs N] [--warmup N] \
+const USAGE: &str = "pnpr-bench [install|auth|peers|load|shape-check|login-storm] [--runs N] [--warmup N] \
 [--project DIR] [--latency-ms MS (one way, default 25)] [--rate-mbit MBIT (default 200, 0 = unlimited)] \
 [--per-connection-rate] [--store cold|warm|both] [--server cold|warm|both] [--lockfile no|yes|both] [--only direct,verdaccio,pnpr,v1] [--json FILE] [--upstream-storage DIR] \
 [--seconds S] [--connections C] [--threads T]";
@@ -119,7 +125,9 @@ fn parse_args() -> Args {
                 println!("{USAGE}");
                 std::process::exit(0);
             }
-            "install" | "auth" | "peers" | "load" | "shape-check" => a.mode = flag.clone(),
+            "install" | "auth" | "peers" | "load" | "shape-check" | "login-storm" => {
+                a.mode = flag.clone()
+            }
             other => fail(&format!("unknown argument {other}\n{USAGE}")),
         }
     }
@@ -243,6 +251,10 @@ fn main() {
         }
         "shape-check" => {
             shape_check(&a);
+            return;
+        }
+        "login-storm" => {
+            login_storm::run(a.runs.unwrap_or(40));
             return;
         }
         _ => {}

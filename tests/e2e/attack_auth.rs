@@ -274,7 +274,7 @@ async fn bad_password_flood_does_not_stall_ping() {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut attackers = Vec::new();
     for c in 0..8 {
-        let (url, stop, http) = (url.clone(), stop.clone(), http.clone());
+        let (url, stop, http) = (url.clone(), std::sync::Arc::clone(&stop), http.clone());
         attackers.push(tokio::spawn(async move {
             let mut sent = 0u32;
             while sent < 200 && !stop.load(std::sync::atomic::Ordering::Relaxed) {

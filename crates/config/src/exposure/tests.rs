@@ -117,3 +117,22 @@ fn rate_limit_errors_name_the_key() {
         "auth.rate_limit: expected a mapping, found a number"
     );
 }
+
+#[test]
+fn example_config_documents_the_auth_budgets() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../pnpr.yaml.example");
+    let e = Env::from_pairs(
+        [
+            ("PNPR_NPM_REGISTRY", "http://127.0.0.1:4000/"),
+            ("CORP_REGISTRY", "https://127.0.0.1:4001/npm/"),
+            ("CORP_NPM_TOKEN", "corp-token"),
+            ("INTERNAL_MIRROR", "https://127.0.0.1:4002/"),
+            ("PNPR_SECRET", "an-example-secret-of-32-bytes!!!"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    );
+    let c = Config::load_file(&path, &e).expect("example loads");
+    assert_eq!(c.auth.rate_limit, RateLimitConfig::default());
+    assert!(c.auth.htpasswd.as_ref().is_some_and(|h| h.max_users_set));
+    assert!(c.check_exposure(addr("0.0.0.0:4873")).is_ok());
+}
