@@ -15,7 +15,13 @@ pub(super) fn limits(v: &Value) -> Result<Limits, ConfigError> {
         let size = || positive(size_value(node)).map_err(|r| ConfigError::invalid(&path, r));
         let time = || {
             duration_value(node)
-                .and_then(|d| if d.is_zero() { Err("must be greater than 0".to_owned()) } else { Ok(d) })
+                .and_then(|d| {
+                    if d.is_zero() {
+                        Err("must be greater than 0".to_owned())
+                    } else {
+                        Ok(d)
+                    }
+                })
                 .map_err(|r| ConfigError::invalid(&path, r))
         };
         let count = || {
