@@ -223,11 +223,18 @@ fn parse_write_path(raw: &str) -> Result<(String, WriteTarget), ApiError> {
     Ok((name, target))
 }
 
-fn caller(state: &AppState, headers: &HeaderMap) -> Caller {
-    let auth = headers
+/// The caller of a write, with the connection's peer address so tokens
+/// restricted to networks (`cidr_whitelist`) are honoured.
+fn caller(state: &AppState, req: &Request) -> Caller {
+    let auth = req
+        .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    state.auth.authenticate(auth, None)
+    let peer = req
+        .extensions()
+        .get::<crate::identity::ClientAddr>()
+        .and_then(|a| a.0);
+    state.auth.authenticate(auth, peer)
 }
 
 fn verb(action: Action) -> &'static str {
@@ -330,7 +337,7 @@ fn ok(status: StatusCode, message: impl Into<String>) -> Response {
 pub async fn write(state: &Arc<AppState>, req: Request) -> Result<Response, ApiError> {
     let method = req.method().clone();
     let (name, target) = parse_write_path(req.uri().path())?;
-    let who = caller(state, req.headers());
+    let who = caller(state, &req);
     match (method, target) {
         (Method::PUT, WriteTarget::Doc { rev }) => {
             let body = parse_json(&read_body(state, req).await?)?;
@@ -554,7 +561,7 @@ async fn dist_tags_inner(state: &Arc<AppState>, req: Request) -> Result<Response
         _ => return Err(ApiError::not_found("no such endpoint")),
     };
     let method = req.method().clone();
-    let who = caller(state, req.headers());
+    let who = caller(state, &req);
     match (method, tag) {
         (Method::GET | Method::HEAD, None) => {
             state
