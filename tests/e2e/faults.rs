@@ -546,6 +546,12 @@ async fn concurrent_packument_misses_share_one_upstream_fetch() {
         "16 concurrent misses of a {} MB document: RSS {rss_before} MB -> {rss_after} MB",
         body.len() >> 20
     );
+    // One document and one rendering for all of them (each waiter holding
+    // its own copy measured +188-207 MB here).
+    assert!(
+        rss_after < rss_before + 160,
+        "RSS {rss_before} MB -> {rss_after} MB"
+    );
 
     // 100 concurrent GETs over 10 cold names: one fetch per name.
     let gets: Vec<_> = (0..100)

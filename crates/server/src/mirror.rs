@@ -111,9 +111,23 @@ pub(crate) async fn load_packument_fresh(
                 continue;
             }
         }
+        let (st, k, private) = (Arc::clone(state), key.clone(), source.private);
         let fetched = state
             .packument_flights
-            .join(state, key.clone(), maxage_ms, source.private)
+            .join(
+                state,
+                |s| &s.packument_flights,
+                key.clone(),
+                move || async move { fetch_packument(&st, &k, maxage_ms, private).await }.boxed(),
+                || {
+                    failed(
+                        UpstreamError::Client {
+                            message: "packument fetch task ended".into(),
+                        },
+                        true,
+                    )
+                },
+            )
             .await;
         let stale = |docs: &mut Vec<(String, Value)>| -> Result<bool, ApiError> {
             match &row {
@@ -206,7 +220,7 @@ pub(crate) struct FlightKey {
 /// What one shared packument fetch came to; every waiter gets a clone, so
 /// large parts are behind `Arc` and the document exists once per flight.
 #[derive(Clone)]
-enum Fetched {
+pub(crate) enum Fetched {
     /// 200, validated and stored at `at`.
     Stored {
         doc: Arc<Value>,
@@ -236,31 +250,51 @@ enum Fetched {
     },
 }
 
-type SharedFetch = Shared<BoxFuture<'static, Fetched>>;
-
-/// Single flight for packument fetches: concurrent misses of one
-/// (namespace, package, uplink) share one upstream fetch, run in its own task
-/// so a waiter that goes away does not cancel it for the others. The entry
-/// is removed when the fetch ends, so the map holds only fetches in flight.
-#[derive(Default)]
-pub(crate) struct PackumentFlights {
-    inflight: Mutex<HashMap<FlightKey, SharedFetch>>,
+/// Single flight: concurrent callers asking for the same key share one piece
+/// of work, run in its own task so a caller that goes away does not cancel
+/// it for the others. The entry is removed when the work ends, so the map
+/// holds only work in flight and its result exists once, not per caller.
+pub(crate) struct Flights<K, V: Clone> {
+    inflight: Mutex<HashMap<K, Shared<BoxFuture<'static, V>>>>,
 }
 
-impl PackumentFlights {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<FlightKey, SharedFetch>> {
+impl<K, V: Clone> Default for Flights<K, V> {
+    fn default() -> Self {
+        Self {
+            inflight: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+/// Packument fetches in flight, per (namespace, package, uplink).
+pub(crate) type PackumentFlights = Flights<FlightKey, Fetched>;
+
+/// Packument bodies being rendered, per render key (namespace, name, form,
+/// tarball base, uplinks): concurrent misses of one document build it once.
+pub(crate) type RenderFlights =
+    Flights<String, Result<Arc<crate::rendered::Rendered>, Arc<ApiError>>>;
+
+impl<K, V> Flights<K, V>
+where
+    K: Eq + std::hash::Hash + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, Shared<BoxFuture<'static, V>>>> {
         // Plain map of handles: a panic elsewhere cannot leave it torn.
         self.inflight.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Joins the fetch of `key` in flight, or starts it.
-    async fn join(
+    /// Joins the work for `key` in flight, or starts `work`. `this` finds
+    /// this map again from the state (the task outlives the borrow);
+    /// `lost` is the answer when the task itself died.
+    pub(crate) async fn join(
         &self,
         state: &Arc<AppState>,
-        key: FlightKey,
-        maxage_ms: i64,
-        private: bool,
-    ) -> Fetched {
+        this: fn(&AppState) -> &Self,
+        key: K,
+        work: impl FnOnce() -> BoxFuture<'static, V>,
+        lost: fn() -> V,
+    ) -> V {
         let shared = {
             let mut map = self.lock();
             match map.get(&key) {
@@ -268,19 +302,15 @@ impl PackumentFlights {
                 None => {
                     let st = Arc::clone(state);
                     let k = key.clone();
+                    let fut = work();
                     let task = tokio::spawn(async move {
-                        let out = fetch_packument(&st, &k, maxage_ms, private).await;
-                        st.packument_flights.lock().remove(&k);
+                        let out = fut.await;
+                        this(&st).lock().remove(&k);
                         out
                     });
-                    let fut = async move {
-                        task.await.unwrap_or_else(|e| {
-                            Fetched::Storage(Arc::new(pnpr_store::StoreError::Io(
-                                std::io::Error::other(e.to_string()),
-                            )))
-                        })
-                    };
-                    let shared = fut.boxed().shared();
+                    let shared = async move { task.await.unwrap_or_else(|_| lost()) }
+                        .boxed()
+                        .shared();
                     map.insert(key, shared.clone());
                     shared
                 }

@@ -16,7 +16,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use pnpr_packument::{RegistryPath, RegistryTarget};
 use pnpr_store::{now_ms, TarballBody};
 
@@ -133,26 +133,62 @@ async fn serve_packument(
     let rendered = match hit {
         Some(r) => r,
         None => {
-            let (doc, fresh_until) = load_packument_fresh(state, source, &parsed.name).await?;
-            let mut doc = doc.ok_or_else(|| ApiError::not_found(&parsed.name))?;
-            pnpr_packument::rewrite_tarballs(&mut doc, &source.tarball_base);
-            let (body, ctype) = if abbreviated {
-                (pnpr_packument::abbreviate(&doc), ABBREVIATED)
-            } else {
-                (doc, "application/json")
+            // Concurrent misses of one document render it once, together.
+            let (st, src, name, k) = (
+                Arc::clone(state),
+                source.clone(),
+                parsed.name.clone(),
+                key.clone(),
+            );
+            let work = move || {
+                async move {
+                    render(&st, &src, &name, abbreviated, k)
+                        .await
+                        .map_err(Arc::new)
+                }
+                .boxed()
             };
-            let r = Arc::new(Rendered::new(&body, ctype, fresh_until)?);
-            if r.fresh_at(now) {
-                state
-                    .rendered
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .put(key, Arc::clone(&r));
-            }
-            r
+            let lost = || Err(Arc::new(ApiError::internal("rendering", "task ended")));
+            state
+                .render_flights
+                .join(state, |s| &s.render_flights, key, work, lost)
+                .await
+                .map_err(|e| ApiError {
+                    status: e.status,
+                    message: e.message.clone(),
+                    retry_after: e.retry_after,
+                })?
         }
     };
     Ok(rendered.respond(headers))
+}
+
+/// Loads, rewrites, abbreviates and serialises one packument, and keeps the
+/// bytes while the metadata they came from is fresh.
+async fn render(
+    state: &Arc<AppState>,
+    source: &Source,
+    name: &str,
+    abbreviated: bool,
+    key: String,
+) -> Result<Arc<Rendered>, ApiError> {
+    let (doc, fresh_until) = load_packument_fresh(state, source, name).await?;
+    let mut doc = doc.ok_or_else(|| ApiError::not_found(name))?;
+    pnpr_packument::rewrite_tarballs(&mut doc, &source.tarball_base);
+    let (body, ctype) = if abbreviated {
+        (pnpr_packument::abbreviate(&doc), ABBREVIATED)
+    } else {
+        (doc, "application/json")
+    };
+    let r = Arc::new(Rendered::new(&body, ctype, fresh_until)?);
+    if r.fresh_at(now_ms()) {
+        state
+            .rendered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .put(key, Arc::clone(&r));
+    }
+    Ok(r)
 }
 
 async fn serve_version(

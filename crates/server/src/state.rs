@@ -83,6 +83,8 @@ pub struct AppState {
     pub(crate) rendered: crate::rendered::RenderedCache,
     /// Packument fetches in flight, shared by concurrent misses.
     pub(crate) packument_flights: crate::mirror::PackumentFlights,
+    /// Packument bodies being rendered, shared by concurrent misses.
+    pub(crate) render_flights: crate::mirror::RenderFlights,
     /// Resolution cache, integrity bindings and install admission.
     pub(crate) accelerator: crate::accelerator::Accelerator,
     /// Concurrent `/-/v1/search` scans.
@@ -168,6 +170,7 @@ impl AppState {
             access,
             rendered,
             packument_flights: Default::default(),
+            render_flights: Default::default(),
             accelerator,
             searches: Arc::new(tokio::sync::Semaphore::new(2)),
             config,
