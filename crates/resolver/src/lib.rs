@@ -255,23 +255,30 @@ fn parse_overrides(map: &BTreeMap<String, String>) -> Vec<Override> {
 }
 
 impl<'a> Resolver<'a> {
-    /// Fetches every missing packument; failures are returned, not cached.
-    async fn fetch_lenient(&mut self, names: Vec<String>) -> HashMap<String, ResolveError> {
+    /// Fetches every packument not held yet, `concurrency` at a time.
+    async fn fetch_missing(
+        &self,
+        names: impl IntoIterator<Item = String>,
+    ) -> Vec<(String, Result<Arc<Value>, ResolveError>)> {
         let missing: BTreeSet<String> = names
             .into_iter()
             .filter(|n| !self.packuments.contains_key(n))
             .collect();
         let source = self.source;
-        let results: Vec<_> = stream::iter(missing)
+        stream::iter(missing)
             .map(|name| async move {
                 let r = source.packument(&name).await;
                 (name, r)
             })
             .buffer_unordered(self.opts.concurrency.max(1))
             .collect()
-            .await;
+            .await
+    }
+
+    /// Fetches every missing packument; failures are returned, not cached.
+    async fn fetch_lenient(&mut self, names: Vec<String>) -> HashMap<String, ResolveError> {
         let mut failed = HashMap::new();
-        for (name, r) in results {
+        for (name, r) in self.fetch_missing(names).await {
             match r {
                 Ok(doc) => {
                     self.packuments.insert(name, doc);
@@ -288,20 +295,7 @@ impl<'a> Resolver<'a> {
         &mut self,
         names: impl IntoIterator<Item = String>,
     ) -> Result<(), ResolveError> {
-        let missing: BTreeSet<String> = names
-            .into_iter()
-            .filter(|n| !self.packuments.contains_key(n))
-            .collect();
-        let source = self.source;
-        let results: Vec<_> = stream::iter(missing)
-            .map(|name| async move {
-                let r = source.packument(&name).await;
-                (name, r)
-            })
-            .buffer_unordered(self.opts.concurrency.max(1))
-            .collect()
-            .await;
-        for (name, r) in results {
+        for (name, r) in self.fetch_missing(names).await {
             self.packuments.insert(name, r?);
         }
         Ok(())
@@ -428,105 +422,156 @@ impl<'a> Resolver<'a> {
             }
         }
         while !level.is_empty() {
-            let mut wanted: Vec<(usize, String, String, String, bool)> = Vec::new();
-            for (i, (id, _)) in level.iter().enumerate() {
-                let Some(pkg) = self.pkgs.get(id) else {
-                    continue;
-                };
-                let parent_name = pkg.name.clone();
-                for (alias, spec, optional) in Self::child_specs(&pkg.manifest) {
-                    let spec = self.apply_override(Some(&parent_name), &alias, &spec);
-                    wanted.push((i, alias, spec, parent_name.clone(), optional));
-                }
-            }
-            let mut names = Vec::new();
-            for (_, alias, spec, _, _) in &wanted {
-                match parse_spec(alias, spec) {
-                    Some(Wanted::Registry { name, .. }) => names.push(name),
-                    Some(Wanted::Link(_)) => {}
-                    _ => {
-                        return Err(ResolveError::UnsupportedSpec {
-                            name: alias.clone(),
-                            spec: spec.clone(),
-                        })
-                    }
-                }
-            }
+            let (wanted, names) = self.wanted_children(&level)?;
             // Optional dependencies that cannot be resolved are skipped, as pnpm does.
-            let mut failed = self.fetch_lenient(names).await;
-            let mut children_of: Vec<Vec<Child>> = vec![Vec::new(); level.len()];
-            for (i, alias, spec, _, optional) in wanted {
-                let (name, range) = match parse_spec(&alias, &spec) {
-                    Some(Wanted::Registry { name, spec }) => (name, spec),
-                    Some(Wanted::Link(path)) => {
-                        // Links inside registry packages are kept verbatim, `.` as empty.
-                        let p = join_dir(".", &path);
-                        let target = Target::Link(if p == "." { String::new() } else { p });
-                        children_of[i].push(Child {
-                            alias,
-                            target,
-                            optional,
-                        });
-                        continue;
-                    }
-                    _ => continue,
-                };
-                let mut preferred = level[i].1.versions(&name);
-                if let Some(v) = self
-                    .locked_children
-                    .get(&level[i].0)
-                    .and_then(|m| m.get(&alias))
-                {
-                    preferred.insert(0, v.clone());
-                }
-                if let Some(e) = failed.remove(&name) {
-                    if optional {
-                        continue;
-                    }
-                    return Err(e);
-                }
-                let id = match self.pick(&name, &range, &preferred, optional) {
-                    Ok(id) => id,
-                    Err(_) if optional => continue,
-                    Err(e) => return Err(e),
-                };
-                children_of[i].push(Child {
-                    alias,
-                    target: Target::Pkg(id),
-                    optional,
-                });
-            }
-            let mut next = Vec::new();
-            for ((id, pref), children) in level.into_iter().zip(children_of) {
-                let mut map: HashMap<String, Vec<String>> = HashMap::new();
-                for c in &children {
-                    if let Target::Pkg(cid) = &c.target {
-                        if let Some(p) = self.pkgs.get(cid) {
-                            map.entry(p.name.clone())
-                                .or_default()
-                                .push(p.version.clone());
-                        }
-                    }
-                }
-                let child_pref = Arc::new(Preferred {
-                    parent: Some(Arc::clone(&pref)),
-                    map,
-                });
-                for c in &children {
-                    if let Target::Pkg(cid) = &c.target {
-                        if self.expanded.insert(cid.clone()) {
-                            next.push((cid.clone(), Arc::clone(&child_pref)));
-                        }
-                    }
-                }
-                if let Some(p) = self.pkgs.get_mut(&id) {
-                    p.children = children;
-                }
-            }
-            level = next;
+            let failed = self.fetch_lenient(names).await;
+            let children_of = self.resolve_children(&level, wanted, failed)?;
+            level = self.adopt_children(level, children_of);
         }
         Ok(())
     }
+
+    /// The (overridden) child specs of every package of `level`, and the
+    /// registry names they need; a spec of an unsupported kind fails the level.
+    fn wanted_children(
+        &self,
+        level: &[(String, Arc<Preferred>)],
+    ) -> Result<(Vec<WantedChild>, Vec<String>), ResolveError> {
+        let mut wanted = Vec::new();
+        for (parent, (id, _)) in level.iter().enumerate() {
+            let Some(pkg) = self.pkgs.get(id) else {
+                continue;
+            };
+            for (alias, spec, optional) in Self::child_specs(&pkg.manifest) {
+                let spec = self.apply_override(Some(&pkg.name), &alias, &spec);
+                wanted.push(WantedChild {
+                    parent,
+                    alias,
+                    spec,
+                    optional,
+                });
+            }
+        }
+        let mut names = Vec::new();
+        for w in &wanted {
+            match parse_spec(&w.alias, &w.spec) {
+                Some(Wanted::Registry { name, .. }) => names.push(name),
+                Some(Wanted::Link(_)) => {}
+                _ => {
+                    return Err(ResolveError::UnsupportedSpec {
+                        name: w.alias.clone(),
+                        spec: w.spec.clone(),
+                    })
+                }
+            }
+        }
+        Ok((wanted, names))
+    }
+
+    /// Picks a version for every wanted child, per parent of `level`; optional
+    /// children whose metadata failed or has no match are dropped.
+    fn resolve_children(
+        &mut self,
+        level: &[(String, Arc<Preferred>)],
+        wanted: Vec<WantedChild>,
+        mut failed: HashMap<String, ResolveError>,
+    ) -> Result<Vec<Vec<Child>>, ResolveError> {
+        let mut children_of: Vec<Vec<Child>> = vec![Vec::new(); level.len()];
+        for WantedChild {
+            parent: i,
+            alias,
+            spec,
+            optional,
+        } in wanted
+        {
+            let (name, range) = match parse_spec(&alias, &spec) {
+                Some(Wanted::Registry { name, spec }) => (name, spec),
+                Some(Wanted::Link(path)) => {
+                    // Links inside registry packages are kept verbatim, `.` as empty.
+                    let p = join_dir(".", &path);
+                    let target = Target::Link(if p == "." { String::new() } else { p });
+                    children_of[i].push(Child {
+                        alias,
+                        target,
+                        optional,
+                    });
+                    continue;
+                }
+                _ => continue,
+            };
+            let mut preferred = level[i].1.versions(&name);
+            if let Some(v) = self
+                .locked_children
+                .get(&level[i].0)
+                .and_then(|m| m.get(&alias))
+            {
+                preferred.insert(0, v.clone());
+            }
+            if let Some(e) = failed.remove(&name) {
+                if optional {
+                    continue;
+                }
+                return Err(e);
+            }
+            let id = match self.pick(&name, &range, &preferred, optional) {
+                Ok(id) => id,
+                Err(_) if optional => continue,
+                Err(e) => return Err(e),
+            };
+            children_of[i].push(Child {
+                alias,
+                target: Target::Pkg(id),
+                optional,
+            });
+        }
+        Ok(children_of)
+    }
+
+    /// Records each package's children and returns the next level: children
+    /// not expanded yet, preferring the versions their siblings use.
+    fn adopt_children(
+        &mut self,
+        level: Vec<(String, Arc<Preferred>)>,
+        children_of: Vec<Vec<Child>>,
+    ) -> Vec<(String, Arc<Preferred>)> {
+        let mut next = Vec::new();
+        for ((id, pref), children) in level.into_iter().zip(children_of) {
+            let mut map: HashMap<String, Vec<String>> = HashMap::new();
+            for c in &children {
+                if let Target::Pkg(cid) = &c.target {
+                    if let Some(p) = self.pkgs.get(cid) {
+                        map.entry(p.name.clone())
+                            .or_default()
+                            .push(p.version.clone());
+                    }
+                }
+            }
+            let child_pref = Arc::new(Preferred {
+                parent: Some(Arc::clone(&pref)),
+                map,
+            });
+            for c in &children {
+                if let Target::Pkg(cid) = &c.target {
+                    if self.expanded.insert(cid.clone()) {
+                        next.push((cid.clone(), Arc::clone(&child_pref)));
+                    }
+                }
+            }
+            if let Some(p) = self.pkgs.get_mut(&id) {
+                p.children = children;
+            }
+        }
+        next
+    }
+}
+
+/// A child edge of a package of the current level, before it is picked.
+struct WantedChild {
+    /// Index of the parent in the level.
+    parent: usize,
+    alias: String,
+    spec: String,
+    optional: bool,
 }
 
 /// Effective peer dependencies of a manifest as pnpm records them: declared peers
@@ -662,247 +707,353 @@ pub async fn resolve(
     opts: &ResolveOptions,
 ) -> Result<Resolution, ResolveError> {
     if opts.frozen {
-        let lf = opts
-            .input_lockfile
-            .as_ref()
-            .ok_or(ResolveError::FrozenMismatch)?;
-        if !frozen_matches(lf, projects) {
-            return Err(ResolveError::FrozenMismatch);
-        }
-        let packages = peers::collect_packages(lf, &opts.registry);
-        return Ok(Resolution {
-            lockfile: lf.clone(),
-            packages,
-        });
+        return frozen_resolution(projects, opts);
     }
     let seed = if opts.prefer_frozen {
         opts.input_lockfile.as_ref()
     } else {
         None
     };
-    let mut locked_children = HashMap::new();
-    if let Some(lf) = seed {
-        for (key, snap) in &lf.snapshots {
-            let id = strip_suffix(key).to_string();
-            let entry: &mut BTreeMap<String, String> = locked_children.entry(id).or_default();
-            for (alias, v) in snap.dependencies.iter().chain(&snap.optional_dependencies) {
-                let v = strip_suffix(v);
-                // Aliased references carry `name@version`; keep only the version.
-                let version = if v.contains('@') {
-                    split_name_range(v).1.unwrap_or(v)
-                } else {
-                    v
-                };
-                entry.insert(alias.clone(), version.to_string());
-            }
+    let mut r = Resolver::new(source, opts, locked_children(seed));
+    let by_name = workspace_dirs(projects)?;
+    let (mut importers, pending) = r.direct_deps(projects, &by_name)?;
+    r.fetch_all(pending.iter().map(|p| p.name.clone())).await?;
+    let roots = r.pick_direct(&mut importers, pending, seed)?;
+    r.expand(roots).await?;
+    if opts.auto_install_peers {
+        r.auto_install_peers(&mut importers).await?;
+    }
+    let mut graph = Graph {
+        pkgs: r.pkgs,
+        importers,
+    };
+    if opts.auto_install_peers {
+        hoist_peers(&mut graph);
+    }
+    let lockfile = peers::build_lockfile(&graph, opts);
+    let packages = peers::collect_packages(&lockfile, &opts.registry);
+    Ok(Resolution { lockfile, packages })
+}
+
+/// A frozen install takes the input lockfile as it is, if it still matches
+/// every project's manifest.
+fn frozen_resolution(
+    projects: &[ProjectInput],
+    opts: &ResolveOptions,
+) -> Result<Resolution, ResolveError> {
+    let lf = opts
+        .input_lockfile
+        .as_ref()
+        .ok_or(ResolveError::FrozenMismatch)?;
+    if !frozen_matches(lf, projects) {
+        return Err(ResolveError::FrozenMismatch);
+    }
+    let packages = peers::collect_packages(lf, &opts.registry);
+    Ok(Resolution {
+        lockfile: lf.clone(),
+        packages,
+    })
+}
+
+/// Pins of the seed lockfile: package id → child alias → version.
+fn locked_children(
+    seed: Option<&pnpr_lockfile::Lockfile>,
+) -> HashMap<String, BTreeMap<String, String>> {
+    let mut locked = HashMap::new();
+    let Some(lf) = seed else {
+        return locked;
+    };
+    for (key, snap) in &lf.snapshots {
+        let id = strip_suffix(key).to_string();
+        let entry: &mut BTreeMap<String, String> = locked.entry(id).or_default();
+        for (alias, v) in snap.dependencies.iter().chain(&snap.optional_dependencies) {
+            let v = strip_suffix(v);
+            // Aliased references carry `name@version`; keep only the version.
+            let version = if v.contains('@') {
+                split_name_range(v).1.unwrap_or(v)
+            } else {
+                v
+            };
+            entry.insert(alias.clone(), version.to_string());
         }
     }
-    let mut r = Resolver {
-        source,
-        opts,
-        policy: PickPolicy {
-            min_age_ms: opts
-                .minimum_release_age_minutes
-                .map(|m| (m as i64).saturating_mul(60_000)),
-            now_ms: opts.now_ms,
-        },
-        packuments: HashMap::new(),
-        overrides: parse_overrides(&opts.overrides),
-        pkgs: BTreeMap::new(),
-        expanded: HashSet::new(),
-        locked_children,
-    };
+    locked
+}
 
-    let mut dirs = BTreeMap::new();
+/// Normalized project dirs by project name (for `workspace:`); a dir given
+/// twice is refused.
+fn workspace_dirs(projects: &[ProjectInput]) -> Result<HashMap<&str, String>, ResolveError> {
+    let mut dirs = BTreeSet::new();
     let mut by_name: HashMap<&str, String> = HashMap::new();
     for p in projects {
         let dir = normalize_dir(&p.dir)?;
-        if dirs.insert(dir.clone(), ()).is_some() {
+        if !dirs.insert(dir.clone()) {
             return Err(ResolveError::InvalidDir(p.dir.clone()));
         }
         if !p.name.is_empty() {
             by_name.insert(p.name.as_str(), dir);
         }
     }
+    Ok(by_name)
+}
 
-    // Direct dependencies of every importer.
-    let mut importers: Vec<ImporterGraph> = Vec::new();
-    let mut all_names = Vec::new();
-    let mut pending = Vec::new();
-    for p in projects {
-        let dir = normalize_dir(&p.dir)?;
-        let idx = importers.len();
-        importers.push(ImporterGraph {
-            dir: dir.clone(),
-            ..Default::default()
-        });
-        let mut deps: BTreeMap<String, (String, Group)> = BTreeMap::new();
-        for (group, map) in [
-            (Group::Dev, &p.dev_dependencies),
-            (Group::Prod, &p.dependencies),
-            (Group::Optional, &p.optional_dependencies),
-        ] {
-            for (k, v) in map {
-                deps.insert(k.clone(), (v.clone(), group));
-            }
+/// The version the seed lockfile pinned for a direct dependency, if its
+/// specifier did not change.
+fn locked_direct_version(
+    seed: Option<&pnpr_lockfile::Lockfile>,
+    dir: &str,
+    alias: &str,
+    specifier: &str,
+) -> Option<String> {
+    let imp = seed?.importers.get(dir)?;
+    let d = imp
+        .dependencies
+        .get(alias)
+        .or_else(|| imp.dev_dependencies.get(alias))
+        .or_else(|| imp.optional_dependencies.get(alias))?;
+    (d.specifier == specifier).then(|| {
+        let v = strip_suffix(&d.version);
+        if v.starts_with('@') || (v.contains('@')) {
+            split_name_range(v).1.unwrap_or(v).to_string()
+        } else {
+            v.to_string()
         }
-        for (alias, (specifier, group)) in deps {
-            let spec = r.apply_override(None, &alias, &specifier);
-            let target = match parse_spec(&alias, &spec) {
-                Some(Wanted::Registry { name, spec: range }) => {
-                    all_names.push(name.clone());
-                    pending.push((idx, alias, specifier, group, name, range));
-                    continue;
-                }
-                Some(Wanted::Workspace) => {
-                    let target_dir = by_name
-                        .get(alias.as_str())
-                        .ok_or_else(|| ResolveError::WorkspaceNotFound(alias.clone()))?;
-                    Target::Link(relative_dir(&dir, target_dir))
-                }
-                Some(Wanted::Link(path)) => {
-                    Target::Link(relative_dir(&dir, &join_dir(&dir, &path)))
-                }
-                None => return Err(ResolveError::UnsupportedSpec { name: alias, spec }),
+    })
+}
+
+/// pnpm (with auto-install-peers) hoists every peer that was resolved from a
+/// provider below an importer's root to that root, so the provider stays in
+/// scope for the whole importer tree.
+fn hoist_peers(graph: &mut Graph) {
+    for idx in 0..graph.importers.len() {
+        let hoisted = peers::resolved_below_root(graph, idx);
+        graph.importers[idx].hoisted = hoisted;
+    }
+}
+
+/// A registry dependency of an importer, waiting for its packument.
+struct PendingDirect {
+    importer: usize,
+    alias: String,
+    specifier: String,
+    group: Group,
+    name: String,
+    range: String,
+}
+
+impl<'a> Resolver<'a> {
+    fn new(
+        source: &'a dyn MetadataSource,
+        opts: &'a ResolveOptions,
+        locked_children: HashMap<String, BTreeMap<String, String>>,
+    ) -> Self {
+        Resolver {
+            source,
+            opts,
+            policy: PickPolicy {
+                min_age_ms: opts
+                    .minimum_release_age_minutes
+                    .map(|m| (m as i64).saturating_mul(60_000)),
+                now_ms: opts.now_ms,
+            },
+            packuments: HashMap::new(),
+            overrides: parse_overrides(&opts.overrides),
+            pkgs: BTreeMap::new(),
+            expanded: HashSet::new(),
+            locked_children,
+        }
+    }
+
+    /// Direct dependencies of every importer: workspace and `link:` targets
+    /// are settled here; registry ones are returned to be picked once their
+    /// packuments are fetched.
+    fn direct_deps(
+        &self,
+        projects: &[ProjectInput],
+        by_name: &HashMap<&str, String>,
+    ) -> Result<(Vec<ImporterGraph>, Vec<PendingDirect>), ResolveError> {
+        let mut importers: Vec<ImporterGraph> = Vec::new();
+        let mut pending = Vec::new();
+        for p in projects {
+            let dir = normalize_dir(&p.dir)?;
+            let idx = importers.len();
+            let mut importer = ImporterGraph {
+                dir: dir.clone(),
+                ..Default::default()
             };
+            for (alias, (specifier, group)) in grouped_deps(p) {
+                let spec = self.apply_override(None, &alias, &specifier);
+                let target = match parse_spec(&alias, &spec) {
+                    Some(Wanted::Registry { name, spec: range }) => {
+                        pending.push(PendingDirect {
+                            importer: idx,
+                            alias,
+                            specifier,
+                            group,
+                            name,
+                            range,
+                        });
+                        continue;
+                    }
+                    Some(Wanted::Workspace) => {
+                        let target_dir = by_name
+                            .get(alias.as_str())
+                            .ok_or_else(|| ResolveError::WorkspaceNotFound(alias.clone()))?;
+                        Target::Link(relative_dir(&dir, target_dir))
+                    }
+                    Some(Wanted::Link(path)) => {
+                        Target::Link(relative_dir(&dir, &join_dir(&dir, &path)))
+                    }
+                    None => return Err(ResolveError::UnsupportedSpec { name: alias, spec }),
+                };
+                importer.direct.push(DirectDep {
+                    alias,
+                    specifier,
+                    group,
+                    target,
+                });
+            }
+            importers.push(importer);
+        }
+        Ok((importers, pending))
+    }
+
+    /// Picks every registry direct dependency (preferring the seed's pin) and
+    /// returns the expansion roots, each importer's picks preferred below it.
+    fn pick_direct(
+        &mut self,
+        importers: &mut [ImporterGraph],
+        pending: Vec<PendingDirect>,
+        seed: Option<&pnpr_lockfile::Lockfile>,
+    ) -> Result<Vec<(String, Arc<Preferred>)>, ResolveError> {
+        let mut per_importer_pref: Vec<HashMap<String, Vec<String>>> =
+            vec![HashMap::new(); importers.len()];
+        for d in pending {
+            let idx = d.importer;
+            let locked = locked_direct_version(seed, &importers[idx].dir, &d.alias, &d.specifier);
+            let preferred: Vec<String> = locked.into_iter().collect();
+            let id = self.pick(&d.name, &d.range, &preferred, d.group == Group::Optional)?;
+            if let Some(p) = self.pkgs.get(&id) {
+                per_importer_pref[idx]
+                    .entry(p.name.clone())
+                    .or_default()
+                    .push(p.version.clone());
+            }
             importers[idx].direct.push(DirectDep {
-                alias,
-                specifier,
-                group,
-                target,
+                alias: d.alias,
+                specifier: d.specifier,
+                group: d.group,
+                target: Target::Pkg(id),
             });
         }
-    }
-    r.fetch_all(all_names).await?;
-    let mut roots = Vec::new();
-    let mut per_importer_pref: Vec<HashMap<String, Vec<String>>> =
-        vec![HashMap::new(); importers.len()];
-    for (idx, alias, specifier, group, name, range) in pending {
-        let dir = importers[idx].dir.clone();
-        let locked = seed.and_then(|lf| lf.importers.get(&dir)).and_then(|imp| {
-            let d = imp
-                .dependencies
-                .get(&alias)
-                .or_else(|| imp.dev_dependencies.get(&alias))
-                .or_else(|| imp.optional_dependencies.get(&alias))?;
-            (d.specifier == specifier).then(|| {
-                let v = strip_suffix(&d.version);
-                if v.starts_with('@') || (v.contains('@')) {
-                    split_name_range(v).1.unwrap_or(v).to_string()
-                } else {
-                    v.to_string()
+        let mut roots = Vec::new();
+        for (imp, map) in importers.iter().zip(per_importer_pref) {
+            let pref = Arc::new(Preferred { parent: None, map });
+            for d in &imp.direct {
+                if let Target::Pkg(id) = &d.target {
+                    roots.push((id.clone(), Arc::clone(&pref)));
                 }
-            })
-        });
-        let preferred: Vec<String> = locked.into_iter().collect();
-        let id = r.pick(&name, &range, &preferred, group == Group::Optional)?;
-        if let Some(p) = r.pkgs.get(&id) {
-            per_importer_pref[idx]
-                .entry(p.name.clone())
-                .or_default()
-                .push(p.version.clone());
-        }
-        importers[idx].direct.push(DirectDep {
-            alias,
-            specifier,
-            group,
-            target: Target::Pkg(id),
-        });
-    }
-    for (idx, imp) in importers.iter().enumerate() {
-        let pref = Arc::new(Preferred {
-            parent: None,
-            map: per_importer_pref[idx].clone(),
-        });
-        for d in &imp.direct {
-            if let Target::Pkg(id) = &d.target {
-                roots.push((id.clone(), Arc::clone(&pref)));
             }
         }
+        Ok(roots)
     }
-    r.expand(roots).await?;
 
-    // Auto-install missing peers, importer by importer, until stable.
-    if opts.auto_install_peers {
+    /// Auto-installs missing peers, importer by importer, until stable (at
+    /// most 8 rounds each).
+    async fn auto_install_peers(
+        &mut self,
+        importers: &mut [ImporterGraph],
+    ) -> Result<(), ResolveError> {
         for idx in 0..importers.len() {
             for _round in 0..8 {
-                let graph = Graph {
-                    pkgs: std::mem::take(&mut r.pkgs),
-                    importers: importers.clone(),
-                };
-                let missing = peers::missing_peers(&graph, idx);
-                r.pkgs = graph.pkgs;
-                let mut added = Vec::new();
-                for (name, ranges) in missing {
-                    if importers[idx].hidden.contains_key(&name) {
-                        continue;
-                    }
-                    let parsed: Vec<Range> =
-                        ranges.iter().filter_map(|s| Range::parse(s).ok()).collect();
-                    if parsed.len() != ranges.len() {
-                        continue;
-                    }
-                    let in_graph: Vec<String> = r
-                        .pkgs
-                        .values()
-                        .filter(|p| p.name == name)
-                        .map(|p| p.version.clone())
-                        .collect();
-                    r.fetch_all([name.clone()]).await?;
-                    let Some(packument) = r.packuments.get(&name).cloned() else {
-                        continue;
-                    };
-                    // The merged wanted range is an exact version only when every
-                    // requester names the same one.
-                    let exact: Option<nodejs_semver::Version> = ranges
-                        .iter()
-                        .map(|s| nodejs_semver::Version::parse(s.trim()).ok())
-                        .reduce(|a, b| if a == b { a } else { None })
-                        .flatten();
-                    let Some(version) = pick_missing_peer(
-                        &packument,
-                        &parsed,
-                        exact.as_ref(),
-                        &in_graph,
-                        &r.policy,
-                    ) else {
-                        continue;
-                    };
-                    let id = r.register(&name, &version, &packument, false);
-                    importers[idx].hidden.insert(name, id.clone());
-                    added.push((id, Arc::new(Preferred::default())));
-                }
+                let added = self.add_missing_peers(importers, idx).await?;
                 if added.is_empty() {
                     break;
                 }
-                r.expand(added).await?;
+                self.expand(added).await?;
             }
         }
+        Ok(())
     }
 
-    // pnpm (with auto-install-peers) hoists every peer that was resolved from a
-    // provider below an importer's root to that root, so the provider stays in
-    // scope for the whole importer tree.
-    if opts.auto_install_peers {
-        let mut graph = Graph {
-            pkgs: r.pkgs,
-            importers,
+    /// One round: picks a version for each peer importer `idx` misses and
+    /// records it as hidden; returns the new packages to expand.
+    async fn add_missing_peers(
+        &mut self,
+        importers: &mut [ImporterGraph],
+        idx: usize,
+    ) -> Result<Vec<(String, Arc<Preferred>)>, ResolveError> {
+        let graph = Graph {
+            pkgs: std::mem::take(&mut self.pkgs),
+            importers: importers.to_vec(),
         };
-        for idx in 0..graph.importers.len() {
-            let hoisted = peers::resolved_below_root(&graph, idx);
-            graph.importers[idx].hoisted = hoisted;
+        let missing = peers::missing_peers(&graph, idx);
+        self.pkgs = graph.pkgs;
+        let mut added = Vec::new();
+        for (name, ranges) in missing {
+            if importers[idx].hidden.contains_key(&name) {
+                continue;
+            }
+            let Some(id) = self.pick_peer(&name, &ranges).await? else {
+                continue;
+            };
+            importers[idx].hidden.insert(name, id.clone());
+            added.push((id, Arc::new(Preferred::default())));
         }
-        r.pkgs = graph.pkgs;
-        importers = graph.importers;
+        Ok(added)
     }
 
-    let graph = Graph {
-        pkgs: r.pkgs,
-        importers,
-    };
-    let lockfile = peers::build_lockfile(&graph, opts);
-    let packages = peers::collect_packages(&lockfile, &opts.registry);
-    Ok(Resolution { lockfile, packages })
+    /// The package a missing peer is auto-installed as, if every requested
+    /// range parses and some version fits.
+    async fn pick_peer(
+        &mut self,
+        name: &str,
+        ranges: &[String],
+    ) -> Result<Option<String>, ResolveError> {
+        let parsed: Vec<Range> = ranges.iter().filter_map(|s| Range::parse(s).ok()).collect();
+        if parsed.len() != ranges.len() {
+            return Ok(None);
+        }
+        let in_graph: Vec<String> = self
+            .pkgs
+            .values()
+            .filter(|p| p.name == name)
+            .map(|p| p.version.clone())
+            .collect();
+        self.fetch_all([name.to_string()]).await?;
+        let Some(packument) = self.packuments.get(name).cloned() else {
+            return Ok(None);
+        };
+        // The merged wanted range is an exact version only when every
+        // requester names the same one.
+        let exact: Option<nodejs_semver::Version> = ranges
+            .iter()
+            .map(|s| nodejs_semver::Version::parse(s.trim()).ok())
+            .reduce(|a, b| if a == b { a } else { None })
+            .flatten();
+        let Some(version) =
+            pick_missing_peer(&packument, &parsed, exact.as_ref(), &in_graph, &self.policy)
+        else {
+            return Ok(None);
+        };
+        Ok(Some(self.register(name, &version, &packument, false)))
+    }
+}
+
+/// A project's dependencies by alias with their group; an alias in several
+/// groups keeps the last of dev, prod, optional (pnpm's precedence).
+fn grouped_deps(p: &ProjectInput) -> BTreeMap<String, (String, Group)> {
+    let mut deps = BTreeMap::new();
+    for (group, map) in [
+        (Group::Dev, &p.dev_dependencies),
+        (Group::Prod, &p.dependencies),
+        (Group::Optional, &p.optional_dependencies),
+    ] {
+        for (k, v) in map {
+            deps.insert(k.clone(), (v.clone(), group));
+        }
+    }
+    deps
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use pnpr_lockfile::{Importer, ImporterDep, Lockfile, PackageInfo, PeerMeta, Snapshot};
 use serde_json::Value;
 
-use crate::{Graph, Group, ResolveOptions, ResolvedPackage, Target};
+use crate::{Graph, Group, Pkg, ResolveOptions, ResolvedPackage, Target};
 
 #[derive(Debug, Clone)]
 enum OccRef {
@@ -33,6 +33,17 @@ struct Occ {
     suffix: BTreeMap<String, usize>,
     transitive: BTreeSet<String>,
     missing: BTreeSet<String>,
+}
+
+/// The children of one occurrence once placed.
+#[derive(Default)]
+struct PlacedChildren {
+    /// alias, reference, optional — in manifest order.
+    children: Vec<(String, OccRef, bool)>,
+    /// Occurrences placed fresh, still to be filled.
+    to_fill: Vec<usize>,
+    /// alias → occurrence of every registry child.
+    child_map: HashMap<String, usize>,
 }
 
 fn own_peer_specs(manifest: &Value, self_name: &str) -> Vec<(String, String, bool)> {
@@ -142,30 +153,63 @@ impl<'g> Builder<'g> {
             .collect()
     }
 
+    /// Fills an occurrence: places its children, resolves its own peers in
+    /// the visible scope, fills fresh children under its scope, then takes
+    /// on the peers its children could not resolve themselves.
     fn fill(&mut self, occ: usize) {
         let g = self.g;
         let pkg_id = self.occs[occ].pkg_id.clone();
         let Some(pkg) = g.pkgs.get(&pkg_id) else {
             return;
         };
-        let mut children = Vec::new();
-        let mut to_fill = Vec::new();
-        let mut child_map: HashMap<String, usize> = HashMap::new();
+        let placed = self.place_children(pkg);
+        let own_names = self.resolve_own_peers(occ, pkg, &placed.child_map);
+        let scope = self.child_scope(&placed.child_map);
+        self.scope.push(scope);
+        self.ancestors.push((pkg_id, occ));
+        for o in &placed.to_fill {
+            self.fill(*o);
+        }
+        self.ancestors.pop();
+        self.scope.pop();
+        self.inherit_child_peers(occ, &pkg.name, &placed, &own_names);
+        self.occs[occ].children = placed.children;
+    }
+
+    /// Places every child of `pkg` under the current scope.
+    fn place_children(&mut self, pkg: &Pkg) -> PlacedChildren {
+        let mut placed = PlacedChildren::default();
         for c in &pkg.children {
             match &c.target {
                 Target::Link(p) => {
-                    children.push((c.alias.clone(), OccRef::Link(p.clone()), c.optional))
+                    placed
+                        .children
+                        .push((c.alias.clone(), OccRef::Link(p.clone()), c.optional))
                 }
                 Target::Pkg(id) => {
                     let (o, fresh) = self.place(id);
                     if fresh {
-                        to_fill.push(o);
+                        placed.to_fill.push(o);
                     }
-                    child_map.insert(c.alias.clone(), o);
-                    children.push((c.alias.clone(), OccRef::Occ(o), c.optional));
+                    placed.child_map.insert(c.alias.clone(), o);
+                    placed
+                        .children
+                        .push((c.alias.clone(), OccRef::Occ(o), c.optional));
                 }
             }
         }
+        placed
+    }
+
+    /// Resolves the peers `pkg` declares itself (unless a child of the same
+    /// alias provides them) to the provider visible here, or records them as
+    /// missing; returns their names.
+    fn resolve_own_peers(
+        &mut self,
+        occ: usize,
+        pkg: &Pkg,
+        child_map: &HashMap<String, usize>,
+    ) -> BTreeSet<String> {
         let own = own_peer_specs(&pkg.manifest, &pkg.name);
         let own_names: BTreeSet<String> = own.iter().map(|(n, _, _)| n.clone()).collect();
         for (name, range, optional) in &own {
@@ -193,15 +237,19 @@ impl<'g> Builder<'g> {
                 None => {}
             }
         }
-        let scope = self.child_scope(&child_map);
-        self.scope.push(scope);
-        self.ancestors.push((pkg_id, occ));
-        for o in &to_fill {
-            self.fill(*o);
-        }
-        self.ancestors.pop();
-        self.scope.pop();
-        for (_, r, _) in &children {
+        own_names
+    }
+
+    /// Peers of the children that `occ` does not provide become its own
+    /// suffix entries (and transitive peers unless it declares them).
+    fn inherit_child_peers(
+        &mut self,
+        occ: usize,
+        pkg_name: &str,
+        placed: &PlacedChildren,
+        own_names: &BTreeSet<String>,
+    ) {
+        for (_, r, _) in &placed.children {
             let OccRef::Occ(c) = r else { continue };
             if *c == occ {
                 continue;
@@ -213,7 +261,7 @@ impl<'g> Builder<'g> {
             for (name, t) in suffix {
                 // A package never lists itself among its peers (pnpm drops the
                 // own name even when the provider is another occurrence).
-                if t == occ || name == pkg.name || child_map.get(&name) == Some(&t) {
+                if t == occ || name == pkg_name || placed.child_map.get(&name) == Some(&t) {
                     continue;
                 }
                 self.occs[occ].suffix.entry(name.clone()).or_insert(t);
@@ -228,7 +276,6 @@ impl<'g> Builder<'g> {
                 self.occs[occ].missing.insert(name);
             }
         }
-        self.occs[occ].children = children;
     }
 
     /// Places and fills the importer's root dependencies; returns alias → ref.
@@ -374,27 +421,35 @@ impl Paths<'_> {
 }
 
 fn package_info(manifest: &Value, name: &str, registry: &str) -> PackageInfo {
-    let strs = |k: &str| -> Vec<String> {
-        match manifest.get(k) {
-            Some(Value::Array(a)) => a
-                .iter()
-                .filter_map(|x| x.as_str().map(str::to_string))
-                .collect(),
-            Some(Value::String(s)) => vec![s.clone()],
-            _ => Vec::new(),
-        }
-    };
-    let map = |k: &str| -> BTreeMap<String, String> {
-        manifest
-            .get(k)
-            .and_then(Value::as_object)
-            .map(|m| {
-                m.iter()
-                    .filter_map(|(a, b)| Some((a.clone(), b.as_str()?.to_string())))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
+    let peers: BTreeMap<String, String> = crate::normalized_peers(manifest, name)
+        .iter()
+        .map(|(k, (r, _))| (k.clone(), r.clone()))
+        .collect();
+    let peer_meta = peer_meta(manifest, &peers);
+    let mut bundled = manifest_strs(manifest, "bundleDependencies");
+    if bundled.is_empty() {
+        bundled = manifest_strs(manifest, "bundledDependencies");
+    }
+    PackageInfo {
+        resolution: resolution(manifest, name, registry),
+        engines: manifest_map(manifest, "engines"),
+        cpu: manifest_strs(manifest, "cpu"),
+        os: manifest_strs(manifest, "os"),
+        libc: manifest_strs(manifest, "libc"),
+        deprecated: manifest
+            .get("deprecated")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        has_bin: has_bin(manifest).then_some(true),
+        peer_dependencies: peers,
+        peer_dependencies_meta: peer_meta,
+        bundled_dependencies: bundled,
+        prepare: None,
+    }
+}
+
+/// Integrity, and the tarball URL only when it is not the registry's default.
+fn resolution(manifest: &Value, name: &str, registry: &str) -> pnpr_lockfile::Resolution {
     let dist = manifest.get("dist");
     let version = manifest
         .get("version")
@@ -402,20 +457,57 @@ fn package_info(manifest: &Value, name: &str, registry: &str) -> PackageInfo {
         .unwrap_or("");
     let tarball = dist.and_then(|d| d.get("tarball")).and_then(Value::as_str);
     let default_tarball = default_tarball_url(registry, name, version);
-    let has_bin = match manifest.get("bin") {
+    pnpr_lockfile::Resolution {
+        integrity: dist
+            .and_then(|d| d.get("integrity"))
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        tarball: tarball
+            .filter(|t| *t != default_tarball)
+            .map(str::to_string),
+    }
+}
+
+/// A string-list field (a lone string counts as a list of one).
+fn manifest_strs(manifest: &Value, key: &str) -> Vec<String> {
+    match manifest.get(key) {
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(|x| x.as_str().map(str::to_string))
+            .collect(),
+        Some(Value::String(s)) => vec![s.clone()],
+        _ => Vec::new(),
+    }
+}
+
+/// A string-to-string map field; non-string values are skipped.
+fn manifest_map(manifest: &Value, key: &str) -> BTreeMap<String, String> {
+    manifest
+        .get(key)
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(a, b)| Some((a.clone(), b.as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether the package links binaries (`bin`, or a `directories.bin`).
+fn has_bin(manifest: &Value) -> bool {
+    match manifest.get("bin") {
         Some(Value::String(s)) => !s.is_empty(),
         Some(Value::Object(m)) => !m.is_empty(),
         _ => manifest
             .get("directories")
             .and_then(|d| d.get("bin"))
             .is_some(),
-    };
-    let normalized = crate::normalized_peers(manifest, name);
-    let peers: BTreeMap<String, String> = normalized
-        .iter()
-        .map(|(k, (r, _))| (k.clone(), r.clone()))
-        .collect();
-    let peer_meta = manifest
+    }
+}
+
+/// `peerDependenciesMeta` entries of effective peers only.
+fn peer_meta(manifest: &Value, peers: &BTreeMap<String, String>) -> BTreeMap<String, PeerMeta> {
+    manifest
         .get("peerDependenciesMeta")
         .and_then(Value::as_object)
         .map(|m| {
@@ -427,35 +519,7 @@ fn package_info(manifest: &Value, name: &str, registry: &str) -> PackageInfo {
                 })
                 .collect()
         })
-        .unwrap_or_default();
-    let mut bundled = strs("bundleDependencies");
-    if bundled.is_empty() {
-        bundled = strs("bundledDependencies");
-    }
-    PackageInfo {
-        resolution: pnpr_lockfile::Resolution {
-            integrity: dist
-                .and_then(|d| d.get("integrity"))
-                .and_then(Value::as_str)
-                .map(str::to_string),
-            tarball: tarball
-                .filter(|t| *t != default_tarball)
-                .map(str::to_string),
-        },
-        engines: map("engines"),
-        cpu: strs("cpu"),
-        os: strs("os"),
-        libc: strs("libc"),
-        deprecated: manifest
-            .get("deprecated")
-            .and_then(Value::as_str)
-            .map(str::to_string),
-        has_bin: has_bin.then_some(true),
-        peer_dependencies: peers,
-        peer_dependencies_meta: peer_meta,
-        bundled_dependencies: bundled,
-        prepare: None,
-    }
+        .unwrap_or_default()
 }
 
 /// `<registry><name>/-/<unscoped>-<version>.tgz`.
@@ -468,6 +532,54 @@ pub(crate) fn default_tarball_url(registry: &str, name: &str, version: &str) -> 
 /// Assembles the lockfile from the resolved graph.
 pub(crate) fn build_lockfile(g: &Graph, opts: &ResolveOptions) -> Lockfile {
     let mut b = Builder::new(g);
+    let roots = place_importers(&mut b, g);
+    let occs = std::mem::take(&mut b.occs);
+    let mut paths = Paths {
+        occs: &occs,
+        pkgs: g,
+        memo: HashMap::new(),
+        in_progress: HashSet::new(),
+    };
+    let mut lf = Lockfile {
+        overrides: opts.overrides.clone(),
+        ..Default::default()
+    };
+    let mut queue = write_importers(&mut lf, g, &roots, &mut paths);
+    // Hidden (auto-installed) peers are required roots as well.
+    for (_, starts) in &roots {
+        for o in starts {
+            let id = &occs[*o].pkg_id;
+            if g.importers
+                .iter()
+                .any(|i| i.hidden.values().any(|h| h == id))
+            {
+                queue.push_back(*o);
+            }
+        }
+    }
+    let required = required_paths(&occs, &mut paths, queue);
+    for (o, occ) in occs.iter().enumerate() {
+        let key = paths.dep_path(o);
+        if lf.snapshots.contains_key(&key) {
+            continue;
+        }
+        let mut snap = snapshot(occ, &mut paths);
+        snap.optional = !required.contains(&key);
+        if let Some(p) = g.pkgs.get(&occ.pkg_id) {
+            lf.packages
+                .entry(occ.pkg_id.clone())
+                .or_insert_with(|| package_info(&p.manifest, &p.name, &opts.registry));
+        }
+        lf.snapshots.insert(key, snap);
+    }
+    lf
+}
+
+/// An importer's root references and the occurrences its walk starts from.
+type ImporterRoots = (Vec<(String, Group, OccRef, String)>, Vec<usize>);
+
+/// Places and fills every importer's tree, in importer order.
+fn place_importers(b: &mut Builder<'_>, g: &Graph) -> Vec<ImporterRoots> {
     let mut roots = Vec::new();
     for idx in 0..g.importers.len() {
         let hidden: Vec<usize> = g.importers[idx]
@@ -482,20 +594,18 @@ pub(crate) fn build_lockfile(g: &Graph, opts: &ResolveOptions) -> Lockfile {
         starts.extend(before..b.occs.len());
         roots.push((deps, starts));
     }
-    let occs = std::mem::take(&mut b.occs);
-    let mut paths = Paths {
-        occs: &occs,
-        pkgs: g,
-        memo: HashMap::new(),
-        in_progress: HashSet::new(),
-    };
+    roots
+}
 
-    let mut lf = Lockfile {
-        overrides: opts.overrides.clone(),
-        ..Default::default()
-    };
-    let mut required: HashSet<String> = HashSet::new();
-    let mut queue: VecDeque<usize> = VecDeque::new();
+/// Writes each importer's dependencies; returns the non-optional roots the
+/// `required` walk starts from.
+fn write_importers(
+    lf: &mut Lockfile,
+    g: &Graph,
+    roots: &[ImporterRoots],
+    paths: &mut Paths<'_>,
+) -> VecDeque<usize> {
+    let mut queue = VecDeque::new();
     for (idx, (deps, _)) in roots.iter().enumerate() {
         let dir = &g.importers[idx].dir;
         let mut imp = Importer::default();
@@ -522,18 +632,17 @@ pub(crate) fn build_lockfile(g: &Graph, opts: &ResolveOptions) -> Lockfile {
         }
         lf.importers.insert(dir.clone(), imp);
     }
-    // Hidden (auto-installed) peers are required roots as well.
-    for (_, starts) in &roots {
-        for o in starts {
-            let id = &occs[*o].pkg_id;
-            if g.importers
-                .iter()
-                .any(|i| i.hidden.values().any(|h| h == id))
-            {
-                queue.push_back(*o);
-            }
-        }
-    }
+    queue
+}
+
+/// Dep paths reachable from `queue` over non-optional edges (children and
+/// own peers): every other snapshot is `optional`.
+fn required_paths(
+    occs: &[Occ],
+    paths: &mut Paths<'_>,
+    mut queue: VecDeque<usize>,
+) -> HashSet<String> {
+    let mut required = HashSet::new();
     let mut seen = HashSet::new();
     while let Some(o) = queue.pop_front() {
         if !seen.insert(o) {
@@ -551,42 +660,33 @@ pub(crate) fn build_lockfile(g: &Graph, opts: &ResolveOptions) -> Lockfile {
             }
         }
     }
+    required
+}
 
-    for (o, occ) in occs.iter().enumerate() {
-        let key = paths.dep_path(o);
-        if lf.snapshots.contains_key(&key) {
-            continue;
+/// The snapshot of one occurrence (its `optional` flag is set by the caller).
+fn snapshot(occ: &Occ, paths: &mut Paths<'_>) -> Snapshot {
+    let mut snap = Snapshot::default();
+    for (alias, r, optional) in &occ.children {
+        let v = match r {
+            OccRef::Link(p) => format!("link:{p}"),
+            OccRef::Occ(c) => paths.version_ref(alias, *c),
+        };
+        if *optional {
+            snap.optional_dependencies.insert(alias.clone(), v);
+        } else {
+            snap.dependencies.insert(alias.clone(), v);
         }
-        let mut snap = Snapshot::default();
-        for (alias, r, optional) in &occ.children {
-            let v = match r {
-                OccRef::Link(p) => format!("link:{p}"),
-                OccRef::Occ(c) => paths.version_ref(alias, *c),
-            };
-            if *optional {
-                snap.optional_dependencies.insert(alias.clone(), v);
-            } else {
-                snap.dependencies.insert(alias.clone(), v);
-            }
-        }
-        for (name, (t, optional)) in &occ.own_peers {
-            let v = paths.version_ref(name, *t);
-            if *optional {
-                snap.optional_dependencies.insert(name.clone(), v);
-            } else {
-                snap.dependencies.insert(name.clone(), v);
-            }
-        }
-        snap.transitive_peer_dependencies = occ.transitive.iter().cloned().collect();
-        snap.optional = !required.contains(&key);
-        if let Some(p) = g.pkgs.get(&occ.pkg_id) {
-            lf.packages
-                .entry(occ.pkg_id.clone())
-                .or_insert_with(|| package_info(&p.manifest, &p.name, &opts.registry));
-        }
-        lf.snapshots.insert(key, snap);
     }
-    lf
+    for (name, (t, optional)) in &occ.own_peers {
+        let v = paths.version_ref(name, *t);
+        if *optional {
+            snap.optional_dependencies.insert(name.clone(), v);
+        } else {
+            snap.dependencies.insert(name.clone(), v);
+        }
+    }
+    snap.transitive_peer_dependencies = occ.transitive.iter().cloned().collect();
+    snap
 }
 
 /// Registry packages referenced by a lockfile, with their tarball URLs.
