@@ -123,13 +123,7 @@ async fn serve_packument(
         source.uplinks.join(",")
     );
     let now = now_ms();
-    let hit = state
-        .rendered
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(&key)
-        .filter(|r| r.fresh_at(now))
-        .cloned();
+    let hit = state.rendered.get_fresh(&key, now);
     let rendered = match hit {
         Some(r) => r,
         None => {
@@ -182,11 +176,7 @@ async fn render(
     };
     let r = Arc::new(Rendered::new(&body, ctype, fresh_until)?);
     if r.fresh_at(now_ms()) {
-        state
-            .rendered
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .put(key, Arc::clone(&r));
+        state.rendered.put(key, Arc::clone(&r));
     }
     Ok(r)
 }

@@ -30,8 +30,76 @@ pub struct Rendered {
     fresh_until: i64,
 }
 
-/// Rendered bodies by key (namespace, name, form, tarball base, uplinks).
-pub type RenderedCache = std::sync::Mutex<lru::LruCache<String, std::sync::Arc<Rendered>>>;
+/// Rendered bodies by key (namespace, name, form, tarball base, uplinks),
+/// least recently used first out.
+///
+/// Invariant: the bodies held total at most `budget` bytes (and at most
+/// `entries` of them), so one huge document cannot pin memory beyond the
+/// budget; a body larger than a quarter of the budget is never kept.
+pub struct RenderedCache {
+    inner: std::sync::Mutex<CacheInner>,
+    budget: usize,
+}
+
+struct CacheInner {
+    lru: lru::LruCache<String, std::sync::Arc<Rendered>>,
+    bytes: usize,
+}
+
+impl RenderedCache {
+    /// Default memory budget of rendered bodies.
+    pub const DEFAULT_BUDGET: usize = 128 * 1024 * 1024;
+
+    pub fn new(budget: usize, entries: usize) -> Self {
+        let entries = std::num::NonZeroUsize::new(entries).unwrap_or(std::num::NonZeroUsize::MIN);
+        Self {
+            inner: std::sync::Mutex::new(CacheInner {
+                lru: lru::LruCache::new(entries),
+                bytes: 0,
+            }),
+            budget,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, CacheInner> {
+        // Counters and an LRU of Arcs: usable after a panic elsewhere.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The entry for `key` if it is still fresh at `now_ms`.
+    pub(crate) fn get_fresh(&self, key: &str, now_ms: i64) -> Option<std::sync::Arc<Rendered>> {
+        self.lock()
+            .lru
+            .get(key)
+            .filter(|r| r.fresh_at(now_ms))
+            .cloned()
+    }
+
+    pub(crate) fn put(&self, key: String, r: std::sync::Arc<Rendered>) {
+        let size = r.body.len();
+        if size > self.budget / 4 {
+            return;
+        }
+        let mut inner = self.lock();
+        inner.bytes += size;
+        if let Some((_, old)) = inner.lru.push(key, r) {
+            // Replaced the same key, or evicted the LRU entry at the count cap.
+            inner.bytes = inner.bytes.saturating_sub(old.body.len());
+        }
+        while inner.bytes > self.budget {
+            match inner.lru.pop_lru() {
+                Some((_, old)) => inner.bytes = inner.bytes.saturating_sub(old.body.len()),
+                None => break,
+            }
+        }
+    }
+
+    /// Bytes of bodies held.
+    #[cfg(test)]
+    fn bytes(&self) -> usize {
+        self.lock().bytes
+    }
+}
 
 impl Rendered {
     /// Serialises `doc` as `ctype`, valid until `fresh_until` (epoch ms).
@@ -99,4 +167,50 @@ fn etag_response(
         h.insert(header::ETAG, v);
     }
     resp
+}
+
+#[cfg(test)]
+mod cache_tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn doc(len: usize) -> Arc<Rendered> {
+        let v = serde_json::Value::String("x".repeat(len.saturating_sub(2)));
+        Arc::new(Rendered::new(&v, "application/json", i64::MAX).unwrap())
+    }
+
+    #[test]
+    fn the_cache_is_bounded_in_bytes() {
+        let cache = RenderedCache::new(1000, 100);
+        for i in 0..10 {
+            cache.put(format!("k{i}"), doc(200));
+            assert!(cache.bytes() <= 1000, "{}", cache.bytes());
+        }
+        assert_eq!(cache.bytes(), 1000);
+        // Oldest gone, newest kept.
+        assert!(cache.get_fresh("k0", 0).is_none());
+        assert!(cache.get_fresh("k9", 0).is_some());
+        // Replacing a key does not double-count it.
+        cache.put("k9".into(), doc(100));
+        assert_eq!(cache.bytes(), 900);
+        // Too large for the budget: never kept.
+        cache.put("huge".into(), doc(251));
+        assert!(cache.get_fresh("huge", 0).is_none());
+        assert_eq!(cache.bytes(), 900);
+    }
+
+    #[test]
+    fn the_entry_cap_still_applies_and_keeps_the_count_right() {
+        let cache = RenderedCache::new(1 << 20, 2);
+        cache.put("a".into(), doc(10));
+        cache.put("b".into(), doc(20));
+        cache.put("c".into(), doc(30));
+        assert_eq!(cache.bytes(), 50);
+        assert!(cache.get_fresh("a", 0).is_none());
+        // Stale entries are not served.
+        let stale = Arc::new(Rendered::new(&serde_json::json!({}), "application/json", 5).unwrap());
+        cache.put("s".into(), stale);
+        assert!(cache.get_fresh("s", 10).is_none());
+    }
 }

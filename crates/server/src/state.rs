@@ -156,9 +156,10 @@ impl AppState {
             .min()
             .unwrap_or(std::time::Duration::from_secs(300));
         let accelerator = crate::accelerator::Accelerator::new(secret.clone(), ttl, &config.limits);
-        let rendered = std::sync::Mutex::new(lru::LruCache::new(
-            std::num::NonZeroUsize::new(2048).unwrap_or(std::num::NonZeroUsize::MIN),
-        ));
+        let rendered = crate::rendered::RenderedCache::new(
+            crate::rendered::RenderedCache::DEFAULT_BUDGET,
+            2048,
+        );
         let access =
             crate::grants::AccessStore::open(&config.cache, config.install_accelerator.grant_ttl);
         let live = RwLock::new(Arc::new(Live {
