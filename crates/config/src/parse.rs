@@ -122,6 +122,64 @@ struct Parser<'e> {
 
 impl Parser<'_> {
     fn config(&mut self, root: &Value) -> Result<Config, ConfigError> {
+        let top = self.top_level(root)?;
+        let listen = top
+            .listen
+            .map(|v| listen_value(v, "listen"))
+            .transpose()?
+            .flatten();
+        let public_url = public_url(top.public_url)?;
+        let storage = dir_setting(top.storage, "storage", self.base, || {
+            self.base.join("storage")
+        })?;
+        let cache = dir_setting(top.cache, "cache", self.base, || {
+            storage.join(".pnpr-cache")
+        })?;
+        let secret = secret(top.secret)?;
+        let auth = section(top.auth, |v| self.auth(v))?;
+        let groups = section(top.groups, |v| self.groups(v))?;
+        let uplinks = self.uplinks(top.uplinks)?;
+        let uplink_names: Vec<String> = uplinks.iter().map(|u| u.name.clone()).collect();
+        let routes = section(top.routes, |v| self.routes(v))?;
+        let packages = match top.packages {
+            None | Some(Value::Null) => default_packages(&uplink_names),
+            Some(v) => self.packages(v, &uplink_names)?,
+        };
+        let network = section(top.network, |v| self.network(v))?;
+        let max_body_size = match top.max_body_size {
+            None | Some(Value::Null) => DEFAULT_MAX_BODY_SIZE,
+            Some(v) => positive_size(v).map_err(|r| ConfigError::invalid("max_body_size", r))?,
+        };
+        let install_accelerator =
+            section(top.install_accelerator, |v| self.install_accelerator(v))?;
+        let ownership = non_null_section(top.ownership, ownership)?;
+        let limits = non_null_section(top.limits, limits::limits)?;
+        let log = section(top.log, |v| self.log(v))?;
+        Ok(Config {
+            config_path: None,
+            listen,
+            public_url,
+            storage,
+            cache,
+            secret,
+            auth,
+            groups,
+            uplinks,
+            routes,
+            packages,
+            network,
+            max_body_size,
+            install_accelerator,
+            ownership,
+            limits,
+            log,
+            warnings: std::mem::take(&mut self.warnings),
+        })
+    }
+
+    /// Collects the top-level nodes in one pass (unknown keys warn), so they
+    /// can be interpreted in dependency order.
+    fn top_level<'v>(&mut self, root: &'v Value) -> Result<TopLevel<'v>, ConfigError> {
         if !matches!(root, Value::Null | Value::Mapping(_)) {
             return Err(ConfigError::invalid(
                 "(root)",
@@ -154,113 +212,21 @@ impl Parser<'_> {
             };
             *slot = Some(v);
         }
+        Ok(top)
+    }
 
-        let listen = top
-            .listen
-            .map(|v| listen_value(v, "listen"))
-            .transpose()?
-            .flatten();
-        let public_url = match top.public_url {
-            Some(v) => opt_string(v, "public_url")?
-                .map(|s| http_url(&s).map_err(|r| ConfigError::invalid("public_url", r)))
-                .transpose()?,
-            None => None,
-        };
-        let storage = match top
-            .storage
-            .map(|v| opt_string(v, "storage"))
-            .transpose()?
-            .flatten()
-        {
-            Some(s) => resolve(self.base, &s),
-            None => self.base.join("storage"),
-        };
-        let cache = match top
-            .cache
-            .map(|v| opt_string(v, "cache"))
-            .transpose()?
-            .flatten()
-        {
-            Some(s) => resolve(self.base, &s),
-            None => storage.join(".pnpr-cache"),
-        };
-        let secret = match top.secret {
-            Some(v) => opt_string(v, "secret")?
-                .map(|s| validate_secret(s).map_err(|r| ConfigError::invalid("secret", r)))
-                .transpose()?,
-            None => None,
-        };
-        let auth = match top.auth {
-            Some(v) => self.auth(v)?,
-            None => AuthConfig::default(),
-        };
-        let groups = match top.groups {
-            Some(v) => self.groups(v)?,
-            None => Vec::new(),
-        };
-        let uplinks = match top.uplinks {
+    /// `uplinks:`, with the access tokens of each checked for typos.
+    fn uplinks(&mut self, v: Option<&Value>) -> Result<Vec<crate::UplinkConfig>, ConfigError> {
+        let uplinks = match v {
             Some(v) => uplink::parse_uplinks(v, self.env, &mut self.warnings)?,
             None => Vec::new(),
         };
-        let uplink_names: Vec<String> = uplinks.iter().map(|u| u.name.clone()).collect();
         for u in &uplinks {
             if let Some(access) = &u.access {
                 self.check_tokens(&child(&child("uplinks", &u.name), "access"), access);
             }
         }
-        let routes = match top.routes {
-            Some(v) => self.routes(v)?,
-            None => RoutesConfig::default(),
-        };
-        let packages = match top.packages {
-            None | Some(Value::Null) => default_packages(&uplink_names),
-            Some(v) => self.packages(v, &uplink_names)?,
-        };
-        let network = match top.network {
-            Some(v) => self.network(v)?,
-            None => NetworkConfig::default(),
-        };
-        let max_body_size = match top.max_body_size {
-            None | Some(Value::Null) => DEFAULT_MAX_BODY_SIZE,
-            Some(v) => positive_size(v).map_err(|r| ConfigError::invalid("max_body_size", r))?,
-        };
-        let install_accelerator = match top.install_accelerator {
-            Some(v) => self.install_accelerator(v)?,
-            None => InstallAcceleratorConfig::default(),
-        };
-        let ownership = match top.ownership {
-            None | Some(Value::Null) => OwnershipConfig::default(),
-            Some(v) => ownership(v)?,
-        };
-        let limits = match top.limits {
-            None | Some(Value::Null) => crate::Limits::default(),
-            Some(v) => limits::limits(v)?,
-        };
-        let log = match top.log {
-            Some(v) => self.log(v)?,
-            None => LogConfig::default(),
-        };
-
-        Ok(Config {
-            config_path: None,
-            listen,
-            public_url,
-            storage,
-            cache,
-            secret,
-            auth,
-            groups,
-            uplinks,
-            routes,
-            packages,
-            network,
-            max_body_size,
-            install_accelerator,
-            ownership,
-            limits,
-            log,
-            warnings: std::mem::take(&mut self.warnings),
-        })
+        Ok(uplinks)
     }
 
     /// Records an ignored key: "not supported" for keys we recognise from Verdaccio,
@@ -511,6 +477,59 @@ pub(crate) fn default_packages(uplinks: &[String]) -> Vec<PackageRuleConfig> {
         unpublish: None,
         proxy: uplinks.to_vec(),
     }]
+}
+
+/// A section whose absence means its default (an explicit `null` is still
+/// handed to `parse`, which decides).
+fn section<T: Default>(
+    v: Option<&Value>,
+    parse: impl FnOnce(&Value) -> Result<T, ConfigError>,
+) -> Result<T, ConfigError> {
+    v.map_or_else(|| Ok(T::default()), parse)
+}
+
+/// A section whose absence or `null` means its default.
+fn non_null_section<T: Default>(
+    v: Option<&Value>,
+    parse: impl FnOnce(&Value) -> Result<T, ConfigError>,
+) -> Result<T, ConfigError> {
+    match v {
+        None | Some(Value::Null) => Ok(T::default()),
+        Some(v) => parse(v),
+    }
+}
+
+/// `public_url:`, an http(s) URL when set.
+fn public_url(v: Option<&Value>) -> Result<Option<url::Url>, ConfigError> {
+    match v {
+        Some(v) => opt_string(v, "public_url")?
+            .map(|s| http_url(&s).map_err(|r| ConfigError::invalid("public_url", r)))
+            .transpose(),
+        None => Ok(None),
+    }
+}
+
+/// A directory setting, resolved against the config's `base` dir when set.
+fn dir_setting(
+    v: Option<&Value>,
+    key: &str,
+    base: &Path,
+    default: impl FnOnce() -> PathBuf,
+) -> Result<PathBuf, ConfigError> {
+    Ok(match v.map(|v| opt_string(v, key)).transpose()?.flatten() {
+        Some(s) => resolve(base, &s),
+        None => default(),
+    })
+}
+
+/// `secret:`, refused when it carries too little entropy.
+fn secret(v: Option<&Value>) -> Result<Option<Secret>, ConfigError> {
+    match v {
+        Some(v) => opt_string(v, "secret")?
+            .map(|s| validate_secret(s).map_err(|r| ConfigError::invalid("secret", r)))
+            .transpose(),
+        None => Ok(None),
+    }
 }
 
 /// `ownership:`. Strict: it decides who may change other people's packages,

@@ -149,23 +149,7 @@ fn parse_auth(
         match key.as_str() {
             "type" => kind_value = opt_string(node, &fpath)?,
             "token" => token = opt_string(node, &fpath)?,
-            "token_env" => {
-                token_env = match node {
-                    Value::Bool(true) => Some(DEFAULT_TOKEN_ENV.to_owned()),
-                    Value::Bool(false) | Value::Null => None,
-                    Value::String(s) if s.trim().is_empty() => None,
-                    Value::String(s) if s.trim().eq_ignore_ascii_case("true") => {
-                        Some(DEFAULT_TOKEN_ENV.to_owned())
-                    }
-                    Value::String(s) => Some(s.trim().to_owned()),
-                    other => {
-                        return Err(ConfigError::invalid(
-                            fpath,
-                            format!("expected true or a variable name, found {}", kind(other)),
-                        ))
-                    }
-                }
-            }
+            "token_env" => token_env = token_env_value(node, fpath)?,
             "tokenEnv" => {
                 saw_camel_case = true;
                 warnings.push(format!("{fpath}: not recognized; did you mean token_env?"));
@@ -173,26 +157,7 @@ fn parse_auth(
             other => warnings.push(format!("{}: unknown key; ignored", child(path, other))),
         }
     }
-    let kind = match kind_value
-        .as_deref()
-        .map(str::to_ascii_lowercase)
-        .as_deref()
-    {
-        Some("bearer") => AuthKind::Bearer,
-        Some("basic") => AuthKind::Basic,
-        Some(_) => {
-            return Err(ConfigError::invalid(
-                child(path, "type"),
-                "must be bearer or basic",
-            ))
-        }
-        None => {
-            return Err(ConfigError::invalid(
-                child(path, "type"),
-                "required (bearer or basic)",
-            ))
-        }
-    };
+    let kind = auth_kind(kind_value.as_deref(), path)?;
     // Verdaccio precedence: an inline token wins over token_env.
     let token = token.or_else(|| {
         token_env
@@ -202,16 +167,10 @@ fn parse_auth(
             .map(str::to_owned)
     });
     let Some(token) = token else {
-        let mut reason = match &token_env {
-            Some(var) => {
-                format!("no token: environment variable {var} (from token_env) is unset or empty")
-            }
-            None => "no token: set `token` or `token_env`".to_owned(),
-        };
-        if saw_camel_case {
-            reason.push_str(" (`tokenEnv` is not recognized; use `token_env`)");
-        }
-        return Err(ConfigError::invalid(path, reason));
+        return Err(ConfigError::invalid(
+            path,
+            missing_token_reason(token_env.as_deref(), saw_camel_case),
+        ));
     };
     if !is_header_safe(&token) || token.trim() != token {
         return Err(ConfigError::invalid(
@@ -223,6 +182,55 @@ fn parse_auth(
         kind,
         token: Secret::new(token),
     })
+}
+
+/// `token_env:`: `true` names the default variable; empty or `false` none.
+fn token_env_value(node: &Value, fpath: String) -> Result<Option<String>, ConfigError> {
+    Ok(match node {
+        Value::Bool(true) => Some(DEFAULT_TOKEN_ENV.to_owned()),
+        Value::Bool(false) | Value::Null => None,
+        Value::String(s) if s.trim().is_empty() => None,
+        Value::String(s) if s.trim().eq_ignore_ascii_case("true") => {
+            Some(DEFAULT_TOKEN_ENV.to_owned())
+        }
+        Value::String(s) => Some(s.trim().to_owned()),
+        other => {
+            return Err(ConfigError::invalid(
+                fpath,
+                format!("expected true or a variable name, found {}", kind(other)),
+            ))
+        }
+    })
+}
+
+/// `type:`, case-insensitively; required.
+fn auth_kind(kind_value: Option<&str>, path: &str) -> Result<AuthKind, ConfigError> {
+    match kind_value.map(str::to_ascii_lowercase).as_deref() {
+        Some("bearer") => Ok(AuthKind::Bearer),
+        Some("basic") => Ok(AuthKind::Basic),
+        Some(_) => Err(ConfigError::invalid(
+            child(path, "type"),
+            "must be bearer or basic",
+        )),
+        None => Err(ConfigError::invalid(
+            child(path, "type"),
+            "required (bearer or basic)",
+        )),
+    }
+}
+
+/// Why no token was found, pointing at the likely mistake.
+fn missing_token_reason(token_env: Option<&str>, saw_camel_case: bool) -> String {
+    let mut reason = match token_env {
+        Some(var) => {
+            format!("no token: environment variable {var} (from token_env) is unset or empty")
+        }
+        None => "no token: set `token` or `token_env`".to_owned(),
+    };
+    if saw_camel_case {
+        reason.push_str(" (`tokenEnv` is not recognized; use `token_env`)");
+    }
+    reason
 }
 
 fn headers(v: &Value, path: &str) -> Result<Vec<(String, Secret)>, ConfigError> {
