@@ -114,66 +114,94 @@ pub fn prepare_publish(name: &str, body: &Value) -> Result<PreparedPublish> {
         attachments: Vec::new(),
     };
     for (version, manifest) in versions {
-        if !valid_version(version) {
-            return Err(bad(format!("invalid version {version:?}")));
-        }
-        let mut manifest = manifest
-            .as_object()
-            .cloned()
-            .ok_or_else(|| bad(format!("version {version} is not an object")))?;
-        match manifest.get("version").map(Value::as_str) {
-            None => {
-                manifest.insert("version".into(), json!(version));
-            }
-            Some(Some(v)) if v == version => {}
-            _ => {
-                return Err(bad(format!(
-                    "version {version} has a different version field"
-                )))
-            }
-        }
-        match manifest.get("name").map(Value::as_str) {
-            None => {
-                manifest.insert("name".into(), json!(name));
-            }
-            Some(Some(n)) if n == name => {}
-            _ => return Err(bad(format!("version {version} names another package"))),
-        }
-        let file = tarball_file(name, version);
-        let declared_file = manifest
-            .get("dist")
-            .and_then(|d| d.get("tarball"))
-            .and_then(Value::as_str)
-            .map(|u| last_segment(u.split(['?', '#']).next().unwrap_or(u)).to_string());
-        let (key, att) = attachments
-            .iter()
-            .find(|(k, _)| {
-                let seg = last_segment(k);
-                seg == file || declared_file.as_deref() == Some(seg)
-            })
-            .ok_or_else(|| bad(format!("no tarball attached for version {version}")))?;
-        let bytes = decode_attachment(key, att)?;
-        let (sha512_hex, dist) = verify_dist(&file, manifest.get("dist"), &bytes)?;
-        let mut dist = dist;
-        dist.insert("tarball".into(), json!(format!("{name}/-/{file}")));
-        manifest.insert("dist".into(), Value::Object(dist));
-        manifest.insert("_id".into(), json!(format!("{name}@{version}")));
-        manifest.retain(|k, _| !k.starts_with("_pnpr") && k != "_attachments");
-        out.attachments.push(Attachment {
-            version: version.clone(),
-            sha512_hex,
-            bytes,
-        });
+        let (manifest, attachment) = prepare_version(name, version, manifest, attachments)?;
+        out.attachments.push(attachment);
         out.versions.push((version.clone(), manifest));
     }
     if let Some(tags) = obj.get("dist-tags").and_then(Value::as_object) {
-        for (tag, v) in tags {
-            let Some(v) = v.as_str() else {
-                return Err(bad(format!("dist-tag {tag} is not a version string")));
-            };
-            check_tag_name(tag)?;
-            out.tags.push((tag.clone(), v.to_string()));
+        out.tags = checked_tags(tags)?;
+    }
+    Ok(out)
+}
+
+/// One published version: its manifest checked against the URL's name and
+/// its own key, its attached tarball decoded and verified, `dist` rewritten
+/// to the hosted tarball path.
+fn prepare_version(
+    name: &str,
+    version: &str,
+    manifest: &Value,
+    attachments: &Map<String, Value>,
+) -> Result<(Map<String, Value>, Attachment)> {
+    let mut manifest = checked_manifest(name, version, manifest)?;
+    let file = tarball_file(name, version);
+    let declared_file = manifest
+        .get("dist")
+        .and_then(|d| d.get("tarball"))
+        .and_then(Value::as_str)
+        .map(|u| last_segment(u.split(['?', '#']).next().unwrap_or(u)).to_string());
+    let (key, att) = attachments
+        .iter()
+        .find(|(k, _)| {
+            let seg = last_segment(k);
+            seg == file || declared_file.as_deref() == Some(seg)
+        })
+        .ok_or_else(|| bad(format!("no tarball attached for version {version}")))?;
+    let bytes = decode_attachment(key, att)?;
+    let (sha512_hex, mut dist) = verify_dist(&file, manifest.get("dist"), &bytes)?;
+    dist.insert("tarball".into(), json!(format!("{name}/-/{file}")));
+    manifest.insert("dist".into(), Value::Object(dist));
+    manifest.insert("_id".into(), json!(format!("{name}@{version}")));
+    manifest.retain(|k, _| !k.starts_with("_pnpr") && k != "_attachments");
+    let attachment = Attachment {
+        version: version.to_string(),
+        sha512_hex,
+        bytes,
+    };
+    Ok((manifest, attachment))
+}
+
+/// A version's manifest whose `version` and `name` fields (filled in when
+/// absent) agree with its key and the package.
+fn checked_manifest(name: &str, version: &str, manifest: &Value) -> Result<Map<String, Value>> {
+    if !valid_version(version) {
+        return Err(bad(format!("invalid version {version:?}")));
+    }
+    let mut manifest = manifest
+        .as_object()
+        .cloned()
+        .ok_or_else(|| bad(format!("version {version} is not an object")))?;
+    match manifest.get("version").map(Value::as_str) {
+        None => {
+            manifest.insert("version".into(), json!(version));
         }
+        Some(Some(v)) if v == version => {}
+        _ => {
+            return Err(bad(format!(
+                "version {version} has a different version field"
+            )))
+        }
+    }
+    match manifest.get("name").map(Value::as_str) {
+        None => {
+            manifest.insert("name".into(), json!(name));
+        }
+        Some(Some(n)) if n == name => {}
+        _ => return Err(bad(format!("version {version} names another package"))),
+    }
+    Ok(manifest)
+}
+
+/// `dist-tags` of a body: every value a version string, every tag a valid
+/// tag name.
+fn checked_tags(tags: &Map<String, Value>) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for (tag, v) in tags {
+        let Some(v) = v.as_str() else {
+            return Err(bad(format!("dist-tag {tag} is not a version string")));
+        };
+        check_tag_name(tag)?;
+        out.push((tag.clone(), v.to_string()));
     }
     Ok(out)
 }
@@ -450,68 +478,21 @@ pub fn apply_update(
     let claimed = rev.or_else(|| body.get("_rev").and_then(Value::as_str));
     check_rev(&doc, claimed)?;
     let mut effect = UpdateEffect::default();
-
     if let Some(incoming) = body.get("versions") {
-        let incoming = incoming
-            .as_object()
-            .ok_or_else(|| bad("versions must be an object"))?;
-        let stored = version_keys(&doc);
-        if let Some(unknown) = incoming.keys().find(|v| !stored.contains(v)) {
-            return Err(bad(format!(
-                "version {unknown} is not published; publish it with its tarball"
-            )));
-        }
-        for (version, manifest) in incoming {
-            let deprecated = manifest
-                .get("deprecated")
-                .and_then(Value::as_str)
-                .filter(|m| !m.is_empty())
-                .map(str::to_string);
-            if let Some(Value::Object(stored)) =
-                obj_mut(&mut doc, "versions").and_then(|vs| vs.get_mut(version))
-            {
-                match deprecated {
-                    Some(msg) => {
-                        stored.insert("deprecated".into(), json!(msg));
-                    }
-                    None => {
-                        stored.remove("deprecated");
-                    }
-                }
-            }
-        }
-        if claimed.is_some() {
-            effect.removed = stored
-                .into_iter()
-                .filter(|v| !incoming.contains_key(v))
-                .collect();
-        }
+        effect.removed = update_versions(&mut doc, incoming, claimed.is_some())?;
     }
     if let Some(tags) = body.get("dist-tags") {
         let tags = tags
             .as_object()
             .ok_or_else(|| bad("dist-tags must be an object"))?;
-        let mut next = Map::new();
-        for (tag, version) in tags {
-            let Some(version) = version.as_str() else {
-                return Err(bad(format!("dist-tag {tag} is not a version string")));
-            };
-            check_tag_name(tag)?;
-            next.insert(tag.clone(), json!(version));
-        }
+        let next: Map<String, Value> = checked_tags(tags)?
+            .into_iter()
+            .map(|(tag, version)| (tag, json!(version)))
+            .collect();
         set(&mut doc, "dist-tags", Value::Object(next));
     }
     if let Some(maintainers) = body.get("maintainers") {
-        let before = maintainer_names(&doc);
-        set(&mut doc, "maintainers", normalize_maintainers(maintainers)?);
-        let after = maintainer_names(&doc);
-        effect.added_maintainers = after
-            .iter()
-            .filter(|n| !before.contains(n))
-            .cloned()
-            .collect();
-        effect.owners_changed =
-            !effect.added_maintainers.is_empty() || before.iter().any(|n| !after.contains(n));
+        update_maintainers(&mut doc, maintainers, &mut effect)?;
     }
     for version in &effect.removed {
         remove_version_entry(&mut doc, version);
@@ -519,23 +500,86 @@ pub fn apply_update(
     if version_keys(&doc).is_empty() {
         return Ok((None, effect));
     }
-    // Tags the body set must name versions that exist after the edit.
-    if let Some(tags) = doc.get("dist-tags").and_then(Value::as_object) {
-        if let Some((tag, v)) = tags.iter().find(|(_, v)| {
-            v.as_str()
-                .is_none_or(|v| doc.get("versions").and_then(|vs| vs.get(v)).is_none())
-        }) {
-            if !effect
-                .removed
-                .iter()
-                .any(|r| Some(r.as_str()) == v.as_str())
-            {
-                return Err(bad(format!("dist-tag {tag} points at a missing version")));
+    check_tags_resolve(&doc, &effect.removed)?;
+    finish(&mut doc, now_ms);
+    Ok((Some(doc), effect))
+}
+
+/// Applies `deprecated` of each incoming version (all must be published);
+/// with a claimed revision, returns the stored versions the body left out.
+fn update_versions(doc: &mut Value, incoming: &Value, claimed: bool) -> Result<Vec<String>> {
+    let incoming = incoming
+        .as_object()
+        .ok_or_else(|| bad("versions must be an object"))?;
+    let stored = version_keys(doc);
+    if let Some(unknown) = incoming.keys().find(|v| !stored.contains(v)) {
+        return Err(bad(format!(
+            "version {unknown} is not published; publish it with its tarball"
+        )));
+    }
+    for (version, manifest) in incoming {
+        let deprecated = manifest
+            .get("deprecated")
+            .and_then(Value::as_str)
+            .filter(|m| !m.is_empty())
+            .map(str::to_string);
+        if let Some(Value::Object(stored)) =
+            obj_mut(doc, "versions").and_then(|vs| vs.get_mut(version))
+        {
+            match deprecated {
+                Some(msg) => {
+                    stored.insert("deprecated".into(), json!(msg));
+                }
+                None => {
+                    stored.remove("deprecated");
+                }
             }
         }
     }
-    finish(&mut doc, now_ms);
-    Ok((Some(doc), effect))
+    if !claimed {
+        return Ok(Vec::new());
+    }
+    Ok(stored
+        .into_iter()
+        .filter(|v| !incoming.contains_key(v))
+        .collect())
+}
+
+/// Replaces `maintainers` and records who was added and whether owners
+/// changed at all.
+fn update_maintainers(
+    doc: &mut Value,
+    maintainers: &Value,
+    effect: &mut UpdateEffect,
+) -> Result<()> {
+    let before = maintainer_names(doc);
+    set(doc, "maintainers", normalize_maintainers(maintainers)?);
+    let after = maintainer_names(doc);
+    effect.added_maintainers = after
+        .iter()
+        .filter(|n| !before.contains(n))
+        .cloned()
+        .collect();
+    effect.owners_changed =
+        !effect.added_maintainers.is_empty() || before.iter().any(|n| !after.contains(n));
+    Ok(())
+}
+
+/// Tags the body set must name versions that exist after the edit (a tag on
+/// a version this edit removed is dropped later, not refused).
+fn check_tags_resolve(doc: &Value, removed: &[String]) -> Result<()> {
+    let Some(tags) = doc.get("dist-tags").and_then(Value::as_object) else {
+        return Ok(());
+    };
+    if let Some((tag, v)) = tags.iter().find(|(_, v)| {
+        v.as_str()
+            .is_none_or(|v| doc.get("versions").and_then(|vs| vs.get(v)).is_none())
+    }) {
+        if !removed.iter().any(|r| Some(r.as_str()) == v.as_str()) {
+            return Err(bad(format!("dist-tag {tag} points at a missing version")));
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn check_rev(doc: &Value, claimed: Option<&str>) -> Result<()> {

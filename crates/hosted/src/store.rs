@@ -157,20 +157,14 @@ impl HostedStore {
     /// The stored packument of `name`.
     pub fn get(&self, name: &str) -> Result<Option<Packument>> {
         let conn = lock(&self.reader);
-        let row: Option<(String, Vec<u8>)> = conn
-            .query_row(
-                "SELECT rev, body FROM packages WHERE name = ?1",
-                params![name],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        row.map(|(rev, body)| {
-            Ok(Packument {
-                doc: parse_doc(name, &body)?,
-                rev,
+        stored_row(&conn, name)?
+            .map(|(rev, body)| {
+                Ok(Packument {
+                    doc: parse_doc(name, &body)?,
+                    rev,
+                })
             })
-        })
-        .transpose()
+            .transpose()
     }
 
     /// Every hosted packument (for search).
@@ -275,9 +269,8 @@ impl HostedStore {
         now_ms: i64,
     ) -> Result<UpdateOutcome> {
         let out = self.edit(name, &[], |current| {
-            let current = current.ok_or_else(|| not_found(name))?;
             // Even the usual no-op is refused to non-owners: it is a write.
-            owned_by(actor, name, &current, Change::Unpublish)?;
+            let current = owned_existing(actor, name, current, Change::Unpublish)?;
             doc::check_rev(&current, rev)?;
             let Some((version, _)) = pnpr_packument::find_by_file(&current, file) else {
                 return Ok(Edit::Keep(current));
@@ -291,8 +284,7 @@ impl HostedStore {
     /// `npm unpublish <name>` (whole package).
     pub fn unpublish_all(&self, name: &str, rev: Option<&str>, actor: &Actor) -> Result<()> {
         self.edit(name, &[], |current| {
-            let current = current.ok_or_else(|| not_found(name))?;
-            owned_by(actor, name, &current, Change::Unpublish)?;
+            let current = owned_existing(actor, name, current, Change::Unpublish)?;
             doc::check_rev(&current, rev)?;
             Ok(Edit::Delete)
         })?;
@@ -308,12 +300,9 @@ impl HostedStore {
         actor: &Actor,
         now_ms: i64,
     ) -> Result<Packument> {
-        let out = self.edit(name, &[], |current| {
-            let current = current.ok_or_else(|| not_found(name))?;
-            owned_by(actor, name, &current, Change::DistTag)?;
-            doc::set_tag(current, tag, version, now_ms).map(Edit::Put)
-        })?;
-        out.ok_or_else(|| HostedError::Corrupt(name.to_string()))
+        self.edit_tags(name, actor, |current| {
+            doc::set_tag(current, tag, version, now_ms)
+        })
     }
 
     /// `npm dist-tag rm`.
@@ -324,10 +313,19 @@ impl HostedStore {
         actor: &Actor,
         now_ms: i64,
     ) -> Result<Packument> {
+        self.edit_tags(name, actor, |current| doc::remove_tag(current, tag, now_ms))
+    }
+
+    /// A dist-tag edit by an owner of an existing package.
+    fn edit_tags(
+        &self,
+        name: &str,
+        actor: &Actor,
+        f: impl FnOnce(Value) -> Result<Value>,
+    ) -> Result<Packument> {
         let out = self.edit(name, &[], |current| {
-            let current = current.ok_or_else(|| not_found(name))?;
-            owned_by(actor, name, &current, Change::DistTag)?;
-            doc::remove_tag(current, tag, now_ms).map(Edit::Put)
+            let current = owned_existing(actor, name, current, Change::DistTag)?;
+            f(current).map(Edit::Put)
         })?;
         out.ok_or_else(|| HostedError::Corrupt(name.to_string()))
     }
@@ -343,13 +341,7 @@ impl HostedStore {
     ) -> Result<Option<Packument>> {
         let mut conn = lock(&self.writer);
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let stored: Option<(String, Vec<u8>)> = tx
-            .query_row(
-                "SELECT rev, body FROM packages WHERE name = ?1",
-                params![name],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
+        let stored = stored_row(&tx, name)?;
         let prev_rev = stored.as_ref().map(|(rev, _)| rev.clone());
         let current = stored.map(|(_, body)| parse_doc(name, &body)).transpose()?;
         let old_blobs: HashSet<String> = {
@@ -358,37 +350,8 @@ impl HostedStore {
             rows.collect::<rusqlite::Result<_>>()?
         };
         let result = match f(current)? {
-            Edit::Put(mut doc) => {
-                let rev = doc::next_rev(prev_rev.as_deref(), &doc);
-                if let Some(o) = doc.as_object_mut() {
-                    o.insert("_rev".into(), Value::String(rev.clone()));
-                }
-                for blob in new_blobs {
-                    self.blobs.put(&blob.sha512_hex, &blob.bytes)?;
-                }
-                let refs = blob_refs(name, &doc)?;
-                for (_, hex) in &refs {
-                    if self.blobs.lookup(hex)?.is_none() {
-                        return Err(HostedError::Corrupt(format!(
-                            "{name}: a version references a missing tarball"
-                        )));
-                    }
-                }
-                let body =
-                    serde_json::to_vec(&doc).map_err(|_| HostedError::Corrupt(name.to_string()))?;
-                tx.execute(
-                    "INSERT INTO packages (name, rev, body) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (name) DO UPDATE SET rev = excluded.rev, body = excluded.body",
-                    params![name, rev, body],
-                )?;
-                tx.execute("DELETE FROM tarballs WHERE name = ?1", params![name])?;
-                for (version, hex) in &refs {
-                    tx.execute(
-                        "INSERT INTO tarballs (name, version, sha512) VALUES (?1, ?2, ?3)",
-                        params![name, version, hex],
-                    )?;
-                }
-                Some(Packument { doc, rev })
+            Edit::Put(doc) => {
+                Some(self.write_doc(&tx, name, prev_rev.as_deref(), doc, new_blobs)?)
             }
             Edit::Keep(doc) => {
                 return Ok(Some(Packument {
@@ -411,6 +374,55 @@ impl HostedStore {
                 names.remove(name);
             }
         }
+        self.drop_unreferenced(&conn, old_blobs)?;
+        Ok(result)
+    }
+
+    /// Inside `tx`: stamps a new revision, makes `new_blobs` durable, checks
+    /// every version's tarball is present, then writes the row and its blob
+    /// references.
+    fn write_doc(
+        &self,
+        tx: &Connection,
+        name: &str,
+        prev_rev: Option<&str>,
+        mut doc: Value,
+        new_blobs: &[Attachment],
+    ) -> Result<Packument> {
+        let rev = doc::next_rev(prev_rev, &doc);
+        if let Some(o) = doc.as_object_mut() {
+            o.insert("_rev".into(), Value::String(rev.clone()));
+        }
+        for blob in new_blobs {
+            self.blobs.put(&blob.sha512_hex, &blob.bytes)?;
+        }
+        let refs = blob_refs(name, &doc)?;
+        for (_, hex) in &refs {
+            if self.blobs.lookup(hex)?.is_none() {
+                return Err(HostedError::Corrupt(format!(
+                    "{name}: a version references a missing tarball"
+                )));
+            }
+        }
+        let body = serde_json::to_vec(&doc).map_err(|_| HostedError::Corrupt(name.to_string()))?;
+        tx.execute(
+            "INSERT INTO packages (name, rev, body) VALUES (?1, ?2, ?3)
+             ON CONFLICT (name) DO UPDATE SET rev = excluded.rev, body = excluded.body",
+            params![name, rev, body],
+        )?;
+        tx.execute("DELETE FROM tarballs WHERE name = ?1", params![name])?;
+        for (version, hex) in &refs {
+            tx.execute(
+                "INSERT INTO tarballs (name, version, sha512) VALUES (?1, ?2, ?3)",
+                params![name, version, hex],
+            )?;
+        }
+        Ok(Packument { doc, rev })
+    }
+
+    /// After a commit: removes the blobs the package referenced before that
+    /// no row references any more.
+    fn drop_unreferenced(&self, conn: &Connection, old_blobs: HashSet<String>) -> Result<()> {
         for hex in old_blobs {
             let referenced: bool = conn.query_row(
                 "SELECT EXISTS (SELECT 1 FROM tarballs WHERE sha512 = ?1)",
@@ -421,8 +433,31 @@ impl HostedStore {
                 self.blobs.remove(&hex);
             }
         }
-        Ok(result)
+        Ok(())
     }
+}
+
+/// `(rev, body)` of a stored package.
+fn stored_row(conn: &Connection, name: &str) -> Result<Option<(String, Vec<u8>)>> {
+    Ok(conn
+        .query_row(
+            "SELECT rev, body FROM packages WHERE name = ?1",
+            params![name],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?)
+}
+
+/// The stored document of an existing package `actor` may make `change` to.
+fn owned_existing(
+    actor: &Actor,
+    name: &str,
+    current: Option<Value>,
+    change: Change,
+) -> Result<Value> {
+    let current = current.ok_or_else(|| not_found(name))?;
+    owned_by(actor, name, &current, change)?;
+    Ok(current)
 }
 
 /// The ownership gate against a stored document.
