@@ -125,20 +125,7 @@ pub(crate) fn unpack<R: Read>(
             meter: Rc::clone(&meter),
         },
     );
-    let mut magic = [0u8; 2];
-    let mut got = 0;
-    while got < magic.len() {
-        let n = source
-            .read(&mut magic[got..])
-            .map_err(|e| CafsError::io("reading the tarball", e))?;
-        if n == 0 {
-            break;
-        }
-        got += n;
-    }
-    if got < magic.len() || magic != [0x1f, 0x8b] {
-        return Err(CafsError::NotGzip);
-    }
+    let magic = read_gzip_magic(&mut source)?;
     let gz = flate2::bufread::GzDecoder::new(io::Cursor::new(magic).chain(source));
     let decoder: Decoder<R> = Metered {
         inner: gz,
@@ -170,7 +157,36 @@ pub(crate) fn unpack<R: Read>(
     // reader (stopping at the end-of-archive blocks) would otherwise skip.
     let mut decoder = archive.into_inner();
     io::copy(&mut decoder, &mut io::sink()).map_err(|e| walker.read_error(e))?;
-    let (_, mut source) = decoder.inner.into_inner().into_inner();
+    let (_, source) = decoder.inner.into_inner().into_inner();
+    verify_tail(source)?;
+    Ok(Unpacked {
+        files: walker.files,
+        manifest_bytes: walker.manifest_bytes,
+    })
+}
+
+/// The first two bytes, which must be the gzip magic.
+fn read_gzip_magic(source: &mut impl Read) -> Result<[u8; 2], CafsError> {
+    let mut magic = [0u8; 2];
+    let mut got = 0;
+    while got < magic.len() {
+        let n = source
+            .read(&mut magic[got..])
+            .map_err(|e| CafsError::io("reading the tarball", e))?;
+        if n == 0 {
+            break;
+        }
+        got += n;
+    }
+    if got < magic.len() || magic != [0x1f, 0x8b] {
+        return Err(CafsError::NotGzip);
+    }
+    Ok(magic)
+}
+
+/// Reads what follows the gzip member (bounded, so it is hashed too) and
+/// checks the integrity over every input byte.
+fn verify_tail<R: Read>(mut source: BufReader<Source<R>>) -> Result<(), CafsError> {
     let trailing = io::copy(
         &mut (&mut source).take(MAX_TRAILING_BYTES + 1),
         &mut io::sink(),
@@ -187,10 +203,7 @@ pub(crate) fn unpack<R: Read>(
         .checker
         .result()
         .map_err(|e| CafsError::IntegrityMismatch(e.to_string()))?;
-    Ok(Unpacked {
-        files: walker.files,
-        manifest_bytes: walker.manifest_bytes,
-    })
+    Ok(())
 }
 
 /// Per-tarball state while walking the entries.
