@@ -19,7 +19,7 @@
 
 use std::sync::Arc;
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -35,7 +35,7 @@ use serde_json::{json, Value};
 
 use crate::error::ApiError;
 use crate::mirror::{load_packument, Source};
-use crate::rendered::{json_with_etag, wants_abbreviated, ABBREVIATED};
+use crate::rendered::{json_with_etag, tarball_file_response, wants_abbreviated, ABBREVIATED};
 use crate::state::{AppState, PUBLIC_NS};
 use crate::users::identify;
 
@@ -109,18 +109,7 @@ async fn read(
                 .hosted
                 .tarball(name, file)?
                 .ok_or_else(|| ApiError::not_found(format!("{name}/-/{file}")))?;
-            let f = tokio::fs::File::open(&stored.path)
-                .await
-                .map_err(|e| ApiError::internal("cannot open hosted tarball", e))?;
-            let stream = tokio_util::io::ReaderStream::with_capacity(f, 64 * 1024);
-            let mut resp = Response::new(Body::from_stream(stream));
-            let h = resp.headers_mut();
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/octet-stream"),
-            );
-            h.insert(header::CONTENT_LENGTH, HeaderValue::from(stored.len));
-            resp
+            tarball_file_response(&stored.path, stored.len, "cannot open hosted tarball").await?
         }
         target => {
             let mut doc = state

@@ -23,7 +23,9 @@ use pnpr_store::{now_ms, TarballBody};
 use crate::catalog::{Origin, Scope, Session};
 use crate::error::ApiError;
 use crate::mirror::{load_packument, load_packument_fresh, tarball_body, Source};
-use crate::rendered::{json_with_etag, wants_abbreviated, Rendered, ABBREVIATED};
+use crate::rendered::{
+    json_with_etag, tarball_file_response, wants_abbreviated, Rendered, ABBREVIATED,
+};
 use crate::state::AppState;
 use crate::users::identify;
 
@@ -215,18 +217,7 @@ async fn serve_tarball(
 async fn tarball_response(body: TarballBody, uplink: &str) -> Result<Response, ApiError> {
     match body {
         TarballBody::Stored(stored) => {
-            let file = tokio::fs::File::open(&stored.path)
-                .await
-                .map_err(|e| ApiError::internal("cannot open cached tarball", e))?;
-            let stream = tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024);
-            let mut resp = Response::new(Body::from_stream(stream));
-            let h = resp.headers_mut();
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/octet-stream"),
-            );
-            h.insert(header::CONTENT_LENGTH, HeaderValue::from(stored.len));
-            Ok(resp)
+            tarball_file_response(&stored.path, stored.len, "cannot open cached tarball").await
         }
         TarballBody::Streaming(mut stream) => {
             // Wait for the first bytes so an upstream failure or a small

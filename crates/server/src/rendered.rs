@@ -1,8 +1,9 @@
 //! Rendered registry documents and their HTTP answers: the rendered-body
-//! cache entry, content ETags with `304`, and the abbreviated-form
-//! negotiation.
+//! cache entry, content ETags with `304`, the abbreviated-form negotiation,
+//! and the one answer for a tarball stored on disk.
 //!
-//! Invariant: a body is served with the validator of exactly its bytes.
+//! Invariant: a body is served with the validator of exactly its bytes; a
+//! stored tarball is streamed with the length of the file it came from.
 
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -12,6 +13,28 @@ use sha2::{Digest, Sha256};
 use crate::error::ApiError;
 
 pub(crate) const ABBREVIATED: &str = "application/vnd.npm.install-v1+json";
+
+/// A tarball file (hosted or cached) streamed from disk as
+/// `application/octet-stream` with its `Content-Length`. `what` names the
+/// store in the error when the file cannot be opened.
+pub(crate) async fn tarball_file_response(
+    path: &std::path::Path,
+    len: u64,
+    what: &'static str,
+) -> Result<Response, ApiError> {
+    let file = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| ApiError::internal(what, e))?;
+    let stream = tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024);
+    let mut resp = Response::new(axum::body::Body::from_stream(stream));
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    Ok(resp)
+}
 
 pub(crate) fn wants_abbreviated(headers: &HeaderMap) -> bool {
     headers
