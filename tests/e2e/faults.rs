@@ -778,3 +778,52 @@ async fn an_install_with_a_dripping_tarball_fails_promptly_with_a_clear_status()
     assert_eq!(answer.status, 200, "{}", answer.text);
     assert_no_panic(&pnpr);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dripping_request_body_is_cut_at_the_body_timeout() {
+    let up = FaultUpstream::start(|_| Act::status(404));
+    let pnpr = Pnpr::start(&config(&up, "", "limits:\n  body_timeout: 2s\n"), &[]);
+    let port = pnpr.port;
+    let t = Instant::now();
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut s = open_partial(
+            port,
+            b"PUT /-/user/org.couchdb.user:slow HTTP/1.1\r\nHost: x\r\n\
+              content-type: application/json\r\ncontent-length: 100000\r\n\r\n{",
+        );
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut got = Vec::new();
+        // One byte every 200 ms for at most 15 s, until pnpr answers.
+        for _ in 0..75 {
+            if s.write_all(b" ").is_err() {
+                break;
+            }
+            let mut buf = [0u8; 4096];
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    got.extend_from_slice(&buf[..n]);
+                    break;
+                }
+                Err(_) => {}
+            }
+        }
+        String::from_utf8_lossy(&got).into_owned()
+    })
+    .await
+    .unwrap();
+    let took = t.elapsed();
+    assert!(took < Duration::from_secs(6), "cut after {took:?}");
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 4"),
+        "{answer}"
+    );
+    eprintln!(
+        "dripping body cut after {took:?}: {:?}",
+        answer.lines().next()
+    );
+    let http = Http::new();
+    assert_ping_fast(&http, &pnpr, Duration::from_secs(1)).await;
+    assert_no_panic(&pnpr);
+}

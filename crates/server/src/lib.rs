@@ -126,6 +126,7 @@ pub async fn run(
                     router: router.clone(),
                     stop: stop_rx.clone(),
                     header_timeout: limits.header_timeout,
+                    body_timeout: limits.body_timeout,
                 };
                 connections.spawn(conn.serve(tcp, peer));
             }
@@ -157,6 +158,7 @@ struct ConnTask {
     router: Router,
     stop: tokio::sync::watch::Receiver<bool>,
     header_timeout: std::time::Duration,
+    body_timeout: std::time::Duration,
 }
 
 impl ConnTask {
@@ -170,7 +172,9 @@ impl ConnTask {
         let first_request = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let seen = Arc::clone(&first_request);
         let router = self.router.clone();
-        let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        let body_timeout = self.body_timeout + BODY_BACKSTOP_SLACK;
+        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+            let mut req = req.map(|body| DeadlineBody::new(body, body_timeout));
             seen.store(true, std::sync::atomic::Ordering::Relaxed);
             // The identity gate reads the peer address from here (login
             // limits per address, token CIDR lists); a header would be
@@ -209,6 +213,72 @@ impl ConnTask {
                 }
             }
         }
+    }
+}
+
+/// How much later than `limits.body_timeout` the connection-level body
+/// deadline fires.
+const BODY_BACKSTOP_SLACK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A request body that must arrive within `limit`, counted from the first
+/// read (so a request waiting for a permit with its body unread is not cut).
+/// A client that drips its body fails the read with [`BodyError::Timeout`]
+/// instead of holding the handler and the connection. It is a backstop: the
+/// limit is `limits.body_timeout` plus [`BODY_BACKSTOP_SLACK`], so a handler
+/// that enforces `body_timeout` itself (the install body, 408) answers first.
+struct DeadlineBody {
+    inner: Incoming,
+    limit: std::time::Duration,
+    deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl DeadlineBody {
+    fn new(inner: Incoming, limit: std::time::Duration) -> Self {
+        Self {
+            inner,
+            limit,
+            deadline: None,
+        }
+    }
+}
+
+/// Why a request body could not be read.
+#[derive(Debug, thiserror::Error)]
+enum BodyError {
+    #[error("the request body did not arrive within {0:?} (limits.body_timeout + 1s)")]
+    Timeout(std::time::Duration),
+    #[error(transparent)]
+    Transport(#[from] hyper::Error),
+}
+
+impl hyper::body::Body for DeadlineBody {
+    type Data = bytes::Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        let limit = this.limit;
+        let deadline = this
+            .deadline
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        if deadline.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Some(Err(BodyError::Timeout(limit))));
+        }
+        std::pin::Pin::new(&mut this.inner)
+            .poll_frame(cx)
+            .map_err(BodyError::from)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
