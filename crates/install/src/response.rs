@@ -109,6 +109,23 @@ pub fn frame_bytes(
     executable: bool,
     content: &[u8],
 ) -> Result<Vec<u8>, InstallError> {
+    let prefix = frame_prefix(digest, executable, content)?;
+    let mut out = Vec::with_capacity(content.len() + FRAME_PREFIX_LEN);
+    out.extend_from_slice(&prefix);
+    out.extend_from_slice(content);
+    Ok(out)
+}
+
+/// Digest, u32 BE length and executable flag.
+const FRAME_PREFIX_LEN: usize = 64 + 4 + 1;
+
+/// The bytes of a frame before its content. Refuses the terminator's digest
+/// (it would end the body early) and content too long for the u32 length.
+fn frame_prefix(
+    digest: &[u8; 64],
+    executable: bool,
+    content: &[u8],
+) -> Result<[u8; FRAME_PREFIX_LEN], InstallError> {
     if *digest == END_MARKER {
         return Err(InstallError::ReservedDigest);
     }
@@ -116,12 +133,11 @@ pub fn frame_bytes(
         what: "file",
         size: content.len() as u64,
     })?;
-    let mut out = Vec::with_capacity(content.len() + 69);
-    out.extend_from_slice(digest);
-    out.extend_from_slice(&len.to_be_bytes());
-    out.push(u8::from(executable));
-    out.extend_from_slice(content);
-    Ok(out)
+    let mut prefix = [0u8; FRAME_PREFIX_LEN];
+    prefix[..64].copy_from_slice(digest);
+    prefix[64..68].copy_from_slice(&len.to_be_bytes());
+    prefix[68] = u8::from(executable);
+    Ok(prefix)
 }
 
 /// One gzip member of `data` at `level`.
@@ -185,16 +201,8 @@ impl InlineBody {
         executable: bool,
         content: &[u8],
     ) -> Result<(), InstallError> {
-        if *digest == END_MARKER {
-            return Err(InstallError::ReservedDigest);
-        }
-        let len = u32::try_from(content.len()).map_err(|_| InstallError::TooLarge {
-            what: "file",
-            size: content.len() as u64,
-        })?;
-        self.gz.write_all(digest)?;
-        self.gz.write_all(&len.to_be_bytes())?;
-        self.gz.write_all(&[u8::from(executable)])?;
+        let prefix = frame_prefix(digest, executable, content)?;
+        self.gz.write_all(&prefix)?;
         self.gz.write_all(content)?;
         Ok(())
     }
