@@ -2,9 +2,10 @@
 //! content-addressable tarball store (CAS).
 //!
 //! Invariants guarded here:
-//! - bytes enter the CAS only through [`cas::CasWriter::finish`], which renames a
-//!   temp file into place only when its digest matches the expected SRI, so a
-//!   CAS path always holds verified bytes and a hit is never re-hashed;
+//! - bytes enter the CAS only through [`cas::CasWriter::finish`], which places a
+//!   temp file (through [`blob`], the writer every content-addressed store of
+//!   pnpr shares) only when its digest matches the expected SRI, so a CAS path
+//!   always holds verified bytes and a hit is never re-hashed;
 //! - every namespace (the shared public mirror, each private uplink namespace)
 //!   has its own CAS root and its own metadata rows, so nothing fetched for one
 //!   namespace is ever found by a lookup in another;
