@@ -293,6 +293,25 @@ async fn a_cached_resolution_is_keyed_by_every_field_that_changes_it() {
     // Control: the trusted request is still served (and now from cache).
     let again = post_install(&pnpr.url, &body(true), None).await;
     assert_eq!(again.header_value("x-pnpr-resolution"), Some("cached"));
+
+    // minimumReleaseAgeExclude changes the answer too: a fresh resolution
+    // cannot pick the new version unless its name is excluded.
+    let fresh = |exclude: serde_json::Value| {
+        serde_json::json!({
+            "projects": [{"dir": ".", "dependencies": {"fresh-pkg": "^1.0.0"}}],
+            "registry": pnpr.url, "authHeaders": {}, "minimumReleaseAge": 1440,
+            "minimumReleaseAgeExclude": exclude, "storeIntegrities": []
+        })
+    };
+    let young = post_install(&pnpr.url, &fresh(serde_json::json!([])), None).await;
+    assert_ne!(young.status, 200, "{}", young.text);
+    let excluded = post_install(&pnpr.url, &fresh(serde_json::json!(["fresh-*"])), None).await;
+    assert_eq!(excluded.status, 200, "{}", excluded.text);
+    assert!(
+        excluded.header["lockfile"]["packages"]["fresh-pkg@1.0.0"].is_object(),
+        "{}",
+        excluded.header
+    );
 }
 
 fn rss_kib(pid: u32) -> u64 {

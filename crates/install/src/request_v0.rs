@@ -52,15 +52,15 @@ fn rule(key: &str) -> Option<Rule> {
     use Rule::*;
     Some(match key {
         "projects" | "registry" | "lockfile" | "frozenLockfile" | "preferFrozenLockfile"
-        | "ignoreManifestCheck" | "trustLockfile" | "minimumReleaseAge" | "nodeVersion" | "os"
-        | "arch" | "dependencies" | "devDependencies" | "optionalDependencies" => Shared,
+        | "ignoreManifestCheck" | "trustLockfile" | "minimumReleaseAge"
+        | "minimumReleaseAgeExclude" | "nodeVersion" | "os" | "arch" | "dependencies"
+        | "devDependencies" | "optionalDependencies" => Shared,
         "overrides" => StringValues,
         "minimumReleaseAgeIgnoreMissingTime" => Bool(
             true,
             "only `true` (versions without a publish time pass the age check) is implemented",
         ),
         "minimumReleaseAgeStrict" => Bool(false, "only the non-strict release-age check is implemented"),
-        "minimumReleaseAgeExclude" => EmptyList("release-age exclusions are not implemented by the resolver"),
         "trustPolicy" => Str("off", "only `off` is implemented"),
         // Only consulted under `trustPolicy: no-downgrade`, which is refused.
         "trustPolicyExclude" | "trustPolicyIgnoreAfter" => Inert,

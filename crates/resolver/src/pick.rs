@@ -91,12 +91,35 @@ pub(crate) fn parse_time_ms(s: &str) -> Option<i64> {
 pub(crate) struct PickPolicy {
     pub min_age_ms: Option<i64>,
     pub now_ms: i64,
+    /// Names exempt from the age rule (`minimumReleaseAgeExclude`).
+    pub age_exempt: globset::GlobSet,
+}
+
+/// pnpm's exclusion patterns: `*` matches any run of characters (scope
+/// slashes included); everything else is literal. Invalid patterns cannot
+/// occur (everything but `*` is escaped).
+pub(crate) fn exemptions(patterns: &[String]) -> globset::GlobSet {
+    let mut set = globset::GlobSetBuilder::new();
+    for p in patterns {
+        let literal: Vec<String> = p.split('*').map(globset::escape).collect();
+        if let Ok(glob) = globset::GlobBuilder::new(&literal.join("*"))
+            .literal_separator(false)
+            .build()
+        {
+            set.add(glob);
+        }
+    }
+    set.build().unwrap_or_else(|_| globset::GlobSet::empty())
 }
 
 fn old_enough(packument: &Value, version: &str, policy: &PickPolicy) -> bool {
     let Some(age) = policy.min_age_ms else {
         return true;
     };
+    let name = packument.get("name").and_then(Value::as_str).unwrap_or("");
+    if !name.is_empty() && policy.age_exempt.is_match(name) {
+        return true;
+    }
     // Versions without a publish time are accepted (pnpm's ignore-missing-time default).
     match packument
         .get("time")

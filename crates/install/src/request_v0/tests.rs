@@ -50,7 +50,6 @@ fn every_unimplemented_setting_is_refused_by_name() {
         json!({"excludeLinksFromLockfile": true}),
         json!({"fixLockfile": true}),
         json!({"trustPolicy": "no-downgrade"}),
-        json!({"minimumReleaseAgeExclude": ["a"]}),
         json!({"minimumReleaseAgeIgnoreMissingTime": false}),
         json!({"registries": {"http://x/": {"scopes": ["@s"]}}}),
         json!({"authHeaders": {"//x/": "Bearer t"}}),

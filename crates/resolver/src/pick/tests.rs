@@ -3,6 +3,7 @@ use serde_json::json;
 
 fn pack() -> Value {
     json!({
+        "name": "@s/pack",
         "dist-tags": {"latest": "3.0.0-rc.0", "next": "2.0.0"},
         "versions": {"1.0.0": {}, "1.5.0": {}, "2.0.0": {}, "3.0.0-rc.0": {}},
         "time": {"1.0.0": "2020-01-01T00:00:00.000Z", "1.5.0": "2026-03-19T00:00:00.000Z",
@@ -14,6 +15,7 @@ fn no_age() -> PickPolicy {
     PickPolicy {
         min_age_ms: None,
         now_ms: 0,
+        age_exempt: globset::GlobSet::empty(),
     }
 }
 
@@ -53,11 +55,26 @@ fn minimum_release_age_skips_young_versions() {
     let policy = PickPolicy {
         min_age_ms: Some(1440 * 60_000),
         now_ms: now,
+        age_exempt: globset::GlobSet::empty(),
     };
     assert_eq!(
         pick_version(&pack(), "^1.0.0", &[], &policy).as_deref(),
         Some("1.0.0")
     );
+    // An excluded name is exempt from the age rule (`*` spans the scope).
+    for pattern in ["@s/pack", "@*"] {
+        let exempt = PickPolicy {
+            age_exempt: exemptions(&[pattern.to_string()]),
+            ..policy
+        };
+        assert_ne!(
+            pick_version(&pack(), "^1.0.0", &[], &exempt).as_deref(),
+            Some("1.0.0"),
+            "{pattern}"
+        );
+    }
+    assert!(exemptions(&["@corp/*".into()]).is_match("@corp/x"));
+    assert!(!exemptions(&["a".into()]).is_match("ab"));
 }
 
 #[test]

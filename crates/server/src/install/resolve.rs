@@ -142,6 +142,7 @@ fn resolve_options(req: &pnpr_install::InstallRequest, input: Option<Lockfile>) 
         registry: req.registry.clone(),
         overrides: req.overrides.clone().unwrap_or_default(),
         minimum_release_age_minutes: req.minimum_release_age,
+        minimum_release_age_exclude: req.minimum_release_age_exclude.clone().unwrap_or_default(),
         now_ms: pnpr_store::now_ms(),
         node_version: req
             .node_version
