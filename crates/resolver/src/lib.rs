@@ -67,6 +67,8 @@ pub struct ResolveOptions {
     pub overrides: BTreeMap<String, String>,
     /// Versions younger than this are skipped.
     pub minimum_release_age_minutes: Option<u64>,
+    /// Names (`*` globs) the age rule does not apply to.
+    pub minimum_release_age_exclude: Vec<String>,
     /// Current time, epoch ms (passed in so resolution is reproducible).
     pub now_ms: i64,
     pub node_version: String,
@@ -90,6 +92,7 @@ impl Default for ResolveOptions {
             registry: "http://127.0.0.1:4873/".into(),
             overrides: BTreeMap::new(),
             minimum_release_age_minutes: None,
+            minimum_release_age_exclude: Vec::new(),
             now_ms: 0,
             node_version: "22.0.0".into(),
             os: "linux".into(),
@@ -855,6 +858,7 @@ impl<'a> Resolver<'a> {
                     .minimum_release_age_minutes
                     .map(|m| (m as i64).saturating_mul(60_000)),
                 now_ms: opts.now_ms,
+                age_exempt: pick::exemptions(&opts.minimum_release_age_exclude),
             },
             packuments: HashMap::new(),
             overrides: parse_overrides(&opts.overrides),
