@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::{Json, Router};
@@ -35,7 +35,9 @@ use serde_json::{json, Value};
 
 use crate::error::ApiError;
 use crate::mirror::{load_packument, Source};
-use crate::rendered::{json_with_etag, tarball_file_response, wants_abbreviated, ABBREVIATED};
+use crate::rendered::{
+    json_with_etag, mark_private, tarball_file_response, wants_abbreviated, ABBREVIATED,
+};
 use crate::state::{AppState, PUBLIC_NS};
 use crate::users::identify;
 
@@ -132,12 +134,7 @@ async fn read(
         }
     };
     if !policy.admits_anonymous(name, Action::Access) {
-        let h = resp.headers_mut();
-        h.insert(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("private, no-store"),
-        );
-        h.insert(header::VARY, HeaderValue::from_static("Authorization"));
+        mark_private(&mut resp);
     }
     Ok(resp)
 }

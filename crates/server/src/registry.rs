@@ -24,7 +24,7 @@ use crate::catalog::{Origin, Scope, Session};
 use crate::error::ApiError;
 use crate::mirror::{load_packument, load_packument_fresh, tarball_body, Source};
 use crate::rendered::{
-    json_with_etag, tarball_file_response, wants_abbreviated, Rendered, ABBREVIATED,
+    json_with_etag, mark_private, tarball_file_response, wants_abbreviated, Rendered, ABBREVIATED,
 };
 use crate::state::AppState;
 use crate::users::identify;
@@ -96,12 +96,7 @@ async fn serve_mirrored(
         RegistryTarget::Tarball(file) => serve_tarball(state, source, parsed, file).await?,
     };
     if source.private {
-        let h = resp.headers_mut();
-        h.insert(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("private, no-store"),
-        );
-        h.insert(header::VARY, HeaderValue::from_static("Authorization"));
+        mark_private(&mut resp);
     }
     Ok(resp)
 }

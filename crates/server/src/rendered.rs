@@ -14,6 +14,17 @@ use crate::error::ApiError;
 
 pub(crate) const ABBREVIATED: &str = "application/vnd.npm.install-v1+json";
 
+/// Marks an answer that depends on who asked: no shared cache may keep it,
+/// and a private cache keys it by the `Authorization` header.
+pub(crate) fn mark_private(resp: &mut Response) {
+    let h = resp.headers_mut();
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-store"),
+    );
+    h.insert(header::VARY, HeaderValue::from_static("Authorization"));
+}
+
 /// A tarball file (hosted or cached) streamed from disk as
 /// `application/octet-stream` with its `Content-Length`. `what` names the
 /// store in the error when the file cannot be opened.
