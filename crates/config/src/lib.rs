@@ -45,7 +45,6 @@ mod limits;
 mod overrides;
 mod parse;
 mod path;
-mod secret;
 mod units;
 mod walk;
 
@@ -53,7 +52,7 @@ pub use env::Env;
 pub use error::ConfigError;
 pub use limits::Limits;
 pub use overrides::DEFAULT_UPLINK_NAME;
-pub use secret::Secret;
+pub use pnpr_secret::Secret;
 
 /// Default `max_body_size`: 50 MiB, enough for large tarball publishes.
 pub const DEFAULT_MAX_BODY_SIZE: u64 = 50 * 1024 * 1024;

@@ -13,8 +13,8 @@ use pnpr_auth::{Authenticator, Htpasswd, PackageRuleInput, Policy, PolicyInput, 
 use pnpr_config::{Config, UplinkConfig};
 use pnpr_store::{Cas, MetaDb, TarballFetches};
 use pnpr_upstream::{
-    GuardPolicy, NameResolver, PublicRoute, RouteTable, RouteTableInput, Secret, StaticHosts,
-    UplinkRoute, UpstreamClient,
+    GuardPolicy, NameResolver, PublicRoute, RouteTable, RouteTableInput, StaticHosts, UplinkRoute,
+    UpstreamClient,
 };
 use url::Url;
 
@@ -339,14 +339,11 @@ fn uplink_route(u: &UplinkConfig) -> UplinkRoute {
     UplinkRoute {
         name: u.name.clone(),
         url: u.url.clone(),
-        authorization: u
-            .auth
-            .as_ref()
-            .map(|a| Secret::new(a.header_value().expose().to_string())),
+        authorization: u.auth.as_ref().map(|a| a.header_value()),
         headers: u
             .headers
             .iter()
-            .map(|(k, v)| (k.clone(), Secret::new(v.expose().to_string())))
+            .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
         timeout: u.timeout,
         deadline: u.deadline,

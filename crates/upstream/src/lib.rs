@@ -29,11 +29,10 @@ pub mod guard;
 pub mod rawurl;
 pub mod resolver;
 pub mod route;
-pub mod secret;
 
 pub use client::{FetchRequest, FetchResponse, UpstreamClient};
 pub use error::UpstreamError;
 pub use guard::GuardPolicy;
+pub use pnpr_secret::Secret;
 pub use resolver::{NameResolver, StaticHosts, SystemResolver};
 pub use route::{PublicRoute, RouteKind, RouteTable, RouteTableInput, UplinkRoute};
-pub use secret::Secret;

@@ -14,3 +14,12 @@ fn equality_compares_values() {
     assert_eq!(Secret::new("a".into()), Secret::new("a".into()));
     assert_ne!(Secret::new("a".into()), Secret::new("b".into()));
 }
+
+#[test]
+fn digest_is_sha256() {
+    // sha256("abc") from FIPS 180-2.
+    assert_eq!(
+        Secret::new("abc".to_owned()).digest(),
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    );
+}
