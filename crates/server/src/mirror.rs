@@ -89,9 +89,11 @@ pub(crate) async fn load_packument_fresh(
     source: &Source,
     name: &str,
 ) -> Result<(Option<Value>, i64), ApiError> {
-    let mut fresh_until = i64::MAX;
-    let mut docs = Vec::new();
-    let mut failures: Vec<(String, Arc<UpstreamError>)> = Vec::new();
+    let mut merge = Merge {
+        docs: Vec::new(),
+        failures: Vec::new(),
+        fresh_until: i64::MAX,
+    };
     for uplink in &source.uplinks {
         let Some(info) = state.uplink(uplink) else {
             continue;
@@ -102,78 +104,13 @@ pub(crate) async fn load_packument_fresh(
             name: name.to_string(),
             uplink: uplink.clone(),
         };
-        let row = read_row(state, &key).await?;
-        let now = now_ms();
-        if let Some(row) = &row {
-            if now.saturating_sub(row.fetched_at_ms) < maxage_ms {
-                fresh_until = fresh_until.min(row.fetched_at_ms.saturating_add(maxage_ms));
-                docs.push((uplink.clone(), parse_row(row)?));
-                continue;
-            }
-        }
-        let (st, k, private) = (Arc::clone(state), key.clone(), source.private);
-        let fetched = state
-            .packument_flights
-            .join(
-                state,
-                |s| &s.packument_flights,
-                key.clone(),
-                move || async move { fetch_packument(&st, &k, maxage_ms, private).await }.boxed(),
-                || {
-                    failed(
-                        UpstreamError::Client {
-                            message: "packument fetch task ended".into(),
-                        },
-                        true,
-                    )
-                },
-            )
-            .await;
-        let stale = |docs: &mut Vec<(String, Value)>| -> Result<bool, ApiError> {
-            match &row {
-                Some(row) => {
-                    docs.push((uplink.clone(), parse_row(row)?));
-                    Ok(true)
-                }
-                None => Ok(false),
-            }
-        };
-        match fetched {
-            Fetched::Stored { doc, at } => {
-                fresh_until = fresh_until.min(at.saturating_add(maxage_ms));
-                docs.push((uplink.clone(), Value::clone(&doc)));
-            }
-            Fetched::Fresh { at } => {
-                // Stored or revalidated by this flight: the row is current.
-                fresh_until = fresh_until.min(at.saturating_add(maxage_ms));
-                if let Some(row) = read_row(state, &key).await? {
-                    docs.push((uplink.clone(), parse_row(&row)?));
-                }
-            }
-            Fetched::Gone { at } => fresh_until = fresh_until.min(at.saturating_add(maxage_ms)),
-            Fetched::Refused { status } => return Err(refused(uplink, name, status)),
-            Fetched::PublicDenied => fresh_until = now,
-            Fetched::Invalid(e) => {
-                tracing::warn!(uplink, name, error = %e, "bad upstream document");
-                return Err(ApiError::new(
-                    StatusCode::BAD_GATEWAY,
-                    format!("bad upstream document: {e}"),
-                ));
-            }
-            Fetched::Storage(e) => return Err(ApiError::internal("storage failure", e)),
-            Fetched::Failed { error, fallback } => {
-                fresh_until = now;
-                if !fallback {
-                    return Err(ApiError::upstream(uplink, &error));
-                }
-                if stale(&mut docs)? {
-                    tracing::warn!(uplink, name, error = %error, "serving stale metadata");
-                } else {
-                    failures.push((uplink.clone(), error));
-                }
-            }
-        }
+        load_one(state, &key, maxage_ms, source.private, &mut merge).await?;
     }
+    let Merge {
+        docs,
+        failures,
+        fresh_until,
+    } = merge;
     if docs.is_empty() {
         if let Some((uplink, e)) = failures.first() {
             return Err(ApiError::upstream(uplink, e));
@@ -181,6 +118,90 @@ pub(crate) async fn load_packument_fresh(
         return Ok((None, fresh_until));
     }
     Ok((pnpr_packument::merge(docs), fresh_until))
+}
+
+/// The per-uplink documents of one packument being merged.
+struct Merge {
+    docs: Vec<(String, Value)>,
+    failures: Vec<(String, Arc<UpstreamError>)>,
+    fresh_until: i64,
+}
+
+/// One uplink's contribution: its fresh row, or the shared flight's answer
+/// (with stale-if-error in the same namespace).
+async fn load_one(
+    state: &Arc<AppState>,
+    key: &FlightKey,
+    maxage_ms: i64,
+    private: bool,
+    merge: &mut Merge,
+) -> Result<(), ApiError> {
+    let uplink = &key.uplink;
+    let row = read_row(state, key).await?;
+    let now = now_ms();
+    if let Some(row) = row
+        .as_ref()
+        .filter(|r| now.saturating_sub(r.fetched_at_ms) < maxage_ms)
+    {
+        merge.fresh_until = merge
+            .fresh_until
+            .min(row.fetched_at_ms.saturating_add(maxage_ms));
+        merge.docs.push((uplink.clone(), parse_row(row)?));
+        return Ok(());
+    }
+    let (st, k) = (Arc::clone(state), key.clone());
+    let fetched = state
+        .packument_flights
+        .join(
+            state,
+            |s| &s.packument_flights,
+            key.clone(),
+            move || async move { fetch_packument(&st, &k, maxage_ms, private).await }.boxed(),
+            || {
+                let message = "packument fetch task ended".into();
+                failed(UpstreamError::Client { message }, true)
+            },
+        )
+        .await;
+    let expires = |at: i64| at.saturating_add(maxage_ms);
+    match fetched {
+        Fetched::Stored { doc, at } => {
+            merge.fresh_until = merge.fresh_until.min(expires(at));
+            merge.docs.push((uplink.clone(), Value::clone(&doc)));
+        }
+        Fetched::Fresh { at } => {
+            // Stored or revalidated by this flight: the row is current.
+            merge.fresh_until = merge.fresh_until.min(expires(at));
+            if let Some(row) = read_row(state, key).await? {
+                merge.docs.push((uplink.clone(), parse_row(&row)?));
+            }
+        }
+        Fetched::Gone { at } => merge.fresh_until = merge.fresh_until.min(expires(at)),
+        Fetched::Refused { status } => return Err(refused(uplink, &key.name, status)),
+        Fetched::PublicDenied => merge.fresh_until = now,
+        Fetched::Invalid(e) => {
+            tracing::warn!(uplink, name = key.name, error = %e, "bad upstream document");
+            return Err(ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                format!("bad upstream document: {e}"),
+            ));
+        }
+        Fetched::Storage(e) => return Err(ApiError::internal("storage failure", e)),
+        Fetched::Failed { error, fallback } => {
+            merge.fresh_until = now;
+            if !fallback {
+                return Err(ApiError::upstream(uplink, &error));
+            }
+            match &row {
+                Some(row) => {
+                    tracing::warn!(uplink, name = key.name, error = %error, "serving stale metadata");
+                    merge.docs.push((uplink.clone(), parse_row(row)?));
+                }
+                None => merge.failures.push((uplink.clone(), error)),
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A private namespace's upstream said no: fail closed.
@@ -361,11 +382,25 @@ async fn fetch_packument(
             return failed(e, fallback);
         }
     };
+    answer(state, key, resp, row.is_some(), now, private).await
+}
+
+/// What one upstream answer means for the flight (spec §5.10: a private
+/// namespace fails closed on 401/403/404).
+async fn answer(
+    state: &Arc<AppState>,
+    key: &FlightKey,
+    resp: pnpr_upstream::FetchResponse,
+    had_row: bool,
+    now: i64,
+    private: bool,
+) -> Fetched {
+    let storage = |e: pnpr_store::StoreError| Fetched::Storage(Arc::new(e));
     let delete =
         |db: &pnpr_store::MetaDb, k: &FlightKey| db.delete_packument(&k.ns, &k.name, &k.uplink);
     match resp.status {
         200 => store_body(state, key, resp, now).await,
-        304 if row.is_some() => {
+        304 if had_row => {
             let touch = move |db: &pnpr_store::MetaDb, k: &FlightKey| {
                 db.touch_packument(&k.ns, &k.name, &k.uplink, now)
             };
