@@ -53,13 +53,13 @@ struct Meter {
 }
 
 /// Counts and hashes the caller's compressed bytes.
-struct Source<R> {
+struct HashingReader<R> {
     inner: R,
     checker: IntegrityChecker,
     meter: Rc<Meter>,
 }
 
-impl<R: Read> Read for Source<R> {
+impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         let read = buf.get(..n).unwrap_or_default();
@@ -106,8 +106,9 @@ impl<R: Read> Read for Metered<R> {
     }
 }
 
-type Decoder<R> =
-    Metered<flate2::bufread::GzDecoder<io::Chain<io::Cursor<[u8; 2]>, BufReader<Source<R>>>>>;
+type Decoder<R> = Metered<
+    flate2::bufread::GzDecoder<io::Chain<io::Cursor<[u8; 2]>, BufReader<HashingReader<R>>>>,
+>;
 
 /// Unpack `tgz` into `store`, verifying it against `sri`.
 pub(crate) fn unpack<R: Read>(
@@ -119,7 +120,7 @@ pub(crate) fn unpack<R: Read>(
     let meter = Rc::new(Meter::default());
     let mut source = BufReader::with_capacity(
         COPY_CHUNK,
-        Source {
+        HashingReader {
             inner: tgz,
             checker: IntegrityChecker::new(sri),
             meter: Rc::clone(&meter),
@@ -186,7 +187,7 @@ fn read_gzip_magic(source: &mut impl Read) -> Result<[u8; 2], CafsError> {
 
 /// Reads what follows the gzip member (bounded, so it is hashed too) and
 /// checks the integrity over every input byte.
-fn verify_tail<R: Read>(mut source: BufReader<Source<R>>) -> Result<(), CafsError> {
+fn verify_tail<R: Read>(mut source: BufReader<HashingReader<R>>) -> Result<(), CafsError> {
     let trailing = io::copy(
         &mut (&mut source).take(MAX_TRAILING_BYTES + 1),
         &mut io::sink(),

@@ -32,7 +32,7 @@ use serde_json::Value;
 
 pub use crate::accelerator::PackageClaim;
 use crate::error::ApiError;
-use crate::mirror::{load_packument, Source};
+use crate::mirror::{load_packument, Namespace};
 use crate::state::AppState;
 
 pub(crate) use forwarded::Forwarded;
@@ -154,12 +154,12 @@ impl Session {
             .cloned()
     }
 
-    /// The mirror source behind an uplink or mirror origin.
-    pub(crate) fn source(&self, name: &str) -> Result<Source, ApiError> {
+    /// The mirror namespace behind an uplink or mirror origin.
+    pub(crate) fn namespace(&self, name: &str) -> Result<Namespace, ApiError> {
         match self.origin(name) {
-            Origin::Uplink(u) => Source::uplink(&self.state, &u)
+            Origin::Uplink(u) => Namespace::uplink(&self.state, &u)
                 .ok_or_else(|| ApiError::not_found(format!("uplink ~{u}"))),
-            _ => Ok(Source::public(&self.state, &self.policy, name)),
+            _ => Ok(Namespace::public(&self.state, &self.policy, name)),
         }
     }
 
@@ -250,7 +250,7 @@ impl Session {
                 .ok_or_else(|| ApiError::not_found(name))?
                 .doc),
             Origin::Mirror | Origin::Uplink(_) => {
-                let source = self.source(name)?;
+                let source = self.namespace(name)?;
                 load_packument(&self.state, &source, name)
                     .await?
                     .ok_or_else(|| ApiError::not_found(name))

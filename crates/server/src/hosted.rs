@@ -34,7 +34,7 @@ use pnpr_packument::{RegistryPath, RegistryTarget};
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
-use crate::mirror::{load_packument, Source};
+use crate::mirror::{load_packument, Namespace};
 use crate::rendered::{
     json_with_etag, mark_private, tarball_file_response, wants_abbreviated, ABBREVIATED,
 };
@@ -444,9 +444,9 @@ async fn probe_uplink(
     name: &str,
 ) -> (String, UplinkAnswer) {
     let source = if policy.uplink_has_access(uplink) {
-        Source::uplink(state, uplink)
+        Namespace::uplink(state, uplink)
     } else {
-        state.uplink(uplink).map(|_| Source {
+        state.uplink(uplink).map(|_| Namespace {
             ns: PUBLIC_NS.to_string(),
             uplinks: vec![uplink.to_string()],
             private: true,
@@ -558,7 +558,7 @@ async fn dist_tags_inner(state: &Arc<AppState>, req: Request) -> Result<Response
                 state.hosted.get(&name)?.map(|p| p.doc)
             } else {
                 let policy = state.policy();
-                load_packument(state, &Source::public(state, &policy, &name), &name).await?
+                load_packument(state, &Namespace::public(state, &policy, &name), &name).await?
             };
             let doc = doc.ok_or_else(|| ApiError::not_found(&name))?;
             Ok(Json(doc.get("dist-tags").cloned().unwrap_or_else(|| json!({}))).into_response())

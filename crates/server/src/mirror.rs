@@ -32,9 +32,11 @@ use crate::state::{AppState, PUBLIC_NS};
 
 /// Largest packument we accept from an uplink.
 const MAX_PACKUMENT_BYTES: u64 = 256 * 1024 * 1024;
-/// Where a request's data comes from and is cached.
+/// A mirror namespace: where a request's data comes from (the uplinks asked,
+/// in order) and is cached (`ns`: the shared public mirror or one uplink's
+/// private HMAC namespace).
 #[derive(Debug, Clone)]
-pub(crate) struct Source {
+pub(crate) struct Namespace {
     pub(crate) ns: String,
     pub(crate) uplinks: Vec<String>,
     /// `/~<uplink>/` requests: fail closed, private caching headers.
@@ -43,11 +45,11 @@ pub(crate) struct Source {
     pub(crate) tarball_base: String,
 }
 
-impl Source {
+impl Namespace {
     /// The shared public mirror for `name`: the `proxy:` uplinks of its
     /// `packages:` rule that carry no `access:` (those are endpoint-only).
-    pub(crate) fn public(state: &AppState, policy: &pnpr_auth::Policy, name: &str) -> Source {
-        Source {
+    pub(crate) fn public(state: &AppState, policy: &pnpr_auth::Policy, name: &str) -> Namespace {
+        Namespace {
             ns: PUBLIC_NS.to_string(),
             uplinks: policy
                 .proxies(name)
@@ -61,9 +63,9 @@ impl Source {
     }
 
     /// One access-bearing uplink's private namespace (`/~<uplink>/`).
-    pub(crate) fn uplink(state: &AppState, uplink: &str) -> Option<Source> {
+    pub(crate) fn uplink(state: &AppState, uplink: &str) -> Option<Namespace> {
         let info = state.uplink(uplink)?;
-        Some(Source {
+        Some(Namespace {
             ns: info.private_ns.clone(),
             uplinks: vec![uplink.to_string()],
             private: true,
@@ -75,7 +77,7 @@ impl Source {
 /// Loads (fetching or revalidating as needed) and merges the packument.
 pub(crate) async fn load_packument(
     state: &Arc<AppState>,
-    source: &Source,
+    source: &Namespace,
     name: &str,
 ) -> Result<Option<Value>, ApiError> {
     Ok(load_packument_fresh(state, source, name).await?.0)
@@ -86,7 +88,7 @@ pub(crate) async fn load_packument(
 /// merged, or "now" when stale data had to be served.
 pub(crate) async fn load_packument_fresh(
     state: &Arc<AppState>,
-    source: &Source,
+    source: &Namespace,
     name: &str,
 ) -> Result<(Option<Value>, i64), ApiError> {
     let mut merge = Merge {
@@ -520,7 +522,7 @@ pub(crate) fn expected_integrity(version: &Value) -> Option<ssri::Integrity> {
 /// shared upstream fetch (through the version's own uplink).
 pub(crate) async fn tarball_body(
     state: &Arc<AppState>,
-    source: &Source,
+    source: &Namespace,
     file: &str,
     version: &Value,
 ) -> Result<(TarballBody, String), ApiError> {

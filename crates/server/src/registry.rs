@@ -22,7 +22,7 @@ use pnpr_store::{now_ms, TarballBody};
 
 use crate::catalog::{Origin, Scope, Session};
 use crate::error::ApiError;
-use crate::mirror::{load_packument, load_packument_fresh, tarball_body, Source};
+use crate::mirror::{load_packument, load_packument_fresh, tarball_body, Namespace};
 use crate::rendered::{
     json_with_etag, mark_private, tarball_file_response, wants_abbreviated, Rendered, ABBREVIATED,
 };
@@ -67,7 +67,7 @@ async fn handle(state: &Arc<AppState>, req: Request) -> Result<Response, ApiErro
         Origin::Hosted => crate::hosted::serve_read(state, &parsed, session.who(), &headers)
             .await
             .unwrap_or_else(|| Err(ApiError::not_found(&parsed.name)))?,
-        _ => serve_mirrored(state, &session.source(&parsed.name)?, &parsed, &headers).await?,
+        _ => serve_mirrored(state, &session.namespace(&parsed.name)?, &parsed, &headers).await?,
     };
     if method == Method::HEAD {
         let (parts, _) = resp.into_parts();
@@ -79,7 +79,7 @@ async fn handle(state: &Arc<AppState>, req: Request) -> Result<Response, ApiErro
 /// A packument, version document or tarball from the mirror.
 async fn serve_mirrored(
     state: &Arc<AppState>,
-    source: &Source,
+    source: &Namespace,
     parsed: &RegistryPath,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -103,7 +103,7 @@ async fn serve_mirrored(
 
 async fn serve_packument(
     state: &Arc<AppState>,
-    source: &Source,
+    source: &Namespace,
     parsed: &RegistryPath,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -158,7 +158,7 @@ async fn serve_packument(
 /// bytes while the metadata they came from is fresh.
 async fn render(
     state: &Arc<AppState>,
-    source: &Source,
+    source: &Namespace,
     name: &str,
     abbreviated: bool,
     key: String,
@@ -180,7 +180,7 @@ async fn render(
 
 async fn serve_version(
     state: &Arc<AppState>,
-    source: &Source,
+    source: &Namespace,
     parsed: &RegistryPath,
     spec: &str,
     headers: &HeaderMap,
@@ -196,7 +196,7 @@ async fn serve_version(
 
 async fn serve_tarball(
     state: &Arc<AppState>,
-    source: &Source,
+    source: &Namespace,
     parsed: &RegistryPath,
     file: &str,
 ) -> Result<Response, ApiError> {

@@ -96,7 +96,7 @@ async fn unpack_one(
             }
         },
         Origin::Mirror | Origin::Uplink(_) => {
-            let source = session.source(&p.name)?;
+            let source = session.namespace(&p.name)?;
             tarball_body(state, &source, &file, vdoc).await?.0
         }
     };
