@@ -196,17 +196,33 @@ pub struct Server {
     drains: Vec<JoinHandle<()>>,
 }
 
+/// Spawns `cmd`, retrying briefly on `ETXTBSY`: an executable a test just
+/// wrote can still be open for writing in a child another thread forked in
+/// that instant (the fd lives until that child execs), which Linux reports as
+/// "Text file busy". Bounded: at most 50 tries, 20 ms apart.
+fn spawn_retrying(cmd: &mut Command) -> std::io::Result<Child> {
+    let mut tries = 0;
+    loop {
+        match cmd.spawn() {
+            Err(e) if e.raw_os_error() == Some(26) && tries < 50 => {
+                tries += 1;
+                thread::sleep(Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
 impl Server {
     /// Spawns `cmd` with stdin closed and both output streams drained.
     #[track_caller]
     pub fn spawn(cmd: &mut Command, logs: LogBuffer) -> Server {
         let command = describe(cmd);
-        let mut child = cmd
-            .stdin(Stdio::null())
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot spawn `{command}`: {e}"));
+            .stderr(Stdio::piped());
+        let mut child =
+            spawn_retrying(cmd).unwrap_or_else(|e| panic!("cannot spawn `{command}`: {e}"));
         let (tx, rx) = mpsc::channel();
         let mut drains = Vec::new();
         if let Some(stdout) = child.stdout.take() {

@@ -14,6 +14,7 @@
 mod accelerator;
 pub mod catalog;
 pub mod error;
+mod flights;
 pub mod grants;
 pub mod hosted;
 pub mod identity;

@@ -11,23 +11,23 @@
 //! - tarball bytes are verified against the packument's integrity before they
 //!   become a cache entry (see `pnpr_store::flight`);
 //! - one upstream packument fetch per (namespace, package, uplink) at a time
-//!   ([`PackumentFlights`]): concurrent misses share it and its one document;
+//!   ([`crate::flights::PackumentFlights`]): concurrent misses share it and its one document;
 //! - SQLite reads and writes of packument rows run on the blocking pool, never
 //!   on the async workers.
 //!
 //! Who may read what is not decided here: callers come through the catalog.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::http::StatusCode;
-use futures_util::future::{BoxFuture, FutureExt, Shared};
+use futures_util::future::FutureExt;
 use futures_util::StreamExt;
 use pnpr_store::{now_ms, PackumentRow, TarballBody};
 use pnpr_upstream::{FetchRequest, UpstreamError};
 use serde_json::Value;
 
 use crate::error::ApiError;
+use crate::flights::{Fetched, FlightKey};
 use crate::state::{AppState, PUBLIC_NS};
 
 /// Largest packument we accept from an uplink.
@@ -155,8 +155,6 @@ async fn load_one(
     let fetched = state
         .packument_flights
         .join(
-            state,
-            |s| &s.packument_flights,
             key.clone(),
             move || async move { fetch_packument(&st, &k, maxage_ms, private).await }.boxed(),
             || {
@@ -230,117 +228,6 @@ async fn read_row(
         .await
         .map_err(|e| ApiError::internal("metadata read task failed", e))?
         .map_err(ApiError::from)
-}
-
-/// One packument fetch: (namespace, package, uplink).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(crate) struct FlightKey {
-    ns: String,
-    name: String,
-    uplink: String,
-}
-
-/// What one shared packument fetch came to; every waiter gets a clone, so
-/// large parts are behind `Arc` and the document exists once per flight.
-#[derive(Clone)]
-pub(crate) enum Fetched {
-    /// 200, validated and stored at `at`.
-    Stored {
-        doc: Arc<Value>,
-        at: i64,
-    },
-    /// 304 (row touched at `at`), or a row another flight had just stored.
-    Fresh {
-        at: i64,
-    },
-    /// The public mirror's uplink no longer has it (row deleted).
-    Gone {
-        at: i64,
-    },
-    /// A private namespace's uplink answered 401/403/404 (row deleted).
-    Refused {
-        status: u16,
-    },
-    /// The public mirror's uplink answered 401/403.
-    PublicDenied,
-    /// 200 with a body that is not a packument; nothing stored.
-    Invalid(Arc<pnpr_packument::PackumentError>),
-    Storage(Arc<pnpr_store::StoreError>),
-    /// No usable answer; `fallback` when stale data may stand in for it.
-    Failed {
-        error: Arc<UpstreamError>,
-        fallback: bool,
-    },
-}
-
-/// Single flight: concurrent callers asking for the same key share one piece
-/// of work, run in its own task so a caller that goes away does not cancel
-/// it for the others. The entry is removed when the work ends, so the map
-/// holds only work in flight and its result exists once, not per caller.
-pub(crate) struct Flights<K, V: Clone> {
-    inflight: Mutex<HashMap<K, Shared<BoxFuture<'static, V>>>>,
-}
-
-impl<K, V: Clone> Default for Flights<K, V> {
-    fn default() -> Self {
-        Self {
-            inflight: Mutex::new(HashMap::new()),
-        }
-    }
-}
-
-/// Packument fetches in flight, per (namespace, package, uplink).
-pub(crate) type PackumentFlights = Flights<FlightKey, Fetched>;
-
-/// Packument bodies being rendered, per render key (namespace, name, form,
-/// tarball base, uplinks): concurrent misses of one document build it once.
-pub(crate) type RenderFlights =
-    Flights<String, Result<Arc<crate::rendered::Rendered>, Arc<ApiError>>>;
-
-impl<K, V> Flights<K, V>
-where
-    K: Eq + std::hash::Hash + Clone + Send + Sync + 'static,
-    V: Clone + Send + Sync + 'static,
-{
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, Shared<BoxFuture<'static, V>>>> {
-        // Plain map of handles: a panic elsewhere cannot leave it torn.
-        self.inflight.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Joins the work for `key` in flight, or starts `work`. `this` finds
-    /// this map again from the state (the task outlives the borrow);
-    /// `lost` is the answer when the task itself died.
-    pub(crate) async fn join(
-        &self,
-        state: &Arc<AppState>,
-        this: fn(&AppState) -> &Self,
-        key: K,
-        work: impl FnOnce() -> BoxFuture<'static, V>,
-        lost: fn() -> V,
-    ) -> V {
-        let shared = {
-            let mut map = self.lock();
-            match map.get(&key) {
-                Some(f) => f.clone(),
-                None => {
-                    let st = Arc::clone(state);
-                    let k = key.clone();
-                    let fut = work();
-                    let task = tokio::spawn(async move {
-                        let out = fut.await;
-                        this(&st).lock().remove(&k);
-                        out
-                    });
-                    let shared = async move { task.await.unwrap_or_else(|_| lost()) }
-                        .boxed()
-                        .shared();
-                    map.insert(key, shared.clone());
-                    shared
-                }
-            }
-        };
-        shared.await
-    }
 }
 
 /// The body of one flight: fetch (conditionally, when a row exists),

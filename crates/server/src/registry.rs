@@ -142,7 +142,7 @@ async fn serve_packument(
             let lost = || Err(Arc::new(ApiError::internal("rendering", "task ended")));
             state
                 .render_flights
-                .join(state, |s| &s.render_flights, key, work, lost)
+                .join(key, work, lost)
                 .await
                 .map_err(|e| ApiError {
                     status: e.status,

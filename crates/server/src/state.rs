@@ -82,9 +82,9 @@ pub struct AppState {
     /// metadata they were built from goes stale.
     pub(crate) rendered: crate::rendered::RenderedCache,
     /// Packument fetches in flight, shared by concurrent misses.
-    pub(crate) packument_flights: crate::mirror::PackumentFlights,
+    pub(crate) packument_flights: crate::flights::PackumentFlights,
     /// Packument bodies being rendered, shared by concurrent misses.
-    pub(crate) render_flights: crate::mirror::RenderFlights,
+    pub(crate) render_flights: crate::flights::RenderFlights,
     /// Resolution cache, integrity bindings and install admission.
     pub(crate) accelerator: crate::accelerator::Accelerator,
     /// Concurrent `/-/v1/search` scans.
