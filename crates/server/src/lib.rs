@@ -293,7 +293,7 @@ async fn health() -> Json<serde_json::Value> {
 
 /// Ready when the metadata database answers and the cache dir is writable.
 async fn ready(State(state): State<Arc<AppState>>) -> Response {
-    let db_ok = state.db.ping().is_ok();
+    let db_ok = state.mirror.db.ping().is_ok();
     let probe = state.config.cache.join(".ready-probe");
     let disk_ok = std::fs::write(&probe, b"ok").is_ok() && std::fs::remove_file(&probe).is_ok();
     if db_ok && disk_ok {

@@ -153,6 +153,7 @@ async fn load_one(
     }
     let (st, k) = (Arc::clone(state), key.clone());
     let fetched = state
+        .mirror
         .packument_flights
         .join(
             key.clone(),
@@ -224,7 +225,7 @@ async fn read_row(
 ) -> Result<Option<PackumentRow>, ApiError> {
     let st = Arc::clone(state);
     let key = key.clone();
-    tokio::task::spawn_blocking(move || st.db.packument(&key.ns, &key.name, &key.uplink))
+    tokio::task::spawn_blocking(move || st.mirror.db.packument(&key.ns, &key.name, &key.uplink))
         .await
         .map_err(|e| ApiError::internal("metadata read task failed", e))?
         .map_err(ApiError::from)
@@ -379,7 +380,7 @@ async fn blocking<T: Send + 'static>(
 ) -> pnpr_store::Result<T> {
     let st = Arc::clone(state);
     let key = key.clone();
-    tokio::task::spawn_blocking(move || f(&st.db, &key))
+    tokio::task::spawn_blocking(move || f(&st.mirror.db, &key))
         .await
         .map_err(|e| pnpr_store::StoreError::Io(std::io::Error::other(e.to_string())))?
 }
@@ -434,6 +435,7 @@ pub(crate) async fn tarball_body(
     let st = Arc::clone(state);
     let via = uplink.clone();
     let body = state
+        .mirror
         .tarballs
         .get(&source.ns, &sri, keep, move || async move {
             let resp = st

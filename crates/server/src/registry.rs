@@ -120,7 +120,7 @@ async fn serve_packument(
         source.uplinks.join(",")
     );
     let now = now_ms();
-    let hit = state.rendered.get_fresh(&key, now);
+    let hit = state.mirror.rendered.get_fresh(&key, now);
     let rendered = match hit {
         Some(r) => r,
         None => {
@@ -141,6 +141,7 @@ async fn serve_packument(
             };
             let lost = || Err(Arc::new(ApiError::internal("rendering", "task ended")));
             state
+                .mirror
                 .render_flights
                 .join(key, work, lost)
                 .await
@@ -173,7 +174,7 @@ async fn render(
     };
     let r = Arc::new(Rendered::new(&body, ctype, fresh_until)?);
     if r.fresh_at(now_ms()) {
-        state.rendered.put(key, Arc::clone(&r));
+        state.mirror.rendered.put(key, Arc::clone(&r));
     }
     Ok(r)
 }

@@ -68,27 +68,34 @@ pub struct AppState {
     /// Policy, uplinks and the reloadable config, swapped as one value.
     live: RwLock<Arc<Live>>,
     base_resolver: Arc<dyn NameResolver>,
-    pub db: MetaDb,
+    /// The uplinks' mirror: metadata rows, tarballs, rendered bodies.
+    pub mirror: MirrorStores,
     /// Locally published packages (durable, under `storage`).
     pub hosted: pnpr_hosted::HostedStore,
-    pub tarballs: Arc<TarballFetches>,
     /// Unpacked package files for `/v1/install` (under `cache`).
     pub files: pnpr_cafs::FileStore,
     pub secret: Vec<u8>,
     /// Public-package set and per-user grants of the install accelerator's
     /// upstream-authority path (spec §4.4–4.6), under `<cache>`.
     pub access: crate::grants::AccessStore,
-    /// Rendered packument bodies (see `registry::Rendered`), valid until the
-    /// metadata they were built from goes stale.
+    /// Resolution cache, integrity bindings and install admission.
+    pub(crate) accelerator: crate::accelerator::Accelerator,
+    /// Concurrent `/-/v1/search` scans.
+    pub(crate) searches: Arc<tokio::sync::Semaphore>,
+}
+
+/// The mirror's stores and its work in flight (under `cache`).
+pub struct MirrorStores {
+    /// Packument rows per (namespace, name, uplink).
+    pub db: MetaDb,
+    /// The tarball CAS and its single-flight verified fetches.
+    pub tarballs: Arc<TarballFetches>,
+    /// Rendered packument bodies, valid while their metadata is fresh.
     pub(crate) rendered: crate::rendered::RenderedCache,
     /// Packument fetches in flight, shared by concurrent misses.
     pub(crate) packument_flights: crate::flights::PackumentFlights,
     /// Packument bodies being rendered, shared by concurrent misses.
     pub(crate) render_flights: crate::flights::RenderFlights,
-    /// Resolution cache, integrity bindings and install admission.
-    pub(crate) accelerator: crate::accelerator::Accelerator,
-    /// Concurrent `/-/v1/search` scans.
-    pub(crate) searches: Arc<tokio::sync::Semaphore>,
 }
 
 /// One consistent view of everything a reload can change. A request takes
@@ -167,11 +174,16 @@ impl AppState {
             policy: Arc::new(policy),
             network: Arc::new(network),
         }));
-        Ok(Arc::new(Self {
-            access,
+        let mirror = MirrorStores {
+            db,
+            tarballs,
             rendered,
             packument_flights: Default::default(),
             render_flights: Default::default(),
+        };
+        Ok(Arc::new(Self {
+            access,
+            mirror,
             accelerator,
             searches: Arc::new(tokio::sync::Semaphore::new(2)),
             config,
@@ -179,9 +191,7 @@ impl AppState {
             auth,
             live,
             base_resolver: opts.resolver,
-            db,
             hosted,
-            tarballs,
             files,
             secret,
         }))

@@ -193,6 +193,7 @@ async fn forwarded_tarball(
     let st = Arc::clone(state);
     let label = name.to_string();
     state
+        .mirror
         .tarballs
         .get(&ns, &sri, false, move || async move {
             let req = pnpr_upstream::FetchRequest {
