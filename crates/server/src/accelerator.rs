@@ -1,6 +1,7 @@
-//! The install accelerator's shared state: resolved trees (the auth-aware
-//! candidate cache), integrity bindings the catalog already checked, and
-//! the admission budget for installs. A leaf module: it owns data, the
+//! The install accelerator's shared state: the unpacked-file store, the
+//! forwarded path's grants, resolved trees (the auth-aware candidate cache),
+//! integrity bindings the catalog already checked, and the admission budget
+//! for installs. A leaf module: it owns data, the
 //! stages in `install` and the catalog own the rules.
 //!
 //! Invariants guarded here: every cache is bounded (candidates by count and
@@ -42,17 +43,37 @@ fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Caches and budgets shared by every install.
+/// The durable parts the accelerator is built on.
+pub(crate) struct Stores {
+    /// Unpacked package files (under `cache`).
+    pub(crate) files: pnpr_cafs::FileStore,
+    /// Public-package set and per-user grants of the forwarded path (spec
+    /// §4.4–4.6), under `cache`.
+    pub(crate) access: crate::grants::AccessStore,
+}
+
+/// Stores, caches and budgets shared by every install.
 pub(crate) struct Accelerator {
+    /// Unpacked package files (under `cache`).
+    pub(crate) files: pnpr_cafs::FileStore,
+    /// Public-package set and per-user grants of the forwarded path.
+    pub(crate) access: crate::grants::AccessStore,
     resolutions: Mutex<ResolutionCache>,
     bindings: Mutex<Bindings>,
     installs: Arc<Semaphore>,
 }
 
 impl Accelerator {
-    pub(crate) fn new(secret: Vec<u8>, ttl: Duration, limits: &pnpr_config::Limits) -> Self {
+    pub(crate) fn new(
+        stores: Stores,
+        secret: Vec<u8>,
+        ttl: Duration,
+        limits: &pnpr_config::Limits,
+    ) -> Self {
         let max_bytes = usize::try_from(limits.resolution_cache).unwrap_or(usize::MAX);
         Self {
+            files: stores.files,
+            access: stores.access,
             resolutions: Mutex::new(
                 pnpr_rescache::CandidateCache::new(secret, ttl).with_max_bytes(max_bytes),
             ),

@@ -142,7 +142,7 @@ pub async fn sweep(state: Arc<AppState>) {
         let swept = tokio::task::spawn_blocking(move || {
             let retired = st.auth.sweep();
             for user in &retired {
-                st.access.clear_user(user);
+                st.accelerator.access.clear_user(user);
             }
             retired.len()
         })

@@ -72,13 +72,10 @@ pub struct AppState {
     pub mirror: MirrorStores,
     /// Locally published packages (durable, under `storage`).
     pub hosted: pnpr_hosted::HostedStore,
-    /// Unpacked package files for `/v1/install` (under `cache`).
-    pub files: pnpr_cafs::FileStore,
-    pub secret: Vec<u8>,
-    /// Public-package set and per-user grants of the install accelerator's
-    /// upstream-authority path (spec §4.4–4.6), under `<cache>`.
-    pub access: crate::grants::AccessStore,
-    /// Resolution cache, integrity bindings and install admission.
+    /// HMAC key of every private namespace and descriptor.
+    secret: Vec<u8>,
+    /// Unpacked files, forwarded-path grants, resolution cache, integrity
+    /// bindings and install admission.
     pub(crate) accelerator: crate::accelerator::Accelerator,
     /// Concurrent `/-/v1/search` scans.
     pub(crate) searches: Arc<tokio::sync::Semaphore>,
@@ -162,13 +159,18 @@ impl AppState {
             .map(|u| u.maxage)
             .min()
             .unwrap_or(std::time::Duration::from_secs(300));
-        let accelerator = crate::accelerator::Accelerator::new(secret.clone(), ttl, &config.limits);
+        let access =
+            crate::grants::AccessStore::open(&config.cache, config.install_accelerator.grant_ttl);
+        let accelerator = crate::accelerator::Accelerator::new(
+            crate::accelerator::Stores { files, access },
+            secret.clone(),
+            ttl,
+            &config.limits,
+        );
         let rendered = crate::rendered::RenderedCache::new(
             crate::rendered::RenderedCache::DEFAULT_BUDGET,
             2048,
         );
-        let access =
-            crate::grants::AccessStore::open(&config.cache, config.install_accelerator.grant_ttl);
         let live = RwLock::new(Arc::new(Live {
             config: Arc::new(config.clone()),
             policy: Arc::new(policy),
@@ -182,7 +184,6 @@ impl AppState {
             render_flights: Default::default(),
         };
         Ok(Arc::new(Self {
-            access,
             mirror,
             accelerator,
             searches: Arc::new(tokio::sync::Semaphore::new(2)),
@@ -192,7 +193,6 @@ impl AppState {
             live,
             base_resolver: opts.resolver,
             hosted,
-            files,
             secret,
         }))
     }

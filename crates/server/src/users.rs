@@ -80,7 +80,7 @@ pub async fn login(
     if outcome.registered {
         // The name may have been held before: its grants are not the
         // newcomer's (its tokens were already purged by the authenticator).
-        state.access.clear_user(&name);
+        state.accelerator.access.clear_user(&name);
     }
     tracing::info!(user = %name, created = outcome.registered, "login");
     let ok = if outcome.registered {

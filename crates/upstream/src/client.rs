@@ -170,6 +170,14 @@ struct UplinkState {
     breaker: Breaker,
 }
 
+/// One hop of a fetch: where it goes, how that URL classified, and where
+/// the fetch started (forwarded credentials never follow to another origin).
+struct Hop<'a> {
+    url: &'a Url,
+    kind: &'a RouteKind,
+    first: &'a Url,
+}
+
 /// The outgoing HTTP client (see the module docs for its invariants).
 pub struct UpstreamClient {
     table: RouteTable,
@@ -380,27 +388,13 @@ impl UpstreamClient {
         let mut hops = 0;
         loop {
             self.check_literal_host(&url)?;
-            let mut headers = base.clone();
-            // Public routes win over uplink credentials (protocol §5.1), and a
-            // token only ever goes to its own uplink's exact origin (§5.3).
-            let with_credentials =
-                uplink.filter(|u| kind != RouteKind::Public && u.prefix.same_origin(&url));
-            if let Some(up) = with_credentials {
-                for (name, value) in &up.credentials {
-                    headers.insert(name.clone(), value.clone());
-                }
-            }
-            let forwarded = forwarded
-                .filter(|_| with_credentials.is_none() && self.may_forward(&first, &url, &kind));
-            if let Some(secret) = forwarded {
-                let mut hv =
-                    HeaderValue::from_str(secret.expose()).map_err(|_| UpstreamError::BadUrl {
-                        url: redact_raw(&req.url),
-                        reason: "invalid forwarded authorization value".to_owned(),
-                    })?;
-                hv.set_sensitive(true);
-                headers.insert(AUTHORIZATION, hv);
-            }
+            let hop = Hop {
+                url: &url,
+                kind: &kind,
+                first: &first,
+            };
+            let (headers, with_credentials, forwarded) =
+                self.hop_headers(&base, &hop, uplink, forwarded, req)?;
             let label = redact(&url);
             let send = self.http.get(url.clone()).headers(headers).send();
             let resp = match tokio::time::timeout(timeout, send).await {
@@ -453,6 +447,41 @@ impl UpstreamClient {
                 deadline,
             });
         }
+    }
+
+    /// The headers of one hop: the uplink's server-held credentials when the
+    /// hop is on its exact origin and not a public route (protocol §5.1,
+    /// §5.3), else the caller's forwarded credential where it may follow.
+    /// Returns the headers and which of the two was attached.
+    fn hop_headers<'a>(
+        &self,
+        base: &HeaderMap,
+        hop: &Hop<'_>,
+        uplink: Option<&'a UplinkEntry>,
+        forwarded: Option<&'a Secret>,
+        req: &FetchRequest,
+    ) -> Result<(HeaderMap, Option<&'a UplinkEntry>, Option<&'a Secret>), UpstreamError> {
+        let mut headers = base.clone();
+        let with_credentials =
+            uplink.filter(|u| *hop.kind != RouteKind::Public && u.prefix.same_origin(hop.url));
+        if let Some(up) = with_credentials {
+            for (name, value) in &up.credentials {
+                headers.insert(name.clone(), value.clone());
+            }
+        }
+        let forwarded = forwarded.filter(|_| {
+            with_credentials.is_none() && self.may_forward(hop.first, hop.url, hop.kind)
+        });
+        if let Some(secret) = forwarded {
+            let mut hv =
+                HeaderValue::from_str(secret.expose()).map_err(|_| UpstreamError::BadUrl {
+                    url: redact_raw(&req.url),
+                    reason: "invalid forwarded authorization value".to_owned(),
+                })?;
+            hv.set_sensitive(true);
+            headers.insert(AUTHORIZATION, hv);
+        }
+        Ok((headers, with_credentials, forwarded))
     }
 
     /// Resolve and vet a `Location`; refusals are reported as scheme+host only.

@@ -80,7 +80,7 @@ pub(super) fn record_fresh_grants(state: &AppState, who: &Identity, authority: &
     if let Identity::User(user) = who {
         let now = pnpr_store::now_ms();
         for key in &authority.fresh_keys {
-            state.access.record_grant(user, key, now);
+            state.accelerator.access.record_grant(user, key, now);
         }
     }
 }
@@ -105,11 +105,12 @@ async fn upstream_authority(
         return Ok(());
     };
     if state
+        .accelerator
         .access
         .is_public(&public_key(fwd, &p.name), pnpr_store::now_ms())
     {
         stats.public += 1;
-    } else if !state.files.has_index(&p.integrity) {
+    } else if !state.accelerator.files.has_index(&p.integrity) {
         stats.fresh += 1;
         stats.fresh_keys.push(grant_key(fwd, p));
     } else {
@@ -130,7 +131,7 @@ async fn authorize_warm(
     let key = grant_key(fwd, p);
     let user = who.user();
     let now = pnpr_store::now_ms();
-    if user.is_some_and(|u| state.access.has_grant(u, &key, now)) {
+    if user.is_some_and(|u| state.accelerator.access.has_grant(u, &key, now)) {
         stats.grant += 1;
         return Ok(());
     }
@@ -138,21 +139,27 @@ async fn authorize_warm(
         .await
         .is_some_and(|s| (200..300).contains(&s))
     {
-        state.access.mark_public(&public_key(fwd, &p.name), now);
+        state
+            .accelerator
+            .access
+            .mark_public(&public_key(fwd, &p.name), now);
         stats.probed_public += 1;
         return Ok(());
     }
     match probe(state, fwd, &p.name, Some(credential.clone())).await {
         Some(200..=299) => {
             if let Some(u) = user {
-                state.access.record_grant(u, &key, now);
+                state.accelerator.access.record_grant(u, &key, now);
             }
             stats.probed_grant += 1;
             Ok(())
         }
         Some(401 | 403) => {
             if let Some(u) = user {
-                let cleared = state.access.clear_package(u, &public_key(fwd, &p.name));
+                let cleared = state
+                    .accelerator
+                    .access
+                    .clear_package(u, &public_key(fwd, &p.name));
                 tracing::info!(package = %p.name, cleared, "upstream revoked access; grants cleared");
             }
             Err(ApiError::forbidden(format!(

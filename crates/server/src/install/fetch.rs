@@ -144,7 +144,8 @@ async fn unpack(
     let st = Arc::clone(state);
     let integrity = p.integrity.clone();
     let unpacked = tokio::task::spawn_blocking(move || {
-        st.files
+        st.accelerator
+            .files
             .add_tarball(&integrity, reader, &pnpr_cafs::Limits::default())
             .map(|_| ())
     })
@@ -240,7 +241,13 @@ pub(super) struct FileIndexLookup<'a> {
 
 impl pnpr_install::IndexLookup for FileIndexLookup<'_> {
     fn lookup(&self, integrity: &str) -> Option<Arc<pnpr_install::IndexValue>> {
-        let idx = self.state.files.index(integrity).ok().flatten()?;
+        let idx = self
+            .state
+            .accelerator
+            .files
+            .index(integrity)
+            .ok()
+            .flatten()?;
         Some(Arc::new(index_value(&idx)))
     }
 }

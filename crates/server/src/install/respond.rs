@@ -118,10 +118,13 @@ fn frame_member(
     executable: bool,
 ) -> Result<Vec<u8>, pnpr_cafs::CafsError> {
     let variant = if executable { "-exec.gz" } else { ".gz" };
-    state.files.derived(digest_hex, variant, |content| {
-        let digest = pnpr_install::parse_digest(digest_hex).map_err(std::io::Error::other)?;
-        pnpr_install::frame_bytes(&digest, executable, content)
-            .and_then(|frame| pnpr_install::gzip_member(&frame, LEVEL))
-            .map_err(std::io::Error::other)
-    })
+    state
+        .accelerator
+        .files
+        .derived(digest_hex, variant, |content| {
+            let digest = pnpr_install::parse_digest(digest_hex).map_err(std::io::Error::other)?;
+            pnpr_install::frame_bytes(&digest, executable, content)
+                .and_then(|frame| pnpr_install::gzip_member(&frame, LEVEL))
+                .map_err(std::io::Error::other)
+        })
 }

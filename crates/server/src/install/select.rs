@@ -58,7 +58,7 @@ impl Selection {
     pub(crate) fn missing(&self, state: &AppState) -> Vec<&PackageClaim> {
         self.serve
             .iter()
-            .filter(|p| !state.files.has_index(&p.integrity))
+            .filter(|p| !state.accelerator.files.has_index(&p.integrity))
             .collect()
     }
 
