@@ -27,12 +27,20 @@ fn limits() -> Limits {
     }
 }
 
+/// A deterministic runner: the same 256 cases on every run, so the
+/// success-path count below is a fixed property of the generator, not a
+/// coin toss that can fail CI.
 fn runner() -> TestRunner {
-    TestRunner::new(Config {
-        cases: 256,
-        failure_persistence: None,
-        ..Config::default()
-    })
+    TestRunner::new_with_rng(
+        Config {
+            cases: 256,
+            failure_persistence: None,
+            ..Config::default()
+        },
+        proptest::test_runner::TestRng::deterministic_rng(
+            proptest::test_runner::RngAlgorithm::ChaCha,
+        ),
+    )
 }
 
 fn store() -> (tempfile::TempDir, FileStore) {
