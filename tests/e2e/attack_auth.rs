@@ -113,23 +113,9 @@ fn grants_db(pnpr: &Pnpr) -> rusqlite::Connection {
 
 /// A minimal `npm publish` body for `name@1.0.0`.
 async fn publish(http: &Http, pnpr: &Pnpr, token: &str, name: &str) -> Response {
-    let pkg = serde_json::json!({"name": name, "version": "1.0.0"}).to_string();
-    let mut builder = tar::Builder::new(Vec::new());
-    let mut h = tar::Header::new_gnu();
-    h.set_path("package/package.json").expect("path");
-    h.set_size(pkg.len() as u64);
-    h.set_mode(0o644);
-    h.set_cksum();
-    builder.append(&h, pkg.as_bytes()).expect("append");
-    let tar = builder.into_inner().expect("tar");
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    std::io::Write::write_all(&mut gz, &tar).expect("gzip");
-    let tgz = gz.finish().expect("gzip");
+    let tgz = pnpr_e2e::publish::tarball(name, "1.0.0", &[]);
     let b64 = base64::engine::general_purpose::STANDARD;
-    let integrity = {
-        use sha2::Digest;
-        format!("sha512-{}", b64.encode(sha2::Sha512::digest(&tgz)))
-    };
+    let integrity = pnpr_e2e::publish::sri(&tgz);
     let file = format!("{}-1.0.0.tgz", name.rsplit('/').next().unwrap_or(name));
     let doc = serde_json::json!({
         "_id": name, "name": name, "dist-tags": {"latest": "1.0.0"},

@@ -382,22 +382,6 @@ fn a_tarball_escaping_its_folder_is_refused() {
     assert!(!project.path().join("../escaped.js").exists());
 }
 
-/// A package tarball with just a package.json.
-fn tiny_tarball(name: &str, version: &str) -> Vec<u8> {
-    let pkg = serde_json::json!({"name": name, "version": version}).to_string();
-    let mut builder = tar::Builder::new(Vec::new());
-    let mut h = tar::Header::new_gnu();
-    h.set_path("package/package.json").expect("path");
-    h.set_size(pkg.len() as u64);
-    h.set_mode(0o644);
-    h.set_cksum();
-    builder.append(&h, pkg.as_bytes()).expect("append");
-    let tar = builder.into_inner().expect("tar");
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    std::io::Write::write_all(&mut gz, &tar).expect("gzip");
-    gz.finish().expect("gzip")
-}
-
 #[tokio::test]
 async fn an_input_lockfile_younger_than_minimum_release_age_is_a_violation() {
     use base64::Engine;
@@ -414,7 +398,7 @@ async fn an_input_lockfile_younger_than_minimum_release_age_is_a_violation() {
         )
         .await;
     let token = r.json()["token"].as_str().expect("token").to_string();
-    let tgz = tiny_tarball("fresh-pkg", "1.0.0");
+    let tgz = pnpr_e2e::publish::tarball("fresh-pkg", "1.0.0", &[]);
     let integrity = fake_upstream::sri(&tgz);
     let publish = serde_json::json!({
         "_id": "fresh-pkg", "name": "fresh-pkg",
