@@ -9,7 +9,9 @@
 use serde_json::{Map, Value};
 
 mod name;
+mod stream;
 pub use name::{parse_registry_path, validate_name, RegistryPath, RegistryTarget};
+pub use stream::{render_streaming, validate_streaming, StreamForm};
 
 /// Errors of the packument crate.
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +21,9 @@ pub enum PackumentError {
     BadName(String),
     #[error("malformed packument JSON: {0}")]
     BadJson(String),
+    /// A streaming pass could not write its output.
+    #[error("writing a rendered packument: {0}")]
+    Io(String),
 }
 
 /// Internal field naming which uplink supplied a version; stripped on output.
@@ -132,34 +137,41 @@ pub fn rewrite_tarballs(doc: &mut Value, base: &str) {
         return;
     };
     for (ver, v) in versions.iter_mut() {
-        let Value::Object(v) = v else { continue };
-        v.remove(UPLINK_FIELD);
-        // Only a valid package name may shape a URL under `base`; without
-        // one the upstream URL is dropped rather than served.
-        let pkg = v
-            .get("name")
-            .and_then(Value::as_str)
-            .filter(|n| validate_name(n).is_ok())
-            .map(str::to_string)
-            .or_else(|| name.clone().filter(|n| validate_name(n).is_ok()));
-        let Some(Value::Object(dist)) = v.get_mut("dist") else {
-            continue;
-        };
-        let Some(pkg) = pkg else {
-            dist.remove("tarball");
-            continue;
-        };
-        let file = dist
-            .get("tarball")
-            .and_then(Value::as_str)
-            .and_then(tarball_file_name)
-            .map(str::to_string)
-            .unwrap_or_else(|| default_file_name(&pkg, ver));
-        dist.insert(
-            "tarball".into(),
-            Value::String(format!("{base}{pkg}/-/{file}")),
-        );
+        if let Value::Object(v) = v {
+            rewrite_version(ver, v, base, name.as_deref());
+        }
     }
+}
+
+/// [`rewrite_tarballs`] for one version object; `doc_name` is the
+/// document's `name`, used when the version carries no valid one.
+pub fn rewrite_version(ver: &str, v: &mut Map<String, Value>, base: &str, doc_name: Option<&str>) {
+    v.remove(UPLINK_FIELD);
+    // Only a valid package name may shape a URL under `base`; without
+    // one the upstream URL is dropped rather than served.
+    let pkg = v
+        .get("name")
+        .and_then(Value::as_str)
+        .filter(|n| validate_name(n).is_ok())
+        .or_else(|| doc_name.filter(|n| validate_name(n).is_ok()))
+        .map(str::to_string);
+    let Some(Value::Object(dist)) = v.get_mut("dist") else {
+        return;
+    };
+    let Some(pkg) = pkg else {
+        dist.remove("tarball");
+        return;
+    };
+    let file = dist
+        .get("tarball")
+        .and_then(Value::as_str)
+        .and_then(tarball_file_name)
+        .map(str::to_string)
+        .unwrap_or_else(|| default_file_name(&pkg, ver));
+    dist.insert(
+        "tarball".into(),
+        Value::String(format!("{base}{pkg}/-/{file}")),
+    );
 }
 
 /// `name-version.tgz` with the scope dropped, as npm names tarballs.
@@ -187,27 +199,32 @@ pub fn abbreviate(doc: &Value) -> Value {
     if let Some(Value::Object(all)) = doc.get("versions") {
         for (ver, v) in all {
             let Value::Object(v) = v else { continue };
-            let mut slim = Map::new();
-            for f in ABBREVIATED_VERSION_FIELDS {
-                if let Some(x) = v.get(*f) {
-                    slim.insert((*f).into(), x.clone());
-                }
-            }
-            if !slim.contains_key("hasInstallScript") {
-                if let Some(Value::Object(scripts)) = v.get("scripts") {
-                    if ["preinstall", "install", "postinstall"]
-                        .iter()
-                        .any(|s| scripts.contains_key(*s))
-                    {
-                        slim.insert("hasInstallScript".into(), Value::Bool(true));
-                    }
-                }
-            }
-            versions.insert(ver.clone(), Value::Object(slim));
+            versions.insert(ver.clone(), Value::Object(abbreviate_version(v)));
         }
     }
     out.insert("versions".into(), Value::Object(versions));
     Value::Object(out)
+}
+
+/// The install fields of one version object (see [`abbreviate`]).
+pub fn abbreviate_version(v: &Map<String, Value>) -> Map<String, Value> {
+    let mut slim = Map::new();
+    for f in ABBREVIATED_VERSION_FIELDS {
+        if let Some(x) = v.get(*f) {
+            slim.insert((*f).into(), x.clone());
+        }
+    }
+    if !slim.contains_key("hasInstallScript") {
+        if let Some(Value::Object(scripts)) = v.get("scripts") {
+            if ["preinstall", "install", "postinstall"]
+                .iter()
+                .any(|s| scripts.contains_key(*s))
+            {
+                slim.insert("hasInstallScript".into(), Value::Bool(true));
+            }
+        }
+    }
+    slim
 }
 
 /// Picks the document for `/<name>/<version-or-tag>`.
