@@ -10,8 +10,17 @@
 //! `packument_index` table; bodies, which can be tens of MB, live out of line
 //! in the rowid table `packument_bodies` and are read only when that one
 //! entry is asked for. A revalidation (`touch`) rewrites only the index row.
+//!
+//! Bodies too large to hold in memory (a caller's choice) are files under
+//! `packuments/` next to the database, named in `packument_bodies.file`; a
+//! file is placed before the transaction that names it commits and removed
+//! only after the transaction that stops naming it commits, and a reader
+//! opens it under the connection lock, so a named file is always complete
+//! and readable. Files no row names (a crash between the two) are swept at
+//! open.
 
-use std::path::Path;
+use std::fs::File;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
@@ -31,10 +40,42 @@ pub struct PackumentRow {
     pub fetched_at_ms: i64,
 }
 
+/// The facts of one entry besides its body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PackumentMeta {
+    pub ns: String,
+    pub name: String,
+    pub uplink: String,
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+    pub fetched_at_ms: i64,
+}
+
+/// Where an entry's body is.
+#[derive(Debug)]
+pub enum StoredBody {
+    /// Held in SQLite, read whole.
+    Inline(Vec<u8>),
+    /// A body file, already open (so a later replacement cannot remove it
+    /// from under the reader), and its length.
+    File { file: File, len: u64 },
+}
+
+/// One entry as stored: its facts and its body.
+#[derive(Debug)]
+pub struct PackumentEntry {
+    pub meta: PackumentMeta,
+    pub body: StoredBody,
+}
+
 /// The metadata database. One connection behind a mutex: statements are
 /// short (bodies are read by rowid), and SQLite serialises writers anyway.
 pub struct MetaDb {
     conn: Mutex<Connection>,
+    /// Body files (`<dir of the database>/packuments`).
+    bodies: PathBuf,
+    /// Where callers write a body before [`MetaDb::put_packument_file`].
+    spill: PathBuf,
 }
 
 impl std::fmt::Debug for MetaDb {
@@ -46,7 +87,8 @@ impl std::fmt::Debug for MetaDb {
 const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS packument_bodies (
         id INTEGER PRIMARY KEY,
-        body BLOB NOT NULL
+        body BLOB NOT NULL,
+        file TEXT
     );
     CREATE TABLE IF NOT EXISTS packument_index (
         ns TEXT NOT NULL,
@@ -69,10 +111,28 @@ impl MetaDb {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        add_file_column(&conn)?;
         migrate_inline_bodies(&mut conn)?;
+        let bodies = path
+            .parent()
+            .unwrap_or_else(|| Path::new("."))
+            .join("packuments");
+        let spill = bodies.join("tmp");
+        std::fs::create_dir_all(&spill)?;
+        crate::blob::sweep_temp_dir(&spill, std::time::Duration::ZERO);
+        sweep_unnamed_bodies(&conn, &bodies)?;
         Ok(Self {
             conn: Mutex::new(conn),
+            bodies,
+            spill,
         })
+    }
+
+    /// The directory a body file is written in before
+    /// [`MetaDb::put_packument_file`] takes it (same filesystem as the
+    /// body files, so taking it is a rename).
+    pub fn spill_dir(&self) -> &Path {
+        &self.spill
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -81,36 +141,128 @@ impl MetaDb {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The entry with its body read whole (file bodies too).
     pub fn packument(&self, ns: &str, name: &str, uplink: &str) -> Result<Option<PackumentRow>> {
+        let Some(entry) = self.entry(ns, name, uplink)? else {
+            return Ok(None);
+        };
+        let body = match entry.body {
+            StoredBody::Inline(body) => body,
+            StoredBody::File { mut file, len } => {
+                let mut body = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+                std::io::Read::read_to_end(&mut file, &mut body)?;
+                body
+            }
+        };
+        let m = entry.meta;
+        Ok(Some(PackumentRow {
+            ns: m.ns,
+            name: m.name,
+            uplink: m.uplink,
+            body,
+            etag: m.etag,
+            last_modified: m.last_modified,
+            fetched_at_ms: m.fetched_at_ms,
+        }))
+    }
+
+    /// The entry, its body inline or as an opened file.
+    pub fn entry(&self, ns: &str, name: &str, uplink: &str) -> Result<Option<PackumentEntry>> {
         let conn = self.conn();
         // The hot path of every metadata read: keep the statement prepared.
         let mut stmt = conn.prepare_cached(
-            "SELECT b.body, i.etag, i.last_modified, i.fetched_at_ms
+            "SELECT b.body, b.file, i.etag, i.last_modified, i.fetched_at_ms
              FROM packument_index i JOIN packument_bodies b ON b.id = i.body_id
              WHERE i.ns = ?1 AND i.name = ?2 AND i.uplink = ?3",
         )?;
         let row = stmt
             .query_row(params![ns, name, uplink], |r| {
-                Ok(PackumentRow {
+                let meta = PackumentMeta {
                     ns: ns.to_string(),
                     name: name.to_string(),
                     uplink: uplink.to_string(),
-                    body: r.get(0)?,
-                    etag: r.get(1)?,
-                    last_modified: r.get(2)?,
-                    fetched_at_ms: r.get(3)?,
-                })
+                    etag: r.get(2)?,
+                    last_modified: r.get(3)?,
+                    fetched_at_ms: r.get(4)?,
+                };
+                Ok((
+                    meta,
+                    r.get::<_, Vec<u8>>(0)?,
+                    r.get::<_, Option<String>>(1)?,
+                ))
             })
             .optional()?;
-        Ok(row)
+        let Some((meta, inline, file)) = row else {
+            return Ok(None);
+        };
+        let body = match file {
+            None => StoredBody::Inline(inline),
+            // Opened under the lock: see the module invariant.
+            Some(file) => {
+                let file = File::open(self.bodies.join(file))?;
+                let len = file.metadata()?.len();
+                StoredBody::File { file, len }
+            }
+        };
+        Ok(Some(PackumentEntry { meta, body }))
     }
 
     pub fn put_packument(&self, row: &PackumentRow) -> Result<()> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        put_in(&tx, row)?;
-        tx.commit()?;
+        let meta = PackumentMeta {
+            ns: row.ns.clone(),
+            name: row.name.clone(),
+            uplink: row.uplink.clone(),
+            etag: row.etag.clone(),
+            last_modified: row.last_modified.clone(),
+            fetched_at_ms: row.fetched_at_ms,
+        };
+        let old = {
+            let mut conn = self.conn();
+            let tx = conn.transaction()?;
+            let old = put_in(&tx, &meta, Body::Inline(&row.body))?;
+            tx.commit()?;
+            old
+        };
+        self.remove_body_file(old);
         Ok(())
+    }
+
+    /// Stores an entry whose body is the file `spilled` (written in
+    /// [`MetaDb::spill_dir`]), which this call takes over: it becomes a body
+    /// file, or is removed when the entry cannot be stored.
+    pub fn put_packument_file(&self, meta: &PackumentMeta, spilled: &Path) -> Result<()> {
+        let file = format!("{:032x}.json", rand::random::<u128>());
+        let placed = self.bodies.join(&file);
+        if let Err(e) = std::fs::rename(spilled, &placed) {
+            let _ = std::fs::remove_file(spilled);
+            return Err(e.into());
+        }
+        let stored = (|| {
+            let mut conn = self.conn();
+            let tx = conn.transaction()?;
+            let old = put_in(&tx, meta, Body::File(&file))?;
+            tx.commit()?;
+            Ok(old)
+        })();
+        match stored {
+            Ok(old) => {
+                self.remove_body_file(old);
+                Ok(())
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&placed);
+                Err(e)
+            }
+        }
+    }
+
+    /// Removes a body file no committed row names any more.
+    fn remove_body_file(&self, file: Option<String>) {
+        if let Some(file) = file {
+            if let Err(e) = std::fs::remove_file(self.bodies.join(&file)) {
+                tracing::warn!(file, error = %e, "could not remove a replaced packument body");
+            }
+        }
     }
 
     /// Marks a row fresh again after a `304 Not Modified`.
@@ -124,17 +276,22 @@ impl MetaDb {
     }
 
     pub fn delete_packument(&self, ns: &str, name: &str, uplink: &str) -> Result<()> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let body_id = body_id(&tx, ns, name, uplink)?;
-        if let Some(id) = body_id {
-            tx.execute("DELETE FROM packument_bodies WHERE id = ?1", params![id])?;
-            tx.execute(
-                "DELETE FROM packument_index WHERE ns = ?1 AND name = ?2 AND uplink = ?3",
-                params![ns, name, uplink],
-            )?;
-        }
-        tx.commit()?;
+        let old = {
+            let mut conn = self.conn();
+            let tx = conn.transaction()?;
+            let mut old = None;
+            if let Some((id, file)) = body_id(&tx, ns, name, uplink)? {
+                tx.execute("DELETE FROM packument_bodies WHERE id = ?1", params![id])?;
+                tx.execute(
+                    "DELETE FROM packument_index WHERE ns = ?1 AND name = ?2 AND uplink = ?3",
+                    params![ns, name, uplink],
+                )?;
+                old = file;
+            }
+            tx.commit()?;
+            old
+        };
+        self.remove_body_file(old);
         Ok(())
     }
 
@@ -145,32 +302,52 @@ impl MetaDb {
     }
 }
 
-fn body_id(tx: &Transaction<'_>, ns: &str, name: &str, uplink: &str) -> Result<Option<i64>> {
+/// The entry's body row id and body file name, if it has a row.
+fn body_id(
+    tx: &Transaction<'_>,
+    ns: &str,
+    name: &str,
+    uplink: &str,
+) -> Result<Option<(i64, Option<String>)>> {
     Ok(tx
         .query_row(
-            "SELECT body_id FROM packument_index WHERE ns = ?1 AND name = ?2 AND uplink = ?3",
+            "SELECT i.body_id, b.file FROM packument_index i
+             LEFT JOIN packument_bodies b ON b.id = i.body_id
+             WHERE i.ns = ?1 AND i.name = ?2 AND i.uplink = ?3",
             params![ns, name, uplink],
-            |r| r.get(0),
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()?)
 }
 
+/// A body being stored: bytes for SQLite, or the name of a placed file.
+enum Body<'a> {
+    Inline(&'a [u8]),
+    File(&'a str),
+}
+
 /// Upserts one entry inside `tx`, reusing its body row when it has one.
-fn put_in(tx: &Transaction<'_>, row: &PackumentRow) -> Result<()> {
-    let id = match body_id(tx, &row.ns, &row.name, &row.uplink)? {
-        Some(id) => {
+/// Returns the body file the entry named before, which the caller removes
+/// once `tx` has committed.
+fn put_in(tx: &Transaction<'_>, m: &PackumentMeta, body: Body<'_>) -> Result<Option<String>> {
+    let (blob, file): (&[u8], Option<&str>) = match body {
+        Body::Inline(b) => (b, None),
+        Body::File(f) => (&[], Some(f)),
+    };
+    let (id, old) = match body_id(tx, &m.ns, &m.name, &m.uplink)? {
+        Some((id, old)) => {
             tx.execute(
-                "UPDATE packument_bodies SET body = ?2 WHERE id = ?1",
-                params![id, row.body],
+                "UPDATE packument_bodies SET body = ?2, file = ?3 WHERE id = ?1",
+                params![id, blob, file],
             )?;
-            id
+            (id, old)
         }
         None => {
             tx.execute(
-                "INSERT INTO packument_bodies (body) VALUES (?1)",
-                params![row.body],
+                "INSERT INTO packument_bodies (body, file) VALUES (?1, ?2)",
+                params![blob, file],
             )?;
-            tx.last_insert_rowid()
+            (tx.last_insert_rowid(), None)
         }
     };
     tx.execute(
@@ -181,15 +358,45 @@ fn put_in(tx: &Transaction<'_>, row: &PackumentRow) -> Result<()> {
            last_modified = excluded.last_modified, fetched_at_ms = excluded.fetched_at_ms,
            body_id = excluded.body_id",
         params![
-            row.ns,
-            row.name,
-            row.uplink,
-            row.etag,
-            row.last_modified,
-            row.fetched_at_ms,
+            m.ns,
+            m.name,
+            m.uplink,
+            m.etag,
+            m.last_modified,
+            m.fetched_at_ms,
             id
         ],
     )?;
+    Ok(old.filter(|o| Some(o.as_str()) != file))
+}
+
+/// Adds `packument_bodies.file` to databases created before body files.
+fn add_file_column(conn: &Connection) -> Result<()> {
+    let has: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM pragma_table_info('packument_bodies') WHERE name = 'file')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has {
+        conn.execute_batch("ALTER TABLE packument_bodies ADD COLUMN file TEXT;")?;
+    }
+    Ok(())
+}
+
+/// Removes body files no row names (placed, then the naming transaction
+/// never committed).
+fn sweep_unnamed_bodies(conn: &Connection, bodies: &Path) -> Result<()> {
+    let named: std::collections::HashSet<String> = {
+        let mut stmt = conn.prepare("SELECT file FROM packument_bodies WHERE file IS NOT NULL")?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    for entry in std::fs::read_dir(bodies)?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".json") && !named.contains(&name) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
     Ok(())
 }
 
@@ -229,7 +436,15 @@ fn migrate_inline_bodies(conn: &mut Connection) -> Result<()> {
                 })
             },
         )?;
-        put_in(&tx, &row)?;
+        let meta = PackumentMeta {
+            ns: row.ns,
+            name: row.name,
+            uplink: row.uplink,
+            etag: row.etag,
+            last_modified: row.last_modified,
+            fetched_at_ms: row.fetched_at_ms,
+        };
+        put_in(&tx, &meta, Body::Inline(&row.body))?;
     }
     tx.execute_batch("DROP TABLE packuments;")?;
     tx.commit()?;

@@ -17,7 +17,7 @@ pub mod db;
 pub mod flight;
 
 pub use cas::{Cas, CasWriter, Stored};
-pub use db::{MetaDb, PackumentRow};
+pub use db::{MetaDb, PackumentEntry, PackumentMeta, PackumentRow, StoredBody};
 pub use flight::{TarballBody, TarballFetches};
 
 /// Errors of the store crate.

@@ -143,3 +143,80 @@ fn a_huge_body_does_not_slow_neighbouring_lookups() {
         "{before:?} -> {after:?}"
     );
 }
+
+fn meta(name: &str, at: i64) -> PackumentMeta {
+    PackumentMeta {
+        ns: "public".into(),
+        name: name.into(),
+        uplink: "up".into(),
+        etag: None,
+        last_modified: None,
+        fetched_at_ms: at,
+    }
+}
+
+fn spill(db: &MetaDb, body: &[u8]) -> std::path::PathBuf {
+    let p = db
+        .spill_dir()
+        .join(format!("{:x}.tmp", rand::random::<u64>()));
+    std::fs::write(&p, body).unwrap();
+    p
+}
+
+fn body_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir.join("packuments"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+        .count()
+}
+
+#[test]
+fn file_bodies_are_taken_over_replaced_and_freed() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = MetaDb::open(&dir.path().join("meta.sqlite")).unwrap();
+    let first = spill(&db, b"{\"big\":1}");
+    db.put_packument_file(&meta("a", 1), &first).unwrap();
+    assert!(!first.exists(), "the spilled file was taken over");
+    let entry = db.entry("public", "a", "up").unwrap().unwrap();
+    let StoredBody::File { mut file, len } = entry.body else {
+        panic!("inline body");
+    };
+    assert_eq!(len, 9);
+    // Replacing it (by a file, then inline) removes the old file, but a
+    // reader that already opened it still reads all of it.
+    db.put_packument_file(&meta("a", 2), &spill(&db, b"{\"big\":2}"))
+        .unwrap();
+    assert_eq!(body_files(dir.path()), 1);
+    let mut old = String::new();
+    std::io::Read::read_to_string(&mut file, &mut old).unwrap();
+    assert_eq!(old, "{\"big\":1}");
+    assert_eq!(
+        db.packument("public", "a", "up").unwrap().unwrap().body,
+        b"{\"big\":2}"
+    );
+    db.put_packument(&row("public", "a", b"{}", 3)).unwrap();
+    assert_eq!(body_files(dir.path()), 0);
+    db.put_packument_file(&meta("b", 1), &spill(&db, b"{}"))
+        .unwrap();
+    db.delete_packument("public", "b", "up").unwrap();
+    assert_eq!(body_files(dir.path()), 0);
+    assert_eq!(count(&db, "packument_bodies"), 1);
+}
+
+#[test]
+fn unnamed_body_files_and_spills_are_swept_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meta.sqlite");
+    {
+        let db = MetaDb::open(&path).unwrap();
+        db.put_packument_file(&meta("kept", 1), &spill(&db, b"{}"))
+            .unwrap();
+        spill(&db, b"left over");
+    }
+    std::fs::write(dir.path().join("packuments/orphan.json"), b"{}").unwrap();
+    let db = MetaDb::open(&path).unwrap();
+    assert_eq!(body_files(dir.path()), 1);
+    assert_eq!(std::fs::read_dir(db.spill_dir()).unwrap().count(), 0);
+    assert!(db.entry("public", "kept", "up").unwrap().is_some());
+}
