@@ -11,7 +11,7 @@
 use std::fmt;
 use std::io::{Read, Write};
 
-use serde::de::{DeserializeSeed, Deserializer, Error as _, IgnoredAny, MapAccess, Visitor};
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
 
 use crate::{abbreviate_version, rewrite_version, PackumentError};
