@@ -71,24 +71,38 @@ fn all_integrities(header: &serde_json::Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The registry-mock, pnpr over it, and alice's pnpr token.
+async fn start_with_alice(bin: &Path) -> (RegistryMock, Pnpr, String) {
+    let mock = RegistryMock::start();
+    let token = mock.login("foo", "bar").await;
+    let pnpr = Pnpr::try_start_with(bin, &config(&mock, &token), &[]).unwrap_or_else(|f| {
+        eprintln!("pnpr did not start: {}\n{}", f.reason, f.logs);
+        std::process::exit(1);
+    });
+    let r = Http::new()
+        .put_json(
+            &format!("{}-/user/org.couchdb.user:alice", pnpr.url),
+            &serde_json::json!({"name": "alice", "password": "alice-pw"}),
+            None,
+        )
+        .await;
+    let alice = r.json()["token"].as_str().expect("token").to_string();
+    (mock, pnpr, alice)
+}
+
+/// One measured request shape: name, registry, dependencies, warm store, token.
+type Case<'a> = (
+    String,
+    &'a str,
+    &'a serde_json::Value,
+    bool,
+    Option<&'a str>,
+);
+
 pub(crate) fn run(bin: &Path, project: &Path, runs: usize) {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
-        let mock = RegistryMock::start();
-        let token = mock.login("foo", "bar").await;
-        let pnpr = Pnpr::try_start_with(bin, &config(&mock, &token), &[]).unwrap_or_else(|f| {
-            eprintln!("pnpr did not start: {}\n{}", f.reason, f.logs);
-            std::process::exit(1);
-        });
-        let http = Http::new();
-        let r = http
-            .put_json(
-                &format!("{}-/user/org.couchdb.user:alice", pnpr.url),
-                &serde_json::json!({"name": "alice", "password": "alice-pw"}),
-                None,
-            )
-            .await;
-        let alice = r.json()["token"].as_str().expect("token").to_string();
+        let (_mock, pnpr, alice) = start_with_alice(bin).await;
         let pkg: serde_json::Value = serde_json::from_str(
             &std::fs::read_to_string(project.join("package.json")).expect("package.json"),
         )
@@ -104,15 +118,42 @@ pub(crate) fn run(bin: &Path, project: &Path, runs: usize) {
         let have_pub = all_integrities(&h_pub);
         let have_mix = all_integrities(&h_mix);
 
-        type Case<'a> = (&'a str, &'a str, &'a serde_json::Value, bool, Option<&'a str>);
-        let cases: Vec<Case> = vec![
-            ("anonymous, public tree, warm store", &pnpr.url, &public, true, None),
-            ("authenticated, public tree, warm store", &pnpr.url, &public, true, Some(&alice)),
-            ("authenticated, mixed tree via ~corp, warm store", &corp, &mixed, true, Some(&alice)),
-            ("anonymous, public tree, empty store", &pnpr.url, &public, false, None),
-            ("authenticated, public tree, empty store", &pnpr.url, &public, false, Some(&alice)),
-            ("authenticated, mixed tree via ~corp, empty store", &corp, &mixed, false, Some(&alice)),
+        // (who, tree, registry, dependencies, token) × warm/empty store:
+        // warm cases first, so samples[0] and [1] are the two warm public rows.
+        let trees: [(&str, &str, &str, &serde_json::Value, Option<&str>); 3] = [
+            ("anonymous", "public tree", &pnpr.url, &public, None),
+            (
+                "authenticated",
+                "public tree",
+                &pnpr.url,
+                &public,
+                Some(&alice),
+            ),
+            (
+                "authenticated",
+                "mixed tree via ~corp",
+                &corp,
+                &mixed,
+                Some(&alice),
+            ),
         ];
+        let cases: Vec<Case> = [true, false]
+            .into_iter()
+            .flat_map(|warm| {
+                trees
+                    .iter()
+                    .map(move |&(who, tree, registry, deps, token)| {
+                        let store = if warm { "warm store" } else { "empty store" };
+                        (
+                            format!("{who}, {tree}, {store}"),
+                            registry,
+                            deps,
+                            warm,
+                            token,
+                        )
+                    })
+            })
+            .collect();
         let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); cases.len()];
         let mut hits = vec![0usize; cases.len()];
         for _ in 0..runs {
@@ -129,29 +170,34 @@ pub(crate) fn run(bin: &Path, project: &Path, runs: usize) {
                 samples[i].push(t);
             }
         }
-        println!("| /v1/install (warm server) | median | min | max | cache hits |");
-        println!("| --- | ---: | ---: | ---: | ---: |");
-        let mut json = Vec::new();
-        for (i, (name, ..)) in cases.iter().enumerate() {
-            let s = &samples[i];
-            let (min, max, med) = (
-                s.iter().min().copied().unwrap_or_default(),
-                s.iter().max().copied().unwrap_or_default(),
-                median(s),
-            );
-            println!(
-                "| {name} | {:.1} ms | {:.1} ms | {:.1} ms | {}/{} |",
-                med.as_secs_f64() * 1e3,
-                min.as_secs_f64() * 1e3,
-                max.as_secs_f64() * 1e3,
-                hits[i],
-                s.len()
-            );
-            json.push(serde_json::json!({"case": name, "median_ms": med.as_secs_f64() * 1e3,
-                "min_ms": min.as_secs_f64() * 1e3, "max_ms": max.as_secs_f64() * 1e3, "cache_hits": hits[i], "runs": s.len()}));
-        }
+        let names: Vec<&str> = cases.iter().map(|c| c.0.as_str()).collect();
+        print_table(&names, &samples, &hits);
         let ratio = median(&samples[1]).as_secs_f64() / median(&samples[0]).as_secs_f64();
         println!("\nauthenticated / anonymous (public tree, warm store): {ratio:.2}x");
-        println!("\n{}", serde_json::Value::Array(json));
     });
+}
+
+/// The markdown table (median/min/max/cache hits per case) and its JSON.
+fn print_table(names: &[&str], samples: &[Vec<Duration>], hits: &[usize]) {
+    println!("| /v1/install (warm server) | median | min | max | cache hits |");
+    println!("| --- | ---: | ---: | ---: | ---: |");
+    let mut json = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let s = &samples[i];
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        let min = s.iter().min().copied().unwrap_or_default();
+        let max = s.iter().max().copied().unwrap_or_default();
+        let med = median(s);
+        println!(
+            "| {name} | {:.1} ms | {:.1} ms | {:.1} ms | {}/{} |",
+            ms(med),
+            ms(min),
+            ms(max),
+            hits[i],
+            s.len()
+        );
+        json.push(serde_json::json!({"case": name, "median_ms": ms(med),
+            "min_ms": ms(min), "max_ms": ms(max), "cache_hits": hits[i], "runs": s.len()}));
+    }
+    println!("\n{}", serde_json::Value::Array(json));
 }

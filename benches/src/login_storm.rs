@@ -74,51 +74,8 @@ async fn scenario(name: &'static str, limits: (u32, u32), requests: usize) -> Ro
     }
 
     let done = Arc::new(AtomicBool::new(false));
-    let mut attackers = Vec::new();
-    if requests > 0 {
-        for c in 0..ATTACKERS {
-            let url = format!("{}-/whoami", pnpr.url);
-            let http = Http::new();
-            attackers.push(tokio::spawn(async move {
-                let mut statuses = Vec::with_capacity(requests);
-                for i in 0..requests {
-                    let cred = base64::engine::general_purpose::STANDARD
-                        .encode(format!("alice:bad-{c}-{i}"));
-                    let auth = format!("Basic {cred}");
-                    let r = http
-                        .send("GET", &url, &[("authorization", &auth)], None)
-                        .await;
-                    statuses.push(r.status);
-                }
-                statuses
-            }));
-        }
-    }
-    let prober = {
-        let url = format!("{}-/ping", pnpr.url);
-        let done = Arc::clone(&done);
-        let baseline = attackers.is_empty();
-        tokio::spawn(async move {
-            let http = Http::new();
-            let mut samples = Vec::new();
-            // Baseline: a fixed number of pings; otherwise until the
-            // attackers finish (bounded by them).
-            while if baseline {
-                samples.len() < 300
-            } else {
-                !done.load(Ordering::Relaxed)
-            } {
-                let started = Instant::now();
-                let r = http.get(&url).await;
-                if r.status != 200 {
-                    fail(&format!("ping answered {}", r.status));
-                }
-                samples.push(started.elapsed());
-                tokio::time::sleep(PING_EVERY).await;
-            }
-            samples
-        })
-    };
+    let attackers = spawn_attackers(&pnpr.url, requests);
+    let prober = spawn_prober(&pnpr.url, Arc::clone(&done), attackers.is_empty());
     let mut row = Row {
         scenario: name,
         attacks: 0,
@@ -144,6 +101,61 @@ async fn scenario(name: &'static str, limits: (u32, u32), requests: usize) -> Ro
         .unwrap_or_else(|e| fail(&format!("prober: {e}")));
     row.pings.sort();
     row
+}
+
+/// `ATTACKERS` clients, each sending `requests` distinct bad passwords for
+/// alice (none when `requests` is 0); each yields the statuses it saw.
+fn spawn_attackers(base: &str, requests: usize) -> Vec<tokio::task::JoinHandle<Vec<u16>>> {
+    if requests == 0 {
+        return Vec::new();
+    }
+    (0..ATTACKERS)
+        .map(|c| {
+            let url = format!("{base}-/whoami");
+            let http = Http::new();
+            tokio::spawn(async move {
+                let mut statuses = Vec::with_capacity(requests);
+                for i in 0..requests {
+                    let cred = base64::engine::general_purpose::STANDARD
+                        .encode(format!("alice:bad-{c}-{i}"));
+                    let auth = format!("Basic {cred}");
+                    let r = http
+                        .send("GET", &url, &[("authorization", &auth)], None)
+                        .await;
+                    statuses.push(r.status);
+                }
+                statuses
+            })
+        })
+        .collect()
+}
+
+/// Pings every `PING_EVERY`: a fixed 300 times for the baseline, otherwise
+/// until `done` (set once the attackers finish, so bounded by them).
+fn spawn_prober(
+    base: &str,
+    done: Arc<AtomicBool>,
+    baseline: bool,
+) -> tokio::task::JoinHandle<Vec<Duration>> {
+    let url = format!("{base}-/ping");
+    tokio::spawn(async move {
+        let http = Http::new();
+        let mut samples = Vec::new();
+        while if baseline {
+            samples.len() < 300
+        } else {
+            !done.load(Ordering::Relaxed)
+        } {
+            let started = Instant::now();
+            let r = http.get(&url).await;
+            if r.status != 200 {
+                fail(&format!("ping answered {}", r.status));
+            }
+            samples.push(started.elapsed());
+            tokio::time::sleep(PING_EVERY).await;
+        }
+        samples
+    })
 }
 
 /// Runs the three scenarios and prints a markdown table plus JSON.

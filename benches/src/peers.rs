@@ -258,30 +258,55 @@ pub fn run(args: PeersArgs) {
         .unwrap_or_else(|e| fail(&format!("shaper self-check: {e}")));
     print_check(&args.shape, &check);
 
-    let bin = release_binary();
-    let upstream = match &args.upstream_storage {
-        None => Upstream::Mock(RegistryMock::start()),
-        Some(dir) => {
-            let v = Verdaccio::start_offline(dir).unwrap_or_else(|e| {
-                fail(&format!("offline upstream Verdaccio did not start: {e}"))
-            });
-            eprintln!(
-                "upstream: offline Verdaccio on {} serving {}",
-                v.url,
-                dir.display()
-            );
-            Upstream::Storage(v)
-        }
-    };
+    let upstream = start_upstream(args.upstream_storage.as_deref());
     let bench = Bench {
         rt: &rt,
         upstream: &upstream,
         shape: args.shape,
-        bin,
+        bin: release_binary(),
         fixture: args.project.clone(),
     };
     eprintln!("project: {}", args.project.display());
 
+    let wanted = wanted_targets(args.only.as_deref());
+    let prepared = populate(&bench, &wanted);
+    let mut scenarios = scenarios_for(&args, &wanted);
+    if scenarios.is_empty() {
+        fail("--store/--server/--lockfile left no scenario");
+    }
+    let rounds = args.warmup + args.runs;
+    for round in 0..rounds {
+        let recording = round >= args.warmup;
+        eprintln!(
+            "round {}/{}{}",
+            round + 1,
+            rounds,
+            if recording { "" } else { " (warm-up)" }
+        );
+        for s in scenarios.iter_mut() {
+            run_scenario(&bench, &prepared, s, recording);
+        }
+    }
+    report(&args, &check, &scenarios);
+}
+
+/// The registry-mock, or an offline Verdaccio over a stored corpus.
+fn start_upstream(storage: Option<&Path>) -> Upstream {
+    let Some(dir) = storage else {
+        return Upstream::Mock(RegistryMock::start());
+    };
+    let v = Verdaccio::start_offline(dir)
+        .unwrap_or_else(|e| fail(&format!("offline upstream Verdaccio did not start: {e}")));
+    eprintln!(
+        "upstream: offline Verdaccio on {} serving {}",
+        v.url,
+        dir.display()
+    );
+    Upstream::Storage(v)
+}
+
+/// The targets `--only` keeps (all four without it).
+fn wanted_targets(only: Option<&str>) -> Vec<Target> {
     let wanted: Vec<Target> = [
         Target::Direct,
         Target::Verdaccio,
@@ -289,20 +314,19 @@ pub fn run(args: PeersArgs) {
         Target::PnprV1,
     ]
     .into_iter()
-    .filter(|t| {
-        args.only
-            .as_deref()
-            .is_none_or(|o| o.split(',').any(|w| w.trim() == t.name()))
-    })
+    .filter(|t| only.is_none_or(|o| o.split(',').any(|w| w.trim() == t.name())))
     .collect();
     if wanted.is_empty() {
         fail("--only matched no target (direct,verdaccio,pnpr,v1)");
     }
+    wanted
+}
 
-    // Population: warms each long-lived server, yields the lockfile and a
-    // full client store per target.
+/// Population: warms each long-lived server, yields the lockfile and a
+/// full client store per target.
+fn populate(bench: &Bench, wanted: &[Target]) -> Vec<Prepared> {
     let mut prepared = Vec::new();
-    for &target in &wanted {
+    for &target in wanted {
         let warm = bench.start(target);
         let p = bench.new_project(None, None);
         let others: Vec<&Live> = prepared.iter().map(|x: &Prepared| &x.warm).collect();
@@ -328,14 +352,17 @@ pub fn run(args: PeersArgs) {
             store_owner: p,
         });
     }
+    prepared
+}
 
+/// Every (target, server, store, lockfile) combination the flags keep; a
+/// direct install has no server of ours to be cold.
+fn scenarios_for(args: &PeersArgs, wanted: &[Target]) -> Vec<Scenario> {
     let mut scenarios = Vec::new();
-    for &target in &wanted {
+    for &target in wanted {
         for cold_server in [false, true] {
-            if target == Target::Direct && cold_server {
-                continue;
-            }
-            if args.warm_server.is_some_and(|w| w == cold_server) {
+            let skip_server = args.warm_server.is_some_and(|w| w == cold_server);
+            if (target == Target::Direct && cold_server) || skip_server {
                 continue;
             }
             for warm_store in [false, true] {
@@ -358,54 +385,42 @@ pub fn run(args: PeersArgs) {
             }
         }
     }
+    scenarios
+}
 
-    if scenarios.is_empty() {
-        fail("--store/--server/--lockfile left no scenario");
+/// One timed install of one scenario; records it unless warming up.
+fn run_scenario(bench: &Bench, prepared: &[Prepared], s: &mut Scenario, recording: bool) {
+    let Some(prep) = prepared.iter().find(|p| p.target == s.target) else {
+        return;
+    };
+    let store = s.warm_store.then(|| prep.store_owner.pnpm_store());
+    let lock = s.lockfile.then_some(prep.lockfile.as_str());
+    let project = bench.new_project(store.as_deref(), lock);
+    let cold;
+    let live = if s.cold_server {
+        cold = bench.start(s.target);
+        &cold
+    } else {
+        &prep.warm
+    };
+    let others: Vec<&Live> = prepared
+        .iter()
+        .map(|p| &p.warm)
+        .filter(|w| !std::ptr::eq(*w, live))
+        .collect();
+    let (took, traffic) = bench.install(s.target, live, &others, &project);
+    let needs_network = !s.warm_store || !s.lockfile;
+    if needs_network && (traffic.to_client == 0 || live.storage_files() == 0) {
+        fail(&format!(
+            "{}: the install did not go through its target ({traffic:?}, {} stored files)",
+            s.name(),
+            live.storage_files()
+        ));
     }
-    let rounds = args.warmup + args.runs;
-    for round in 0..rounds {
-        let recording = round >= args.warmup;
-        eprintln!(
-            "round {}/{}{}",
-            round + 1,
-            rounds,
-            if recording { "" } else { " (warm-up)" }
-        );
-        for s in scenarios.iter_mut() {
-            let Some(prep) = prepared.iter().find(|p| p.target == s.target) else {
-                continue;
-            };
-            let store = s.warm_store.then(|| prep.store_owner.pnpm_store());
-            let lock = s.lockfile.then_some(prep.lockfile.as_str());
-            let project = bench.new_project(store.as_deref(), lock);
-            let cold;
-            let live = if s.cold_server {
-                cold = bench.start(s.target);
-                &cold
-            } else {
-                &prep.warm
-            };
-            let others: Vec<&Live> = prepared
-                .iter()
-                .map(|p| &p.warm)
-                .filter(|w| !std::ptr::eq(*w, live))
-                .collect();
-            let (took, traffic) = bench.install(s.target, live, &others, &project);
-            let needs_network = !s.warm_store || !s.lockfile;
-            if needs_network && (traffic.to_client == 0 || live.storage_files() == 0) {
-                fail(&format!(
-                    "{}: the install did not go through its target ({traffic:?}, {} stored files)",
-                    s.name(),
-                    live.storage_files()
-                ));
-            }
-            if recording {
-                s.samples.push(took);
-                s.to_client.push(traffic.to_client);
-            }
-        }
+    if recording {
+        s.samples.push(took);
+        s.to_client.push(traffic.to_client);
     }
-    report(&args, &check, &scenarios);
 }
 
 /// Prints the shaper self-check and aborts unless it shows the configured
