@@ -14,7 +14,7 @@ use std::sync::Arc;
 use base64::Engine;
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use futures_util::future::BoxFuture;
-use pnpr_install::{encode_index, FileMeta, IndexValue, InlineBody};
+use pnpr_protocol::{encode_index, FileMeta, IndexValue, InlineBody};
 use pnpr_resolver::{MetadataSource, ProjectInput, ResolveError, ResolveOptions};
 use serde_json::Value;
 use sha2::{Digest, Sha512};
@@ -219,7 +219,7 @@ fn framing(c: &mut Criterion) {
     let header = br#"{"lockfile":{},"missing":[]}"#;
     let mut g = c.benchmark_group("framing");
     g.throughput(Throughput::Bytes(total as u64));
-    for level in [1u32, pnpr_install::DEFAULT_GZIP_LEVEL, 9] {
+    for level in [1u32, pnpr_protocol::DEFAULT_GZIP_LEVEL, 9] {
         g.bench_function(format!("InlineBody 500 files, gzip level {level}"), |b| {
             b.iter(|| {
                 let mut body = InlineBody::new(header, level).expect("new");

@@ -20,7 +20,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use base64::Engine;
-use pnpr_install::AuthHeaders;
+use pnpr_protocol::AuthHeaders;
 use rusqlite::{params, Connection, OptionalExtension};
 
 #[cfg(test)]

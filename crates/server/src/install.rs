@@ -3,11 +3,11 @@
 //!
 //! The handler is a short sequence of stages, each in its own module:
 //! [`body`] (bounded read under the in-flight budget) → parse
-//! (`pnpr_install::parse_request`) → scope ([`crate::catalog::Scope`]) →
+//! (`pnpr_protocol::parse_request`) → scope ([`crate::catalog::Scope`]) →
 //! [`resolve`] (cached candidate or a fresh resolution) → [`select`] (what
 //! this client needs) → [`authorize`] (every served package confirmed by the
 //! catalog) → [`fetch`] (verified tarballs unpacked) → plan
-//! (`pnpr_install::plan`) → [`respond`] (the streamed body). The resolve
+//! (`pnpr_protocol::plan`) → [`respond`] (the streamed body). The resolve
 //! protocol v0 ([`v0`]) reuses the stages up to `authorize` and answers
 //! NDJSON frames instead.
 //!
@@ -61,7 +61,7 @@ async fn run(state: Arc<AppState>, headers: HeaderMap, body: Body) -> Result<Res
     let started = std::time::Instant::now();
     let (_permit, body) = body::admit(&state, body).await?;
     let bytes = body::read(&state, &headers, body).await?;
-    let req = pnpr_install::parse_request(&bytes, state.public_url.as_str())
+    let req = pnpr_protocol::parse_request(&bytes, state.public_url.as_str())
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     drop(bytes);
     body::check_request(&state, &req)?;
@@ -85,7 +85,7 @@ async fn run(state: Arc<AppState>, headers: HeaderMap, body: Body) -> Result<Res
     selection.drop_optional(dropped);
     authorize::record_fresh_grants(&state, session.who(), &authority);
 
-    let plan = pnpr_install::plan(
+    let plan = pnpr_protocol::plan(
         &selection.package_refs(),
         &req.store_integrities,
         &fetch::FileIndexLookup { state: &state },

@@ -23,11 +23,11 @@ const MAX_FORWARDED_PACKUMENT: u64 = 256 * 1024 * 1024;
 pub(crate) struct Forwarded {
     /// Validated, with a trailing `/`, no userinfo, query or fragment.
     registry: String,
-    auth: pnpr_install::AuthHeaders,
+    auth: pnpr_protocol::AuthHeaders,
 }
 
 impl Forwarded {
-    pub(super) fn new(registry: String, auth: pnpr_install::AuthHeaders) -> Self {
+    pub(super) fn new(registry: String, auth: pnpr_protocol::AuthHeaders) -> Self {
         Self { registry, auth }
     }
 

@@ -34,7 +34,7 @@ impl Scope {
     pub(crate) fn of(
         state: &AppState,
         registry: &str,
-        auth: &pnpr_install::AuthHeaders,
+        auth: &pnpr_protocol::AuthHeaders,
     ) -> Result<Scope, ApiError> {
         let url = plain_registry_url(registry)?;
         let own = state.public_url.as_str();

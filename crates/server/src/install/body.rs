@@ -109,7 +109,7 @@ async fn drain_stream(mut stream: axum::body::BodyDataStream, mut seen: u64) {
 /// Bounds on parsed fields that the byte limit alone leaves too loose.
 pub(super) fn check_request(
     state: &AppState,
-    req: &pnpr_install::InstallRequest,
+    req: &pnpr_protocol::InstallRequest,
 ) -> Result<(), ApiError> {
     let max = state.limits().store_integrities;
     if req.store_integrities.len() > max {

@@ -239,8 +239,8 @@ pub(super) struct FileIndexLookup<'a> {
     pub(super) state: &'a AppState,
 }
 
-impl pnpr_install::IndexLookup for FileIndexLookup<'_> {
-    fn lookup(&self, integrity: &str) -> Option<Arc<pnpr_install::IndexValue>> {
+impl pnpr_protocol::IndexLookup for FileIndexLookup<'_> {
+    fn lookup(&self, integrity: &str) -> Option<Arc<pnpr_protocol::IndexValue>> {
         let idx = self
             .state
             .accelerator
@@ -252,8 +252,8 @@ impl pnpr_install::IndexLookup for FileIndexLookup<'_> {
     }
 }
 
-fn index_value(idx: &pnpr_cafs::PackageIndex) -> pnpr_install::IndexValue {
-    pnpr_install::IndexValue {
+fn index_value(idx: &pnpr_cafs::PackageIndex) -> pnpr_protocol::IndexValue {
+    pnpr_protocol::IndexValue {
         requires_build: Some(idx.requires_build),
         manifest: idx.index_manifest(),
         algo: "sha512".to_string(),
@@ -263,7 +263,7 @@ fn index_value(idx: &pnpr_cafs::PackageIndex) -> pnpr_install::IndexValue {
             .map(|(path, f)| {
                 (
                     path.clone(),
-                    pnpr_install::FileMeta {
+                    pnpr_protocol::FileMeta {
                         digest_hex: f.digest_hex.clone(),
                         mode: f.mode,
                         size: f.size,

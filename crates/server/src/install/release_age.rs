@@ -12,10 +12,10 @@ use crate::catalog::Session;
 use crate::error::ApiError;
 
 pub(super) async fn violations(
-    req: &pnpr_install::InstallRequest,
+    req: &pnpr_protocol::InstallRequest,
     lockfile: Option<&Lockfile>,
     session: &Session,
-) -> Result<Vec<pnpr_install::Violation>, ApiError> {
+) -> Result<Vec<pnpr_protocol::Violation>, ApiError> {
     let (Some(lockfile), Some(minutes)) = (lockfile, req.minimum_release_age) else {
         return Ok(Vec::new());
     };
@@ -38,7 +38,7 @@ pub(super) async fn violations(
             continue;
         };
         if published.1 > cutoff {
-            out.push(pnpr_install::Violation {
+            out.push(pnpr_protocol::Violation {
                 name: name.to_string(),
                 version: version.to_string(),
                 code: "MINIMUM_RELEASE_AGE_VIOLATION".to_string(),

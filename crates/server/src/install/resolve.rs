@@ -32,13 +32,13 @@ pub(crate) struct Resolved {
 
 pub(super) enum Outcome {
     Resolved(Resolved),
-    Violations(Vec<pnpr_install::Violation>),
+    Violations(Vec<pnpr_protocol::Violation>),
 }
 
 pub(super) async fn resolve_or_cached(
     state: &AppState,
     session: &Session,
-    req: &pnpr_install::InstallRequest,
+    req: &pnpr_protocol::InstallRequest,
 ) -> Result<Outcome, ApiError> {
     let input = input_lockfile(req);
     let forwarded = matches!(session.scope(), Scope::Forwarded(_));
@@ -112,7 +112,7 @@ fn estimated_bytes(tree: &Resolution) -> usize {
 /// The input lockfile, typed. One that does not parse is treated as absent
 /// (the tree is then resolved afresh under every policy in the request),
 /// as pnpm itself re-resolves a lockfile it cannot use.
-pub(super) fn input_lockfile(req: &pnpr_install::InstallRequest) -> Option<Lockfile> {
+pub(super) fn input_lockfile(req: &pnpr_protocol::InstallRequest) -> Option<Lockfile> {
     let raw = req.lockfile.as_ref()?;
     // Deserialised from the borrowed value: no copy of a large body.
     match <Lockfile as serde::Deserialize>::deserialize(raw) {
@@ -125,7 +125,7 @@ pub(super) fn input_lockfile(req: &pnpr_install::InstallRequest) -> Option<Lockf
 }
 
 /// The auth-free cache key of a request (spec §5.8).
-fn base_key(req: &pnpr_install::InstallRequest, scope: &Scope) -> Result<String, ApiError> {
+fn base_key(req: &pnpr_protocol::InstallRequest, scope: &Scope) -> Result<String, ApiError> {
     let lockfile_hash = req.lockfile.as_ref().map(pnpr_rescache::base_key);
     let request: Value =
         serde_json::to_value(req).map_err(|e| ApiError::internal("request key", e))?;
@@ -136,7 +136,7 @@ fn base_key(req: &pnpr_install::InstallRequest, scope: &Scope) -> Result<String,
     })))
 }
 
-fn resolve_options(req: &pnpr_install::InstallRequest, input: Option<Lockfile>) -> ResolveOptions {
+fn resolve_options(req: &pnpr_protocol::InstallRequest, input: Option<Lockfile>) -> ResolveOptions {
     let defaults = ResolveOptions::default();
     ResolveOptions {
         registry: req.registry.clone(),

@@ -1,4 +1,4 @@
-//! Stage 8: the response body. Every byte layout comes from `pnpr-install`
+//! Stage 8: the response body. Every byte layout comes from `pnpr-protocol`
 //! (the wire owner): a header member, one stored gzip member per file frame
 //! (made once per file by the wire owner's encoder and kept opaque by the
 //! file store), and the end member.
@@ -12,7 +12,7 @@ use std::sync::Arc;
 use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderValue};
 use axum::response::Response;
-use pnpr_install::DEFAULT_GZIP_LEVEL as LEVEL;
+use pnpr_protocol::DEFAULT_GZIP_LEVEL as LEVEL;
 
 use super::Resolved;
 use crate::error::ApiError;
@@ -26,7 +26,7 @@ fn inline_response(body: Body, cache_hit: Option<bool>) -> Response {
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static(pnpr_install::CONTENT_TYPE),
+        HeaderValue::from_static(pnpr_protocol::CONTENT_TYPE),
     );
     h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     if let Some(hit) = cache_hit {
@@ -42,24 +42,24 @@ fn inline_response(body: Body, cache_hit: Option<bool>) -> Response {
 }
 
 /// `200` with a violations header and an empty file section (spec §2.2).
-pub(super) fn violations(violations: &[pnpr_install::Violation]) -> Result<Response, ApiError> {
-    let header = pnpr_install::violations_json(violations)
+pub(super) fn violations(violations: &[pnpr_protocol::Violation]) -> Result<Response, ApiError> {
+    let header = pnpr_protocol::violations_json(violations)
         .map_err(|e| ApiError::internal("violations header", e))?;
-    let bytes = pnpr_install::header_only_body(&header, LEVEL)
+    let bytes = pnpr_protocol::header_only_body(&header, LEVEL)
         .map_err(|e| ApiError::internal("violations body", e))?;
     Ok(inline_response(Body::from(bytes), None))
 }
 
 /// A lockfile-only answer: no index rows, no files.
 pub(super) fn lockfile_only(resolved: &Resolved) -> Result<Response, ApiError> {
-    let plan = pnpr_install::Plan {
-        stats: pnpr_install::lockfile_only_stats(resolved.tree.packages.len() as u64),
+    let plan = pnpr_protocol::Plan {
+        stats: pnpr_protocol::lockfile_only_stats(resolved.tree.packages.len() as u64),
         index_entries: Vec::new(),
         frames: Vec::new(),
     };
-    let header = pnpr_install::header_json(&resolved.tree.lockfile, &plan)
+    let header = pnpr_protocol::header_json(&resolved.tree.lockfile, &plan)
         .map_err(|e| ApiError::internal("response header", e))?;
-    let bytes = pnpr_install::header_only_body(&header, LEVEL)
+    let bytes = pnpr_protocol::header_only_body(&header, LEVEL)
         .map_err(|e| ApiError::internal("response body", e))?;
     Ok(inline_response(Body::from(bytes), Some(resolved.cache_hit)))
 }
@@ -68,11 +68,11 @@ pub(super) fn lockfile_only(resolved: &Resolved) -> Result<Response, ApiError> {
 pub(super) fn stream(
     state: &Arc<AppState>,
     resolved: &Resolved,
-    plan: pnpr_install::Plan,
+    plan: pnpr_protocol::Plan,
 ) -> Result<Response, ApiError> {
-    let header = pnpr_install::header_json(&resolved.tree.lockfile, &plan)
+    let header = pnpr_protocol::header_json(&resolved.tree.lockfile, &plan)
         .map_err(|e| ApiError::internal("response header", e))?;
-    let head = pnpr_install::header_member(&header, LEVEL)
+    let head = pnpr_protocol::header_member(&header, LEVEL)
         .map_err(|e| ApiError::internal("response header", e))?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(CHANNEL_FRAMES);
     let st = Arc::clone(state);
@@ -89,7 +89,7 @@ pub(super) fn stream(
 type Sink = tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>;
 
 /// Runs on the blocking pool; stops as soon as the client goes away.
-fn write_frames(state: &AppState, head: Vec<u8>, plan: &pnpr_install::Plan, tx: &Sink) {
+fn write_frames(state: &AppState, head: Vec<u8>, plan: &pnpr_protocol::Plan, tx: &Sink) {
     if tx.blocking_send(Ok(Bytes::from(head))).is_err() {
         return;
     }
@@ -107,7 +107,7 @@ fn write_frames(state: &AppState, head: Vec<u8>, plan: &pnpr_install::Plan, tx: 
             }
         }
     }
-    let end = pnpr_install::end_member(LEVEL).map_err(std::io::Error::other);
+    let end = pnpr_protocol::end_member(LEVEL).map_err(std::io::Error::other);
     let _ = tx.blocking_send(end.map(Bytes::from));
 }
 
@@ -122,9 +122,9 @@ fn frame_member(
         .accelerator
         .files
         .derived(digest_hex, variant, |content| {
-            let digest = pnpr_install::parse_digest(digest_hex).map_err(std::io::Error::other)?;
-            pnpr_install::frame_bytes(&digest, executable, content)
-                .and_then(|frame| pnpr_install::gzip_member(&frame, LEVEL))
+            let digest = pnpr_protocol::parse_digest(digest_hex).map_err(std::io::Error::other)?;
+            pnpr_protocol::frame_bytes(&digest, executable, content)
+                .and_then(|frame| pnpr_protocol::gzip_member(&frame, LEVEL))
                 .map_err(std::io::Error::other)
         })
 }

@@ -30,7 +30,7 @@ fn id(p: &PackageClaim) -> String {
     format!("{}@{}", p.name, p.version)
 }
 
-pub(super) fn servable(resolved: &Resolved, req: &pnpr_install::InstallRequest) -> Selection {
+pub(super) fn servable(resolved: &Resolved, req: &pnpr_protocol::InstallRequest) -> Selection {
     let lockfile = &resolved.tree.lockfile;
     let optional = optional_only_packages(lockfile);
     let all: Vec<PackageClaim> = resolved
@@ -76,10 +76,10 @@ impl Selection {
         self.serve.retain(|p| !dropped.contains(&id(p)));
     }
 
-    pub(super) fn package_refs(&self) -> Vec<pnpr_install::PackageRef> {
+    pub(super) fn package_refs(&self) -> Vec<pnpr_protocol::PackageRef> {
         self.all
             .iter()
-            .map(|p| pnpr_install::PackageRef {
+            .map(|p| pnpr_protocol::PackageRef {
                 integrity: p.integrity.clone(),
                 pkg_id: id(p),
             })
@@ -105,7 +105,7 @@ pub(super) fn optional_only_packages(lockfile: &Lockfile) -> HashSet<String> {
 pub(super) fn installable_here(
     lockfile: &Lockfile,
     id: &str,
-    req: &pnpr_install::InstallRequest,
+    req: &pnpr_protocol::InstallRequest,
 ) -> bool {
     let Some(info) = lockfile.packages.get(id) else {
         return true;
@@ -133,7 +133,7 @@ fn platform_ok(list: &[String], current: Option<&str>) -> bool {
 /// dependency is matched to the project whose directory name equals the
 /// dependency's unscoped name (`packages/b` for `b` or `@s/b`).
 pub(super) fn project_inputs(
-    req: &pnpr_install::InstallRequest,
+    req: &pnpr_protocol::InstallRequest,
 ) -> Vec<pnpr_resolver::ProjectInput> {
     let names = workspace_names(req);
     req.projects
@@ -145,12 +145,14 @@ pub(super) fn project_inputs(
             dependencies: p.dependencies.clone(),
             dev_dependencies: p.dev_dependencies.clone(),
             optional_dependencies: p.optional_dependencies.clone(),
+            // Neither wire protocol carries a project's own peers yet.
+            peer_dependencies: Default::default(),
         })
         .collect()
 }
 
 /// Project dir → the name `workspace:` dependencies call it by.
-fn workspace_names(req: &pnpr_install::InstallRequest) -> HashMap<String, String> {
+fn workspace_names(req: &pnpr_protocol::InstallRequest) -> HashMap<String, String> {
     let basename = |dir: &str| dir.rsplit('/').next().unwrap_or(dir).to_string();
     let mut names = HashMap::new();
     for p in &req.projects {

@@ -44,7 +44,7 @@ fn optional_platform_packages_are_recognised() {
     let only = optional_only_packages(&lockfile);
     assert!(only.contains("a@1.0.0") && only.contains("b@1.0.0") && only.contains("d@1.0.0"));
     assert!(!only.contains("c@1.0.0"), "one snapshot is not optional");
-    let req = pnpr_install::parse_request(
+    let req = pnpr_protocol::parse_request(
         br#"{"projects":[],"os":"linux","arch":"x64"}"#,
         "http://127.0.0.1:1/",
     )

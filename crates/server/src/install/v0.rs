@@ -6,7 +6,7 @@
 //! The same stages as `/v1/install` ([`body`] admission and bounded read →
 //! parse → scope and session → [`resolve`] with the shared resolution cache →
 //! [`select`] → [`authorize`]), then NDJSON frames instead of file frames;
-//! every byte layout comes from `pnpr_install::ndjson`.
+//! every byte layout comes from `pnpr_protocol::ndjson`.
 //!
 //! Invariants guarded here:
 //! - only an identified caller is answered (401 otherwise);
@@ -25,7 +25,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use pnpr_auth::Identity;
-use pnpr_install::ndjson::{self, PackageFrame};
+use pnpr_protocol::ndjson::{self, PackageFrame};
 use pnpr_lockfile::Lockfile;
 use tokio::sync::OwnedSemaphorePermit;
 
@@ -72,7 +72,7 @@ pub async fn verify_lockfile(
 /// A request admitted, read, parsed and scoped.
 struct Admitted {
     permit: OwnedSemaphorePermit,
-    req: pnpr_install::InstallRequest,
+    req: pnpr_protocol::InstallRequest,
     session: Arc<Session>,
 }
 
@@ -90,7 +90,7 @@ async fn admit(
     }
     let (permit, raw) = body::admit(state, raw).await?;
     let bytes = body::read(state, headers, raw).await?;
-    let req = pnpr_install::parse_resolve_request(&bytes, state.public_url.as_str())
+    let req = pnpr_protocol::parse_resolve_request(&bytes, state.public_url.as_str())
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     drop(bytes);
     body::check_request(state, &req)?;
@@ -148,7 +148,7 @@ async fn run_verify(
     }
 }
 
-fn violations(found: &[pnpr_install::Violation]) -> Result<Response, ApiError> {
+fn violations(found: &[pnpr_protocol::Violation]) -> Result<Response, ApiError> {
     let frame =
         ndjson::violations_frame(found).map_err(|e| ApiError::internal("violations frame", e))?;
     Ok(ndjson_response(Body::from(frame), None))

@@ -4,7 +4,7 @@
 mod common;
 
 use common::fixture;
-use pnpr_install::parse_resolve_request;
+use pnpr_protocol::parse_resolve_request;
 
 const DEFAULT: &str = "http://127.0.0.1:1/";
 

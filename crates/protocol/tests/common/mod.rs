@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use pnpr_install::{FileMeta, IndexValue};
+use pnpr_protocol::{FileMeta, IndexValue};
 use serde_json::{json, Value};
 
 pub fn fixture(name: &str) -> String {

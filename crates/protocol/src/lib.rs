@@ -1,4 +1,4 @@
-//! `pnpr-install`: the byte-level protocol of `POST /v1/install` as spoken by
+//! `pnpr-protocol`: the byte-level protocol of `POST /v1/install` as spoken by
 //! the pnpm 11.5.2 client (the "G1 inline" generation, spec §1–§3).
 //!
 //! What this crate owns, and nothing more (no HTTP, no resolution, no store
@@ -18,7 +18,7 @@
 //!
 //! Typical server flow:
 //! ```no_run
-//! # use pnpr_install::*;
+//! # use pnpr_protocol::*;
 //! # fn read_file(_: &str) -> Vec<u8> { Vec::new() }
 //! # fn demo(body: &[u8], lockfile: serde_json::Value, pkgs: Vec<PackageRef>, store: &dyn IndexLookup) -> Result<(), InstallError> {
 //! let req = parse_request(body, "http://127.0.0.1:4873/")?;

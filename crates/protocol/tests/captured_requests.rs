@@ -2,7 +2,7 @@
 
 mod common;
 
-use pnpr_install::{parse_request, TrustPolicy};
+use pnpr_protocol::{parse_request, TrustPolicy};
 
 use common::fixture;
 

@@ -20,7 +20,7 @@ use crate::InstallError;
 mod tests;
 
 /// `Content-Type` of the inline response.
-pub const CONTENT_TYPE: &str = "application/x-pnpr-install-inline";
+pub const CONTENT_TYPE: &str = "application/x-pnpr-protocol-inline";
 
 /// Default gzip level (spec §2.1).
 pub const DEFAULT_GZIP_LEVEL: u32 = 6;

@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use pnpr_install::{encode_index, FileMeta, IndexValue};
+use pnpr_protocol::{encode_index, FileMeta, IndexValue};
 use serde_json::{json, Value};
 
 use common::{index_value_from_json, index_value_to_json, node_and_msgpackr};

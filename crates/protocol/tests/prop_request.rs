@@ -8,7 +8,7 @@
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 
-use pnpr_install::parse_request;
+use pnpr_protocol::parse_request;
 
 const DEFAULT_REGISTRY: &str = "http://127.0.0.1:4873";
 const SECRET: &str = "SEKRIT-7f3a";

@@ -8,7 +8,7 @@ use std::io::Read;
 use std::sync::Arc;
 
 use base64::Engine as _;
-use pnpr_install::{
+use pnpr_protocol::{
     encode_index, header_json, plan, IndexLookup, IndexValue, InlineBody, PackageRef, Stats,
 };
 use serde_json::Value;

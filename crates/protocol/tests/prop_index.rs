@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 
-use pnpr_install::{encode_index, FileMeta, IndexValue};
+use pnpr_protocol::{encode_index, FileMeta, IndexValue};
 
 /// A decoded msgpack value; records decode to objects in key order.
 #[derive(Debug, Clone, PartialEq)]
