@@ -28,13 +28,13 @@ pub struct PackageClaim {
 
 /// A resolved tree as the candidate cache keeps it.
 #[derive(Debug)]
-pub struct Resolution {
+pub struct CachedTree {
     pub lockfile: Lockfile,
     /// Every tarball-backed package of the tree.
     pub packages: Vec<PackageClaim>,
 }
 
-pub(crate) type ResolutionCache = pnpr_rescache::CandidateCache<Arc<Resolution>>;
+pub(crate) type ResolutionCache = pnpr_rescache::CandidateCache<Arc<CachedTree>>;
 
 /// `(namespace, name@version) → integrity`.
 type Bindings = lru::LruCache<(String, String), String>;

@@ -22,11 +22,11 @@ use crate::catalog::{resolve_error, PackageClaim, Scope, Session};
 use crate::error::ApiError;
 use crate::state::AppState;
 
-pub use crate::accelerator::Resolution;
+pub use crate::accelerator::CachedTree;
 
 /// A resolution and whether it came from the cache.
 pub(crate) struct Resolved {
-    pub(crate) tree: Arc<Resolution>,
+    pub(crate) tree: Arc<CachedTree>,
     pub(crate) cache_hit: bool,
 }
 
@@ -67,7 +67,7 @@ pub(super) async fn resolve_or_cached(
     let resolution = pnpr_resolver::resolve(&projects, session, &opts)
         .await
         .map_err(resolve_error)?;
-    let tree = Arc::new(Resolution {
+    let tree = Arc::new(CachedTree {
         packages: claims(&resolution.packages),
         lockfile: resolution.lockfile,
     });
@@ -99,7 +99,7 @@ fn claims(packages: &[pnpr_resolver::ResolvedPackage]) -> Vec<PackageClaim> {
 
 /// Memory a cached tree holds, estimated from its JSON size: typed maps and
 /// strings take about three times their serialised bytes.
-fn estimated_bytes(tree: &Resolution) -> usize {
+fn estimated_bytes(tree: &CachedTree) -> usize {
     let json = serde_json::to_vec(&tree.lockfile).map_or(0, |v| v.len());
     let claims: usize = tree
         .packages
