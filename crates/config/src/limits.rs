@@ -25,6 +25,12 @@ pub struct Limits {
     /// On shutdown, how long in-flight requests may still run before every
     /// remaining connection is closed.
     pub shutdown_grace: Duration,
+    /// Largest packument accepted from an uplink, in bytes (502 beyond).
+    pub packument_max: u64,
+    /// Packuments up to this size are held, parsed and rendered in memory;
+    /// larger ones stream to a body file and are rendered from it version
+    /// by version, so memory does not grow with the document.
+    pub packument_in_memory: u64,
 }
 
 impl Default for Limits {
@@ -38,6 +44,8 @@ impl Default for Limits {
             body_timeout: Duration::from_secs(60),
             header_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(10),
+            packument_max: 1024 * 1024 * 1024,
+            packument_in_memory: 8 * 1024 * 1024,
         }
     }
 }

@@ -67,6 +67,16 @@ pub fn parse(bytes: &[u8]) -> Result<Value, PackumentError> {
     Ok(v)
 }
 
+/// [`parse`] from a reader (a body file), without holding its bytes.
+pub fn parse_reader(r: impl std::io::Read) -> Result<Value, PackumentError> {
+    let v: Value =
+        serde_json::from_reader(r).map_err(|e| PackumentError::BadJson(e.to_string()))?;
+    if !v.is_object() {
+        return Err(PackumentError::BadJson("top level is not an object".into()));
+    }
+    Ok(v)
+}
+
 /// Merges uplink documents, first one wins per version and per dist-tag (the
 /// order is the `proxy:` order). Each version is tagged with the uplink it came
 /// from so tarball fetches go back to the same origin.

@@ -13,7 +13,11 @@
 //! - one upstream packument fetch per (namespace, package, uplink) at a time
 //!   ([`crate::flights::PackumentFlights`]): concurrent misses share it and its one document;
 //! - SQLite reads and writes of packument rows run on the blocking pool, never
-//!   on the async workers.
+//!   on the async workers;
+//! - a packument larger than `limits.packument_in_memory` is never held whole:
+//!   the one flight streams it to a body file (bounded by
+//!   `limits.packument_max`), validates it in a streaming pass, and waiters
+//!   get the file, which the registry renders version by version.
 //!
 //! Who may read what is not decided here: callers come through the catalog.
 
@@ -22,7 +26,7 @@ use std::sync::Arc;
 use axum::http::StatusCode;
 use futures_util::future::FutureExt;
 use futures_util::StreamExt;
-use pnpr_store::{now_ms, PackumentRow, TarballBody};
+use pnpr_store::{now_ms, PackumentEntry, PackumentMeta, StoredBody, TarballBody};
 use pnpr_upstream::{FetchRequest, UpstreamError};
 use serde_json::Value;
 
@@ -30,8 +34,6 @@ use crate::error::ApiError;
 use crate::flights::{Fetched, FlightKey};
 use crate::state::{AppState, PUBLIC_NS};
 
-/// Largest packument we accept from an uplink.
-const MAX_PACKUMENT_BYTES: u64 = 256 * 1024 * 1024;
 /// A mirror namespace: where a request's data comes from (the uplinks asked,
 /// in order) and is cached (`ns`: the shared public mirror or one uplink's
 /// private HMAC namespace).
@@ -85,12 +87,47 @@ pub(crate) async fn load_packument(
 
 /// [`load_packument`] plus the time (epoch ms) until which the result may be
 /// reused without asking any uplink again: the earliest expiry of the rows it
-/// merged, or "now" when stale data had to be served.
+/// merged, or "now" when stale data had to be served. A document stored as a
+/// body file is parsed here, by this caller alone.
 pub(crate) async fn load_packument_fresh(
     state: &Arc<AppState>,
     source: &Namespace,
     name: &str,
 ) -> Result<(Option<Value>, i64), ApiError> {
+    let (parts, fresh_until) = load_parts(state, source, name).await?;
+    Ok((merge_parts(parts).await?, fresh_until))
+}
+
+/// A packument as the registry renders it.
+pub(crate) enum Loaded {
+    /// Merged (or small) and parsed.
+    Doc(Value),
+    /// The one uplink's document, still a body file: too large to hold.
+    File(std::fs::File),
+}
+
+/// [`load_packument_fresh`] for rendering: a single uplink's document that
+/// is a body file stays one, so it is never held whole.
+pub(crate) async fn load_for_render(
+    state: &Arc<AppState>,
+    source: &Namespace,
+    name: &str,
+) -> Result<(Option<Loaded>, i64), ApiError> {
+    let (mut parts, fresh_until) = load_parts(state, source, name).await?;
+    if parts.len() == 1 && matches!(parts[0].1, Part::File(_)) {
+        if let Some((_, Part::File(file))) = parts.pop() {
+            return Ok((Some(Loaded::File(file)), fresh_until));
+        }
+    }
+    Ok((merge_parts(parts).await?.map(Loaded::Doc), fresh_until))
+}
+
+/// Every uplink's contribution, in `proxy:` order.
+async fn load_parts(
+    state: &Arc<AppState>,
+    source: &Namespace,
+    name: &str,
+) -> Result<(Vec<(String, Part)>, i64), ApiError> {
     let mut merge = Merge {
         docs: Vec::new(),
         failures: Vec::new(),
@@ -117,14 +154,37 @@ pub(crate) async fn load_packument_fresh(
         if let Some((uplink, e)) = failures.first() {
             return Err(ApiError::upstream(uplink, e));
         }
-        return Ok((None, fresh_until));
     }
-    Ok((pnpr_packument::merge(docs), fresh_until))
+    Ok((docs, fresh_until))
+}
+
+/// Parses the body files among `parts` (on the blocking pool) and merges.
+async fn merge_parts(parts: Vec<(String, Part)>) -> Result<Option<Value>, ApiError> {
+    let mut docs = Vec::with_capacity(parts.len());
+    for (uplink, part) in parts {
+        let doc = match part {
+            Part::Doc(doc) => doc,
+            Part::File(file) => tokio::task::spawn_blocking(move || {
+                pnpr_packument::parse_reader(std::io::BufReader::with_capacity(1 << 20, file))
+            })
+            .await
+            .map_err(|e| ApiError::internal("metadata parse task failed", e))?
+            .map_err(|e| ApiError::internal("corrupt cached packument", e))?,
+        };
+        docs.push((uplink, doc));
+    }
+    Ok(pnpr_packument::merge(docs))
+}
+
+/// One uplink's document: parsed, or a body file too large to hold.
+enum Part {
+    Doc(Value),
+    File(std::fs::File),
 }
 
 /// The per-uplink documents of one packument being merged.
 struct Merge {
-    docs: Vec<(String, Value)>,
+    docs: Vec<(String, Part)>,
     failures: Vec<(String, Arc<UpstreamError>)>,
     fresh_until: i64,
 }
@@ -141,16 +201,16 @@ async fn load_one(
     let uplink = &key.uplink;
     let row = read_row(state, key).await?;
     let now = now_ms();
-    if let Some(row) = row
-        .as_ref()
-        .filter(|r| now.saturating_sub(r.fetched_at_ms) < maxage_ms)
-    {
-        merge.fresh_until = merge
-            .fresh_until
-            .min(row.fetched_at_ms.saturating_add(maxage_ms));
-        merge.docs.push((uplink.clone(), parse_row(row)?));
-        return Ok(());
-    }
+    let row = match row {
+        Some(row) if now.saturating_sub(row.meta.fetched_at_ms) < maxage_ms => {
+            merge.fresh_until = merge
+                .fresh_until
+                .min(row.meta.fetched_at_ms.saturating_add(maxage_ms));
+            merge.docs.push((uplink.clone(), part(row)?));
+            return Ok(());
+        }
+        other => other,
+    };
     let (st, k) = (Arc::clone(state), key.clone());
     let fetched = state
         .mirror
@@ -168,13 +228,15 @@ async fn load_one(
     match fetched {
         Fetched::Stored { doc, at } => {
             merge.fresh_until = merge.fresh_until.min(expires(at));
-            merge.docs.push((uplink.clone(), Value::clone(&doc)));
+            merge
+                .docs
+                .push((uplink.clone(), Part::Doc(Value::clone(&doc))));
         }
         Fetched::Fresh { at } => {
             // Stored or revalidated by this flight: the row is current.
             merge.fresh_until = merge.fresh_until.min(expires(at));
             if let Some(row) = read_row(state, key).await? {
-                merge.docs.push((uplink.clone(), parse_row(&row)?));
+                merge.docs.push((uplink.clone(), part(row)?));
             }
         }
         Fetched::Gone { at } => merge.fresh_until = merge.fresh_until.min(expires(at)),
@@ -193,10 +255,10 @@ async fn load_one(
             if !fallback {
                 return Err(ApiError::upstream(uplink, &error));
             }
-            match &row {
+            match row {
                 Some(row) => {
                     tracing::warn!(uplink, name = key.name, error = %error, "serving stale metadata");
-                    merge.docs.push((uplink.clone(), parse_row(row)?));
+                    merge.docs.push((uplink.clone(), part(row)?));
                 }
                 None => merge.failures.push((uplink.clone(), error)),
             }
@@ -217,15 +279,15 @@ fn refused(uplink: &str, name: &str, status: u16) -> ApiError {
     }
 }
 
-/// The cached row, read on the blocking pool: a row can be tens of MB and
-/// SQLite reads it synchronously.
+/// The cached entry, read on the blocking pool: an inline body can be
+/// megabytes and SQLite reads it synchronously.
 async fn read_row(
     state: &Arc<AppState>,
     key: &FlightKey,
-) -> Result<Option<PackumentRow>, ApiError> {
+) -> Result<Option<PackumentEntry>, ApiError> {
     let st = Arc::clone(state);
     let key = key.clone();
-    tokio::task::spawn_blocking(move || st.mirror.db.packument(&key.ns, &key.name, &key.uplink))
+    tokio::task::spawn_blocking(move || st.mirror.db.entry(&key.ns, &key.name, &key.uplink))
         .await
         .map_err(|e| ApiError::internal("metadata read task failed", e))?
         .map_err(ApiError::from)
@@ -240,8 +302,9 @@ async fn fetch_packument(
     private: bool,
 ) -> Fetched {
     let storage = |e: pnpr_store::StoreError| Fetched::Storage(Arc::new(e));
-    let row = match blocking(state, key, |db, k| db.packument(&k.ns, &k.name, &k.uplink)).await {
-        Ok(r) => r,
+    let entry = blocking(state, key, |db, k| db.entry(&k.ns, &k.name, &k.uplink)).await;
+    let row = match entry {
+        Ok(r) => r.map(|e| e.meta),
         Err(e) => return storage(e),
     };
     let now = now_ms();
@@ -333,35 +396,154 @@ async fn answer(
     }
 }
 
-/// Reads a 200 body (bounded), checks it is a packument and stores it.
+/// Reads a 200 body (bounded by `limits.packument_max`), checks it is a
+/// packument and stores it: in memory and inline up to
+/// `limits.packument_in_memory`, else as a body file never held whole.
 async fn store_body(
     state: &Arc<AppState>,
     key: &FlightKey,
     resp: pnpr_upstream::FetchResponse,
     now: i64,
 ) -> Fetched {
-    let etag = resp.etag.clone();
-    let last_modified = resp.last_modified.clone();
-    let body = match resp.bytes(MAX_PACKUMENT_BYTES).await {
-        Ok(b) => b,
-        Err(e) => return failed(e, true),
+    let meta = PackumentMeta {
+        ns: key.ns.clone(),
+        name: key.name.clone(),
+        uplink: key.uplink.clone(),
+        etag: resp.etag.clone(),
+        last_modified: resp.last_modified.clone(),
+        fetched_at_ms: now,
+    };
+    let body = match receive(state, resp).await {
+        Ok(body) => body,
+        Err(fetched) => return fetched,
+    };
+    let body = match body {
+        Received::Spilled(spill) => return store_spilled(state, key, meta, spill).await,
+        Received::Inline(body) => body,
     };
     let doc = match pnpr_packument::parse(&body) {
         Ok(doc) => Arc::new(doc),
         Err(e) => return Fetched::Invalid(Arc::new(e)),
     };
-    let row = PackumentRow {
-        ns: key.ns.clone(),
-        name: key.name.clone(),
-        uplink: key.uplink.clone(),
-        body: body.into(),
-        etag,
-        last_modified,
+    let row = pnpr_store::PackumentRow {
+        ns: meta.ns,
+        name: meta.name,
+        uplink: meta.uplink,
+        body,
+        etag: meta.etag,
+        last_modified: meta.last_modified,
         fetched_at_ms: now,
     };
     match blocking(state, key, move |db, _| db.put_packument(&row)).await {
         Ok(()) => Fetched::Stored { doc, at: now },
         Err(e) => Fetched::Storage(Arc::new(e)),
+    }
+}
+
+/// A body file validated in a streaming pass and handed to the store;
+/// waiters read it back from the row (`Fresh`), never from a shared copy.
+async fn store_spilled(
+    state: &Arc<AppState>,
+    key: &FlightKey,
+    meta: PackumentMeta,
+    spill: Spill,
+) -> Fetched {
+    let path = spill.path.clone();
+    let checked = tokio::task::spawn_blocking(move || {
+        let file = std::fs::File::open(&path)?;
+        Ok::<_, std::io::Error>(pnpr_packument::validate_streaming(
+            std::io::BufReader::with_capacity(1 << 20, file),
+        ))
+    })
+    .await;
+    match checked {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => return Fetched::Invalid(Arc::new(e)),
+        Ok(Err(e)) => return Fetched::Storage(Arc::new(e.into())),
+        Err(e) => {
+            let e = std::io::Error::other(e.to_string());
+            return Fetched::Storage(Arc::new(e.into()));
+        }
+    }
+    let at = meta.fetched_at_ms;
+    let put =
+        move |db: &pnpr_store::MetaDb, _: &FlightKey| db.put_packument_file(&meta, &spill.path);
+    match blocking(state, key, put).await {
+        Ok(()) => Fetched::Fresh { at },
+        Err(e) => Fetched::Storage(Arc::new(e)),
+    }
+}
+
+/// A body as received: in memory, or spilled to a file.
+enum Received {
+    Inline(Vec<u8>),
+    Spilled(Spill),
+}
+
+/// A body file being written in the store's spill directory; removed when
+/// dropped unless the store took it over (renamed it away).
+struct Spill {
+    path: std::path::PathBuf,
+}
+
+impl Drop for Spill {
+    fn drop(&mut self) {
+        // After a takeover the path no longer exists; nothing to do then.
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Streams the body: into memory while it fits `packument_in_memory`, then
+/// on into a spill file; refused past `packument_max`. The error is the
+/// flight's answer.
+async fn receive(
+    state: &Arc<AppState>,
+    resp: pnpr_upstream::FetchResponse,
+) -> Result<Received, Fetched> {
+    use tokio::io::AsyncWriteExt;
+    let (max, in_memory) = (
+        state.limits().packument_max,
+        state.limits().packument_in_memory,
+    );
+    let too_large = resp.too_large(max);
+    if resp.content_length.is_some_and(|n| n > max) {
+        return Err(failed(too_large, true));
+    }
+    let storage = |e: std::io::Error| Fetched::Storage(Arc::new(e.into()));
+    let mut body = resp.into_stream();
+    let (mut buf, mut total) = (Vec::new(), 0u64);
+    let mut spill: Option<(tokio::io::BufWriter<tokio::fs::File>, Spill)> = None;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| failed(e, true))?;
+        total = total.saturating_add(chunk.len() as u64);
+        if total > max {
+            return Err(failed(too_large, true));
+        }
+        if spill.is_none() && total > in_memory {
+            let path = state
+                .mirror
+                .db
+                .spill_dir()
+                .join(format!("{:032x}.tmp", rand::random::<u128>()));
+            let file = tokio::fs::File::create(&path).await.map_err(storage)?;
+            let mut w = tokio::io::BufWriter::with_capacity(1 << 20, file);
+            let guard = Spill { path };
+            w.write_all(&std::mem::take(&mut buf))
+                .await
+                .map_err(storage)?;
+            spill = Some((w, guard));
+        }
+        match spill.as_mut() {
+            Some((w, _)) => w.write_all(&chunk).await.map_err(storage)?,
+            None => buf.extend_from_slice(&chunk),
+        }
+    }
+    match spill {
+        None => Ok(Received::Inline(buf)),
+        Some((mut w, guard)) => {
+            w.flush().await.map_err(storage)?;
+            Ok(Received::Spilled(guard))
+        }
     }
 }
 
@@ -385,8 +567,14 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| pnpr_store::StoreError::Io(std::io::Error::other(e.to_string())))?
 }
 
-fn parse_row(row: &PackumentRow) -> Result<Value, ApiError> {
-    pnpr_packument::parse(&row.body).map_err(|e| ApiError::internal("corrupt cached packument", e))
+/// A stored entry as a merge part: an inline body parsed, a file kept.
+fn part(entry: PackumentEntry) -> Result<Part, ApiError> {
+    match entry.body {
+        StoredBody::Inline(body) => pnpr_packument::parse(&body)
+            .map(Part::Doc)
+            .map_err(|e| ApiError::internal("corrupt cached packument", e)),
+        StoredBody::File { file, .. } => Ok(Part::File(file)),
+    }
 }
 
 /// `@scope/name` → `@scope%2fname` (what registries expect on the wire).

@@ -22,7 +22,7 @@ use pnpr_store::{now_ms, TarballBody};
 
 use crate::catalog::{Origin, Scope, Session};
 use crate::error::ApiError;
-use crate::mirror::{load_packument, load_packument_fresh, tarball_body, Namespace};
+use crate::mirror::{load_for_render, load_packument, tarball_body, Loaded, Namespace};
 use crate::rendered::{
     json_with_etag, mark_private, tarball_file_response, wants_abbreviated, Rendered, ABBREVIATED,
 };
@@ -164,8 +164,18 @@ async fn render(
     abbreviated: bool,
     key: String,
 ) -> Result<Arc<Rendered>, ApiError> {
-    let (doc, fresh_until) = load_packument_fresh(state, source, name).await?;
-    let mut doc = doc.ok_or_else(|| ApiError::not_found(name))?;
+    let (loaded, fresh_until) = load_for_render(state, source, name).await?;
+    let mut doc = match loaded.ok_or_else(|| ApiError::not_found(name))? {
+        Loaded::Doc(doc) => doc,
+        // Too large to hold: rendered from its body file to disk, shared
+        // by the waiters of this render flight, never cached in memory.
+        Loaded::File(file) => {
+            let dir = state.mirror.render_dir.clone();
+            let names = (source.tarball_base.clone(), name.to_string());
+            let r = Rendered::from_body_file(file, dir, names, abbreviated, fresh_until).await?;
+            return Ok(Arc::new(r));
+        }
+    };
     pnpr_packument::rewrite_tarballs(&mut doc, &source.tarball_base);
     let (body, ctype) = if abbreviated {
         (pnpr_packument::abbreviate(&doc), ABBREVIATED)

@@ -3,7 +3,10 @@
 //! and the one answer for a tarball stored on disk.
 //!
 //! Invariant: a body is served with the validator of exactly its bytes; a
-//! stored tarball is streamed with the length of the file it came from.
+//! stored tarball is streamed with the length of the file it came from. A
+//! document rendered from a body file is rendered to a file (hashed as it is
+//! written) and streamed from it, so its size never becomes memory; that
+//! file lives as long as its [`Rendered`] and the responses reading it.
 
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -57,7 +60,7 @@ pub(crate) fn wants_abbreviated(headers: &HeaderMap) -> bool {
 /// A packument body as served, with its validator.
 #[derive(Debug)]
 pub struct Rendered {
-    body: bytes::Bytes,
+    body: RenderedBody,
     etag: String,
     ctype: &'static str,
     /// Epoch ms until which the metadata behind it counts as fresh.
@@ -73,6 +76,28 @@ pub struct Rendered {
 pub struct RenderedCache {
     inner: std::sync::Mutex<CacheInner>,
     budget: usize,
+}
+
+/// Where a rendered body is.
+#[derive(Debug)]
+enum RenderedBody {
+    Memory(bytes::Bytes),
+    /// Rendered to disk; never kept in the memory cache.
+    File {
+        file: RenderedFile,
+        len: u64,
+    },
+}
+
+/// A rendered body file, removed when the last holder lets go (a response
+/// already streaming it keeps its open descriptor).
+#[derive(Debug)]
+struct RenderedFile(std::path::PathBuf);
+
+impl Drop for RenderedFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 struct CacheInner {
@@ -110,7 +135,10 @@ impl RenderedCache {
     }
 
     pub(crate) fn put(&self, key: String, r: std::sync::Arc<Rendered>) {
-        let size = r.body.len();
+        let RenderedBody::Memory(body) = &r.body else {
+            return;
+        };
+        let size = body.len();
         if size > self.budget / 4 {
             return;
         }
@@ -118,11 +146,11 @@ impl RenderedCache {
         inner.bytes += size;
         if let Some((_, old)) = inner.lru.push(key, r) {
             // Replaced the same key, or evicted the LRU entry at the count cap.
-            inner.bytes = inner.bytes.saturating_sub(old.body.len());
+            inner.bytes = inner.bytes.saturating_sub(old.memory_len());
         }
         while inner.bytes > self.budget {
             match inner.lru.pop_lru() {
-                Some((_, old)) => inner.bytes = inner.bytes.saturating_sub(old.body.len()),
+                Some((_, old)) => inner.bytes = inner.bytes.saturating_sub(old.memory_len()),
                 None => break,
             }
         }
@@ -146,10 +174,61 @@ impl Rendered {
             serde_json::to_vec(doc).map_err(|e| ApiError::internal("serialising a document", e))?;
         Ok(Self {
             etag: content_etag(&bytes),
-            body: bytes::Bytes::from(bytes),
+            body: RenderedBody::Memory(bytes::Bytes::from(bytes)),
             ctype,
             fresh_until,
         })
+    }
+
+    /// Renders the body file `src` (a stored packument too large to hold)
+    /// version by version into a file in `dir`, on the blocking pool; the
+    /// ETag is the digest of the bytes written.
+    pub(crate) async fn from_body_file(
+        src: std::fs::File,
+        dir: std::path::PathBuf,
+        (base, name): (String, String),
+        abbreviated: bool,
+        fresh_until: i64,
+    ) -> Result<Self, ApiError> {
+        let (form, ctype) = if abbreviated {
+            (pnpr_packument::StreamForm::Abbreviated, ABBREVIATED)
+        } else {
+            (pnpr_packument::StreamForm::Full, "application/json")
+        };
+        let task = tokio::task::spawn_blocking(move || {
+            let path = dir.join(format!("{:032x}.json", rand::random::<u128>()));
+            let file = RenderedFile(path);
+            let out = std::fs::File::create(&file.0)
+                .map_err(|e| ApiError::internal("rendering to disk", e))?;
+            let mut w = HashingWriter {
+                inner: std::io::BufWriter::with_capacity(1 << 20, out),
+                hash: Sha256::new(),
+                len: 0,
+            };
+            let src = std::io::BufReader::with_capacity(1 << 20, src);
+            pnpr_packument::render_streaming(src, &mut w, &base, &name, form)
+                .map_err(|e| ApiError::internal("rendering a stored packument", e))?;
+            let etag = format!("\"{}\"", &hex::encode(w.hash.finalize())[..32]);
+            let len = w.len;
+            Ok::<_, ApiError>((file, len, etag))
+        });
+        let (file, len, etag) = task
+            .await
+            .map_err(|e| ApiError::internal("render task failed", e))??;
+        Ok(Self {
+            body: RenderedBody::File { file, len },
+            etag,
+            ctype,
+            fresh_until,
+        })
+    }
+
+    /// Bytes this body holds in memory.
+    fn memory_len(&self) -> usize {
+        match &self.body {
+            RenderedBody::Memory(b) => b.len(),
+            RenderedBody::File { .. } => 0,
+        }
     }
 
     pub(crate) fn fresh_at(&self, now_ms: i64) -> bool {
@@ -158,7 +237,54 @@ impl Rendered {
 
     /// `200` with the body, or `304` when the request already has it.
     pub(crate) fn respond(&self, headers: &HeaderMap) -> Response {
-        etag_response(self.body.clone(), &self.etag, self.ctype, headers)
+        let body = match &self.body {
+            RenderedBody::Memory(b) => axum::body::Body::from(b.clone()),
+            RenderedBody::File { file, len } => {
+                // Opened now: the response reads through this descriptor
+                // even after the file is removed.
+                match std::fs::File::open(&file.0) {
+                    Ok(f) => {
+                        let f = tokio::fs::File::from_std(f);
+                        let stream = tokio_util::io::ReaderStream::with_capacity(f, 64 * 1024);
+                        let mut resp = etag_response(
+                            axum::body::Body::from_stream(stream),
+                            &self.etag,
+                            self.ctype,
+                            headers,
+                        );
+                        if resp.status() == StatusCode::OK {
+                            resp.headers_mut()
+                                .insert(header::CONTENT_LENGTH, HeaderValue::from(*len));
+                        }
+                        return resp;
+                    }
+                    Err(e) => {
+                        return ApiError::internal("opening a rendered body", e).into_response()
+                    }
+                }
+            }
+        };
+        etag_response(body, &self.etag, self.ctype, headers)
+    }
+}
+
+/// Passes bytes through to `inner`, hashing and counting them.
+struct HashingWriter<W> {
+    inner: W,
+    hash: Sha256,
+    len: u64,
+}
+
+impl<W: std::io::Write> std::io::Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }
 
@@ -177,7 +303,7 @@ fn content_etag(bytes: &[u8]) -> String {
 
 /// `200` with the body, or `304` when `If-None-Match` names this ETag.
 fn etag_response(
-    body: bytes::Bytes,
+    body: axum::body::Body,
     etag: &str,
     ctype: &'static str,
     headers: &HeaderMap,

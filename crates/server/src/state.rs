@@ -93,6 +93,9 @@ pub struct MirrorStores {
     pub(crate) packument_flights: crate::flights::PackumentFlights,
     /// Packument bodies being rendered, shared by concurrent misses.
     pub(crate) render_flights: crate::flights::RenderFlights,
+    /// Where documents too large to hold are rendered to (files removed
+    /// with their last reader; emptied at startup).
+    pub(crate) render_dir: PathBuf,
 }
 
 /// One consistent view of everything a reload can change. A request takes
@@ -176,12 +179,16 @@ impl AppState {
             policy: Arc::new(policy),
             network: Arc::new(network),
         }));
+        let render_dir = config.cache.join("rendered");
+        std::fs::create_dir_all(&render_dir).map_err(pnpr_store::StoreError::Io)?;
+        pnpr_store::blob::sweep_temp_dir(&render_dir, std::time::Duration::ZERO);
         let mirror = MirrorStores {
             db,
             tarballs,
             rendered,
             packument_flights: Default::default(),
             render_flights: Default::default(),
+            render_dir,
         };
         Ok(Arc::new(Self {
             mirror,

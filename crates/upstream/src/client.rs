@@ -143,6 +143,15 @@ impl FetchResponse {
         }
     }
 
+    /// The error for a body of more than `limit` bytes (URL redacted), for
+    /// callers that consume [`FetchResponse::into_stream`] themselves.
+    pub fn too_large(&self, limit: u64) -> UpstreamError {
+        UpstreamError::BodyTooLarge {
+            url: redact(&self.final_url),
+            limit,
+        }
+    }
+
     /// The whole body, refusing more than `limit` bytes.
     pub async fn bytes(self, limit: u64) -> Result<Bytes, UpstreamError> {
         let label = redact(&self.final_url);

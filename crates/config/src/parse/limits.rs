@@ -38,6 +38,8 @@ pub(super) fn limits(v: &Value) -> Result<Limits, ConfigError> {
             "body_timeout" => out.body_timeout = time()?,
             "header_timeout" => out.header_timeout = time()?,
             "shutdown_grace" => out.shutdown_grace = time()?,
+            "packument_max" => out.packument_max = size()?,
+            "packument_in_memory" => out.packument_in_memory = size()?,
             _ => return Err(ConfigError::invalid(&path, "unknown limit")),
         }
     }
