@@ -93,3 +93,8 @@ if [ "$got" != "v$NODE22_VERSION" ]; then
   echo "setup: expected Node v$NODE22_VERSION at $NODE22, got $got" >&2
   exit 1
 fi
+
+# The real-world parity corpus (issue 11): a frozen Verdaccio storage built
+# from fixtures/real-world/ into tests/.corpus/real-world/ (cached; a no-op
+# while the manifests and the build script are unchanged).
+"$TESTS/build-real-world.sh"
