@@ -8,10 +8,8 @@
 
 use pnpr_e2e::{add_user, Http, Pnpr, Project, RegistryMock};
 
-/// pnpm 12.21.0 and 12.23.0 also speak v0 but refuse a `done` frame
-/// without `appliedPolicies` (an echo of the policies the server applied,
-/// not implemented yet; RFC 0006), so only pnpm 11.28.10 runs here for now.
-const CLIENTS: &[&str] = &["11.28.10"];
+/// Every released client of the resolve protocol the setup installs.
+const CLIENTS: &[&str] = &["11.28.10", "12.21.0", "12.23.0"];
 
 /// Open mirror of registry-mock plus an access-bearing `corp` uplink (the
 /// same upstream with the private user's token) that only `team` may use.

@@ -32,6 +32,7 @@
 //! # Ok(()) }
 //! ```
 
+mod applied;
 mod error;
 pub mod index;
 pub mod ndjson;
@@ -40,6 +41,7 @@ pub mod request;
 pub mod request_v0;
 pub mod response;
 
+pub use applied::AppliedPolicies;
 pub use error::InstallError;
 pub use index::{encode_index, FileMeta, IndexValue};
 pub use plan::{
@@ -49,7 +51,7 @@ pub use plan::{
 pub use request::{
     normalize_dir, parse_request, AuthHeaders, InstallRequest, Project, TrustPolicy,
 };
-pub use request_v0::{parse_resolve_request, LOCKFILE_FORMAT};
+pub use request_v0::{parse_resolve_request, ResolveRequest, LOCKFILE_FORMAT};
 pub use response::{
     empty_file_section, end_member, frame_bytes, gzip_member, header_json, header_member,
     header_only_body, violations_json, InlineBody, Violation, CONTENT_TYPE, DEFAULT_GZIP_LEVEL,

@@ -8,7 +8,7 @@
 
 use serde::Serialize;
 
-use crate::{InstallError, Violation, LOCKFILE_FORMAT};
+use crate::{AppliedPolicies, InstallError, Violation, LOCKFILE_FORMAT};
 
 /// Content type of both v0 endpoints' `200` answers.
 pub const NDJSON_CONTENT_TYPE: &str = "application/x-ndjson";
@@ -40,6 +40,10 @@ enum Frame<'a, L: Serialize> {
         /// request's `acceptedLockfileFormats`).
         #[serde(rename = "lockfileFormat")]
         lockfile_format: &'static str,
+        /// pnpm 12 refuses a `done` frame without it, or with a value that
+        /// differs from its request (see [`AppliedPolicies`]).
+        #[serde(rename = "appliedPolicies")]
+        applied_policies: &'a AppliedPolicies,
     },
     Error {
         message: &'a str,
@@ -70,21 +74,35 @@ pub fn package_frame(p: &PackageFrame) -> Result<Vec<u8>, InstallError> {
 }
 
 /// The terminal `done` frame of `resolve`: the lockfile (v9, on-disk shape)
-/// and `stats.totalPackages`.
+/// and `stats.totalPackages`, with the settings it was resolved under.
 pub fn done_frame<L: Serialize>(
     lockfile: &L,
     total_packages: u64,
+    applied_policies: &AppliedPolicies,
 ) -> Result<Vec<u8>, InstallError> {
     line(&Frame::Done {
         lockfile,
         stats: Stats { total_packages },
         lockfile_format: LOCKFILE_FORMAT,
+        applied_policies,
     })
 }
 
-/// The terminal `done` frame of `verify-lockfile`.
-pub fn verified_frame() -> Vec<u8> {
-    b"{\"type\":\"done\"}\n".to_vec()
+/// The terminal `done` frame of `verify-lockfile`: no lockfile, only the
+/// settings the check applied (pnpm 12 requires them here too).
+pub fn verified_frame(applied_policies: &AppliedPolicies) -> Result<Vec<u8>, InstallError> {
+    line(&Verified {
+        kind: "done",
+        applied_policies,
+    })
+}
+
+#[derive(Serialize)]
+struct Verified<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(rename = "appliedPolicies")]
+    applied_policies: &'a AppliedPolicies,
 }
 
 /// The terminal `error` frame (a failure after the `200` was sent).
@@ -116,10 +134,21 @@ mod tests {
             String::from_utf8(package_frame(&p).unwrap()).unwrap(),
             "{\"type\":\"package\",\"id\":\"a@1.0.0\",\"name\":\"a\",\"version\":\"1.0.0\",\"integrity\":\"sha512-x\",\"tarball\":\"http://h/a/-/a-1.0.0.tgz\"}\n"
         );
-        let done = done_frame(&serde_json::json!({"lockfileVersion": "9.0"}), 3).unwrap();
+        let applied = AppliedPolicies::of(&serde_json::Map::new());
+        let done = done_frame(&serde_json::json!({"lockfileVersion": "9.0"}), 3, &applied).unwrap();
+        let done: serde_json::Value = serde_json::from_slice(&done).unwrap();
         assert_eq!(
-            String::from_utf8(done).unwrap(),
-            "{\"type\":\"done\",\"lockfile\":{\"lockfileVersion\":\"9.0\"},\"stats\":{\"totalPackages\":3},\"lockfileFormat\":\"pnpm-lock/9.0\"}\n"
+            done,
+            serde_json::json!({"type": "done", "lockfile": {"lockfileVersion": "9.0"},
+                "stats": {"totalPackages": 3}, "lockfileFormat": "pnpm-lock/9.0",
+                "appliedPolicies": {"autoInstallPeers": true, "dedupePeers": false,
+                    "excludeLinksFromLockfile": false, "addMissingPeerTypes": false,
+                    "projectScopedOptionalPeers": false, "frozenLockfile": false,
+                    "resolutionMode": "highest", "trustLockfile": false,
+                    "minimumReleaseAge": null, "minimumReleaseAgeExclude": [],
+                    "minimumReleaseAgeIgnoreMissingTime": true,
+                    "minimumReleaseAgeStrict": false, "trustPolicy": null,
+                    "trustPolicyExclude": [], "trustPolicyIgnoreAfter": null}})
         );
         assert_eq!(
             String::from_utf8(error_frame("a\nb")).unwrap(),
@@ -135,6 +164,9 @@ mod tests {
         assert!(String::from_utf8(v)
             .unwrap()
             .starts_with("{\"type\":\"violations\",\"violations\":[{\"name\":\"a\""));
-        assert_eq!(verified_frame(), b"{\"type\":\"done\"}\n");
+        let verified: serde_json::Value =
+            serde_json::from_slice(&verified_frame(&applied).unwrap()).unwrap();
+        assert_eq!(verified["type"], "done");
+        assert_eq!(verified["appliedPolicies"], done["appliedPolicies"]);
     }
 }

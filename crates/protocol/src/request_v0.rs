@@ -15,6 +15,7 @@
 
 use serde_json::{Map, Value};
 
+use crate::applied::AppliedPolicies;
 use crate::request::{parse_body, parse_object};
 use crate::{InstallError, InstallRequest};
 
@@ -87,6 +88,14 @@ fn rule(key: &str) -> Option<Rule> {
     })
 }
 
+/// A parsed v0 body: the request both endpoints resolve with, and the
+/// settings the `done` frame reports as applied.
+#[derive(Debug, Clone)]
+pub struct ResolveRequest {
+    pub install: InstallRequest,
+    pub applied: AppliedPolicies,
+}
+
 /// Parses a v0 body into the request shape both endpoints resolve with.
 ///
 /// Errors: [`InstallError::Unsupported`] for a setting this server would
@@ -94,9 +103,10 @@ fn rule(key: &str) -> Option<Rule> {
 pub fn parse_resolve_request(
     body: &[u8],
     default_registry: &str,
-) -> Result<InstallRequest, InstallError> {
+) -> Result<ResolveRequest, InstallError> {
     let obj = parse_body(body)?;
     check_fields(&obj, "")?;
+    let applied = AppliedPolicies::of(&obj);
     if let Some(Value::Array(projects)) = obj.get("projects") {
         for (i, p) in projects.iter().enumerate() {
             if let Value::Object(p) = p {
@@ -104,12 +114,25 @@ pub fn parse_resolve_request(
             }
         }
     }
-    parse_object(obj, default_registry)
+    let install = parse_object(obj, default_registry)?;
+    Ok(ResolveRequest { install, applied })
+}
+
+/// Without a release-age policy (`minimumReleaseAge` absent or 0) its
+/// strictness changes nothing, and pnpm 12 sends `minimumReleaseAgeStrict:
+/// true` exactly then.
+fn strictness_is_moot(obj: &Map<String, Value>) -> bool {
+    obj.get("minimumReleaseAge")
+        .is_none_or(|v| v.is_null() || v.as_u64() == Some(0))
 }
 
 fn check_fields(obj: &Map<String, Value>, prefix: &str) -> Result<(), InstallError> {
     for (key, value) in obj {
         let field = format!("{prefix}{key}");
+        if key == "minimumReleaseAgeStrict" && strictness_is_moot(obj) {
+            check(Rule::Inert, &field, value)?;
+            continue;
+        }
         match rule(key) {
             Some(r) => check(r, &field, value)?,
             None if looks_unset(value) => {}

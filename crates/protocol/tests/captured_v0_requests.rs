@@ -15,8 +15,14 @@ fn every_captured_client_request_is_accepted() {
         "pnpr-v0-resolve-request.pnpm-11.28.10.body.json",
         "other-protocol.pnpm-12.21.0.pnpr-v0-resolve.body.json",
     ] {
-        let req = parse_resolve_request(fixture(name).as_bytes(), DEFAULT)
+        let parsed = parse_resolve_request(fixture(name).as_bytes(), DEFAULT)
             .unwrap_or_else(|e| panic!("{name}: {e}"));
+        // What the done frame echoes is what the client asked for.
+        assert_eq!(parsed.applied.minimum_release_age, Some(1440), "{name}");
+        assert!(parsed.applied.auto_install_peers, "{name}");
+        assert_eq!(parsed.applied.resolution_mode, "highest", "{name}");
+        assert_eq!(parsed.applied.trust_policy, None, "{name}");
+        let req = parsed.install;
         let p = &req.projects[0];
         assert_eq!(p.dir, ".", "{name}");
         assert_eq!(

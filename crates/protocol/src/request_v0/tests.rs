@@ -5,7 +5,7 @@ use super::*;
 const DEFAULT: &str = "http://127.0.0.1:1/";
 
 fn parse(v: serde_json::Value) -> Result<InstallRequest, InstallError> {
-    parse_resolve_request(v.to_string().as_bytes(), DEFAULT)
+    parse_resolve_request(v.to_string().as_bytes(), DEFAULT).map(|r| r.install)
 }
 
 fn refused_field(v: serde_json::Value) -> String {
@@ -93,4 +93,19 @@ fn override_values_must_be_strings() {
 fn wrong_types_are_field_errors() {
     let err = parse(json!({"dedupePeers": "yes"})).unwrap_err();
     assert!(matches!(err, InstallError::InvalidField { .. }), "{err:?}");
+}
+
+#[test]
+fn release_age_strictness_is_refused_only_where_it_would_change_the_answer() {
+    let base = json!({"projects": [{"dir": "."}], "minimumReleaseAgeStrict": true});
+    // No policy (what pnpm 12 sends with `minimumReleaseAge: 0`): moot.
+    for age in [json!(0), json!(null)] {
+        let mut v = base.clone();
+        v["minimumReleaseAge"] = age;
+        assert!(parse(v).is_ok());
+    }
+    assert!(parse(base.clone()).is_ok());
+    let mut v = base;
+    v["minimumReleaseAge"] = json!(1440);
+    assert_eq!(refused_field(v), "minimumReleaseAgeStrict");
 }

@@ -25,8 +25,9 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use pnpr_auth::Identity;
-use pnpr_protocol::ndjson::{self, PackageFrame};
 use pnpr_lockfile::Lockfile;
+use pnpr_protocol::ndjson::{self, PackageFrame};
+use pnpr_protocol::{AppliedPolicies, ResolveRequest};
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::{authorize, body, release_age, resolve, select, Resolved};
@@ -73,6 +74,7 @@ pub async fn verify_lockfile(
 struct Admitted {
     permit: OwnedSemaphorePermit,
     req: pnpr_protocol::InstallRequest,
+    applied: AppliedPolicies,
     session: Arc<Session>,
 }
 
@@ -90,7 +92,10 @@ async fn admit(
     }
     let (permit, raw) = body::admit(state, raw).await?;
     let bytes = body::read(state, headers, raw).await?;
-    let req = pnpr_protocol::parse_resolve_request(&bytes, state.public_url.as_str())
+    let ResolveRequest {
+        install: req,
+        applied,
+    } = pnpr_protocol::parse_resolve_request(&bytes, state.public_url.as_str())
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     drop(bytes);
     body::check_request(state, &req)?;
@@ -106,6 +111,7 @@ async fn admit(
     Ok(Admitted {
         permit,
         req,
+        applied,
         session,
     })
 }
@@ -118,6 +124,7 @@ async fn run_resolve(
     let Admitted {
         permit,
         req,
+        applied,
         session,
     } = admit(&state, &headers, raw).await?;
     let resolved = match resolve::resolve_or_cached(&state, &session, &req).await? {
@@ -126,7 +133,7 @@ async fn run_resolve(
     };
     let serve = select::servable(&resolved, &req).serve;
     log_resolved(&session, &resolved);
-    Ok(stream(state, session, resolved, serve, permit))
+    Ok(stream(state, session, resolved, serve, applied, permit))
 }
 
 async fn run_verify(
@@ -134,7 +141,12 @@ async fn run_verify(
     headers: HeaderMap,
     raw: Body,
 ) -> Result<Response, ApiError> {
-    let Admitted { req, session, .. } = admit(&state, &headers, raw).await?;
+    let Admitted {
+        req,
+        applied,
+        session,
+        ..
+    } = admit(&state, &headers, raw).await?;
     let Some(lockfile) = resolve::input_lockfile(&req) else {
         return Err(ApiError::bad_request(
             "verify-lockfile needs a `lockfile` in pnpm's v9 format",
@@ -142,7 +154,9 @@ async fn run_verify(
     };
     let found = release_age::violations(&req, Some(&lockfile), &session).await?;
     if found.is_empty() {
-        Ok(ndjson_response(Body::from(ndjson::verified_frame()), None))
+        let frame = ndjson::verified_frame(&applied)
+            .map_err(|e| ApiError::internal("verified frame", e))?;
+        Ok(ndjson_response(Body::from(frame), None))
     } else {
         violations(&found)
     }
@@ -173,6 +187,7 @@ fn stream(
     session: Arc<Session>,
     resolved: Resolved,
     serve: Vec<PackageClaim>,
+    applied: AppliedPolicies,
     permit: OwnedSemaphorePermit,
 ) -> Response {
     let cache_hit = resolved.cache_hit;
@@ -181,7 +196,7 @@ fn stream(
         // The in-flight slot is held until the last frame is queued.
         let _permit = permit;
         let last = match frames(&state, &session, &resolved, &serve, &tx).await {
-            Ok(()) => done(&resolved),
+            Ok(()) => done(&resolved, &applied),
             Err(e) => ndjson::error_frame(&e.message),
         };
         let _ = tx.send(Ok(Bytes::from(last))).await;
@@ -222,9 +237,9 @@ async fn frames(
     Ok(())
 }
 
-fn done(resolved: &Resolved) -> Vec<u8> {
+fn done(resolved: &Resolved, applied: &AppliedPolicies) -> Vec<u8> {
     let total = resolved.tree.packages.len() as u64;
-    ndjson::done_frame(&resolved.tree.lockfile, total).unwrap_or_else(|e| {
+    ndjson::done_frame(&resolved.tree.lockfile, total, applied).unwrap_or_else(|e| {
         tracing::error!(error = %e, "done frame");
         ndjson::error_frame("the lockfile could not be encoded")
     })
