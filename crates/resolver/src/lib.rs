@@ -119,6 +119,10 @@ pub struct ProjectInput {
     pub dependencies: BTreeMap<String, String>,
     pub dev_dependencies: BTreeMap<String, String>,
     pub optional_dependencies: BTreeMap<String, String>,
+    /// The project's own `peerDependencies`: with `auto_install_peers` each
+    /// one no other group names is installed as a production dependency
+    /// with the peer range as its specifier, as pnpm does.
+    pub peer_dependencies: BTreeMap<String, String>,
 }
 
 /// A registry package the lockfile references.
@@ -182,6 +186,10 @@ pub(crate) struct ImporterGraph {
     pub direct: Vec<DirectDep>,
     /// Auto-installed missing peers: name → package id (not written to the importer).
     pub hidden: BTreeMap<String, String>,
+    /// Names in `hidden` that were hoisted as optional peers (pnpm's
+    /// `getHoistableOptionalPeers`): they join the root scope but do not
+    /// make their package required.
+    pub optional_hidden: BTreeSet<String>,
     /// Peers resolved below the importer's root, hoisted to it: name → package id.
     /// They join the root scope (so later same-version providers do not shadow
     /// them) but are neither written to the importer nor required roots.
@@ -885,7 +893,7 @@ impl<'a> Resolver<'a> {
                 dir: dir.clone(),
                 ..Default::default()
             };
-            for (alias, (specifier, group)) in grouped_deps(p) {
+            for (alias, (specifier, group)) in grouped_deps(p, self.opts.auto_install_peers) {
                 let spec = self.apply_override(None, &alias, &specifier);
                 let target = match parse_spec(&alias, &spec) {
                     Some(Wanted::Registry { name, spec: range }) => {
@@ -962,22 +970,88 @@ impl<'a> Resolver<'a> {
         Ok(roots)
     }
 
-    /// Auto-installs missing peers, importer by importer, until stable (at
-    /// most 8 rounds each).
+    /// Auto-installs missing required peers, importer by importer, until
+    /// stable; then hoists missing optional peers the graph already holds
+    /// (pnpm's `resolveRootDependencies` loop). Bounded: at most 8 outer
+    /// and 8 inner rounds.
     async fn auto_install_peers(
         &mut self,
         importers: &mut [ImporterGraph],
     ) -> Result<(), ResolveError> {
-        for idx in 0..importers.len() {
-            for _round in 0..8 {
-                let added = self.add_missing_peers(importers, idx).await?;
-                if added.is_empty() {
-                    break;
+        for _outer in 0..8 {
+            for idx in 0..importers.len() {
+                for _round in 0..8 {
+                    let added = self.add_missing_peers(importers, idx).await?;
+                    if added.is_empty() {
+                        break;
+                    }
+                    self.expand(added).await?;
                 }
-                self.expand(added).await?;
             }
+            let mut added = Vec::new();
+            for idx in 0..importers.len() {
+                added.extend(self.hoist_optional_peers(importers, idx));
+            }
+            if added.is_empty() {
+                break;
+            }
+            self.expand(added).await?;
         }
         Ok(())
+    }
+
+    /// The importer's unresolved peers, computed on the graph so far.
+    fn importer_missing_peers(
+        &mut self,
+        importers: &[ImporterGraph],
+        idx: usize,
+    ) -> peers::MissingPeers {
+        let graph = Graph {
+            pkgs: std::mem::take(&mut self.pkgs),
+            importers: importers.to_vec(),
+        };
+        let missing = peers::missing_peers(&graph, idx);
+        self.pkgs = graph.pkgs;
+        missing
+    }
+
+    /// Optional peers (declared in `peerDependencies`) that importer `idx`
+    /// leaves unresolved are hoisted to its root when some version already
+    /// in the graph satisfies every range that asks for them: the highest
+    /// such version (pnpm's `getHoistableOptionalPeers`). Others stay
+    /// unresolved. Returns the packages to expand.
+    fn hoist_optional_peers(
+        &mut self,
+        importers: &mut [ImporterGraph],
+        idx: usize,
+    ) -> Vec<(String, Arc<Preferred>)> {
+        let missing = self.importer_missing_peers(importers, idx).optional;
+        let mut added = Vec::new();
+        for (name, ranges) in missing {
+            if importers[idx].hidden.contains_key(&name) {
+                continue;
+            }
+            let Some(version) = pick::highest_in_graph(&self.graph_versions(&name), &ranges) else {
+                continue;
+            };
+            let id = format!("{name}@{version}");
+            if !self.pkgs.contains_key(&id) {
+                continue;
+            }
+            importers[idx].hidden.insert(name.clone(), id.clone());
+            importers[idx].optional_hidden.insert(name);
+            added.push((id, Arc::new(Preferred::default())));
+        }
+        added
+    }
+
+    /// Versions of `name` resolved so far.
+    fn graph_versions(&self, name: &str) -> Vec<String> {
+        self.pkgs
+            .values()
+            .filter(|p| p.name == name)
+            .map(|p| p.version.clone())
+            .collect()
     }
 
     /// One round: picks a version for each peer importer `idx` misses and
@@ -987,12 +1061,7 @@ impl<'a> Resolver<'a> {
         importers: &mut [ImporterGraph],
         idx: usize,
     ) -> Result<Vec<(String, Arc<Preferred>)>, ResolveError> {
-        let graph = Graph {
-            pkgs: std::mem::take(&mut self.pkgs),
-            importers: importers.to_vec(),
-        };
-        let missing = peers::missing_peers(&graph, idx);
-        self.pkgs = graph.pkgs;
+        let missing = self.importer_missing_peers(importers, idx).required;
         let mut added = Vec::new();
         for (name, ranges) in missing {
             if importers[idx].hidden.contains_key(&name) {
@@ -1018,12 +1087,7 @@ impl<'a> Resolver<'a> {
         if parsed.len() != ranges.len() {
             return Ok(None);
         }
-        let in_graph: Vec<String> = self
-            .pkgs
-            .values()
-            .filter(|p| p.name == name)
-            .map(|p| p.version.clone())
-            .collect();
+        let in_graph = self.graph_versions(name);
         self.fetch_all([name.to_string()]).await?;
         let Some(packument) = self.packuments.get(name).cloned() else {
             return Ok(None);
@@ -1045,14 +1109,18 @@ impl<'a> Resolver<'a> {
 }
 
 /// A project's dependencies by alias with their group; an alias in several
-/// groups keeps the last of dev, prod, optional (pnpm's precedence).
-fn grouped_deps(p: &ProjectInput) -> BTreeMap<String, (String, Group)> {
+/// groups keeps the last of dev, prod, optional (pnpm's precedence). With
+/// auto-installed peers the project's own peers come first, as production
+/// dependencies, so any other group naming them wins (pnpm's
+/// `getWantedDependencies`).
+fn grouped_deps(p: &ProjectInput, auto_install_peers: bool) -> BTreeMap<String, (String, Group)> {
     let mut deps = BTreeMap::new();
-    for (group, map) in [
+    let peers = auto_install_peers.then_some((Group::Prod, &p.peer_dependencies));
+    for (group, map) in peers.into_iter().chain([
         (Group::Dev, &p.dev_dependencies),
         (Group::Prod, &p.dependencies),
         (Group::Optional, &p.optional_dependencies),
-    ] {
+    ]) {
         for (k, v) in map {
             deps.insert(k.clone(), (v.clone(), group));
         }

@@ -58,7 +58,12 @@ struct Builder<'g> {
     occs: Vec<Occ>,
     impure: HashSet<String>,
     pure_occ: HashMap<String, usize>,
+    /// Required peers no provider satisfies: name → wanted ranges.
     missing: BTreeMap<String, Vec<String>>,
+    /// Optional peers declared in `peerDependencies` that no provider
+    /// satisfies: name → wanted ranges (candidates for pnpm's optional-peer
+    /// hoisting; `peerDependenciesMeta`-only peers never are).
+    missing_optional: BTreeMap<String, Vec<String>>,
     scope: Vec<HashMap<String, usize>>,
     ancestors: Vec<(String, usize)>,
     /// Peers resolved from a provider below the root scope: name → package id
@@ -99,6 +104,7 @@ impl<'g> Builder<'g> {
             impure,
             pure_occ: HashMap::new(),
             missing: BTreeMap::new(),
+            missing_optional: BTreeMap::new(),
             scope: Vec::new(),
             ancestors: Vec::new(),
             resolved_below: BTreeMap::new(),
@@ -227,14 +233,24 @@ impl<'g> Builder<'g> {
                         .insert(name.clone(), (t, *optional));
                     self.occs[occ].suffix.insert(name.clone(), t);
                 }
-                None if !optional => {
-                    self.missing
-                        .entry(name.clone())
-                        .or_default()
-                        .push(range.clone());
+                None => {
+                    // pnpm keeps optional peers among the missing ones too:
+                    // they are not auto-installed but every dependent lists
+                    // them under `transitivePeerDependencies`.
+                    let target = if !optional {
+                        &mut self.missing
+                    } else if declares_peer(&pkg.manifest, name) {
+                        &mut self.missing_optional
+                    } else {
+                        self.occs[occ].missing.insert(name.clone());
+                        continue;
+                    };
+                    let ranges = target.entry(name.clone()).or_default();
+                    if !ranges.contains(range) {
+                        ranges.push(range.clone());
+                    }
                     self.occs[occ].missing.insert(name.clone());
                 }
-                None => {}
             }
         }
         own_names
@@ -260,8 +276,14 @@ impl<'g> Builder<'g> {
             };
             for (name, t) in suffix {
                 // A package never lists itself among its peers (pnpm drops the
-                // own name even when the provider is another occurrence).
-                if t == occ || name == pkg_name || placed.child_map.get(&name) == Some(&t) {
+                // own name even when the provider is another occurrence), nor
+                // a peer named like one of its own children: pnpm drops those
+                // by alias, whichever occurrence provided them (the child may
+                // have deferred to an equal provider further up).
+                if t == occ
+                    || name == pkg_name
+                    || placed.children.iter().any(|(a, _, _)| *a == name)
+                {
                     continue;
                 }
                 self.occs[occ].suffix.entry(name.clone()).or_insert(t);
@@ -333,11 +355,30 @@ pub(crate) fn resolved_below_root(g: &Graph, idx: usize) -> BTreeMap<String, Str
         .collect()
 }
 
-/// Missing (unresolvable, non-optional) peers of importer `idx`: name → wanted ranges.
-pub(crate) fn missing_peers(g: &Graph, idx: usize) -> BTreeMap<String, Vec<String>> {
+/// Peers of importer `idx` no provider satisfies: the required ones and the
+/// optional ones declared in `peerDependencies`, each name → wanted ranges.
+pub(crate) fn missing_peers(g: &Graph, idx: usize) -> MissingPeers {
     let mut b = Builder::new(g);
     b.importer(idx);
-    b.missing
+    MissingPeers {
+        required: b.missing,
+        optional: b.missing_optional,
+    }
+}
+
+/// The peers an importer's tree leaves unresolved.
+pub(crate) struct MissingPeers {
+    pub required: BTreeMap<String, Vec<String>>,
+    pub optional: BTreeMap<String, Vec<String>>,
+}
+
+/// Whether the manifest names `peer` in `peerDependencies` (not only in
+/// `peerDependenciesMeta`).
+fn declares_peer(manifest: &Value, peer: &str) -> bool {
+    manifest
+        .get("peerDependencies")
+        .and_then(Value::as_object)
+        .is_some_and(|m| m.contains_key(peer))
 }
 
 struct Paths<'b> {
@@ -378,22 +419,25 @@ impl Paths<'_> {
         if !self.in_progress.insert(occ) {
             return base;
         }
-        let mut out = base;
         let suffix: Vec<(String, usize)> = self.occs[occ]
             .suffix
             .iter()
             .map(|(k, v)| (k.clone(), *v))
             .collect();
+        let mut ids = Vec::with_capacity(suffix.len());
         for (name, t) in suffix {
             let full = if self.reaches(t, occ) {
                 self.occs[t].pkg_id.clone()
             } else {
                 self.dep_path(t)
             };
-            out.push('(');
-            out.push_str(&self.reference(&name, t, &full));
-            out.push(')');
+            ids.push(self.reference(&name, t, &full));
         }
+        let out = if ids.is_empty() {
+            base
+        } else {
+            format!("{base}({})", peer_graph_hash(ids))
+        };
         self.in_progress.remove(&occ);
         self.memo.insert(occ, out.clone());
         out
@@ -420,6 +464,24 @@ impl Paths<'_> {
     }
 }
 
+/// The inside of a peer suffix: the peers' ids sorted as strings (so
+/// `react-dom@1(react@1)` sorts before `react@1`) and joined by `)(`; past
+/// [`PEERS_SUFFIX_MAX_LENGTH`] characters, the first 32 hex digits of its
+/// SHA-256 instead (pnpm's `createPeerDepGraphHash`).
+pub(crate) fn peer_graph_hash(mut ids: Vec<String>) -> String {
+    use sha2::Digest;
+    ids.sort();
+    let joined = ids.join(")(");
+    if joined.encode_utf16().count() <= PEERS_SUFFIX_MAX_LENGTH {
+        return joined;
+    }
+    let digest = hex::encode(sha2::Sha256::digest(joined.as_bytes()));
+    digest[..32].to_string()
+}
+
+/// pnpm's default `peersSuffixMaxLength`.
+const PEERS_SUFFIX_MAX_LENGTH: usize = 1000;
+
 fn package_info(manifest: &Value, name: &str, registry: &str) -> PackageInfo {
     let peers: BTreeMap<String, String> = crate::normalized_peers(manifest, name)
         .iter()
@@ -432,7 +494,7 @@ fn package_info(manifest: &Value, name: &str, registry: &str) -> PackageInfo {
     }
     PackageInfo {
         resolution: resolution(manifest, name, registry),
-        engines: manifest_map(manifest, "engines"),
+        engines: engines(manifest),
         cpu: manifest_strs(manifest, "cpu"),
         os: manifest_strs(manifest, "os"),
         libc: manifest_strs(manifest, "libc"),
@@ -480,17 +542,29 @@ fn manifest_strs(manifest: &Value, key: &str) -> Vec<String> {
     }
 }
 
-/// A string-to-string map field; non-string values are skipped.
-fn manifest_map(manifest: &Value, key: &str) -> BTreeMap<String, String> {
-    manifest
-        .get(key)
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .filter_map(|(a, b)| Some((a.clone(), b.as_str()?.to_string())))
-                .collect()
-        })
-        .unwrap_or_default()
+/// `engines` as pnpm writes it: the entries of whatever the field holds
+/// (an array's indexes and a string's characters become keys, as
+/// JavaScript's `Object.entries` makes them), minus values of `*`
+/// (`toLockfileDependency`). Non-string values are skipped.
+fn engines(manifest: &Value) -> BTreeMap<String, String> {
+    let entries: Vec<(String, String)> = match manifest.get("engines") {
+        Some(Value::Object(m)) => m
+            .iter()
+            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+            .collect(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| Some((i.to_string(), v.as_str()?.to_string())))
+            .collect(),
+        Some(Value::String(s)) => s
+            .encode_utf16()
+            .enumerate()
+            .map(|(i, u)| (i.to_string(), String::from_utf16_lossy(&[u])))
+            .collect(),
+        _ => Vec::new(),
+    };
+    entries.into_iter().filter(|(_, v)| v != "*").collect()
 }
 
 /// Whether the package links binaries (`bin`, or a `directories.bin`).
@@ -549,10 +623,12 @@ pub(crate) fn build_lockfile(g: &Graph, opts: &ResolveOptions) -> Lockfile {
     for (_, starts) in &roots {
         for o in starts {
             let id = &occs[*o].pkg_id;
-            if g.importers
-                .iter()
-                .any(|i| i.hidden.values().any(|h| h == id))
-            {
+            let required_hidden = |i: &crate::ImporterGraph| {
+                i.hidden
+                    .iter()
+                    .any(|(name, h)| h == id && !i.optional_hidden.contains(name))
+            };
+            if g.importers.iter().any(required_hidden) {
                 queue.push_back(*o);
             }
         }

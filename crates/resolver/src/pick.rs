@@ -242,3 +242,21 @@ pub(crate) fn pick_missing_peer(
 
 #[cfg(test)]
 mod tests;
+
+/// The highest of `versions` (versions already in the graph) that satisfies
+/// every range; prereleases only where a range admits them (node-semver's
+/// `satisfies` without `includePrerelease`). A range that does not parse
+/// matches nothing.
+pub(crate) fn highest_in_graph(versions: &[String], ranges: &[String]) -> Option<String> {
+    let ranges: Vec<Range> = ranges
+        .iter()
+        .map(|r| Range::parse(r.trim()))
+        .collect::<Result<_, _>>()
+        .ok()?;
+    versions
+        .iter()
+        .filter_map(|v| Version::parse(v).ok().map(|p| (p, v)))
+        .filter(|(p, _)| ranges.iter().all(|r| r.satisfies(p)))
+        .max_by(|a, b| a.0.cmp(&b.0))
+        .map(|(_, v)| v.clone())
+}

@@ -279,3 +279,5 @@ fn peers_resolved_below_the_root_stay_in_scope() {
     // The hoisted provider is not written to the importer.
     assert_eq!(lf.importers["."].dependencies.len(), 2);
 }
+
+mod peer_rules;

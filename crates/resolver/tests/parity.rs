@@ -171,6 +171,7 @@ fn project(dir: &str, manifest_path: &Path) -> ProjectInput {
         dependencies: string_map(&m, "dependencies"),
         dev_dependencies: string_map(&m, "devDependencies"),
         optional_dependencies: string_map(&m, "optionalDependencies"),
+        peer_dependencies: string_map(&m, "peerDependencies"),
     }
 }
 

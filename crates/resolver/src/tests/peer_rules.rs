@@ -1,0 +1,252 @@
+//! One test per pnpm peer rule of RFC 0007, on in-process metadata: optional
+//! peers that stay missing, optional-peer hoisting from the graph, peers
+//! named like an own child, a project's own peers, the suffix order and
+//! length bound, and `engines` as pnpm writes it.
+
+use super::*;
+
+fn resolve_one(src: &MemSource, deps: &[(&str, &str)]) -> pnpr_lockfile::Lockfile {
+    run(resolve(&[project(deps)], src, &ResolveOptions::default()))
+        .unwrap()
+        .lockfile
+}
+
+/// `peerDependenciesMeta`-only optional peers are peers `*` of the package
+/// and, while nothing provides them, transitive peers of every dependent.
+#[test]
+fn missing_optional_peers_are_transitive_peers_of_dependents() {
+    let src = MemSource::new(vec![
+        doc(
+            "debug",
+            &[(
+                "4.0.0",
+                json!({"peerDependenciesMeta": {"supports-color": {"optional": true}}}),
+            )],
+        ),
+        doc(
+            "agent",
+            &[("1.0.0", json!({"dependencies": {"debug": "^4"}}))],
+        ),
+        doc(
+            "top",
+            &[("1.0.0", json!({"dependencies": {"agent": "1.0.0"}}))],
+        ),
+    ]);
+    let lf = resolve_one(&src, &[("top", "1.0.0")]);
+    let debug = &lf.packages["debug@4.0.0"];
+    assert_eq!(debug.peer_dependencies["supports-color"], "*");
+    assert!(debug.peer_dependencies_meta["supports-color"].optional);
+    assert!(lf.snapshots["debug@4.0.0"]
+        .transitive_peer_dependencies
+        .is_empty());
+    for dependent in ["agent@1.0.0", "top@1.0.0"] {
+        assert_eq!(
+            lf.snapshots[dependent].transitive_peer_dependencies,
+            vec!["supports-color".to_string()],
+            "{dependent}"
+        );
+    }
+    // Missing optional peers are never auto-installed.
+    assert_eq!(lf.packages.len(), 3);
+}
+
+/// A declared optional peer that nothing provides is hoisted to the importer
+/// from the graph (the highest version there satisfying every range), and
+/// left unresolved when no version in the graph fits.
+#[test]
+fn optional_peers_are_hoisted_only_from_versions_in_the_graph() {
+    let src = MemSource::new(vec![
+        doc(
+            "core",
+            &[
+                ("7.1.0", json!({})),
+                ("7.2.0", json!({})),
+                ("8.0.0", json!({})),
+            ],
+        ),
+        doc(
+            "uses-71",
+            &[("1.0.0", json!({"dependencies": {"core": "7.1.0"}}))],
+        ),
+        doc(
+            "uses-8",
+            &[("1.0.0", json!({"dependencies": {"core": "8.0.0"}}))],
+        ),
+        doc(
+            "plugin",
+            &[(
+                "1.0.0",
+                json!({"peerDependencies": {"core": "^7.0.0", "absent": "^1"},
+                       "peerDependenciesMeta": {"core": {"optional": true}, "absent": {"optional": true}}}),
+            )],
+        ),
+        doc("absent", &[("1.0.0", json!({}))]),
+        doc(
+            "host",
+            &[("1.0.0", json!({"dependencies": {"plugin": "1.0.0"}}))],
+        ),
+    ]);
+    let lf = resolve_one(
+        &src,
+        &[("uses-71", "1.0.0"), ("uses-8", "1.0.0"), ("host", "1.0.0")],
+    );
+    // 7.2.0 is in the registry but not in the graph: 7.1.0 is chosen.
+    assert_eq!(
+        lf.importers["."].dependencies["host"].version,
+        "1.0.0(core@7.1.0)"
+    );
+    let plugin = &lf.snapshots["plugin@1.0.0(core@7.1.0)"];
+    assert_eq!(plugin.optional_dependencies["core"], "7.1.0");
+    assert_eq!(
+        lf.snapshots["host@1.0.0(core@7.1.0)"].transitive_peer_dependencies,
+        vec!["absent".to_string(), "core".to_string()]
+    );
+    assert!(!lf.packages.contains_key("absent@1.0.0"));
+    assert!(!lf.packages.contains_key("core@7.2.0"));
+    // Hoisted optional peers are not written to the importer.
+    assert_eq!(lf.importers["."].dependencies.len(), 3);
+}
+
+/// A peer a child resolved is not a peer of the parent when the parent has
+/// a child of that name, even if the child deferred to an equal provider
+/// further up.
+#[test]
+fn peers_named_like_an_own_child_stay_inside_the_parent() {
+    let src = MemSource::new(vec![
+        doc(
+            "core",
+            &[("1.0.0", json!({"dependencies": {"helper": "1.0.0"}}))],
+        ),
+        doc(
+            "helper",
+            &[("1.0.0", json!({"peerDependencies": {"core": "*"}}))],
+        ),
+        doc(
+            "preset",
+            &[("1.0.0", json!({"peerDependencies": {"core": "*"}}))],
+        ),
+        doc(
+            "snapshot",
+            &[(
+                "1.0.0",
+                json!({"dependencies": {"core": "1.0.0", "preset": "1.0.0"}}),
+            )],
+        ),
+        doc(
+            "config",
+            &[(
+                "1.0.0",
+                json!({"dependencies": {"core": "1.0.0", "snapshot": "1.0.0"}}),
+            )],
+        ),
+    ]);
+    let lf = resolve_one(&src, &[("config", "1.0.0")]);
+    assert_eq!(lf.importers["."].dependencies["config"].version, "1.0.0");
+    assert_eq!(
+        lf.snapshots["config@1.0.0"].dependencies["snapshot"],
+        "1.0.0"
+    );
+    assert_eq!(
+        lf.snapshots["snapshot@1.0.0"].dependencies["preset"],
+        "1.0.0(core@1.0.0)"
+    );
+}
+
+/// With auto-installed peers a project's own `peerDependencies` become
+/// production dependencies with the peer range as specifier, unless another
+/// group names them.
+#[test]
+fn a_projects_own_peers_are_installed_into_its_importer() {
+    let src = source();
+    let p = ProjectInput {
+        dir: ".".into(),
+        dev_dependencies: [("a".to_string(), "1.0.0".to_string())].into(),
+        peer_dependencies: [
+            ("a".to_string(), "^1.0.0".to_string()),
+            ("b".to_string(), "^1.0.0".to_string()),
+        ]
+        .into(),
+        ..Default::default()
+    };
+    let lf = run(resolve(
+        std::slice::from_ref(&p),
+        &src,
+        &ResolveOptions::default(),
+    ))
+    .unwrap()
+    .lockfile;
+    let imp = &lf.importers["."];
+    assert_eq!(imp.dependencies["b"].specifier, "^1.0.0");
+    assert_eq!(imp.dependencies["b"].version, "1.2.0");
+    assert_eq!(imp.dev_dependencies["a"].specifier, "1.0.0");
+    assert!(!imp.dependencies.contains_key("a"));
+    let off = ResolveOptions {
+        auto_install_peers: false,
+        ..Default::default()
+    };
+    let lf = run(resolve(&[p], &src, &off)).unwrap().lockfile;
+    assert!(lf.importers["."].dependencies.is_empty());
+}
+
+/// Peer ids inside a suffix sort as whole strings, and a suffix longer than
+/// 1000 characters becomes the first 32 hex digits of its SHA-256.
+#[test]
+fn peer_suffixes_sort_as_strings_and_are_bounded() {
+    let src = MemSource::new(vec![
+        doc("react", &[("1.0.0", json!({}))]),
+        doc(
+            "react-dom",
+            &[("1.0.0", json!({"peerDependencies": {"react": "*"}}))],
+        ),
+        doc(
+            "next",
+            &[(
+                "1.0.0",
+                json!({"peerDependencies": {"react": "*", "react-dom": "*"}}),
+            )],
+        ),
+    ]);
+    let lf = resolve_one(
+        &src,
+        &[
+            ("react", "1.0.0"),
+            ("react-dom", "1.0.0"),
+            ("next", "1.0.0"),
+        ],
+    );
+    assert_eq!(
+        lf.importers["."].dependencies["next"].version,
+        "1.0.0(react-dom@1.0.0(react@1.0.0))(react@1.0.0)"
+    );
+    let long: Vec<String> = (0..40)
+        .map(|i| format!("some-rather-long-peer-package-name-{i:02}@1.0.0"))
+        .collect();
+    let hashed = crate::peers::peer_graph_hash(long.clone());
+    assert_eq!(hashed.len(), 32);
+    assert!(hashed.chars().all(|c| c.is_ascii_hexdigit()));
+    assert_eq!(
+        crate::peers::peer_graph_hash(long[..2].to_vec()),
+        long[..2].join(")(")
+    );
+}
+
+/// `engines` entries of `*` are left out; an array's entries are keyed by
+/// index, as pnpm's `Object.entries` writes them.
+#[test]
+fn engines_are_written_as_pnpm_writes_them() {
+    let src = MemSource::new(vec![
+        doc("glob", &[("7.0.0", json!({"engines": {"node": "*"}}))]),
+        doc("concat", &[("1.0.0", json!({"engines": ["node >= 0.8"]}))]),
+        doc(
+            "both",
+            &[("1.0.0", json!({"engines": {"node": ">=6", "npm": "*"}}))],
+        ),
+    ]);
+    let lf = resolve_one(
+        &src,
+        &[("glob", "7.0.0"), ("concat", "1.0.0"), ("both", "1.0.0")],
+    );
+    assert!(lf.packages["glob@7.0.0"].engines.is_empty());
+    assert_eq!(lf.packages["concat@1.0.0"].engines["0"], "node >= 0.8");
+    assert_eq!(lf.packages["both@1.0.0"].engines.len(), 1);
+}
