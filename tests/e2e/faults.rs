@@ -827,3 +827,162 @@ async fn a_dripping_request_body_is_cut_at_the_body_timeout() {
     assert_ping_fast(&http, &pnpr, Duration::from_secs(1)).await;
     assert_no_panic(&pnpr);
 }
+
+/// `VmRSS` and `VmHWM` (peak) of `pid` in MB.
+fn rss_and_peak_mb(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .map_or(0, |kb| kb / 1024)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// A packument of `versions` versions of about `per_version` bytes each
+/// (a long description, a few dependencies), written as bytes directly.
+fn big_packument(name: &str, base: &str, versions: usize, per_version: usize) -> Vec<u8> {
+    let integrity = sri(b"x");
+    let filler = "lorem ipsum dolor sit amet ".repeat(per_version / 27 + 1);
+    let filler = &filler[..per_version.saturating_sub(300)];
+    let mut out =
+        format!("{{\"name\":\"{name}\",\"dist-tags\":{{\"latest\":\"1.0.0\"}},\"versions\":{{");
+    for i in 0..versions {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&format!(
+            "\"1.0.{i}\":{{\"name\":\"{name}\",\"version\":\"1.0.{i}\",\"description\":\"{filler}\",\
+             \"dependencies\":{{\"a\":\"^1.0.0\",\"b\":\"~2.1.0\"}},\
+             \"dist\":{{\"tarball\":\"{base}{name}/-/{name}-1.0.{i}.tgz\",\"integrity\":\"{integrity}\"}}}}"
+        ));
+    }
+    out.push_str("},\"time\":{");
+    for i in 0..versions {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&format!("\"1.0.{i}\":\"2020-01-01T00:00:00.000Z\""));
+    }
+    out.push_str("}}");
+    out.into_bytes()
+}
+
+/// What one streamed GET came to: status, length, SHA-256, how often
+/// `needle` occurs in the body (counted across chunk boundaries), without
+/// holding the body, and how long the headers took.
+async fn streamed_get(url: String, needle: String) -> (u16, u64, String, usize, Duration) {
+    use sha2::Digest;
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let t = Instant::now();
+    let mut resp = client.get(&url).send().await.expect("GET");
+    let headers = t.elapsed();
+    let status = resp.status().as_u16();
+    let (mut len, mut hash, mut found) = (0u64, sha2::Sha256::new(), 0usize);
+    let mut carry = String::new();
+    while let Some(chunk) = resp.chunk().await.expect("body") {
+        len += chunk.len() as u64;
+        hash.update(&chunk);
+        // ASCII documents: a lossless view, searched with std's matcher.
+        let text = carry + &String::from_utf8_lossy(&chunk);
+        found += text.matches(needle.as_str()).count();
+        let keep = text.len().saturating_sub(needle.len() - 1);
+        carry = text[keep..].to_string();
+    }
+    (status, len, hex::encode(hash.finalize()), found, headers)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_concurrent_300_mb_misses_make_one_fetch_and_bounded_memory() {
+    // 30,000 versions of ~10 KB: a 300 MB document, above the default
+    // in-memory limit (8 MiB) and within the default maximum (1 GiB).
+    let versions = 30_000;
+    let doc = Arc::new(big_packument(
+        "big",
+        "http://127.0.0.1:1/",
+        versions,
+        10_000,
+    ));
+    assert!(doc.len() > 300_000_000, "{} bytes", doc.len());
+    let d2 = Arc::clone(&doc);
+    let up = FaultUpstream::start(move |path| match path {
+        // After a pause, so all four misses overlap.
+        "/big" => Act::Send {
+            status: 200,
+            body: Arc::clone(&d2),
+            delay: Duration::from_millis(800),
+        },
+        _ => Act::json(&packument(
+            path.trim_start_matches('/'),
+            "http://127.0.0.1:1/",
+            b"x",
+            3,
+        )),
+    });
+    let pnpr = Pnpr::start(&config(&up, "", ""), &[]);
+    let pid = pnpr.pid().expect("running");
+    let http = Http::new();
+    cold_gets(&http, &pnpr, "warm-", 10).await;
+    let (rss_before, _) = rss_and_peak_mb(pid);
+    let t = Instant::now();
+    let needle = format!("\"tarball\":\"{}big/-/big-1.0.", pnpr.url);
+    let gets: Vec<_> = (0..4)
+        .map(|_| tokio::spawn(streamed_get(format!("{}big", pnpr.url), needle.clone())))
+        .collect();
+    // The server stays responsive while it fetches and renders.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_ping_fast(&http, &pnpr, Duration::from_secs(1)).await;
+    let mut answers = Vec::new();
+    for g in gets {
+        answers.push(g.await.unwrap());
+    }
+    let took = t.elapsed();
+    let (rss_after, peak) = rss_and_peak_mb(pid);
+    eprintln!(
+        "four concurrent misses of a {} MB document: {took:?}; served {} MB each; \
+         headers after {:?}; RSS {rss_before} MB -> {rss_after} MB, peak {peak} MB (+{} MB)",
+        doc.len() >> 20,
+        answers[0].1 >> 20,
+        answers.iter().map(|a| a.4).max().unwrap_or_default(),
+        peak.saturating_sub(rss_before)
+    );
+    for (status, len, hash, found, _) in &answers {
+        assert_eq!(*status, 200);
+        assert_eq!((len, hash), (&answers[0].1, &answers[0].2), "bodies differ");
+        // Every version's tarball rewritten onto pnpr, none left upstream.
+        assert_eq!(*found, versions, "rewritten tarball URLs");
+    }
+    assert!(answers[0].1 > 300_000_000, "served {} bytes", answers[0].1);
+    assert_eq!(
+        up.hits("/big"),
+        1,
+        "four concurrent misses, upstream fetches"
+    );
+    assert!(
+        peak < rss_before + 400,
+        "RSS grew by {} MB (peak {peak} MB from {rss_before} MB)",
+        peak - rss_before
+    );
+    // Measured 10.5 s (debug build, 2 cores): headers after 8 s (fetch,
+    // validating pass, rendering pass), then 4 x 286 MB over loopback.
+    assert!(took < Duration::from_secs(60), "took {took:?}");
+    // A small document still comes back fast, and the huge one again
+    // (from its body file, no second fetch).
+    let t = Instant::now();
+    http.get(&format!("{}small", pnpr.url))
+        .await
+        .assert_status(200);
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    let t = Instant::now();
+    let again = streamed_get(format!("{}big", pnpr.url), needle).await;
+    eprintln!(
+        "again from the body file: headers after {:?}, all after {:?}",
+        again.4,
+        t.elapsed()
+    );
+    assert_eq!((again.0, &again.2), (200, &answers[0].2));
+    assert_eq!(up.hits("/big"), 1, "refetched");
+    assert_no_panic(&pnpr);
+}

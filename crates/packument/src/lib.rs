@@ -67,8 +67,10 @@ pub fn parse(bytes: &[u8]) -> Result<Value, PackumentError> {
     Ok(v)
 }
 
-/// [`parse`] from a reader (a body file), without holding its bytes.
-pub fn parse_reader(r: impl std::io::Read) -> Result<Value, PackumentError> {
+/// [`parse`] from a reader (a body file), without holding its bytes;
+/// buffered and not generic, so the parser is optimised with this crate.
+pub fn parse_reader(r: &mut dyn std::io::Read) -> Result<Value, PackumentError> {
+    let r = std::io::BufReader::with_capacity(1 << 20, r);
     let v: Value =
         serde_json::from_reader(r).map_err(|e| PackumentError::BadJson(e.to_string()))?;
     if !v.is_object() {

@@ -9,7 +9,7 @@
 //! validated can always be rendered.
 
 use std::fmt;
-use std::io::{Read, Write};
+use std::io::{BufReader, BufWriter, Read, Write};
 
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
@@ -25,12 +25,19 @@ pub enum StreamForm {
     Abbreviated,
 }
 
+/// Read and write buffer of the streaming passes.
+const BUFFER: usize = 1 << 20;
+
 /// Top-level keys the abbreviated form keeps (besides `versions`).
 const ABBREVIATED_TOP: &[&str] = &["name", "dist-tags", "time"];
 
 /// Checks, without building the document, that `r` holds one JSON object
 /// whose `versions` (when present) is an object.
-pub fn validate_streaming<R: Read>(r: R) -> Result<(), PackumentError> {
+///
+/// Not generic, and buffered here: the parser is instantiated (and
+/// optimised) in this crate, whatever the caller's build profile.
+pub fn validate_streaming(r: &mut dyn Read) -> Result<(), PackumentError> {
+    let r = BufReader::with_capacity(BUFFER, r);
     let mut de = serde_json::Deserializer::from_reader(r);
     de.deserialize_map(ValidateTop).map_err(bad_json)?;
     de.end().map_err(bad_json)
@@ -39,14 +46,17 @@ pub fn validate_streaming<R: Read>(r: R) -> Result<(), PackumentError> {
 /// Renders the document in `r` into `w` as [`crate::rewrite_tarballs`] (and,
 /// for [`StreamForm::Abbreviated`], [`crate::abbreviate`]) would, version by
 /// version. `name` stands in for the document's `name` when versions come
-/// before it. Keys keep their input order.
-pub fn render_streaming<R: Read, W: Write>(
-    r: R,
-    w: W,
+/// before it. Keys keep their input order. Buffered and not generic, as
+/// [`validate_streaming`].
+pub fn render_streaming(
+    r: &mut dyn Read,
+    w: &mut dyn Write,
     base: &str,
     name: &str,
     form: StreamForm,
 ) -> Result<(), PackumentError> {
+    let r = BufReader::with_capacity(BUFFER, r);
+    let w = BufWriter::with_capacity(BUFFER, w);
     let mut out = Out { w, failed: None };
     let mut de = serde_json::Deserializer::from_reader(r);
     let result = de
@@ -271,7 +281,7 @@ mod tests {
     fn render(form: StreamForm) -> Value {
         let bytes = serde_json::to_vec(&doc()).unwrap();
         let mut out = Vec::new();
-        render_streaming(bytes.as_slice(), &mut out, "http://me/", "pkg", form).unwrap();
+        render_streaming(&mut bytes.as_slice(), &mut out, "http://me/", "pkg", form).unwrap();
         serde_json::from_slice(&out).unwrap()
     }
 
@@ -292,11 +302,17 @@ mod tests {
             b"{\"a\": 1} x",
             b"",
         ] {
-            assert!(validate_streaming(bad).is_err(), "{bad:?}");
-            let r = render_streaming(bad, Vec::new(), "http://me/", "p", StreamForm::Full);
+            assert!(validate_streaming(&mut &bad[..]).is_err(), "{bad:?}");
+            let r = render_streaming(
+                &mut &bad[..],
+                &mut Vec::new(),
+                "http://me/",
+                "p",
+                StreamForm::Full,
+            );
             assert!(r.is_err(), "{bad:?}");
         }
-        assert!(validate_streaming(&b" {\"versions\": {}} "[..]).is_ok());
+        assert!(validate_streaming(&mut &b" {\"versions\": {}} "[..]).is_ok());
     }
 
     #[test]
@@ -311,8 +327,8 @@ mod tests {
             }
         }
         let r = render_streaming(
-            &b"{\"a\":1}"[..],
-            Broken,
+            &mut &b"{\"a\":1}"[..],
+            &mut Broken,
             "http://me/",
             "p",
             StreamForm::Full,

@@ -164,12 +164,12 @@ async fn merge_parts(parts: Vec<(String, Part)>) -> Result<Option<Value>, ApiErr
     for (uplink, part) in parts {
         let doc = match part {
             Part::Doc(doc) => doc,
-            Part::File(file) => tokio::task::spawn_blocking(move || {
-                pnpr_packument::parse_reader(std::io::BufReader::with_capacity(1 << 20, file))
-            })
-            .await
-            .map_err(|e| ApiError::internal("metadata parse task failed", e))?
-            .map_err(|e| ApiError::internal("corrupt cached packument", e))?,
+            Part::File(mut file) => {
+                tokio::task::spawn_blocking(move || pnpr_packument::parse_reader(&mut file))
+                    .await
+                    .map_err(|e| ApiError::internal("metadata parse task failed", e))?
+                    .map_err(|e| ApiError::internal("corrupt cached packument", e))?
+            }
         };
         docs.push((uplink, doc));
     }
@@ -450,10 +450,8 @@ async fn store_spilled(
 ) -> Fetched {
     let path = spill.path.clone();
     let checked = tokio::task::spawn_blocking(move || {
-        let file = std::fs::File::open(&path)?;
-        Ok::<_, std::io::Error>(pnpr_packument::validate_streaming(
-            std::io::BufReader::with_capacity(1 << 20, file),
-        ))
+        let mut file = std::fs::File::open(&path)?;
+        Ok::<_, std::io::Error>(pnpr_packument::validate_streaming(&mut file))
     })
     .await;
     match checked {

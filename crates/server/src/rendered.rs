@@ -201,12 +201,12 @@ impl Rendered {
             let out = std::fs::File::create(&file.0)
                 .map_err(|e| ApiError::internal("rendering to disk", e))?;
             let mut w = HashingWriter {
-                inner: std::io::BufWriter::with_capacity(1 << 20, out),
+                inner: out,
                 hash: Sha256::new(),
                 len: 0,
             };
-            let src = std::io::BufReader::with_capacity(1 << 20, src);
-            pnpr_packument::render_streaming(src, &mut w, &base, &name, form)
+            let mut src = src;
+            pnpr_packument::render_streaming(&mut src, &mut w, &base, &name, form)
                 .map_err(|e| ApiError::internal("rendering a stored packument", e))?;
             let etag = format!("\"{}\"", &hex::encode(w.hash.finalize())[..32]);
             let len = w.len;
