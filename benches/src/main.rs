@@ -38,12 +38,16 @@
 //! a private package through an access-bearing uplink), to show that
 //! authenticated callers hit the resolution cache as often as anonymous ones.
 //!
+//! `parity --corpus DIR [--fixtures DIR] [--jobs N] [--only a,b] [--pnpr BIN] [--out FILE]`
+//! prints the real-world lockfile parity report (issue 11; see `parity.rs`).
+//!
 //! `login-storm` measures `/-/ping` p50/p95 while 8 clients send bad `Basic`
 //! passwords (see `login_storm`).
 
 mod auth;
 mod load;
 mod login_storm;
+mod parity;
 mod peers;
 mod shaper;
 mod verdaccio;
@@ -223,6 +227,11 @@ pub(crate) fn median(v: &[Duration]) -> Duration {
 }
 
 fn main() {
+    // `parity` has its own flags (see `parity.rs`).
+    if std::env::args().nth(1).as_deref() == Some("parity") {
+        parity::run(std::env::args().skip(2).collect());
+        return;
+    }
     let a = parse_args();
     match a.mode.as_str() {
         "peers" => {

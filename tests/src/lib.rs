@@ -14,6 +14,7 @@ pub mod deps;
 pub mod http;
 pub mod install;
 pub mod net;
+pub mod parity;
 pub mod pnpr;
 pub mod proc;
 pub mod project;
