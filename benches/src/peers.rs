@@ -41,6 +41,9 @@ pub struct PeersArgs {
     pub warm_store: Option<bool>,
     pub warm_server: Option<bool>,
     pub lockfile: Option<bool>,
+    /// The pnpm version every target installs with (`tests/.deps`): 11.5.2
+    /// benchmarks `/v1/install`, later ones the v0 resolve protocol.
+    pub client: String,
 }
 
 /// The registry every target ultimately reads from; unshaped for the
@@ -71,6 +74,7 @@ enum Target {
     Verdaccio,
     PnprProxy,
     PnprV1,
+    PnprV0,
 }
 
 impl Target {
@@ -80,6 +84,7 @@ impl Target {
             Target::Verdaccio => "verdaccio",
             Target::PnprProxy => "pnpr",
             Target::PnprV1 => "v1",
+            Target::PnprV0 => "v0",
         }
     }
     fn label(self) -> &'static str {
@@ -88,6 +93,17 @@ impl Target {
             Target::Verdaccio => "Verdaccio 6.10.4",
             Target::PnprProxy => "pnpr `/`",
             Target::PnprV1 => "pnpr `/v1/install`",
+            Target::PnprV0 => "pnpr `/-/pnpr/v0/resolve`",
+        }
+    }
+
+    /// The accelerator target the client speaks: `/v1/install` for pnpm
+    /// 11.5.2 only, the v0 resolve protocol for every later pnpm.
+    fn accelerator_of(client: &str) -> Target {
+        if client == "11.5.2" {
+            Target::PnprV1
+        } else {
+            Target::PnprV0
         }
     }
 }
@@ -102,6 +118,8 @@ enum Backend {
 struct Live {
     shaper: Shaper,
     backend: Backend,
+    /// A pnpr user's token (the v0 protocol answers identified callers only).
+    token: Option<String>,
 }
 
 impl Live {
@@ -154,6 +172,7 @@ struct Bench<'a> {
     shape: Shape,
     bin: PathBuf,
     fixture: PathBuf,
+    client: String,
 }
 
 impl Bench<'_> {
@@ -170,7 +189,7 @@ impl Bench<'_> {
                     .unwrap_or_else(|e| fail(&format!("Verdaccio did not start: {e}")));
                 (v.port, Backend::Verdaccio(v))
             }
-            Target::PnprProxy | Target::PnprV1 => {
+            Target::PnprProxy | Target::PnprV1 | Target::PnprV0 => {
                 // pnpr builds tarball URLs and checks `/v1/install`'s
                 // registry against its public URL: the shaper's.
                 let config = format!("public_url: {}\n{}", shaper.url, crate::config(upstream));
@@ -181,7 +200,18 @@ impl Bench<'_> {
             }
         };
         shaper.set_target_port(port);
-        Live { shaper, backend }
+        let token = match &backend {
+            Backend::Pnpr(p) => Some(
+                self.rt
+                    .block_on(pnpr_e2e::add_user(&pnpr_e2e::Http::new(), p, "bench")),
+            ),
+            _ => None,
+        };
+        Live {
+            shaper,
+            backend,
+            token,
+        }
     }
 
     /// One timed install through `live`; checks it went through it.
@@ -197,12 +227,16 @@ impl Bench<'_> {
             o.shaper.reset();
         }
         let url = live.shaper.url.clone();
+        if let Some(token) = &live.token {
+            let host = url.trim_start_matches("http:");
+            project.write_file(".npmrc", &format!("{host}:_authToken={token}\n"));
+        }
         let mut args = vec!["install", "--registry", &url];
-        if target == Target::PnprV1 {
+        if matches!(target, Target::PnprV1 | Target::PnprV0) {
             args.extend(["--pnpr-server", &url]);
         }
         args.extend(["--config.strict-dep-builds=false", "--config.save=false"]);
-        let out = project.pnpm11(&args);
+        let out = project.pnpm_v(&self.client, &args);
         if !out.success() {
             fail(&format!("install via {} failed:\n{out}", target.name()));
         }
@@ -226,8 +260,11 @@ impl Bench<'_> {
             Target::PnprV1 if traffic.to_client > 0 && !traffic.saw_v1_install => {
                 fail("pnpm talked to pnpr without POST /v1/install in the `/v1/install` scenario")
             }
-            Target::PnprProxy if traffic.saw_v1_install => {
-                fail("pnpm POSTed /v1/install in the plain proxy scenario")
+            Target::PnprV0 if traffic.to_client > 0 && !traffic.saw_v0_resolve => {
+                fail("pnpm talked to pnpr without POST /-/pnpr/v0/… in the v0 scenario")
+            }
+            Target::PnprProxy if traffic.saw_v1_install || traffic.saw_v0_resolve => {
+                fail("pnpm used an accelerator endpoint in the plain proxy scenario")
             }
             _ => {}
         }
@@ -265,10 +302,11 @@ pub fn run(args: PeersArgs) {
         shape: args.shape,
         bin: release_binary(),
         fixture: args.project.clone(),
+        client: args.client.clone(),
     };
-    eprintln!("project: {}", args.project.display());
+    eprintln!("project: {}; client: pnpm {}", args.project.display(), args.client);
 
-    let wanted = wanted_targets(args.only.as_deref());
+    let wanted = wanted_targets(args.only.as_deref(), &args.client);
     let prepared = populate(&bench, &wanted);
     let mut scenarios = scenarios_for(&args, &wanted);
     if scenarios.is_empty() {
@@ -305,19 +343,20 @@ fn start_upstream(storage: Option<&Path>) -> Upstream {
     Upstream::Storage(v)
 }
 
-/// The targets `--only` keeps (all four without it).
-fn wanted_targets(only: Option<&str>) -> Vec<Target> {
+/// The targets `--only` keeps (all four without it); the accelerator one
+/// is the protocol `client` speaks.
+fn wanted_targets(only: Option<&str>, client: &str) -> Vec<Target> {
     let wanted: Vec<Target> = [
         Target::Direct,
         Target::Verdaccio,
         Target::PnprProxy,
-        Target::PnprV1,
+        Target::accelerator_of(client),
     ]
     .into_iter()
     .filter(|t| only.is_none_or(|o| o.split(',').any(|w| w.trim() == t.name())))
     .collect();
     if wanted.is_empty() {
-        fail("--only matched no target (direct,verdaccio,pnpr,v1)");
+        fail("--only matched no target (direct,verdaccio,pnpr,v1|v0)");
     }
     wanted
 }
@@ -472,8 +511,9 @@ fn rate_label(shape: &Shape) -> String {
 
 fn report(args: &PeersArgs, check: &shaper::CheckResult, scenarios: &[Scenario]) {
     println!(
-        "\nproject {}; upstream {}; one-way latency {} ms, {}; {} runs after {} warm-up round(s)\n",
+        "\nproject {}; client pnpm {}; upstream {}; one-way latency {} ms, {}; {} runs after {} warm-up round(s)\n",
         args.project.display(),
+        args.client,
         upstream_label(args),
         args.shape.latency.as_millis(),
         rate_label(&args.shape),
@@ -516,6 +556,7 @@ fn report(args: &PeersArgs, check: &shaper::CheckResult, scenarios: &[Scenario])
     }
     let doc = serde_json::json!({
         "project": args.project.display().to_string(),
+        "client": args.client,
         "latency_ms_one_way": args.shape.latency.as_millis() as u64,
         "rate_mbit": args.shape.rate_bps / 1_000_000,
         "rate_per_connection": args.shape.per_connection,

@@ -89,6 +89,7 @@ pub struct Counters {
     pub to_server: AtomicU64,
     pub to_client: AtomicU64,
     pub saw_v1_install: AtomicBool,
+    pub saw_v0_resolve: AtomicBool,
 }
 
 /// Snapshot of [`Counters`].
@@ -98,6 +99,8 @@ pub struct Traffic {
     pub to_server: u64,
     pub to_client: u64,
     pub saw_v1_install: bool,
+    /// A `POST /-/pnpr/v0/…` (resolve or verify-lockfile) went through.
+    pub saw_v0_resolve: bool,
 }
 
 /// A running shaping proxy; stops accepting when dropped.
@@ -167,6 +170,7 @@ impl Shaper {
             to_server: self.counters.to_server.load(Ordering::Relaxed),
             to_client: self.counters.to_client.load(Ordering::Relaxed),
             saw_v1_install: self.counters.saw_v1_install.load(Ordering::Relaxed),
+            saw_v0_resolve: self.counters.saw_v0_resolve.load(Ordering::Relaxed),
         }
     }
 
@@ -176,6 +180,7 @@ impl Shaper {
         self.counters.to_server.store(0, Ordering::Relaxed);
         self.counters.to_client.store(0, Ordering::Relaxed);
         self.counters.saw_v1_install.store(false, Ordering::Relaxed);
+        self.counters.saw_v0_resolve.store(false, Ordering::Relaxed);
     }
 }
 
@@ -229,6 +234,9 @@ async fn pipe(
                 counters.to_server.fetch_add(n as u64, Ordering::Relaxed);
                 if buf.starts_with(b"POST /v1/install") {
                     counters.saw_v1_install.store(true, Ordering::Relaxed);
+                }
+                if buf.starts_with(b"POST /-/pnpr/v0/") {
+                    counters.saw_v0_resolve.store(true, Ordering::Relaxed);
                 }
             } else {
                 counters.to_client.fetch_add(n as u64, Ordering::Relaxed);
