@@ -12,7 +12,7 @@
 //!   `cargo run --release -p pnpr-bench -- auth [--runs N] [--project DIR]`
 //!
 //!   `cargo run --release -p pnpr-bench -- peers [--runs N] [--warmup N]
-//!       [--latency-ms MS] [--rate-mbit MBIT] [--only direct,verdaccio,pnpr,v1]
+//!       [--latency-ms MS] [--rate-mbit MBIT] [--only direct,verdaccio,pnpr,v1|v0] [--client PNPM_VERSION (default 11.5.2)]
 //!       [--project DIR] [--json FILE] [--upstream-storage DIR] [--per-connection-rate]
 //!       [--store cold|warm|both] [--server cold|warm|both] [--lockfile no|yes|both]`
 //!   `cargo run --release -p pnpr-bench -- load [--seconds S] [--connections C]
@@ -29,7 +29,8 @@
 //! `benches/build-corpus.sh`).
 //!
 //! `peers` compares pnpm 11.5.2 direct / via Verdaccio / via pnpr `/` / via
-//! pnpr `/v1/install` behind a latency + bandwidth shaping proxy of our own
+//! pnpr `/v1/install` (or, with `--client 12.23.0` or any later pnpm, via the
+//! v0 resolve protocol instead of `/v1/install`) behind a latency + bandwidth shaping proxy of our own
 //! (see `shaper`); `load` measures warm-cache req/s and latency of pnpr vs
 //! Verdaccio with wrk; `shape-check` only measures the shaping proxy.
 //!
@@ -74,11 +75,13 @@ struct Args {
     warm_store: Option<bool>,
     warm_server: Option<bool>,
     lockfile: Option<bool>,
+    /// pnpm version for `peers`.
+    client: String,
 }
 
 const USAGE: &str = "pnpr-bench [install|auth|peers|load|shape-check|login-storm] [--runs N] [--warmup N] \
 [--project DIR] [--latency-ms MS (one way, default 25)] [--rate-mbit MBIT (default 200, 0 = unlimited)] \
-[--per-connection-rate] [--store cold|warm|both] [--server cold|warm|both] [--lockfile no|yes|both] [--only direct,verdaccio,pnpr,v1] [--json FILE] [--upstream-storage DIR] \
+[--per-connection-rate] [--store cold|warm|both] [--server cold|warm|both] [--lockfile no|yes|both] [--only direct,verdaccio,pnpr,v1|v0] [--client PNPM_VERSION (default 11.5.2)] [--json FILE] [--upstream-storage DIR] \
 [--seconds S] [--connections C] [--threads T]";
 
 fn parse_args() -> Args {
@@ -99,6 +102,7 @@ fn parse_args() -> Args {
         warm_store: None,
         warm_server: None,
         lockfile: None,
+        client: "11.5.2".to_string(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -117,6 +121,7 @@ fn parse_args() -> Args {
             "--threads" => a.threads = num(&mut it) as usize,
             "--project" => a.project = PathBuf::from(it.next().unwrap_or_else(|| fail(USAGE))),
             "--only" => a.only = Some(it.next().unwrap_or_else(|| fail(USAGE))),
+            "--client" => a.client = it.next().unwrap_or_else(|| fail(USAGE)),
             "--upstream-storage" => {
                 a.upstream_storage = Some(PathBuf::from(it.next().unwrap_or_else(|| fail(USAGE))))
             }
@@ -246,6 +251,7 @@ fn main() {
                 warm_store: a.warm_store,
                 warm_server: a.warm_server,
                 lockfile: a.lockfile,
+                client: a.client.clone(),
             });
             return;
         }
