@@ -82,12 +82,13 @@ async fn unpack_one(
         .and_then(pnpr_packument::tarball_file_name)
         .map(str::to_string)
         .unwrap_or_else(|| pnpr_packument::default_file_name(&p.name, &p.version));
-    let body = match session.origin(&p.name) {
-        Origin::Hosted => hosted_tarball(state, &p.name, &file)?,
+    let (body, via) = match session.origin(&p.name) {
+        Origin::Hosted => (hosted_tarball(state, &p.name, &file)?, "hosted".into()),
         Origin::Forwarded => match session.scope() {
-            crate::catalog::Scope::Forwarded(fwd) => {
-                forwarded_tarball(state, fwd, &p.name, vdoc).await?
-            }
+            crate::catalog::Scope::Forwarded(fwd) => (
+                forwarded_tarball(state, fwd, &p.name, vdoc).await?,
+                "forwarded".into(),
+            ),
             _ => {
                 return Err(ApiError::internal(
                     "install",
@@ -97,10 +98,10 @@ async fn unpack_one(
         },
         Origin::Mirror | Origin::Uplink(_) => {
             let source = session.namespace(&p.name)?;
-            tarball_body(state, &source, &file, vdoc).await?.0
+            tarball_body(state, &source, &file, vdoc).await?
         }
     };
-    unpack(state, p, body).await
+    unpack(state, p, body, &via).await
 }
 
 fn hosted_tarball(state: &AppState, name: &str, file: &str) -> Result<TarballBody, ApiError> {
@@ -116,25 +117,33 @@ fn hosted_tarball(state: &AppState, name: &str, file: &str) -> Result<TarballBod
 }
 
 /// Unpacks a verified body on the blocking pool, streaming it through. A
-/// failure of the byte stream (upstream error, integrity mismatch) is a
-/// 502; a well-delivered tarball the unpacker refuses is a 422.
+/// failure of the byte stream answers with its cause's status (504 for an
+/// upstream timeout or missed deadline, 503 for an open breaker, else 502)
+/// and names the package and where it came from (`via`); a well-delivered
+/// tarball the unpacker refuses is a 422. Every tarball is in the store
+/// before the response starts, so this is always a status, never a cut body.
 async fn unpack(
     state: &Arc<AppState>,
     p: &PackageClaim,
     body: TarballBody,
+    via: &str,
 ) -> Result<(), ApiError> {
     let label = format!("{}@{}", p.name, p.version);
-    let stream_failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // The first error of the byte stream, kept typed for the status.
+    let stream_failed = Arc::new(std::sync::Mutex::new(None::<pnpr_store::StoreError>));
     let reader: Box<dyn std::io::Read + Send> = match body {
         TarballBody::Stored(stored) => Box::new(
             std::fs::File::open(&stored.path)
                 .map_err(|e| ApiError::internal("cannot open cached tarball", e))?,
         ),
         TarballBody::Streaming(stream) => {
-            let flag = Arc::clone(&stream_failed);
+            let slot = Arc::clone(&stream_failed);
             let stream = stream.map_err(move |e| {
-                flag.store(true, std::sync::atomic::Ordering::Relaxed);
-                std::io::Error::other(e)
+                let io = std::io::Error::other(e.to_string());
+                slot.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get_or_insert(e);
+                io
             });
             Box::new(tokio_util::io::SyncIoBridge::new(
                 tokio_util::io::StreamReader::new(stream),
@@ -152,17 +161,20 @@ async fn unpack(
     .await
     .map_err(|e| ApiError::internal("unpack task failed", e))?;
     unpacked.map_err(|e| {
-        if stream_failed.load(std::sync::atomic::Ordering::Relaxed) {
-            tracing::warn!(package = %label, error = %e, "tarball fetch failed");
-            ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                format!("tarball of {label} could not be fetched or failed verification"),
-            )
-        } else {
-            ApiError::new(
+        let failed = stream_failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        match failed {
+            Some(cause) => {
+                let mut err = ApiError::tarball_failure(via, &cause);
+                err.message = format!("{label}: {}", err.message);
+                err
+            }
+            None => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 format!("refusing the tarball of {label}: {e}"),
-            )
+            ),
         }
     })
 }
