@@ -33,6 +33,9 @@ use std::sync::Mutex;
 #[cfg(test)]
 mod tests;
 
+/// The name of tokens issued by `npm login` / `npm adduser`.
+pub const LOGIN_TOKEN_NAME: &str = "login";
+
 /// Upper bound on cached Basic credentials; oldest entries are evicted.
 const BASIC_CACHE_CAPACITY: usize = 1024;
 
@@ -420,6 +423,7 @@ impl Authenticator {
                         false,
                         Vec::new(),
                         incarnation.as_deref(),
+                        Some(LOGIN_TOKEN_NAME),
                     )?;
                     return Ok(LoginOutcome {
                         token: Redacted(token),
@@ -434,9 +438,13 @@ impl Authenticator {
         }
         match self.users.verify_incarnation(user, password)? {
             Some(incarnation) => {
-                let (token, record) =
-                    self.tokens
-                        .create_bound(user, false, Vec::new(), Some(&incarnation))?;
+                let (token, record) = self.tokens.create_bound(
+                    user,
+                    false,
+                    Vec::new(),
+                    Some(&incarnation),
+                    Some(LOGIN_TOKEN_NAME),
+                )?;
                 Ok(LoginOutcome {
                     token: Redacted(token),
                     record,
@@ -459,12 +467,17 @@ impl Authenticator {
         password: &str,
         readonly: bool,
         cidr_whitelist: Vec<String>,
+        name: Option<&str>,
     ) -> Result<(Redacted<String>, TokenRecord), AuthError> {
         match self.users.verify_incarnation(user, password)? {
             Some(incarnation) => {
-                let (token, record) =
-                    self.tokens
-                        .create_bound(user, readonly, cidr_whitelist, Some(&incarnation))?;
+                let (token, record) = self.tokens.create_bound(
+                    user,
+                    readonly,
+                    cidr_whitelist,
+                    Some(&incarnation),
+                    name,
+                )?;
                 Ok((Redacted(token), record))
             }
             None => Err(AuthError::BadCredentials),

@@ -64,6 +64,10 @@ pub enum AuthError {
     #[error("invalid CIDR `{0}`")]
     InvalidCidr(String),
 
+    /// A name for a new token is too long or holds control characters.
+    #[error("token name must be at most 128 characters without control characters")]
+    InvalidTokenName,
+
     /// A token key prefix given to revoke matches several of the user's tokens.
     #[error("token id prefix is ambiguous")]
     AmbiguousToken,

@@ -38,6 +38,12 @@ pub const TOKEN_PREFIX: &str = "pnpr_";
 /// shows the first 6 hex digits as the id.
 const MIN_KEY_PREFIX: usize = 6;
 
+/// How many leading plaintext characters a token record keeps for display.
+pub const SHOWN_PREFIX: usize = 8;
+
+/// Longest token name accepted from a client.
+pub const MAX_TOKEN_NAME: usize = 128;
+
 /// A stored token, without its plaintext.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TokenRecord {
@@ -55,6 +61,14 @@ pub struct TokenRecord {
     /// (`Htpasswd::incarnation`); `None` for tokens issued before tokens
     /// were bound, which stay valid while the user exists.
     pub incarnation: Option<String>,
+    /// The name the client gave the token (`npm token create --name`), or
+    /// the flow that issued it (`login`); `None` for older tokens.
+    pub name: Option<String>,
+    /// The first [`SHOWN_PREFIX`] characters of the plaintext (the fixed
+    /// `pnpr_` and 3 random characters, 18 of its 256 bits), so listings can
+    /// show which token is which and `npm token rm <token>` can match it;
+    /// `None` for older tokens.
+    pub shown: Option<String>,
 }
 
 impl TokenRecord {
@@ -166,11 +180,21 @@ impl TokenStore {
         if !has_incarnation {
             conn.execute_batch("ALTER TABLE tokens ADD COLUMN incarnation TEXT")?;
         }
+        // Databases written before tokens had names and a shown prefix.
+        let has_name = conn
+            .prepare("SELECT 1 FROM pragma_table_info('tokens') WHERE name = 'name'")?
+            .exists([])?;
+        if !has_name {
+            conn.execute_batch(
+                "ALTER TABLE tokens ADD COLUMN name TEXT; ALTER TABLE tokens ADD COLUMN shown TEXT;",
+            )?;
+        }
 
         let mut map = HashMap::new();
         {
             let mut stmt = conn.prepare(
-                "SELECT key, user, readonly, cidr_whitelist, created_ms, incarnation FROM tokens",
+                "SELECT key, user, readonly, cidr_whitelist, created_ms, incarnation, name, shown
+                 FROM tokens",
             )?;
             let rows = stmt.query_map([], |r| {
                 Ok((
@@ -180,10 +204,12 @@ impl TokenStore {
                     r.get::<_, String>(3)?,
                     r.get::<_, i64>(4)?,
                     r.get::<_, Option<String>>(5)?,
+                    r.get::<_, Option<String>>(6)?,
+                    r.get::<_, Option<String>>(7)?,
                 ))
             })?;
             for row in rows {
-                let (key, user, readonly, cidrs, created_ms, incarnation) = row?;
+                let (key, user, readonly, cidrs, created_ms, incarnation, name, shown) = row?;
                 let Some(raw) = hex::decode(&key)
                     .ok()
                     .and_then(|b| <[u8; 32]>::try_from(b).ok())
@@ -206,6 +232,8 @@ impl TokenStore {
                         cidr_whitelist,
                         created_ms,
                         incarnation,
+                        name,
+                        shown,
                     },
                 );
             }
@@ -224,21 +252,28 @@ impl TokenStore {
         readonly: bool,
         cidr_whitelist: Vec<String>,
     ) -> Result<(String, TokenRecord), AuthError> {
-        self.create_bound(user, readonly, cidr_whitelist, None)
+        self.create_bound(user, readonly, cidr_whitelist, None, None)
     }
 
-    /// Creates a token for `user` bound to the account `incarnation`.
-    /// Returns the plaintext (show it once, never store it) and the stored
-    /// record.
+    /// Creates a token for `user` bound to the account `incarnation`, named
+    /// `name` (checked: at most [`MAX_TOKEN_NAME`] characters, no control
+    /// characters). Returns the plaintext (show it once, never store it) and
+    /// the stored record.
     pub fn create_bound(
         &self,
         user: &str,
         readonly: bool,
         cidr_whitelist: Vec<String>,
         incarnation: Option<&str>,
+        name: Option<&str>,
     ) -> Result<(String, TokenRecord), AuthError> {
         if user.is_empty() {
             return Err(AuthError::InvalidUsername("name is empty"));
+        }
+        if let Some(n) = name {
+            if n.chars().count() > MAX_TOKEN_NAME || n.chars().any(char::is_control) {
+                return Err(AuthError::InvalidTokenName);
+            }
         }
         if let Some(bad) = cidr_whitelist.iter().find(|c| Cidr::parse(c).is_none()) {
             return Err(AuthError::InvalidCidr(bad.clone()));
@@ -257,21 +292,26 @@ impl TokenStore {
             cidr_whitelist,
             created_ms: now_ms(),
             incarnation: incarnation.map(str::to_owned),
+            name: name.map(str::to_owned),
+            shown: Some(plaintext.expose().chars().take(SHOWN_PREFIX).collect()),
         };
         let cidrs = serde_json::to_string(&record.cidr_whitelist).unwrap_or_else(|_| "[]".into());
 
         let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         let tx = conn.transaction()?;
         tx.execute(
-            "INSERT INTO tokens (key, user, readonly, cidr_whitelist, created_ms, incarnation)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO tokens
+                 (key, user, readonly, cidr_whitelist, created_ms, incarnation, name, shown)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
                 record.key,
                 record.user,
                 record.readonly,
                 cidrs,
                 record.created_ms,
-                record.incarnation
+                record.incarnation,
+                record.name,
+                record.shown
             ],
         )?;
         tx.commit()?;

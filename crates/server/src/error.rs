@@ -219,6 +219,9 @@ impl From<pnpr_auth::AuthError> for ApiError {
             )),
             A::EmptyPassword => Self::bad_request("password must not be empty"),
             A::InvalidCidr(c) => Self::bad_request(format!("invalid CIDR {c}")),
+            A::InvalidTokenName => Self::bad_request(
+                "token name must be at most 128 characters without control characters",
+            ),
             A::AmbiguousToken => Self::bad_request("token id prefix is ambiguous"),
             other => Self::internal("authentication store failure", other),
         }

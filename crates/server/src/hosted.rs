@@ -575,17 +575,15 @@ async fn dist_tags_inner(state: &Arc<AppState>, req: Request) -> Result<Response
             };
             let store = Arc::clone(state);
             let n = name.clone();
-            let p = blocking(move || {
+            let message = format!("{name}@{version} tagged {tag}");
+            blocking(move || {
                 store
                     .hosted
                     .set_tag(&n, &tag, &version, &actor, pnpr_store::now_ms())
             })
             .await?;
-            Ok((
-                StatusCode::CREATED,
-                Json(p.doc.get("dist-tags").cloned().unwrap_or_else(|| json!({}))),
-            )
-                .into_response())
+            // yarn 1 `tag add` reports failure unless the body has `ok`.
+            Ok(ok(StatusCode::CREATED, message))
         }
         (Method::DELETE, Some(tag)) => {
             authorize(state, &who, &name, Action::Publish)?;
@@ -593,13 +591,14 @@ async fn dist_tags_inner(state: &Arc<AppState>, req: Request) -> Result<Response
             let actor = actor(state, &who, &name)?;
             let store = Arc::clone(state);
             let n = name.clone();
-            let p = blocking(move || {
+            let message = format!("tag {tag} removed from {name}");
+            blocking(move || {
                 store
                     .hosted
                     .remove_tag(&n, &tag, &actor, pnpr_store::now_ms())
             })
             .await?;
-            Ok(Json(p.doc.get("dist-tags").cloned().unwrap_or_else(|| json!({}))).into_response())
+            Ok(ok(StatusCode::OK, message))
         }
         (m, _) => Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,

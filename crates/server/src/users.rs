@@ -139,13 +139,24 @@ pub async fn logout(
     Ok(Json(json!({ "ok": "logged out" })))
 }
 
+/// A token as the npm registry lists it: `token` is the start of the
+/// plaintext (npm prints it followed by `…`, and `npm token rm <token>`
+/// matches a full token against it), `key` the id, `cidr_whitelist` `null`
+/// when unrestricted (npm prints an empty whitelist line for `[]`).
 fn token_json(r: &TokenRecord) -> Value {
     let created = pnpr_hosted::doc::iso8601(r.created_ms);
+    let cidr = if r.cidr_whitelist.is_empty() {
+        Value::Null
+    } else {
+        json!(r.cidr_whitelist)
+    };
     json!({
-        "token": format!("{}…", &r.key[..r.key.len().min(6)]),
+        "token": r.shown.as_deref().unwrap_or(pnpr_auth::TOKEN_PREFIX),
         "key": r.key,
-        "cidr_whitelist": r.cidr_whitelist,
+        "name": r.name.as_deref().unwrap_or("unnamed"),
+        "cidr_whitelist": cidr,
         "readonly": r.readonly,
+        "automation": false,
         "created": created,
         "updated": created,
     })
@@ -198,10 +209,13 @@ pub async fn create_token(
                 .collect()
         })
         .unwrap_or_default();
+    let name = body_str(&body, "name")
+        .filter(|n| !n.is_empty())
+        .map(str::to_string);
     let attempt = state.auth.limiter().begin(Some(&user), peer)?;
     let u = user.clone();
     let result = hashing(&state, move |auth| {
-        auth.issue_token(&u, &password, readonly, cidr)
+        auth.issue_token(&u, &password, readonly, cidr, name.as_deref())
     })
     .await?;
     let (token, record) = match result {

@@ -519,11 +519,11 @@ fn issue_token_checks_password_and_binds() {
     let (dir, auth) = auth_with(None);
     auth.users().add_user("alice", "pw").expect("add");
     assert!(matches!(
-        auth.issue_token("alice", "wrong", false, vec![]),
+        auth.issue_token("alice", "wrong", false, vec![], None),
         Err(AuthError::BadCredentials)
     ));
     let (token, record) = auth
-        .issue_token("alice", "pw", true, vec![])
+        .issue_token("alice", "pw", true, vec![], None)
         .expect("issue");
     assert!(record.readonly);
     assert!(record.incarnation.is_some());

@@ -229,7 +229,7 @@ fn databases_without_incarnations_are_migrated() {
     let rec = store.lookup("pnpr_old").expect("old token still loads");
     assert_eq!(rec.incarnation, None);
     let (_, bound) = store
-        .create_bound("alice", false, vec![], Some("inc-1"))
+        .create_bound("alice", false, vec![], Some("inc-1"), None)
         .expect("create");
     drop(store);
     let store = TokenStore::open(&path).expect("reopen");
@@ -246,14 +246,14 @@ fn databases_without_incarnations_are_migrated() {
 fn purge_stale_and_purge_user() {
     let (_dir, store) = store();
     store
-        .create_bound("alice", false, vec![], Some("a1"))
+        .create_bound("alice", false, vec![], Some("a1"), None)
         .expect("a1");
     store
-        .create_bound("alice", false, vec![], Some("a2"))
+        .create_bound("alice", false, vec![], Some("a2"), None)
         .expect("a2");
     store.create("alice", false, vec![]).expect("unbound");
     store
-        .create_bound("bob", false, vec![], Some("b1"))
+        .create_bound("bob", false, vec![], Some("b1"), None)
         .expect("b1");
     assert_eq!(store.purge_stale("alice", Some("a2")).expect("purge"), 1);
     assert_eq!(store.list("alice").len(), 2, "current and unbound stay");
@@ -263,4 +263,28 @@ fn purge_stale_and_purge_user() {
     assert_eq!(store.users(), vec!["bob".to_owned()]);
     assert_eq!(store.purge_user("bob").expect("purge user"), 1);
     assert!(store.users().is_empty());
+}
+
+#[test]
+fn names_and_shown_prefixes_persist_and_bad_names_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("tokens.db");
+    let store = TokenStore::open(&path).expect("open");
+    let (plain, rec) = store
+        .create_bound("alice", false, vec![], None, Some("ci-bot"))
+        .expect("create");
+    assert_eq!(rec.name.as_deref(), Some("ci-bot"));
+    let shown = rec.shown.clone().expect("shown prefix");
+    assert_eq!(shown.len(), SHOWN_PREFIX);
+    assert!(plain.starts_with(&shown));
+    let long = "x".repeat(MAX_TOKEN_NAME + 1);
+    for bad in [long.as_str(), "a\nb"] {
+        assert!(matches!(
+            store.create_bound("alice", false, vec![], None, Some(bad)),
+            Err(AuthError::InvalidTokenName)
+        ));
+    }
+    drop(store);
+    let store = TokenStore::open(&path).expect("reopen");
+    assert_eq!(store.list("alice"), vec![rec]);
 }

@@ -1,0 +1,133 @@
+//! Everyday client commands beyond install (issue 16): the bodies of token
+//! and dist-tag writes as npm's registry shapes them, `npm login` / `whoami`
+//! / `logout` on `/~<uplink>/` endpoints (the same users and tokens as `/`,
+//! still read-only for packages), and JSON compression negotiated by
+//! `Accept-Encoding` (never for tarballs).
+
+use pnpr_e2e::{add_user, Http, Pnpr, Project};
+use serde_json::{json, Value};
+
+const OPEN_POLICY: &str = "packages:\n  '**':\n    access: $all\n    publish: $authenticated\n";
+
+fn config(extra: &str) -> String {
+    format!("auth:\n  htpasswd:\n    file: ./htpasswd\n{OPEN_POLICY}{extra}")
+}
+
+fn npmrc(pnpr: &Pnpr, token: Option<&str>) -> String {
+    let host = pnpr.url.trim_start_matches("http:");
+    let mut rc = format!("registry={}\n", pnpr.url);
+    if let Some(t) = token {
+        rc.push_str(&format!("{host}:_authToken={t}\n"));
+    }
+    rc
+}
+
+fn package(pnpr: &Pnpr, token: &str, name: &str, version: &str) -> Project {
+    let project = Project::new(
+        &json!({"name": name, "version": version, "main": "index.js"}),
+        Some(&npmrc(pnpr, Some(token))),
+    );
+    project.write_file("index.js", "module.exports = 1;\n");
+    project
+}
+
+/// `npm token create --name` keeps the name; `npm token list` shows it and
+/// the start of each token (never `undefined`, never the whole token), and
+/// `npm token rm` takes the id it printed.
+#[tokio::test]
+async fn npm_token_list_shows_names_and_token_starts() {
+    let pnpr = Pnpr::start(&config(""), &[]);
+    let http = Http::new();
+    let alice = add_user(&http, &pnpr, "alice").await;
+    let project = package(&pnpr, &alice, "unused", "1.0.0");
+    let created = project.npm(&[
+        "token",
+        "create",
+        "--name",
+        "ci-bot",
+        "--password",
+        "alice-pw",
+        "--json",
+    ]);
+    created.assert_success();
+    let made: Value = serde_json::from_str(&created.stdout).expect("token create --json");
+    let plaintext = made["token"].as_str().expect("token").to_string();
+    assert!(plaintext.starts_with("pnpr_"), "{made}");
+
+    let list = project.npm(&["token", "list"]);
+    list.assert_success();
+    assert!(!list.stdout.contains("undefined"), "{list}");
+    assert!(list.stdout.contains("name ci-bot"), "{list}");
+    assert!(list.stdout.contains("name login"), "{list}");
+    assert!(
+        list.stdout.contains(&format!("{}…", &plaintext[..8])),
+        "{list}"
+    );
+    assert!(
+        !list.stdout.contains(&plaintext),
+        "whole token listed: {list}"
+    );
+    assert!(!list.stdout.contains("IP whitelist"), "{list}");
+
+    // Revoking by the full token value (npm matches it against `token`).
+    project.npm(&["token", "rm", &plaintext]).assert_success();
+    http.get_auth(&format!("{}-/whoami", pnpr.url), &plaintext)
+        .await
+        .assert_status(401);
+    // Control: the login token still works.
+    http.get_auth(&format!("{}-/whoami", pnpr.url), &alice)
+        .await
+        .assert_status(200);
+}
+
+/// Dist-tag writes answer `{"ok": …}` like the npm registry (yarn 1 `tag
+/// add` fails without it); refusals stay npm-style errors.
+#[tokio::test]
+async fn dist_tag_writes_answer_ok() {
+    let pnpr = Pnpr::start(&config(""), &[]);
+    let http = Http::new();
+    let alice = add_user(&http, &pnpr, "alice").await;
+    let bob = add_user(&http, &pnpr, "bob").await;
+    let pkg = package(&pnpr, &alice, "tagged-pkg", "1.0.0");
+    pkg.npm(&["publish"]).assert_success();
+    let url = format!("{}-/package/tagged-pkg/dist-tags/beta", pnpr.url);
+    let put = |token: String| {
+        let http = &http;
+        let url = url.clone();
+        async move {
+            http.send(
+                "PUT",
+                &url,
+                &[
+                    ("content-type", "application/json"),
+                    ("authorization", &format!("Bearer {token}")),
+                ],
+                Some(b"\"1.0.0\"".to_vec()),
+            )
+            .await
+        }
+    };
+    let r = put(alice.clone()).await;
+    r.assert_status(201);
+    assert!(r.json()["ok"].is_string(), "{}", r.text());
+    // Control: someone else's package stays refused, with an error body.
+    let r = put(bob).await;
+    r.assert_status(403);
+    assert!(r.json().get("ok").is_none(), "{}", r.text());
+    assert!(r.json()["error"].is_string(), "{}", r.text());
+
+    let r = http
+        .send(
+            "DELETE",
+            &url,
+            &[("authorization", &format!("Bearer {alice}"))],
+            None,
+        )
+        .await;
+    r.assert_status(200);
+    assert!(r.json()["ok"].is_string(), "{}", r.text());
+    let tags = http
+        .get(&format!("{}-/package/tagged-pkg/dist-tags", pnpr.url))
+        .await;
+    assert_eq!(tags.json(), json!({"latest": "1.0.0"}));
+}
