@@ -965,9 +965,10 @@ async fn four_concurrent_300_mb_misses_make_one_fetch_and_bounded_memory() {
         "RSS grew by {} MB (peak {peak} MB from {rss_before} MB)",
         peak - rss_before
     );
-    // Measured 10.5 s (debug build, 2 cores): headers after 8 s (fetch,
+    // Measured (debug build, 2 cores) 10.5 s alone, 43.9 s with the rest of
+    // this suite running alongside: headers after 8 s / 38 s (fetch,
     // validating pass, rendering pass), then 4 x 286 MB over loopback.
-    assert!(took < Duration::from_secs(60), "took {took:?}");
+    assert!(took < Duration::from_secs(120), "took {took:?}");
     // A small document still comes back fast, and the huge one again
     // (from its body file, no second fetch).
     let t = Instant::now();
