@@ -4,7 +4,7 @@
 //! still read-only for packages), and JSON compression negotiated by
 //! `Accept-Encoding` (never for tarballs).
 
-use pnpr_e2e::{add_user, Http, Pnpr, Project};
+use pnpr_e2e::{add_user, Http, Pnpr, Project, RegistryMock};
 use serde_json::{json, Value};
 
 const OPEN_POLICY: &str = "packages:\n  '**':\n    access: $all\n    publish: $authenticated\n";
@@ -130,4 +130,117 @@ async fn dist_tag_writes_answer_ok() {
         .get(&format!("{}-/package/tagged-pkg/dist-tags", pnpr.url))
         .await;
     assert_eq!(tags.json(), json!({"latest": "1.0.0"}));
+}
+
+/// `corp` is an access-bearing uplink over registry-mock (its `@private/*`
+/// packages need the server-held token); `mock` is the shared mirror.
+fn corp_config(mock: &RegistryMock) -> String {
+    format!(
+        "auth:\n  htpasswd:\n    file: ./htpasswd\nuplinks:\n  mock:\n    url: {u}\n  corp:\n    url: {u}\n    access: $authenticated\n    auth:\n      type: bearer\n      token_env: CORP_TOKEN\n{OPEN_POLICY}    proxy: mock\n",
+        u = mock.url
+    )
+}
+
+async fn corp_pnpr(mock: &RegistryMock) -> Pnpr {
+    let (user, password) = RegistryMock::private_credentials();
+    let upstream_token = mock.login(user, password).await;
+    Pnpr::start(&corp_config(mock), &[("CORP_TOKEN", &upstream_token)])
+}
+
+/// `npm login --scope=@private --registry=…/~corp/` logs a pnpr user in on
+/// the endpoint (same users and tokens as `/`), the scope then installs,
+/// `whoami` and `logout` work there; the endpoint stays read-only for
+/// packages and unexposed names stay 404.
+#[tokio::test]
+async fn npm_login_on_an_uplink_endpoint_configures_the_scope() {
+    let mock = RegistryMock::start();
+    let pnpr = corp_pnpr(&mock).await;
+    let http = Http::new();
+    let alice_root = add_user(&http, &pnpr, "alice").await;
+    let endpoint = format!("{}~corp/", pnpr.url);
+    let project = Project::new(
+        &json!({"name": "consumer", "version": "1.0.0", "private": true}),
+        Some(&npmrc(&pnpr, None)),
+    );
+    let login = project.npm_answering(
+        &["login", "--scope=@private", "--registry", &endpoint],
+        &[("Username:", "alice"), ("Password:", "alice-pw")],
+    );
+    login.assert_success();
+    let userrc = std::fs::read_to_string(project.home().join(".npmrc")).expect("user npmrc");
+    assert!(
+        userrc.contains(&format!("@private:registry={endpoint}")),
+        "{userrc}"
+    );
+    let token = userrc
+        .lines()
+        .find_map(|l| l.split_once("~corp/:_authToken="))
+        .map(|(_, t)| t.trim().to_string())
+        .unwrap_or_else(|| panic!("no endpoint token saved: {userrc}"));
+
+    let who = project.npm(&["whoami", "--registry", &endpoint]);
+    who.assert_success();
+    assert_eq!(who.stdout.trim(), "alice", "{who}");
+    // The same token works on `/`, and the `/` token on the endpoint.
+    let r = http
+        .get_auth(&format!("{}-/whoami", pnpr.url), &token)
+        .await;
+    assert_eq!(r.json()["username"], "alice");
+    let r = http
+        .get_auth(&format!("{endpoint}-/whoami"), &alice_root)
+        .await;
+    assert_eq!(r.json()["username"], "alice");
+
+    project
+        .npm(&["install", "@private/foo", "@pnpm.e2e/pkg-with-1-dep"])
+        .assert_success();
+    project
+        .node_require("@private/foo/package.json")
+        .assert_success();
+
+    // Still read-only for packages: publishing or tagging through the
+    // endpoint is refused even with a valid token.
+    let publish = http
+        .put_json(
+            &format!("{endpoint}@private%2fbar"),
+            &json!({"name": "@private/bar"}),
+            Some(&token),
+        )
+        .await;
+    publish.assert_status(405);
+    let tag = http
+        .send(
+            "PUT",
+            &format!("{endpoint}-/package/@private%2ffoo/dist-tags/x"),
+            &[("authorization", &format!("Bearer {token}"))],
+            Some(b"\"1.0.0\"".to_vec()),
+        )
+        .await;
+    tag.assert_status(405);
+    // Unexposed endpoints (unknown, or an uplink without `access`) keep 404.
+    for u in ["nope", "mock"] {
+        let r = http
+            .get_auth(&format!("{}~{u}/-/whoami", pnpr.url), &token)
+            .await;
+        r.assert_status(404);
+        let r = http
+            .put_json(
+                &format!("{}~{u}/-/user/org.couchdb.user:alice", pnpr.url),
+                &json!({"name": "alice", "password": "alice-pw"}),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 405, "{}", r.text());
+    }
+
+    let out = project.npm(&["logout", "--scope=@private", "--registry", &endpoint]);
+    out.assert_success();
+    http.get_auth(&format!("{}-/whoami", pnpr.url), &token)
+        .await
+        .assert_status(401);
+    // Control: the token from `/` is untouched.
+    http.get_auth(&format!("{}-/whoami", pnpr.url), &alice_root)
+        .await
+        .assert_status(200);
+    assert!(!pnpr.logs().contains(&token), "a token reached the log");
 }

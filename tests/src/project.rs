@@ -17,6 +17,8 @@ use tempfile::TempDir;
 use crate::deps::Deps;
 use crate::proc::{run, Output};
 
+mod tty;
+
 /// Default bound on one client command.
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -145,6 +147,16 @@ impl Project {
         let mut cmd = self.command(&deps.npm);
         cmd.args(args);
         run(&mut cmd, self.timeout)
+    }
+
+    /// Runs npm 11 under a pseudo terminal, answering each `(prompt,
+    /// answer)` once the prompt is printed (`npm login`).
+    #[track_caller]
+    pub fn npm_answering(&self, args: &[&str], answers: &[(&str, &str)]) -> Output {
+        let deps = Deps::get();
+        let mut cmd = self.command(&deps.npm);
+        cmd.args(args);
+        tty::run_answering(&cmd, answers, self.timeout)
     }
 
     /// Runs pnpm 11.5.2 (on Node 22) in the project.

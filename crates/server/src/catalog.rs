@@ -304,6 +304,12 @@ impl Session {
     }
 }
 
+/// Whether `/~<uplink>/` is an endpoint at all (an uplink with `access:`),
+/// whoever asks; its account routes are served there (`endpoint`).
+pub(crate) fn endpoint_exposed(state: &AppState, uplink: &str) -> bool {
+    state.policy().uplink_has_access(uplink)
+}
+
 fn check_uplink(policy: &Policy, who: &Identity, u: &str) -> Result<(), ApiError> {
     policy.check_uplink(who, u).map_err(|d| match d {
         UplinkDenial::NotExposed => ApiError::not_found(format!("uplink ~{u}")),

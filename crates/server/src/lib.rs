@@ -13,6 +13,7 @@
 
 mod accelerator;
 pub mod catalog;
+mod endpoint;
 pub mod error;
 mod flights;
 pub mod grants;
@@ -45,7 +46,7 @@ pub use state::{AppState, BuildError, ServerOptions};
 /// Builds the router for a prepared state.
 pub fn app(state: Arc<AppState>) -> Router {
     let limit = usize::try_from(state.config.max_body_size).unwrap_or(usize::MAX);
-    Router::new()
+    let routed = Router::new()
         .route("/-/ping", get(ping))
         .route("/-/health", get(health))
         .route("/-/ready", get(ready))
@@ -79,7 +80,11 @@ pub fn app(state: Arc<AppState>) -> Router {
             identity::gate,
         ))
         .layer(middleware::from_fn(access_log))
-        .with_state(state)
+        .with_state(Arc::clone(&state));
+    // Rewrites run before routing, so they wrap the routed app.
+    Router::new()
+        .fallback_service(routed)
+        .layer(middleware::from_fn_with_state(state, endpoint::alias))
 }
 
 /// Serves `listener` until `shutdown` resolves, then stops accepting, lets
@@ -308,10 +313,10 @@ async fn ready(State(state): State<Arc<AppState>>) -> Response {
 }
 
 /// One line per request: method, path (never the query, which may carry
-/// signed tokens), status and latency.
+/// signed tokens, nor a logout's token), status and latency.
 async fn access_log(req: Request, next: Next) -> Response {
     let method = req.method().clone();
-    let path = req.uri().path().to_string();
+    let path = urls::loggable_path(req.uri().path());
     let started = std::time::Instant::now();
     let resp = next.run(req).await;
     tracing::info!(

@@ -33,3 +33,14 @@ impl UrlOrigin {
 pub(crate) fn redact(raw: &str) -> String {
     pnpr_upstream::rawurl::redact_raw(raw)
 }
+
+/// A request path as the access log shows it: `npm logout` puts the
+/// plaintext token in the path (`/-/user/token/<token>`), which must never
+/// reach a log line.
+pub(crate) fn loggable_path(path: &str) -> String {
+    const LOGOUT: &str = "/-/user/token/";
+    match path.find(LOGOUT) {
+        Some(at) => format!("{}<redacted>", &path[..at + LOGOUT.len()]),
+        None => path.to_string(),
+    }
+}
