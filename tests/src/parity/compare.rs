@@ -38,18 +38,17 @@ pub fn diff_excerpt(expected: &str, got: &str) -> Option<String> {
     let a_win = &a[start..a.len().min(prefix + ALIGN_WINDOW)];
     let b_win = &b[start..b.len().min(prefix + ALIGN_WINDOW)];
     let mut out = vec![format!("@@ -{} +{} @@", start + 1, start + 1)];
-    let mut since_change = 0usize;
+    let (mut since_change, mut changed) = (0usize, false);
     for line in align(a_win, b_win) {
-        since_change = if line.starts_with(' ') {
-            since_change + 1
-        } else {
-            0
-        };
+        let same = line.starts_with(' ');
+        changed |= !same;
+        since_change = if same { since_change + 1 } else { 0 };
         out.push(line);
-        if out.len() > EXCERPT_LINES && since_change >= CONTEXT {
+        // The first hunk: its changes and CONTEXT lines after them.
+        if changed && since_change >= CONTEXT {
             break;
         }
-        if out.len() > 3 * EXCERPT_LINES {
+        if out.len() > EXCERPT_LINES {
             out.push("…".to_string());
             break;
         }

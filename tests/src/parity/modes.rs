@@ -81,12 +81,20 @@ fn run_direct(project: &CorpusProject, ends: &Endpoints) -> Result<DirectStates,
             "direct full install leaves unresolvable deps: {bad}"
         ));
     }
-    let updated = project
-        .apply_update(&client)
-        .and_then(|()| install(&client, ends, Side::Direct, &[]))
-        .and_then(|()| state(&client))
-        .map_err(|e| format!("direct update: {e}"));
+    let updated = direct_update(project, ends, &full).map_err(|e| format!("direct update: {e}"));
     Ok((full, updated))
+}
+
+/// The update from the same starting state the pnpr side has (a frozen
+/// install of pnpm's lockfile): a resolving install leaves other entries in
+/// `.pnpm` behind (orphaned peer variants stay) than a headless one.
+fn direct_update(project: &CorpusProject, ends: &Endpoints, full: &State) -> Result<State, String> {
+    let client = new_client(project, Some(ends))?;
+    client.write_file("pnpm-lock.yaml", &full.lockfile);
+    install(&client, ends, Side::Direct, &["--frozen-lockfile"])?;
+    project.apply_update(&client)?;
+    install(&client, ends, Side::Direct, &[])?;
+    state(&client)
 }
 
 fn lockfile_only(project: &CorpusProject, ends: &Endpoints, want: &State) -> ModeResult {
