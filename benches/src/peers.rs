@@ -201,10 +201,11 @@ impl Bench<'_> {
         };
         shaper.set_target_port(port);
         let token = match &backend {
-            Backend::Pnpr(p) => Some(
-                self.rt
-                    .block_on(pnpr_e2e::add_user(&pnpr_e2e::Http::new(), p, "bench")),
-            ),
+            Backend::Pnpr(p) => Some(self.rt.block_on(pnpr_e2e::add_user(
+                &pnpr_e2e::Http::new(),
+                p,
+                "bench",
+            ))),
             _ => None,
         };
         Live {
@@ -304,7 +305,11 @@ pub fn run(args: PeersArgs) {
         fixture: args.project.clone(),
         client: args.client.clone(),
     };
-    eprintln!("project: {}; client: pnpm {}", args.project.display(), args.client);
+    eprintln!(
+        "project: {}; client: pnpm {}",
+        args.project.display(),
+        args.client
+    );
 
     let wanted = wanted_targets(args.only.as_deref(), &args.client);
     let prepared = populate(&bench, &wanted);
