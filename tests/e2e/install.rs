@@ -6,9 +6,10 @@
 #[path = "fake_upstream.rs"]
 mod fake_upstream;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use fake_upstream::{FakeUpstream, Reply};
+use pnpr_e2e::fixtures::{direct_dependency_names, fixture_dirs, fixture_name, project_from};
 use pnpr_e2e::{Http, Pnpr, Project, RegistryMock};
 
 fn proxy_config(upstream: &str, packages: &str) -> String {
@@ -16,75 +17,6 @@ fn proxy_config(upstream: &str, packages: &str) -> String {
 }
 
 const OPEN: &str = "  '**':\n    access: $all\n    publish: $authenticated\n    proxy: up\n";
-
-fn fixtures_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/projects")
-}
-
-fn fixture_dirs() -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(fixtures_root())
-        .expect("fixtures/projects exists")
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.join("package.json").is_file())
-        .collect();
-    dirs.sort();
-    dirs
-}
-
-fn walk(dir: &Path, base: &Path, out: &mut Vec<(String, String)>) {
-    for e in std::fs::read_dir(dir).expect("read fixture").flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            walk(&p, base, out);
-        } else if let Ok(text) = std::fs::read_to_string(&p) {
-            let rel = p
-                .strip_prefix(base)
-                .expect("prefix")
-                .to_string_lossy()
-                .to_string();
-            out.push((rel, text));
-        }
-    }
-}
-
-/// A project holding a copy of the fixture's files (lockfiles excluded).
-fn project_from(fixture: &Path) -> Project {
-    let pkg: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(fixture.join("package.json")).expect("package.json"),
-    )
-    .expect("fixture package.json is JSON");
-    let project = Project::new(&pkg, None);
-    let mut files = Vec::new();
-    walk(fixture, fixture, &mut files);
-    for (rel, text) in files {
-        if rel != "package.json"
-            && !rel.ends_with("pnpm-lock.yaml")
-            && !rel.ends_with(".expected.json")
-        {
-            project.write_file(&rel, &text);
-        }
-    }
-    project
-}
-
-fn direct_dependency_names(pkg: &serde_json::Value) -> Vec<String> {
-    let mut names = Vec::new();
-    for key in ["dependencies", "devDependencies"] {
-        if let Some(map) = pkg.get(key).and_then(|m| m.as_object()) {
-            for (name, spec) in map {
-                let s = spec.as_str().unwrap_or_default();
-                if !s.starts_with("workspace:")
-                    && !s.starts_with("link:")
-                    && !s.starts_with("file:")
-                {
-                    names.push(name.clone());
-                }
-            }
-        }
-    }
-    names
-}
 
 /// Fixtures whose lockfile is known to differ from pnpm's, each for a
 /// documented peer-resolution subtlety the resolver does not reproduce yet
@@ -104,12 +36,8 @@ fn lockfile_parity_with_direct_pnpm_over_the_corpus() {
     let pnpr = Pnpr::start(&proxy_config(&mock.url, OPEN), &[]);
     let mut failures = Vec::new();
     for fixture in &fixtures {
-        let name = fixture
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .to_string();
-        let direct = project_from(fixture);
+        let name = fixture_name(fixture);
+        let direct = project_from(fixture, None);
         let out = direct.pnpm11(&["install", "--lockfile-only", "--registry", &mock.url]);
         if !out.success() {
             failures.push(format!("{name}: direct pnpm failed:\n{out}"));
@@ -117,7 +45,7 @@ fn lockfile_parity_with_direct_pnpm_over_the_corpus() {
         }
         let expected = direct.read_file("pnpm-lock.yaml");
 
-        let through = project_from(fixture);
+        let through = project_from(fixture, None);
         // Two client-side switches, neither about resolution:
         // - pnpm 11.5.2 crashes after a successful pnpr install in a project
         //   with a pnpm-workspace.yaml ("Cannot read properties of undefined

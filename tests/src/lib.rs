@@ -11,6 +11,7 @@
 //! a harness failure is a test failure, and the message is the report.
 
 pub mod deps;
+pub mod fixtures;
 pub mod http;
 pub mod install;
 pub mod net;
