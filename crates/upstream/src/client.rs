@@ -37,6 +37,15 @@ use crate::{GuardPolicy, NameResolver, RouteKind, RouteTable, Secret, UpstreamEr
 /// Redirect hops followed before giving up.
 pub const MAX_REDIRECTS: usize = 5;
 
+/// What a request carries beyond its [`FetchRequest`].
+#[derive(Clone, Copy, Default)]
+struct Extras<'a> {
+    /// A caller's `Authorization` for a `routes.public` registry.
+    forwarded: Option<&'a Secret>,
+    /// A JSON body: the request is a POST.
+    json: Option<&'a Bytes>,
+}
+
 /// Timeout for requests without `via` (no uplink-specific setting applies).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -305,7 +314,23 @@ impl UpstreamClient {
     /// Non-2xx statuses are returned as responses, not errors (except that a 5xx
     /// counts as a failure for the uplink's breaker).
     pub async fn fetch(&self, req: FetchRequest) -> Result<FetchResponse, UpstreamError> {
-        self.fetch_inner(req, None).await
+        self.fetch_inner(req, Extras::default()).await
+    }
+
+    /// POST `json` to `req.url` (audit requests): the same allowlist,
+    /// connect guard, credential rule (the `via` uplink's credential on an
+    /// origin match only), breaker and deadlines as [`Self::fetch`]; every
+    /// redirect hop is re-checked and re-posted.
+    pub async fn post_json(
+        &self,
+        req: FetchRequest,
+        json: Bytes,
+    ) -> Result<FetchResponse, UpstreamError> {
+        let extras = Extras {
+            forwarded: None,
+            json: Some(&json),
+        };
+        self.fetch_inner(req, extras).await
     }
 
     /// Like [`Self::fetch`], offering a complete `Authorization` value the
@@ -318,13 +343,17 @@ impl UpstreamClient {
         req: FetchRequest,
         authorization: Secret,
     ) -> Result<FetchResponse, UpstreamError> {
-        self.fetch_inner(req, Some(&authorization)).await
+        let extras = Extras {
+            forwarded: Some(&authorization),
+            json: None,
+        };
+        self.fetch_inner(req, extras).await
     }
 
     async fn fetch_inner(
         &self,
         req: FetchRequest,
-        forwarded: Option<&Secret>,
+        extras: Extras<'_>,
     ) -> Result<FetchResponse, UpstreamError> {
         let (url, kind) = self.table.check(&req.url)?;
         let uplink = match req.via.as_deref() {
@@ -360,7 +389,7 @@ impl UpstreamClient {
         let label = redact(&url);
         let result = match tokio::time::timeout_at(
             deadline_at,
-            self.follow(url, kind, uplink, &req, forwarded, (deadline_at, deadline)),
+            self.follow(url, kind, uplink, &req, extras, (deadline_at, deadline)),
         )
         .await
         {
@@ -388,9 +417,10 @@ impl UpstreamClient {
         mut kind: RouteKind,
         uplink: Option<&UplinkEntry>,
         req: &FetchRequest,
-        forwarded: Option<&Secret>,
+        extras: Extras<'_>,
         (deadline_at, deadline): (tokio::time::Instant, Duration),
     ) -> Result<FetchResponse, UpstreamError> {
+        let forwarded = extras.forwarded;
         let timeout = uplink.map_or(DEFAULT_TIMEOUT, |u| u.timeout);
         let base = base_headers(req)?;
         let first = url.clone();
@@ -405,7 +435,16 @@ impl UpstreamClient {
             let (headers, with_credentials, forwarded) =
                 self.hop_headers(&base, &hop, uplink, forwarded, req)?;
             let label = redact(&url);
-            let send = self.http.get(url.clone()).headers(headers).send();
+            let send = match extras.json {
+                None => self.http.get(url.clone()).headers(headers).send(),
+                Some(json) => self
+                    .http
+                    .post(url.clone())
+                    .headers(headers)
+                    .header(CONTENT_TYPE, "application/json")
+                    .body(json.clone())
+                    .send(),
+            };
             let resp = match tokio::time::timeout(timeout, send).await {
                 Err(_) => return Err(UpstreamError::Timeout { url: label }),
                 Ok(Err(e)) => return Err(send_error(&label, e)),
@@ -413,7 +452,7 @@ impl UpstreamClient {
             };
             let status = resp.status().as_u16();
             tracing::debug!(
-                method = "GET",
+                method = if extras.json.is_some() { "POST" } else { "GET" },
                 url = %label,
                 status,
                 route = ?kind,
