@@ -244,3 +244,112 @@ async fn npm_login_on_an_uplink_endpoint_configures_the_scope() {
         .assert_status(200);
     assert!(!pnpr.logs().contains(&token), "a token reached the log");
 }
+
+fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(bytes)
+        .read_to_end(&mut out)
+        .expect("valid gzip");
+    out
+}
+
+/// JSON is compressed as the client's `Accept-Encoding` asks (gzip, br and
+/// zstd are offered; the body decodes to the identity bytes); tarballs are
+/// never re-encoded; npm, pnpm 12 and pnpm 11.5.2 install through it.
+#[tokio::test]
+async fn json_is_compressed_by_negotiation_and_tarballs_never_are() {
+    let mock = RegistryMock::start();
+    let pnpr = Pnpr::start(
+        &format!(
+            "uplinks:\n  mock:\n    url: {}\n{OPEN_POLICY}    proxy: mock\n",
+            mock.url
+        ),
+        &[],
+    );
+    let raw = Http::raw();
+    let url = format!("{}@pnpm.e2e%2ffoo", pnpr.url);
+    let plain = raw.send("GET", &url, &[], None).await;
+    plain.assert_status(200);
+    assert_eq!(plain.header("content-encoding"), None);
+    let doc: Value = serde_json::from_slice(&plain.body).expect("json");
+    assert!(plain.body.len() > 1024, "probe document too small");
+
+    let gz = raw
+        .send("GET", &url, &[("accept-encoding", "gzip")], None)
+        .await;
+    gz.assert_status(200);
+    assert_eq!(gz.header("content-encoding"), Some("gzip"));
+    assert!(gz
+        .header("vary")
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+        .contains("accept-encoding"));
+    assert!(gz.body.len() < plain.body.len());
+    assert_eq!(gunzip(&gz.body), plain.body.to_vec());
+
+    for (offer, expect) in [
+        ("br", "br"),
+        ("zstd", "zstd"),
+        ("gzip, deflate, br, zstd", "zstd"),
+        ("gzip;q=1.0, br;q=0.5", "gzip"),
+    ] {
+        let r = raw
+            .send("GET", &url, &[("accept-encoding", offer)], None)
+            .await;
+        r.assert_status(200);
+        assert_eq!(r.header("content-encoding"), Some(expect), "offer {offer}");
+        assert!(r.body.len() < plain.body.len(), "offer {offer}");
+    }
+    // Abbreviated documents too.
+    let r = raw
+        .send(
+            "GET",
+            &url,
+            &[
+                ("accept", "application/vnd.npm.install-v1+json"),
+                ("accept-encoding", "gzip"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(r.header("content-encoding"), Some("gzip"));
+
+    // Tarballs keep their bytes, whatever the client offers.
+    let latest = doc["dist-tags"]["latest"].as_str().expect("latest");
+    let tarball = doc["versions"][latest]["dist"]["tarball"]
+        .as_str()
+        .expect("tarball");
+    let t = raw
+        .send(
+            "GET",
+            tarball,
+            &[("accept-encoding", "gzip, br, zstd")],
+            None,
+        )
+        .await;
+    t.assert_status(200);
+    assert_eq!(t.header("content-encoding"), None);
+    let t_plain = raw.send("GET", tarball, &[], None).await;
+    assert_eq!(t.body, t_plain.body);
+
+    // Real clients decode it.
+    let project = Project::new(
+        &json!({"name": "c", "version": "1.0.0", "private": true,
+                "dependencies": {"@pnpm.e2e/foo": "*", "@pnpm.e2e/pkg-with-1-dep": "*"}}),
+        Some(&npmrc(&pnpr, None)),
+    );
+    project.npm(&["install"]).assert_success();
+    project
+        .node_require("@pnpm.e2e/pkg-with-1-dep")
+        .assert_success();
+    let again = Project::new(
+        &json!({"name": "c", "version": "1.0.0", "private": true,
+                "dependencies": {"@pnpm.e2e/pkg-with-1-dep": "*"}}),
+        Some(&npmrc(&pnpr, None)),
+    );
+    again.pnpm12(&["install"]).assert_success();
+    again
+        .node_require("@pnpm.e2e/pkg-with-1-dep")
+        .assert_success();
+}

@@ -38,6 +38,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod audit;
+pub use audit::{AuditConfig, AuditUplink, DEFAULT_AUDIT_CACHE_TTL, DEFAULT_AUDIT_MAX_BODY};
 mod env;
 mod error;
 mod exposure;
@@ -93,6 +95,8 @@ pub struct Config {
     pub ownership: OwnershipConfig,
     /// `limits:` (pnpr's own key): resource budgets.
     pub limits: Limits,
+    /// `audit:` (pnpr's own key): the audit passthrough.
+    pub audit: AuditConfig,
     pub log: LogConfig,
     /// Ignored keys and unset `${VAR}`s, for the binary to log at startup.
     pub warnings: Vec<String>,

@@ -111,6 +111,7 @@ struct TopLevel<'a> {
     install_accelerator: Option<&'a Value>,
     ownership: Option<&'a Value>,
     limits: Option<&'a Value>,
+    audit: Option<&'a Value>,
     log: Option<&'a Value>,
 }
 
@@ -154,6 +155,10 @@ impl Parser<'_> {
             section(top.install_accelerator, |v| self.install_accelerator(v))?;
         let ownership = non_null_section(top.ownership, ownership)?;
         let limits = non_null_section(top.limits, limits::limits)?;
+        let audit = match top.audit {
+            None | Some(Value::Null) => crate::AuditConfig::default(),
+            Some(v) => crate::audit::audit(v, &uplink_names)?,
+        };
         let log = section(top.log, |v| self.log(v))?;
         Ok(Config {
             config_path: None,
@@ -172,6 +177,7 @@ impl Parser<'_> {
             install_accelerator,
             ownership,
             limits,
+            audit,
             log,
             warnings: std::mem::take(&mut self.warnings),
         })
@@ -204,6 +210,7 @@ impl Parser<'_> {
                 "installAccelerator" => &mut top.install_accelerator,
                 "ownership" => &mut top.ownership,
                 "limits" => &mut top.limits,
+                "audit" => &mut top.audit,
                 "log" => &mut top.log,
                 other => {
                     self.ignore("", other, IGNORED_TOP_LEVEL);

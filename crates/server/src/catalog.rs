@@ -304,6 +304,21 @@ impl Session {
     }
 }
 
+/// Whether `name` may be named to the audit uplink on `who`'s behalf: a
+/// valid name the caller may read whose data comes from the shared mirror
+/// (its `packages:` rule proxies to at least one uplink without `access:`)
+/// and that is not hosted here. Names seen only through an access-bearing
+/// uplink or the hosted store, and names no uplink serves, never leave.
+pub(crate) fn auditable(state: &AppState, policy: &Policy, who: &Identity, name: &str) -> bool {
+    pnpr_packument::validate_name(name).is_ok()
+        && !state.hosted.is_hosted(name)
+        && policy.check(who, name, Action::Access).is_ok()
+        && policy
+            .proxies(name)
+            .iter()
+            .any(|u| !policy.uplink_has_access(u))
+}
+
 /// Whether `/~<uplink>/` is an endpoint at all (an uplink with `access:`),
 /// whoever asks; its account routes are served there (`endpoint`).
 pub(crate) fn endpoint_exposed(state: &AppState, uplink: &str) -> bool {

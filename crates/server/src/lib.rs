@@ -12,7 +12,9 @@
 //!   requests: handlers take a snapshot `Arc<Policy>` per request.
 
 mod accelerator;
+pub mod audit;
 pub mod catalog;
+mod compression;
 mod endpoint;
 pub mod error;
 mod flights;
@@ -62,6 +64,15 @@ pub fn app(state: Arc<AppState>) -> Router {
             "/-/v1/login",
             axum::routing::post(users::web_login_unsupported),
         )
+        .route(
+            "/-/npm/v1/security/advisories/bulk",
+            axum::routing::post(audit::bulk),
+        )
+        .route(
+            "/-/npm/v1/security/audits/quick",
+            axum::routing::post(audit::quick),
+        )
+        .route("/-/npm/v1/security/audits", axum::routing::post(audit::full))
         .route("/v1/install", axum::routing::post(install::install))
         .route("/-/pnpr", get(install::v0::handshake))
         .route(
@@ -74,6 +85,9 @@ pub fn app(state: Arc<AppState>) -> Router {
         )
         .merge(hosted::routes())
         .fallback(registry::dispatch)
+        .layer(axum::Extension(Arc::new(audit::AuditCache::new(
+            state.config.audit.cache_ttl,
+        ))))
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn_with_state(
             Arc::clone(&state),
@@ -85,6 +99,7 @@ pub fn app(state: Arc<AppState>) -> Router {
     Router::new()
         .fallback_service(routed)
         .layer(middleware::from_fn_with_state(state, endpoint::alias))
+        .layer(compression::layer())
 }
 
 /// Serves `listener` until `shutdown` resolves, then stops accepting, lets
