@@ -14,7 +14,7 @@
 //! block; a client quirk no server answer can change.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use sha2::Digest as _;
 
@@ -91,15 +91,89 @@ fn align(a: &[&str], b: &[&str]) -> Vec<String> {
 }
 
 /// Every entry under `<project>/node_modules/.pnpm` as `path -> "size N"` or
-/// `path -> "-> target"`, minus dependency bins inside packages.
+/// `path -> "-> target"`, minus dependency bins inside packages and minus
+/// package folders nothing links to any more (pnpm's own `add` keeps a
+/// superseded peer variant's folder, its pnpr path removes it: a client
+/// difference, not a resolution one).
 pub fn pnpm_tree(project: &Path) -> Result<BTreeMap<String, String>, String> {
     let root = project.join("node_modules/.pnpm");
     let mut out = BTreeMap::new();
     if root.is_dir() {
-        let project = project.to_string_lossy().to_string();
-        walk(&project, &root, &root, &mut out)?;
+        let text = project.to_string_lossy().to_string();
+        walk(&text, &root, &root, &mut out)?;
+        let canonical = root
+            .canonicalize()
+            .map_err(|e| format!("{}: {e}", root.display()))?;
+        let live = linked_packages(project, &canonical);
+        out.retain(|rel, _| {
+            let top = rel.split('/').next().unwrap_or_default();
+            !top.contains('@') || live.contains(top)
+        });
     }
     Ok(out)
+}
+
+/// The `.pnpm/<id>` folders reachable by symlinks from the importers'
+/// `node_modules` (every `node_modules` outside `.pnpm`), then from each
+/// reached package's own `node_modules`. Bounded: each folder once.
+fn linked_packages(project: &Path, root: &Path) -> std::collections::BTreeSet<String> {
+    let mut links = Vec::new();
+    importer_links(project, root, &mut links, 0);
+    let mut live = std::collections::BTreeSet::new();
+    while let Some(target) = links.pop() {
+        let Ok(rel) = target.strip_prefix(root) else {
+            continue;
+        };
+        let Some(top) = rel.iter().next().map(|t| t.to_string_lossy().to_string()) else {
+            continue;
+        };
+        if live.insert(top.clone()) {
+            symlinks_into(&root.join(&top).join("node_modules"), root, &mut links);
+        }
+    }
+    live
+}
+
+/// Symlinks into `.pnpm` under every folder of the project outside
+/// `node_modules/.pnpm` (importers of a workspace included), not following
+/// links; depth-bounded.
+fn importer_links(dir: &Path, root: &Path, out: &mut Vec<PathBuf>, depth: usize) {
+    if depth > 8 || dir == root {
+        return;
+    }
+    symlinks_into(dir, root, out);
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        let name = e.file_name().to_string_lossy().to_string();
+        // The harness keeps the client's store, caches and home beside
+        // the project: never importers.
+        let harness = ["home", "npm-cache", "pnpm-store", "pnpm-cache"].contains(&name.as_str());
+        if e.file_type().is_ok_and(|t| t.is_dir())
+            && p != root
+            && !harness
+            && !name.starts_with('.')
+        {
+            importer_links(&p, root, out, depth + 1);
+        }
+    }
+}
+
+/// The resolved targets of the symlinks directly in `dir` (and in its
+/// `@scope` folders) that point into `root`.
+fn symlinks_into(dir: &Path, root: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        let Ok(t) = e.file_type() else { continue };
+        if t.is_symlink() {
+            if let Ok(target) = std::fs::canonicalize(&p) {
+                if target.starts_with(root) {
+                    out.push(target);
+                }
+            }
+        } else if t.is_dir() && e.file_name().to_string_lossy().starts_with('@') {
+            symlinks_into(&p, root, out);
+        }
+    }
 }
 
 fn walk(
