@@ -49,7 +49,7 @@ pub use plan::{
     Stats,
 };
 pub use request::{
-    normalize_dir, parse_request, AuthHeaders, InstallRequest, Project, TrustPolicy,
+    normalize_dir, parse_request, AuthHeaders, Generation, InstallRequest, Project, TrustPolicy,
 };
 pub use request_v0::{parse_resolve_request, ResolveRequest, LOCKFILE_FORMAT};
 pub use response::{

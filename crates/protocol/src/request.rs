@@ -143,6 +143,21 @@ pub struct InstallRequest {
     pub os: Option<String>,
     /// Informational only (TS client); never acted upon.
     pub arch: Option<String>,
+    /// Which pnpm generation asked (set by the endpoint, not the body): the
+    /// lockfile a client expects differs in small, documented ways between
+    /// pnpm 11.5.2 and the pnpm 11.9+/12 clients of the resolve protocol, so
+    /// it is part of the cache key too.
+    pub generation: Generation,
+}
+
+/// The pnpm generations whose resolution rules pnpr reproduces.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub enum Generation {
+    /// pnpm 11.5.2, the one client of `POST /v1/install`.
+    #[default]
+    V1Install,
+    /// pnpm 11.9+ and 12, clients of `POST /-/pnpr/v0/resolve`.
+    V0Resolve,
 }
 
 impl fmt::Debug for InstallRequest {
@@ -292,6 +307,7 @@ pub(crate) fn parse_object(
         node_version: get(&obj, "nodeVersion").and_then(as_owned_str),
         os: get(&obj, "os").and_then(as_owned_str),
         arch: get(&obj, "arch").and_then(as_owned_str),
+        generation: Generation::default(),
     })
 }
 

@@ -16,6 +16,7 @@
 use serde_json::{Map, Value};
 
 use crate::applied::AppliedPolicies;
+use crate::request::Generation;
 use crate::request::{parse_body, parse_object};
 use crate::{InstallError, InstallRequest};
 
@@ -114,7 +115,8 @@ pub fn parse_resolve_request(
             }
         }
     }
-    let install = parse_object(obj, default_registry)?;
+    let mut install = parse_object(obj, default_registry)?;
+    install.generation = Generation::V0Resolve;
     Ok(ResolveRequest { install, applied })
 }
 

@@ -109,3 +109,15 @@ fn release_age_strictness_is_refused_only_where_it_would_change_the_answer() {
     v["minimumReleaseAge"] = json!(1440);
     assert_eq!(refused_field(v), "minimumReleaseAgeStrict");
 }
+
+#[test]
+fn the_generation_is_the_endpoints_not_the_bodys() {
+    let parsed = parse_resolve_request(
+        br#"{"projects": [{"dir": "."}], "generation": null}"#,
+        DEFAULT,
+    )
+    .expect("parses");
+    assert_eq!(parsed.install.generation, crate::Generation::V0Resolve);
+    let v1 = crate::parse_request(br#"{"projects": [{"dir": "."}]}"#, DEFAULT).expect("parses");
+    assert_eq!(v1.generation, crate::Generation::V1Install);
+}
