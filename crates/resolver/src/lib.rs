@@ -6,6 +6,8 @@
 //! package id in the graph exists in fetched metadata; peer suffixes and the lockfile
 //! shape are computed afterwards by [`peers`].
 
+mod dedupe;
+mod extend;
 mod peers;
 mod pick;
 
@@ -84,6 +86,13 @@ pub struct ResolveOptions {
     pub prefer_frozen: bool,
     /// Return `input_lockfile` unchanged; fail if it does not match.
     pub frozen: bool,
+    /// pnpm's `packageExtensions`: selector (`name` or `name@range`) → an
+    /// object whose `dependencies`, `optionalDependencies`,
+    /// `peerDependencies` and `peerDependenciesMeta` are merged under every
+    /// matching manifest (the manifest's own entries win), in order, before
+    /// anything else reads the manifest. pnpm puts its compatibility database
+    /// first in this list unless `ignoreCompatibilityDb` is set.
+    pub package_extensions: Vec<(String, Value)>,
 }
 
 impl Default for ResolveOptions {
@@ -103,6 +112,7 @@ impl Default for ResolveOptions {
             input_lockfile: None,
             prefer_frozen: true,
             frozen: false,
+            package_extensions: Vec::new(),
         }
     }
 }
@@ -242,6 +252,8 @@ struct Resolver<'a> {
     expanded: HashSet<String>,
     /// Pins from the input lockfile: package id → child alias → version.
     locked_children: HashMap<String, BTreeMap<String, String>>,
+    /// Parsed `package_extensions`.
+    extensions: Vec<extend::Extension>,
 }
 
 fn parse_overrides(map: &BTreeMap<String, String>) -> Vec<Override> {
@@ -378,6 +390,7 @@ impl<'a> Resolver<'a> {
                     m.remove("libc");
                 }
             }
+            extend::apply(&self.extensions, name, version, &mut manifest);
             self.pkgs.insert(
                 id.clone(),
                 Pkg {
@@ -873,6 +886,7 @@ impl<'a> Resolver<'a> {
             pkgs: BTreeMap::new(),
             expanded: HashSet::new(),
             locked_children,
+            extensions: extend::parse(&opts.package_extensions),
         }
     }
 

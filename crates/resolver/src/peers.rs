@@ -69,6 +69,9 @@ struct Builder<'g> {
     /// Peers resolved from a provider below the root scope: name → package id
     /// (the last resolution wins, as in pnpm's merge of resolved peers).
     resolved_below: BTreeMap<String, String>,
+    /// Occurrences in the order their fill finished (children before
+    /// parents, as pnpm adds dep paths to its graph).
+    finished: Vec<usize>,
 }
 
 impl<'g> Builder<'g> {
@@ -108,6 +111,7 @@ impl<'g> Builder<'g> {
             scope: Vec::new(),
             ancestors: Vec::new(),
             resolved_below: BTreeMap::new(),
+            finished: Vec::new(),
         }
     }
 
@@ -180,6 +184,7 @@ impl<'g> Builder<'g> {
         self.scope.pop();
         self.inherit_child_peers(occ, &pkg.name, &placed, &own_names);
         self.occs[occ].children = placed.children;
+        self.finished.push(occ);
     }
 
     /// Places every child of `pkg` under the current scope.
@@ -224,7 +229,9 @@ impl<'g> Builder<'g> {
             }
             match self.lookup(name) {
                 Some((t, at_root)) => {
-                    if !at_root {
+                    // Only peers of `peerDependencies` take part in pnpm's
+                    // tree-phase peer resolution, so only they are hoisted.
+                    if !at_root && declares_peer(&pkg.manifest, name) {
                         let id = self.occs[t].pkg_id.clone();
                         self.resolved_below.insert(name.clone(), id);
                     }
@@ -386,21 +393,38 @@ struct Paths<'b> {
     pkgs: &'b Graph,
     memo: HashMap<usize, String>,
     in_progress: HashSet<usize>,
+    /// Dep paths replaced by `dedupePeerDependents`, for snapshot references.
+    replace: HashMap<String, String>,
+    /// Memo of [`Paths::in_peer_cycle`].
+    cyclic: HashMap<usize, bool>,
+    /// The same for importer references (a superset, see [`crate::dedupe`]).
+    replace_in_importers: HashMap<String, String>,
 }
 
 impl Paths<'_> {
-    fn reaches(&self, from: usize, to: usize) -> bool {
+    /// Whether `occ` lies on a cycle of peer edges. pnpm short-circuits such
+    /// a peer to its bare `name@version` for every dependent whose key waited
+    /// on it (`calculateDepPath` resolves the cyclic peer's pending path with
+    /// the bare id, and that deferred value is what later waiters read), while
+    /// references to it as a dependency keep its full dep path.
+    fn in_peer_cycle(&mut self, occ: usize) -> bool {
+        if let Some(v) = self.cyclic.get(&occ) {
+            return *v;
+        }
         let mut seen = HashSet::new();
-        let mut stack = vec![from];
+        let mut stack: Vec<usize> = self.occs[occ].suffix.values().copied().collect();
+        let mut found = false;
         while let Some(o) = stack.pop() {
-            if o == to {
-                return true;
+            if o == occ {
+                found = true;
+                break;
             }
             if seen.insert(o) {
                 stack.extend(self.occs[o].suffix.values().copied());
             }
         }
-        false
+        self.cyclic.insert(occ, found);
+        found
     }
 
     fn name_of(&self, occ: usize) -> &str {
@@ -426,7 +450,7 @@ impl Paths<'_> {
             .collect();
         let mut ids = Vec::with_capacity(suffix.len());
         for (name, t) in suffix {
-            let full = if self.reaches(t, occ) {
+            let full = if self.in_peer_cycle(t) {
                 self.occs[t].pkg_id.clone()
             } else {
                 self.dep_path(t)
@@ -455,7 +479,23 @@ impl Paths<'_> {
 
     fn version_ref(&mut self, alias: &str, target: usize) -> String {
         let full = self.dep_path(target);
-        let name = self.name_of(target).to_string();
+        let full = self.replace.get(&full).cloned().unwrap_or(full);
+        self.strip_alias(alias, target, full)
+    }
+
+    fn importer_ref(&mut self, alias: &str, target: usize) -> String {
+        let full = self.dep_path(target);
+        let full = self
+            .replace_in_importers
+            .get(&full)
+            .cloned()
+            .unwrap_or(full);
+        self.strip_alias(alias, target, full)
+    }
+
+    /// The reference drops `name@` when the alias is the package's name.
+    fn strip_alias(&self, alias: &str, target: usize, full: String) -> String {
+        let name = self.name_of(target);
         if name == alias {
             full[name.len() + 1..].to_string()
         } else {
@@ -613,7 +653,13 @@ pub(crate) fn build_lockfile(g: &Graph, opts: &ResolveOptions) -> Lockfile {
         pkgs: g,
         memo: HashMap::new(),
         in_progress: HashSet::new(),
+        replace: HashMap::new(),
+        cyclic: HashMap::new(),
+        replace_in_importers: HashMap::new(),
     };
+    let replacements = dedupe(&occs, &b.finished, &mut paths);
+    paths.replace = replacements.children;
+    paths.replace_in_importers = replacements.importers;
     let mut lf = Lockfile {
         overrides: opts.overrides.clone(),
         ..Default::default()
@@ -636,19 +682,108 @@ pub(crate) fn build_lockfile(g: &Graph, opts: &ResolveOptions) -> Lockfile {
     let required = required_paths(&occs, &mut paths, queue);
     for (o, occ) in occs.iter().enumerate() {
         let key = paths.dep_path(o);
-        if lf.snapshots.contains_key(&key) {
+        if lf.snapshots.contains_key(&key) || paths.replace.contains_key(&key) {
             continue;
         }
         let mut snap = snapshot(occ, &mut paths);
         snap.optional = !required.contains(&key);
-        if let Some(p) = g.pkgs.get(&occ.pkg_id) {
-            lf.packages
+        lf.snapshots.insert(key, snap);
+    }
+    prune_unreachable(&mut lf);
+    let kept: HashSet<&str> = lf
+        .snapshots
+        .keys()
+        .map(|k| crate::strip_suffix(k))
+        .collect();
+    let mut packages = BTreeMap::new();
+    for occ in &occs {
+        if let (Some(p), true) = (g.pkgs.get(&occ.pkg_id), kept.contains(occ.pkg_id.as_str())) {
+            packages
                 .entry(occ.pkg_id.clone())
                 .or_insert_with(|| package_info(&p.manifest, &p.name, &opts.registry));
         }
-        lf.snapshots.insert(key, snap);
     }
+    lf.packages = packages;
     lf
+}
+
+/// pnpm's `dedupePeerDependents` over the occurrences' dep paths: the
+/// package ids with several dep paths, grouped in the order pnpm first adds
+/// them (fill completion order).
+fn dedupe(occs: &[Occ], finished: &[usize], paths: &mut Paths<'_>) -> crate::dedupe::Replacements {
+    let mut nodes: HashMap<String, crate::dedupe::Node> = HashMap::new();
+    let mut groups: Vec<Vec<String>> = Vec::new();
+    let mut group_of: HashMap<&str, usize> = HashMap::new();
+    for &o in finished {
+        let key = paths.dep_path(o);
+        if nodes.contains_key(&key) {
+            continue;
+        }
+        let occ = &occs[o];
+        let mut children: BTreeMap<&str, String> = BTreeMap::new();
+        for (alias, r, _) in &occ.children {
+            let to = match r {
+                OccRef::Link(p) => format!("link:{p}"),
+                OccRef::Occ(c) => paths.dep_path(*c),
+            };
+            children.insert(alias, to);
+        }
+        for (name, (t, _)) in &occ.own_peers {
+            children.insert(name, paths.dep_path(*t));
+        }
+        let node = crate::dedupe::Node {
+            children: children.into_values().collect(),
+            peer_names: occ.suffix.keys().cloned().collect(),
+        };
+        nodes.insert(key.clone(), node);
+        let g = *group_of.entry(occ.pkg_id.as_str()).or_insert_with(|| {
+            groups.push(Vec::new());
+            groups.len() - 1
+        });
+        groups[g].push(key);
+    }
+    groups.retain(|g| g.len() > 1);
+    crate::dedupe::dedupe_peer_dependents(&mut nodes, groups)
+}
+
+/// Drops snapshots no importer reaches (pnpm's `pruneSharedLockfile`), e.g.
+/// a dep path only importers referred to before the dedupe replaced it.
+fn prune_unreachable(lf: &mut Lockfile) {
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut stack: Vec<String> = Vec::new();
+    let push_ref = |stack: &mut Vec<String>, alias: &str, v: &str| {
+        if v.starts_with("link:") {
+            return;
+        }
+        // A reference is `version(...)` under its own name, or a full dep path.
+        let starts_like_version = v.chars().next().is_some_and(|c| c.is_ascii_digit());
+        stack.push(if starts_like_version {
+            format!("{alias}@{v}")
+        } else {
+            v.to_string()
+        });
+    };
+    for imp in lf.importers.values() {
+        for (alias, d) in imp
+            .dependencies
+            .iter()
+            .chain(&imp.dev_dependencies)
+            .chain(&imp.optional_dependencies)
+        {
+            push_ref(&mut stack, alias, &d.version);
+        }
+    }
+    while let Some(key) = stack.pop() {
+        if !seen.insert(key.clone()) {
+            continue;
+        }
+        if let Some(snap) = lf.snapshots.get(&key) {
+            for (alias, v) in snap.dependencies.iter().chain(&snap.optional_dependencies) {
+                push_ref(&mut stack, alias, v);
+            }
+        }
+    }
+    lf.snapshots.retain(|k, _| seen.contains(k));
 }
 
 /// An importer's root references and the occurrences its walk starts from.
@@ -692,7 +827,7 @@ fn write_importers(
                     if *group != Group::Optional {
                         queue.push_back(*o);
                     }
-                    paths.version_ref(alias, *o)
+                    paths.importer_ref(alias, *o)
                 }
             };
             let entry = ImporterDep {
@@ -724,7 +859,13 @@ fn required_paths(
         if !seen.insert(o) {
             continue;
         }
-        required.insert(paths.dep_path(o));
+        let key = paths.dep_path(o);
+        for map in [&paths.replace, &paths.replace_in_importers] {
+            if let Some(to) = map.get(&key) {
+                required.insert(to.clone());
+            }
+        }
+        required.insert(key);
         for (_, r, optional) in &occs[o].children {
             if let (OccRef::Occ(c), false) = (r, optional) {
                 queue.push_back(*c);

@@ -250,3 +250,129 @@ fn engines_are_written_as_pnpm_writes_them() {
     assert_eq!(lf.packages["concat@1.0.0"].engines["0"], "node >= 0.8");
     assert_eq!(lf.packages["both@1.0.0"].engines.len(), 1);
 }
+
+/// A peer known only from `peerDependenciesMeta` and resolved below the root
+/// is not hoisted to it; the dependency resolved without it is then replaced
+/// by the variant that has it (`dedupePeerDependents`), while its dependent
+/// keeps its own key and lists the peer as transitive.
+#[test]
+fn meta_only_peers_are_not_hoisted_and_poorer_variants_are_deduped() {
+    let src = MemSource::new(vec![
+        doc(
+            "debug",
+            &[(
+                "4.0.0",
+                json!({"dependencies": {"ms": "^2"},
+                       "peerDependenciesMeta": {"supports-color": {"optional": true}}}),
+            )],
+        ),
+        doc("ms", &[("2.0.0", json!({}))]),
+        doc("supports-color", &[("5.0.0", json!({}))]),
+        doc(
+            "nodemon",
+            &[(
+                "1.0.0",
+                json!({"dependencies": {"debug": "^4", "supports-color": "^5"}}),
+            )],
+        ),
+        doc(
+            "body",
+            &[("1.0.0", json!({"dependencies": {"debug": "^4"}}))],
+        ),
+        doc(
+            "express",
+            &[("1.0.0", json!({"dependencies": {"body": "1.0.0"}}))],
+        ),
+    ]);
+    let lf = resolve_one(&src, &[("express", "1.0.0"), ("nodemon", "1.0.0")]);
+    assert_eq!(lf.importers["."].dependencies["express"].version, "1.0.0");
+    let body = &lf.snapshots["body@1.0.0"];
+    assert_eq!(body.dependencies["debug"], "4.0.0(supports-color@5.0.0)");
+    assert_eq!(
+        body.transitive_peer_dependencies,
+        vec!["supports-color".to_string()]
+    );
+    assert!(!lf.snapshots.contains_key("debug@4.0.0"));
+    assert!(lf
+        .snapshots
+        .contains_key("debug@4.0.0(supports-color@5.0.0)"));
+}
+
+/// A peer that sits on a cycle of peers (webpack ⇄ webpack-cli) appears as
+/// its bare `name@version` inside every other key, while dependency
+/// references keep its full dep path.
+#[test]
+fn peers_on_a_peer_cycle_appear_bare_inside_keys() {
+    let src = MemSource::new(vec![
+        doc(
+            "webpack",
+            &[(
+                "5.0.0",
+                json!({"dependencies": {"plugin": "1.0.0"},
+                       "peerDependenciesMeta": {"webpack-cli": {"optional": true}}}),
+            )],
+        ),
+        doc(
+            "webpack-cli",
+            &[("6.0.0", json!({"peerDependencies": {"webpack": "5"}}))],
+        ),
+        doc(
+            "plugin",
+            &[("1.0.0", json!({"peerDependencies": {"webpack": "5"}}))],
+        ),
+        doc(
+            "loader",
+            &[("1.0.0", json!({"peerDependencies": {"webpack": "5"}}))],
+        ),
+    ]);
+    let lf = resolve_one(
+        &src,
+        &[
+            ("webpack", "5.0.0"),
+            ("webpack-cli", "6.0.0"),
+            ("loader", "1.0.0"),
+        ],
+    );
+    let imp = &lf.importers["."].dependencies;
+    assert_eq!(imp["webpack"].version, "5.0.0(webpack-cli@6.0.0)");
+    assert_eq!(imp["webpack-cli"].version, "6.0.0(webpack@5.0.0)");
+    assert_eq!(imp["loader"].version, "1.0.0(webpack@5.0.0)");
+    let loader = &lf.snapshots["loader@1.0.0(webpack@5.0.0)"];
+    assert_eq!(loader.dependencies["webpack"], "5.0.0(webpack-cli@6.0.0)");
+    assert_eq!(
+        lf.snapshots["webpack@5.0.0(webpack-cli@6.0.0)"].dependencies["plugin"],
+        "1.0.0(webpack@5.0.0)"
+    );
+}
+
+/// `package_extensions` reach the lockfile as if the manifest declared them:
+/// an optional peer added to `debug@<4.2.0` is a peer `*` of `debug@2.6.9`
+/// and a transitive peer of its dependents.
+#[test]
+fn package_extensions_shape_peers_like_declared_ones() {
+    let src = MemSource::new(vec![
+        doc("debug", &[("2.6.9", json!({}))]),
+        doc(
+            "express",
+            &[("4.0.0", json!({"dependencies": {"debug": "2.6.9"}}))],
+        ),
+    ]);
+    let opts = ResolveOptions {
+        package_extensions: vec![(
+            "debug@<4.2.0".to_string(),
+            json!({"peerDependenciesMeta": {"supports-color": {"optional": true}}}),
+        )],
+        ..Default::default()
+    };
+    let lf = run(resolve(&[project(&[("express", "4.0.0")])], &src, &opts))
+        .unwrap()
+        .lockfile;
+    assert_eq!(
+        lf.packages["debug@2.6.9"].peer_dependencies["supports-color"],
+        "*"
+    );
+    assert_eq!(
+        lf.snapshots["express@4.0.0"].transitive_peer_dependencies,
+        vec!["supports-color".to_string()]
+    );
+}
