@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use futures_util::future::{BoxFuture, FutureExt, Shared};
 use pnpr_upstream::UpstreamError;
 use serde_json::Value;
+use tracing::Instrument;
 
 use crate::error::ApiError;
 
@@ -111,11 +112,16 @@ where
                     let inflight = Arc::clone(&self.inflight);
                     let k = key.clone();
                     let fut = work();
-                    let task = tokio::spawn(async move {
-                        let out = fut.await;
-                        lock(&inflight).remove(&k);
-                        out
-                    });
+                    // The starter's span (its request id) follows the work,
+                    // so the shared fetch's log lines say who caused it.
+                    let task = tokio::spawn(
+                        async move {
+                            let out = fut.await;
+                            lock(&inflight).remove(&k);
+                            out
+                        }
+                        .instrument(tracing::Span::current()),
+                    );
                     let shared = async move { task.await.unwrap_or_else(|_| lost()) }
                         .boxed()
                         .shared();

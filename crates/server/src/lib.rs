@@ -26,6 +26,7 @@ mod mirror;
 pub mod registry;
 pub mod reload;
 mod rendered;
+pub mod request_id;
 pub mod state;
 mod urls;
 pub mod users;
@@ -72,7 +73,10 @@ pub fn app(state: Arc<AppState>) -> Router {
             "/-/npm/v1/security/audits/quick",
             axum::routing::post(audit::quick),
         )
-        .route("/-/npm/v1/security/audits", axum::routing::post(audit::full))
+        .route(
+            "/-/npm/v1/security/audits",
+            axum::routing::post(audit::full),
+        )
         .route("/v1/install", axum::routing::post(install::install))
         .route("/-/pnpr", get(install::v0::handshake))
         .route(
@@ -99,6 +103,11 @@ pub fn app(state: Arc<AppState>) -> Router {
     Router::new()
         .fallback_service(routed)
         .layer(middleware::from_fn_with_state(state, endpoint::alias))
+        .layer(middleware::from_fn(request_id::layer))
+        .layer(middleware::from_fn_with_state(
+            Arc::new(compression::CompressedCache::default()),
+            compression::cached,
+        ))
         .layer(compression::layer())
 }
 

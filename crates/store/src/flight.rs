@@ -111,18 +111,23 @@ impl TarballFetches {
                 }
                 let fut = start();
                 let this = Arc::clone(self);
-                tokio::spawn(async move {
-                    let outcome = run_fetch(writer, fut, &tx, keep, this.max_size).await;
-                    let final_state = match outcome {
-                        Ok(len) => FlightState::Done { len },
-                        Err(e) => {
-                            tracing::warn!(error = %e, "tarball fetch failed; nothing cached");
-                            FlightState::Failed(e)
-                        }
-                    };
-                    this.lock().remove(&key);
-                    let _ = tx.send(final_state);
-                });
+                // The starter's span (its request id) follows the fetch.
+                let span = tracing::Span::current();
+                tokio::spawn(tracing::Instrument::instrument(
+                    async move {
+                        let outcome = run_fetch(writer, fut, &tx, keep, this.max_size).await;
+                        let final_state = match outcome {
+                            Ok(len) => FlightState::Done { len },
+                            Err(e) => {
+                                tracing::warn!(error = %e, "tarball fetch failed; nothing cached");
+                                FlightState::Failed(e)
+                            }
+                        };
+                        this.lock().remove(&key);
+                        let _ = tx.send(final_state);
+                    },
+                    span,
+                ));
                 flight
             }
         };

@@ -192,15 +192,21 @@ fn stream(
 ) -> Response {
     let cache_hit = resolved.cache_hit;
     let (tx, rx) = tokio::sync::mpsc::channel(CHANNEL_FRAMES);
-    tokio::spawn(async move {
-        // The in-flight slot is held until the last frame is queued.
-        let _permit = permit;
-        let last = match frames(&state, &session, &resolved, &serve, &tx).await {
-            Ok(()) => done(&resolved, &applied),
-            Err(e) => ndjson::error_frame(&e.message),
-        };
-        let _ = tx.send(Ok(Bytes::from(last))).await;
-    });
+    // The frames are produced in their own task; the request's span (its
+    // request id) goes with them.
+    let span = tracing::Span::current();
+    tokio::spawn(tracing::Instrument::instrument(
+        async move {
+            // The in-flight slot is held until the last frame is queued.
+            let _permit = permit;
+            let last = match frames(&state, &session, &resolved, &serve, &tx).await {
+                Ok(()) => done(&resolved, &applied),
+                Err(e) => ndjson::error_frame(&e.message),
+            };
+            let _ = tx.send(Ok(Bytes::from(last))).await;
+        },
+        span,
+    ));
     let body = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     });
