@@ -44,6 +44,8 @@ mod env;
 mod error;
 mod exposure;
 mod limits;
+mod operations;
+pub use operations::{OperationsConfig, LOOPBACK};
 mod overrides;
 mod parse;
 mod path;
@@ -97,6 +99,8 @@ pub struct Config {
     pub limits: Limits,
     /// `audit:` (pnpr's own key): the audit passthrough.
     pub audit: AuditConfig,
+    /// `cache_max_size`, `metrics:` and `status:` (pnpr's own keys).
+    pub operations: OperationsConfig,
     pub log: LogConfig,
     /// Ignored keys and unset `${VAR}`s, for the binary to log at startup.
     pub warnings: Vec<String>,

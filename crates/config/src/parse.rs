@@ -113,6 +113,9 @@ struct TopLevel<'a> {
     limits: Option<&'a Value>,
     audit: Option<&'a Value>,
     log: Option<&'a Value>,
+    cache_max_size: Option<&'a Value>,
+    metrics: Option<&'a Value>,
+    status: Option<&'a Value>,
 }
 
 struct Parser<'e> {
@@ -160,6 +163,11 @@ impl Parser<'_> {
             Some(v) => crate::audit::audit(v, &uplink_names)?,
         };
         let log = section(top.log, |v| self.log(v))?;
+        let operations = crate::operations::operations(crate::operations::OperationsNodes {
+            cache_max_size: top.cache_max_size,
+            metrics: top.metrics,
+            status: top.status,
+        })?;
         Ok(Config {
             config_path: None,
             listen,
@@ -178,6 +186,7 @@ impl Parser<'_> {
             ownership,
             limits,
             audit,
+            operations,
             log,
             warnings: std::mem::take(&mut self.warnings),
         })
@@ -212,6 +221,9 @@ impl Parser<'_> {
                 "limits" => &mut top.limits,
                 "audit" => &mut top.audit,
                 "log" => &mut top.log,
+                "cache_max_size" => &mut top.cache_max_size,
+                "metrics" => &mut top.metrics,
+                "status" => &mut top.status,
                 other => {
                     self.ignore("", other, IGNORED_TOP_LEVEL);
                     continue;
