@@ -254,6 +254,9 @@ struct Resolver<'a> {
     locked_children: HashMap<String, BTreeMap<String, String>>,
     /// Parsed `package_extensions`.
     extensions: Vec<extend::Extension>,
+    /// Names of direct dependencies the seed did not pin to the version
+    /// picked now; their transitive lockfile pins are ignored.
+    updated: HashSet<String>,
 }
 
 fn parse_overrides(map: &BTreeMap<String, String>) -> Vec<Override> {
@@ -524,11 +527,12 @@ impl<'a> Resolver<'a> {
                 _ => continue,
             };
             let mut preferred = level[i].1.versions(&name);
-            if let Some(v) = self
+            let pinned = self
                 .locked_children
                 .get(&level[i].0)
                 .and_then(|m| m.get(&alias))
-            {
+                .filter(|_| !self.updated.contains(&name));
+            if let Some(v) = pinned {
                 preferred.insert(0, v.clone());
             }
             if let Some(e) = failed.remove(&name) {
@@ -822,12 +826,12 @@ fn workspace_dirs(projects: &[ProjectInput]) -> Result<HashMap<&str, String>, Re
 }
 
 /// The version the seed lockfile pinned for a direct dependency, if its
-/// specifier did not change.
+/// specifier is `specifier` (any specifier when `None`).
 fn locked_direct_version(
     seed: Option<&pnpr_lockfile::Lockfile>,
     dir: &str,
     alias: &str,
-    specifier: &str,
+    specifier: Option<&str>,
 ) -> Option<String> {
     let imp = seed?.importers.get(dir)?;
     let d = imp
@@ -835,7 +839,7 @@ fn locked_direct_version(
         .get(alias)
         .or_else(|| imp.dev_dependencies.get(alias))
         .or_else(|| imp.optional_dependencies.get(alias))?;
-    (d.specifier == specifier).then(|| {
+    specifier.is_none_or(|s| d.specifier == s).then(|| {
         let v = strip_suffix(&d.version);
         if v.starts_with('@') || (v.contains('@')) {
             split_name_range(v).1.unwrap_or(v).to_string()
@@ -887,6 +891,7 @@ impl<'a> Resolver<'a> {
             expanded: HashSet::new(),
             locked_children,
             extensions: extend::parse(&opts.package_extensions),
+            updated: HashSet::new(),
         }
     }
 
@@ -956,9 +961,17 @@ impl<'a> Resolver<'a> {
             vec![HashMap::new(); importers.len()];
         for d in pending {
             let idx = d.importer;
-            let locked = locked_direct_version(seed, &importers[idx].dir, &d.alias, &d.specifier);
+            let locked =
+                locked_direct_version(seed, &importers[idx].dir, &d.alias, Some(&d.specifier));
             let preferred: Vec<String> = locked.into_iter().collect();
             let id = self.pick(&d.name, &d.range, &preferred, d.group == Group::Optional)?;
+            let was = locked_direct_version(seed, &importers[idx].dir, &d.alias, None);
+            if seed.is_some() && was.as_deref() != self.pkgs.get(&id).map(|p| p.version.as_str()) {
+                // pnpm's `updatedSet`: a direct dependency that is new or
+                // resolved to another version unpins every transitive
+                // occurrence of its name from the lockfile.
+                self.updated.insert(d.name.clone());
+            }
             if let Some(p) = self.pkgs.get(&id) {
                 per_importer_pref[idx]
                     .entry(p.name.clone())

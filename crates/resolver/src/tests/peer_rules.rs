@@ -376,3 +376,47 @@ fn package_extensions_shape_peers_like_declared_ones() {
         vec!["supports-color".to_string()]
     );
 }
+
+/// Adding a direct dependency unpins every transitive occurrence of its name
+/// in the seed lockfile (pnpm's `updatedSet`), so they prefer the new direct
+/// version; names the update did not touch keep their pins.
+#[test]
+fn a_new_direct_dependency_unpins_its_name_below() {
+    let src = source();
+    let mut seed = pnpr_lockfile::Lockfile::default();
+    let mut imp = pnpr_lockfile::Importer::default();
+    imp.dependencies.insert(
+        "a".into(),
+        pnpr_lockfile::ImporterDep {
+            specifier: "^1.0.0".into(),
+            version: "1.1.0".into(),
+        },
+    );
+    seed.importers.insert(".".into(), imp);
+    seed.snapshots.insert(
+        "a@1.1.0".into(),
+        pnpr_lockfile::Snapshot {
+            dependencies: [("b".to_string(), "1.2.0".to_string())].into(),
+            ..Default::default()
+        },
+    );
+    let opts = ResolveOptions {
+        input_lockfile: Some(seed),
+        ..Default::default()
+    };
+    let same = run(resolve(&[project(&[("a", "^1.0.0")])], &src, &opts)).unwrap();
+    assert_eq!(
+        same.lockfile.snapshots["a@1.1.0"].dependencies["b"],
+        "1.2.0"
+    );
+    let added = run(resolve(
+        &[project(&[("a", "^1.0.0"), ("b", "1.0.0")])],
+        &src,
+        &opts,
+    ))
+    .unwrap();
+    assert_eq!(
+        added.lockfile.snapshots["a@1.1.0"].dependencies["b"],
+        "1.0.0"
+    );
+}
