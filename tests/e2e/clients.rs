@@ -287,6 +287,21 @@ async fn json_is_compressed_by_negotiation_and_tarballs_never_are() {
         .contains("accept-encoding"));
     assert!(gz.body.len() < plain.body.len());
     assert_eq!(gunzip(&gz.body), plain.body.to_vec());
+    // Compressed once per document: a second request gets the same bytes;
+    // revalidation still answers 304.
+    let gz2 = raw
+        .send("GET", &url, &[("accept-encoding", "gzip")], None)
+        .await;
+    assert_eq!(gz2.body, gz.body);
+    let etag = gz.header("etag").expect("etag").to_string();
+    raw.send(
+        "GET",
+        &url,
+        &[("accept-encoding", "gzip"), ("if-none-match", &etag)],
+        None,
+    )
+    .await
+    .assert_status(304);
 
     for (offer, expect) in [
         ("br", "br"),
