@@ -22,12 +22,14 @@ pub mod grants;
 pub mod hosted;
 pub mod identity;
 pub mod install;
+pub mod metrics;
 mod mirror;
 pub mod registry;
 pub mod reload;
 mod rendered;
 pub mod request_id;
 pub mod state;
+mod stores;
 mod urls;
 pub mod users;
 
@@ -48,11 +50,14 @@ pub use state::{AppState, BuildError, ServerOptions};
 
 /// Builds the router for a prepared state.
 pub fn app(state: Arc<AppState>) -> Router {
+    // Installs the recorder before the first request is counted.
+    metrics::handle();
     let limit = usize::try_from(state.config.max_body_size).unwrap_or(usize::MAX);
     let routed = Router::new()
         .route("/-/ping", get(ping))
         .route("/-/health", get(health))
         .route("/-/ready", get(ready))
+        .route("/-/metrics", get(metrics::scrape))
         .route("/-/whoami", get(users::whoami))
         .route("/-/user/token/{token}", delete(users::logout))
         .route("/-/user/{id}", put(users::login).get(users::get_user))
@@ -98,6 +103,7 @@ pub fn app(state: Arc<AppState>) -> Router {
             identity::gate,
         ))
         .layer(middleware::from_fn(access_log))
+        .layer(middleware::from_fn(metrics::track))
         .with_state(Arc::clone(&state));
     // Rewrites run before routing, so they wrap the routed app.
     Router::new()

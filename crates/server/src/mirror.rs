@@ -203,6 +203,7 @@ async fn load_one(
     let now = now_ms();
     let row = match row {
         Some(row) if now.saturating_sub(row.meta.fetched_at_ms) < maxage_ms => {
+            crate::metrics::record_cache("packument", "hit");
             merge.fresh_until = merge
                 .fresh_until
                 .min(row.meta.fetched_at_ms.saturating_add(maxage_ms));
@@ -211,6 +212,7 @@ async fn load_one(
         }
         other => other,
     };
+    crate::metrics::record_cache("packument", if row.is_some() { "stale" } else { "miss" });
     let (st, k) = (Arc::clone(state), key.clone());
     let fetched = state
         .mirror
@@ -328,7 +330,11 @@ async fn fetch_packument(
         if_none_match: row.as_ref().and_then(|r| r.etag.clone()),
         if_modified_since: row.as_ref().and_then(|r| r.last_modified.clone()),
     };
-    let resp = match state.net().client.fetch(req).await {
+    let started = std::time::Instant::now();
+    let sent = state.net().client.fetch(req).await;
+    let outcome = crate::metrics::upstream_outcome(&sent, |r| r.status);
+    crate::metrics::record_upstream(&key.uplink, outcome, started);
+    let resp = match sent {
         Ok(resp) => resp,
         Err(e) => {
             let fallback = e.is_transport();
@@ -624,7 +630,8 @@ pub(crate) async fn tarball_body(
         .mirror
         .tarballs
         .get(&source.ns, &sri, keep, move || async move {
-            let resp = st
+            let started = std::time::Instant::now();
+            let sent = st
                 .net()
                 .client
                 .fetch(FetchRequest {
@@ -634,8 +641,10 @@ pub(crate) async fn tarball_body(
                     if_none_match: None,
                     if_modified_since: None,
                 })
-                .await
-                .map_err(pnpr_store::FetchFailure::upstream)?;
+                .await;
+            let outcome = crate::metrics::upstream_outcome(&sent, |r| r.status);
+            crate::metrics::record_upstream(&via, outcome, started);
+            let resp = sent.map_err(pnpr_store::FetchFailure::upstream)?;
             if resp.status != 200 {
                 return Err(pnpr_store::FetchFailure::status(
                     resp.status,
@@ -648,5 +657,10 @@ pub(crate) async fn tarball_body(
             Ok(Box::pin(stream) as pnpr_store::flight::ByteStream)
         })
         .await?;
+    let result = match body {
+        TarballBody::Stored(_) => "hit",
+        TarballBody::Streaming(_) => "miss",
+    };
+    crate::metrics::record_cache("tarball", result);
     Ok((body, uplink))
 }

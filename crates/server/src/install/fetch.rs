@@ -215,11 +215,14 @@ async fn forwarded_tarball(
                 ..Default::default()
             };
             let client = &st.net().client;
-            let resp = match credential {
+            let started = std::time::Instant::now();
+            let sent = match credential {
                 Some(c) => client.fetch_forwarded(req, c).await,
                 None => client.fetch(req).await,
-            }
-            .map_err(pnpr_store::FetchFailure::upstream)?;
+            };
+            let outcome = crate::metrics::upstream_outcome(&sent, |r| r.status);
+            crate::metrics::record_upstream("forwarded", outcome, started);
+            let resp = sent.map_err(pnpr_store::FetchFailure::upstream)?;
             if resp.status != 200 {
                 return Err(pnpr_store::FetchFailure::status(resp.status, &label));
             }

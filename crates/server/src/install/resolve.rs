@@ -48,6 +48,7 @@ pub(super) async fn resolve_or_cached(
             .accelerator
             .resolutions()
             .lookup(&key, |d| session.passes_gate(d));
+        crate::metrics::record_resolution(hit.is_some());
         if let Some(tree) = hit {
             return Ok(Outcome::Resolved(Resolved {
                 tree,

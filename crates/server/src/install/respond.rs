@@ -72,6 +72,12 @@ pub(super) fn stream(
 ) -> Result<Response, ApiError> {
     let header = pnpr_protocol::header_json(&resolved.tree.lockfile, &plan)
         .map_err(|e| ApiError::internal("response header", e))?;
+    crate::metrics::record_install(&crate::metrics::InstallStats {
+        packages: plan.stats.total_packages,
+        files_sent: plan.stats.files_to_download,
+        bytes_sent: plan.stats.download_bytes,
+        files_present: plan.stats.files_already_in_cafs,
+    });
     let head = pnpr_protocol::header_member(&header, LEVEL)
         .map_err(|e| ApiError::internal("response header", e))?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(CHANNEL_FRAMES);
