@@ -130,6 +130,9 @@ impl AppState {
             .unwrap_or(opts.fallback_secret);
 
         let policy = compile_policy(&config)?;
+        if config.operations.cache_max_size.is_some() {
+            tracing::warn!("cache_max_size is reported in /-/metrics but not enforced yet: no size-based eviction");
+        }
 
         std::fs::create_dir_all(&config.storage).map_err(pnpr_store::StoreError::Io)?;
         std::fs::create_dir_all(&config.cache).map_err(pnpr_store::StoreError::Io)?;
