@@ -35,10 +35,21 @@ impl Http {
         Self::build(false)
     }
 
+    /// Like [`Http::raw`], but connecting from `local` (a loopback address
+    /// other than 127.0.0.1 plays another peer, e.g. a trusted proxy).
+    pub fn raw_from(local: std::net::IpAddr) -> Http {
+        Self::build_with(false, Some(local))
+    }
+
     fn build(gzip: bool) -> Http {
+        Self::build_with(gzip, None)
+    }
+
+    fn build_with(gzip: bool, local: Option<std::net::IpAddr>) -> Http {
         let client = reqwest::Client::builder()
             .no_proxy()
             .gzip(gzip)
+            .local_address(local)
             .timeout(Duration::from_secs(60))
             .build()
             .unwrap_or_else(|e| panic!("cannot build http client: {e}"));

@@ -265,6 +265,9 @@ pub struct NetworkConfig {
     pub hosts: Vec<(String, IpAddr)>,
     /// Private/internal networks the fetch guard may connect to anyway.
     pub allow_private: Vec<ipnet::IpNet>,
+    /// Peers whose `X-Forwarded-Host` / `X-Forwarded-Proto` name the public
+    /// URL of a request when `public_url` is unset (reverse proxies).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -420,17 +420,8 @@ impl Parser<'_> {
                         net.hosts.push((host, ip));
                     }
                 }
-                "allow_private" => {
-                    for (i, item) in token_list(node, &path)?.iter().enumerate() {
-                        let net_item = parse_net(item).ok_or_else(|| {
-                            ConfigError::invalid(
-                                index(&path, i),
-                                "not a CIDR network or IP address",
-                            )
-                        })?;
-                        net.allow_private.push(net_item);
-                    }
-                }
+                "allow_private" => net.allow_private = net_list(node, &path)?,
+                "trusted_proxies" => net.trusted_proxies = net_list(node, &path)?,
                 other => self.ignore("network", other, &[]),
             }
         }
@@ -838,6 +829,20 @@ pub(crate) fn validate_glob(pattern: &str) -> Result<(), String> {
     globset::Glob::new(pattern)
         .map(|_| ())
         .map_err(|e| format!("invalid package glob ({})", e.kind()))
+}
+
+/// A list of CIDR networks or bare addresses (`network.allow_private`,
+/// `network.trusted_proxies`), each entry's path named in its error.
+fn net_list(node: &Value, path: &str) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    token_list(node, path)?
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            parse_net(item).ok_or_else(|| {
+                ConfigError::invalid(index(path, i), "not a CIDR network or IP address")
+            })
+        })
+        .collect()
 }
 
 fn parse_net(s: &str) -> Option<ipnet::IpNet> {

@@ -143,6 +143,14 @@ async fn serve(_cli: Cli, config: Config, env: Env) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let bound = listener.local_addr().map_err(|e| e.to_string())?;
+    if bound.ip().is_unspecified() && config.public_url.is_none() {
+        // URLs then follow each request's Host header; a request without a
+        // usable one would get http://0.0.0.0/... URLs.
+        tracing::warn!(
+            %bound,
+            "listening on a wildcard address without `public_url`: URLs are derived from each request's Host header (X-Forwarded-Host only from network.trusted_proxies); set public_url (or PNPR_PUBLIC_URL) to fix them"
+        );
+    }
     let fallback_secret: Vec<u8> = (0..32).map(|_| rand::random::<u8>()).collect();
     if config.secret.is_none() {
         tracing::warn!(

@@ -33,6 +33,7 @@ use serde_json::Value;
 pub use crate::accelerator::PackageClaim;
 use crate::error::ApiError;
 use crate::mirror::{load_packument, Namespace};
+use crate::public_base::PublicBase;
 use crate::state::AppState;
 
 pub(crate) use forwarded::Forwarded;
@@ -58,6 +59,9 @@ pub(crate) struct Session {
     policy: Arc<Policy>,
     who: Identity,
     scope: Scope,
+    /// The public base URL every URL this session builds starts with (the
+    /// request's, or the own registry prefix an install named).
+    base: PublicBase,
     docs: Mutex<HashMap<String, Arc<Value>>>,
     /// Private access descriptors this request's reads used (spec §5.6).
     footprint: Mutex<Footprint>,
@@ -79,8 +83,9 @@ impl Session {
         state: &Arc<AppState>,
         who: Identity,
         scope: Scope,
+        base: PublicBase,
     ) -> Result<Session, ApiError> {
-        Self::build(state, who, scope, true)
+        Self::build(state, who, scope, base, true)
     }
 
     /// Opens a registry-read session: like [`Session::open`], but `/` only
@@ -89,14 +94,16 @@ impl Session {
         state: &Arc<AppState>,
         who: Identity,
         scope: Scope,
+        base: PublicBase,
     ) -> Result<Session, ApiError> {
-        Self::build(state, who, scope, false)
+        Self::build(state, who, scope, base, false)
     }
 
     fn build(
         state: &Arc<AppState>,
         who: Identity,
         scope: Scope,
+        base: PublicBase,
         private_routing: bool,
     ) -> Result<Session, ApiError> {
         let policy = state.policy();
@@ -108,6 +115,7 @@ impl Session {
             policy,
             who,
             scope,
+            base,
             docs: Mutex::new(HashMap::new()),
             footprint: Mutex::new(Footprint::new()),
             private_routing,
@@ -120,6 +128,11 @@ impl Session {
 
     pub(crate) fn scope(&self) -> &Scope {
         &self.scope
+    }
+
+    /// The public base URL this session's URLs start with.
+    pub(crate) fn base(&self) -> &PublicBase {
+        &self.base
     }
 
     /// The private descriptors recorded so far.
@@ -157,17 +170,17 @@ impl Session {
     /// The mirror namespace behind an uplink or mirror origin.
     pub(crate) fn namespace(&self, name: &str) -> Result<Namespace, ApiError> {
         match self.origin(name) {
-            Origin::Uplink(u) => Namespace::uplink(&self.state, &u)
+            Origin::Uplink(u) => Namespace::uplink(&self.state, self.base.as_str(), &u)
                 .ok_or_else(|| ApiError::not_found(format!("uplink ~{u}"))),
-            _ => Ok(Namespace::public(&self.state, &self.policy, name)),
+            _ => Ok(Namespace::public(self.base.as_str(), &self.policy, name)),
         }
     }
 
     /// The base URL tarballs of `name` are served from for this caller.
     pub(crate) fn tarball_base(&self, name: &str) -> String {
         match self.origin(name) {
-            Origin::Uplink(u) => format!("{}~{u}/", self.state.public_url),
-            _ => self.state.public_url.to_string(),
+            Origin::Uplink(u) => format!("{}~{u}/", self.base.as_str()),
+            _ => self.base.as_str().to_string(),
         }
     }
 

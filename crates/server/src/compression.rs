@@ -149,9 +149,12 @@ fn rank(c: Coding) -> u8 {
     }
 }
 
-type Key = (String, u64, Coding);
+/// (public base, ETag, identity length, coding). The ETag already hashes
+/// the body, URLs included; the base keeps one host's bodies apart from
+/// another's even so (`crate::public_base`).
+type Key = (String, String, u64, Coding);
 
-/// Compressed bodies by (ETag, identity length, coding).
+/// Compressed bodies by (public base, ETag, identity length, coding).
 #[derive(Default)]
 pub(crate) struct CompressedCache {
     inner: Mutex<Entries>,
@@ -197,6 +200,11 @@ pub(crate) async fn cached(
     next: Next,
 ) -> Response {
     let coding = negotiate(req.headers());
+    let base = req
+        .extensions()
+        .get::<crate::public_base::PublicBase>()
+        .map(|b| b.as_str().to_string())
+        .unwrap_or_default();
     let resp = next.run(req).await;
     let Some(coding) = coding else { return resp };
     let h = resp.headers();
@@ -216,7 +224,7 @@ pub(crate) async fn cached(
     if !eligible {
         return resp;
     }
-    let key = (etag.to_string(), len, coding);
+    let key = (base, etag.to_string(), len, coding);
     let (parts, body) = resp.into_parts();
     let encoded = match cache.get(&key) {
         Some(hit) => hit,

@@ -35,6 +35,7 @@ use serde_json::{json, Value};
 
 use crate::error::ApiError;
 use crate::mirror::{load_packument, Namespace};
+use crate::public_base::PublicBase;
 use crate::rendered::{
     json_with_etag, mark_private, tarball_file_response, wants_abbreviated, ABBREVIATED,
 };
@@ -82,22 +83,25 @@ pub fn routes() -> Router<Arc<AppState>> {
 }
 
 /// `Some` when `parsed.name` is a hosted package (it is then never proxied).
+/// Tarball URLs are written under `base`, the request's public base.
 pub async fn serve_read(
     state: &Arc<AppState>,
     parsed: &RegistryPath,
     who: &Identity,
+    base: &PublicBase,
     headers: &HeaderMap,
 ) -> Option<Result<Response, ApiError>> {
     if parsed.uplink.is_some() || !state.hosted.is_hosted(&parsed.name) {
         return None;
     }
-    Some(read(state, parsed, who, headers).await)
+    Some(read(state, parsed, who, base, headers).await)
 }
 
 async fn read(
     state: &Arc<AppState>,
     parsed: &RegistryPath,
     who: &Identity,
+    base: &PublicBase,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     let name = &parsed.name;
@@ -119,7 +123,7 @@ async fn read(
                 .get(name)?
                 .ok_or_else(|| ApiError::not_found(name))?
                 .doc;
-            pnpr_packument::rewrite_tarballs(&mut doc, state.public_url.as_str());
+            pnpr_packument::rewrite_tarballs(&mut doc, base.as_str());
             match target {
                 RegistryTarget::Version(spec) => {
                     let v = pnpr_packument::version_doc(&doc, spec)
@@ -444,7 +448,8 @@ async fn probe_uplink(
     name: &str,
 ) -> (String, UplinkAnswer) {
     let source = if policy.uplink_has_access(uplink) {
-        Namespace::uplink(state, uplink)
+        // Only asked whether the name exists: no URL of it is served.
+        Namespace::uplink(state, state.public_url.as_str(), uplink)
     } else {
         state.uplink(uplink).map(|_| Namespace {
             ns: PUBLIC_NS.to_string(),
@@ -558,7 +563,9 @@ async fn dist_tags_inner(state: &Arc<AppState>, req: Request) -> Result<Response
                 state.hosted.get(&name)?.map(|p| p.doc)
             } else {
                 let policy = state.policy();
-                load_packument(state, &Namespace::public(state, &policy, &name), &name).await?
+                // dist-tags only: no tarball URL of this document is served.
+                let ns = Namespace::public(state.public_url.as_str(), &policy, &name);
+                load_packument(state, &ns, &name).await?
             };
             let doc = doc.ok_or_else(|| ApiError::not_found(&name))?;
             Ok(Json(doc.get("dist-tags").cloned().unwrap_or_else(|| json!({}))).into_response())

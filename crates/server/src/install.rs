@@ -40,6 +40,7 @@ use pnpr_auth::Identity;
 
 use crate::catalog::{Scope, Session};
 use crate::error::ApiError;
+use crate::public_base::PublicBase;
 use crate::state::AppState;
 use crate::users::identify;
 
@@ -48,26 +49,32 @@ pub(crate) use resolve::Resolved;
 /// `POST /v1/install`.
 pub async fn install(
     State(state): State<Arc<AppState>>,
+    base: PublicBase,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    match run(state, headers, body).await {
+    match run(state, base, headers, body).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
 }
 
-async fn run(state: Arc<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+async fn run(
+    state: Arc<AppState>,
+    base: PublicBase,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     let started = std::time::Instant::now();
     let (_permit, body) = body::admit(&state, body).await?;
     let bytes = body::read(&state, &headers, body).await?;
-    let req = pnpr_protocol::parse_request(&bytes, state.public_url.as_str())
+    let req = pnpr_protocol::parse_request(&bytes, base.as_str())
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     drop(bytes);
     body::check_request(&state, &req)?;
     let who = identify(&state, &headers);
-    let scope = Scope::of(&state, &req.registry, &req.auth_headers)?;
-    let session = Arc::new(Session::open(&state, who, scope)?);
+    let (scope, base) = Scope::of(&state, &base, &req.registry, &req.auth_headers)?;
+    let session = Arc::new(Session::open(&state, who, scope, base)?);
 
     let resolved = match resolve::resolve_or_cached(&state, &session, &req).await? {
         resolve::Outcome::Resolved(r) => r,

@@ -24,6 +24,7 @@ pub mod identity;
 pub mod install;
 pub mod metrics;
 mod mirror;
+pub mod public_base;
 pub mod registry;
 pub mod reload;
 mod rendered;
@@ -108,13 +109,19 @@ pub fn app(state: Arc<AppState>) -> Router {
     // Rewrites run before routing, so they wrap the routed app.
     Router::new()
         .fallback_service(routed)
-        .layer(middleware::from_fn_with_state(state, endpoint::alias))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            endpoint::alias,
+        ))
         .layer(middleware::from_fn(request_id::layer))
         .layer(middleware::from_fn_with_state(
             Arc::new(compression::CompressedCache::default()),
             compression::cached,
         ))
         .layer(compression::layer())
+        // Outermost: every layer and handler (the compression cache's key
+        // included) sees the request's public base.
+        .layer(middleware::from_fn_with_state(state, public_base::layer))
 }
 
 /// Serves `listener` until `shutdown` resolves, then stops accepting, lets

@@ -50,7 +50,8 @@ pub(crate) struct Namespace {
 impl Namespace {
     /// The shared public mirror for `name`: the `proxy:` uplinks of its
     /// `packages:` rule that carry no `access:` (those are endpoint-only).
-    pub(crate) fn public(state: &AppState, policy: &pnpr_auth::Policy, name: &str) -> Namespace {
+    /// Tarball URLs are rewritten onto `base`, the request's public base.
+    pub(crate) fn public(base: &str, policy: &pnpr_auth::Policy, name: &str) -> Namespace {
         Namespace {
             ns: PUBLIC_NS.to_string(),
             uplinks: policy
@@ -60,18 +61,19 @@ impl Namespace {
                 .cloned()
                 .collect(),
             private: false,
-            tarball_base: state.public_url.to_string(),
+            tarball_base: base.to_string(),
         }
     }
 
-    /// One access-bearing uplink's private namespace (`/~<uplink>/`).
-    pub(crate) fn uplink(state: &AppState, uplink: &str) -> Option<Namespace> {
+    /// One access-bearing uplink's private namespace (`/~<uplink>/` under
+    /// `base`, the request's public base).
+    pub(crate) fn uplink(state: &AppState, base: &str, uplink: &str) -> Option<Namespace> {
         let info = state.uplink(uplink)?;
         Some(Namespace {
             ns: info.private_ns.clone(),
             uplinks: vec![uplink.to_string()],
             private: true,
-            tarball_base: format!("{}~{uplink}/", state.public_url),
+            tarball_base: format!("{base}~{uplink}/"),
         })
     }
 }

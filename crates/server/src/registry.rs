@@ -23,6 +23,7 @@ use pnpr_store::{now_ms, TarballBody};
 use crate::catalog::{Origin, Scope, Session};
 use crate::error::ApiError;
 use crate::mirror::{load_for_render, load_packument, tarball_body, Loaded, Namespace};
+use crate::public_base::PublicBase;
 use crate::rendered::{
     json_with_etag, mark_private, tarball_file_response, wants_abbreviated, Rendered, ABBREVIATED,
 };
@@ -59,14 +60,17 @@ async fn handle(state: &Arc<AppState>, req: Request) -> Result<Response, ApiErro
         Some(u) => Scope::Uplink(u.clone()),
         None => Scope::Public,
     };
-    let session = Session::for_registry(state, identify(state, &headers), scope)?;
+    let base = PublicBase::of(state, req.extensions());
+    let session = Session::for_registry(state, identify(state, &headers), scope, base)?;
     session.check_read(&parsed.name)?;
     let mut resp = match session.origin(&parsed.name) {
         // Name ownership: a hosted name is answered from the hosted store
         // and never falls through to an uplink.
-        Origin::Hosted => crate::hosted::serve_read(state, &parsed, session.who(), &headers)
-            .await
-            .unwrap_or_else(|| Err(ApiError::not_found(&parsed.name)))?,
+        Origin::Hosted => {
+            crate::hosted::serve_read(state, &parsed, session.who(), session.base(), &headers)
+                .await
+                .unwrap_or_else(|| Err(ApiError::not_found(&parsed.name)))?
+        }
         _ => serve_mirrored(state, &session.namespace(&parsed.name)?, &parsed, &headers).await?,
     };
     if method == Method::HEAD {

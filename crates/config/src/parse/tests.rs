@@ -829,6 +829,18 @@ fn network_section() {
         err("network:\n  allow_private: [10.0.0.0/8, 10.0.0.0/99]\n"),
         "network.allow_private[1]: not a CIDR network or IP address"
     );
+    let c = load("network:\n  trusted_proxies: [10.0.0.0/8, 127.0.0.2]\n");
+    let nets: Vec<String> = c
+        .network
+        .trusted_proxies
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(nets, ["10.0.0.0/8", "127.0.0.2/32"]);
+    assert_eq!(
+        err("network:\n  trusted_proxies: [proxy.internal]\n"),
+        "network.trusted_proxies[0]: not a CIDR network or IP address"
+    );
 }
 
 // ---- substitution ----

@@ -13,6 +13,7 @@ use pnpr_upstream::RouteKind;
 
 use super::Forwarded;
 use crate::error::ApiError;
+use crate::public_base::PublicBase;
 use crate::state::AppState;
 use crate::urls::{redact as redact_url, UrlOrigin};
 
@@ -30,35 +31,42 @@ pub(crate) enum Scope {
 
 impl Scope {
     /// Maps a request's `registry` onto a scope, refusing anything that is
-    /// not pnpr itself or a declared forwardable registry.
+    /// not pnpr itself or a declared forwardable registry. pnpr itself is
+    /// the request's public base or the configured (or bound) URL; the one
+    /// the registry names is returned as the session's base, so the URLs
+    /// written for this install live under the registry the client's
+    /// credentials are keyed by.
     pub(crate) fn of(
         state: &AppState,
+        request_base: &PublicBase,
         registry: &str,
         auth: &pnpr_protocol::AuthHeaders,
-    ) -> Result<Scope, ApiError> {
+    ) -> Result<(Scope, PublicBase), ApiError> {
         let url = plain_registry_url(registry)?;
-        let own = state.public_url.as_str();
-        let Some(rest) = url.as_str().strip_prefix(own) else {
-            if let Some(registry) = forwardable_registry(state, &url) {
-                return Ok(Scope::Forwarded(Arc::new(Forwarded::new(
-                    registry,
-                    auth.clone(),
-                ))));
+        let own = [request_base.clone(), PublicBase::fallback(state)]
+            .into_iter()
+            .find(|b| url.as_str().starts_with(b.as_str()));
+        let Some(own) = own else {
+            if let Some(registry) = forwardable_registry(state, request_base, &url) {
+                let fwd = Forwarded::new(registry, auth.clone());
+                return Ok((Scope::Forwarded(Arc::new(fwd)), request_base.clone()));
             }
             return Err(ApiError::forbidden(format!(
-                "registry {} is not served by this pnpr; point the client's registry at {own}",
-                redact_url(registry)
+                "registry {} is not served by this pnpr; point the client's registry at {}",
+                redact_url(registry),
+                request_base.as_str()
             )));
         };
+        let rest = &url.as_str()[own.as_str().len()..];
         if rest.is_empty() {
-            return Ok(Scope::Public);
+            return Ok((Scope::Public, own));
         }
         let uplink = rest
             .strip_prefix('~')
             .and_then(|r| r.strip_suffix('/'))
             .filter(|u| !u.is_empty() && !u.contains('/'))
             .ok_or_else(|| ApiError::forbidden("registry path is not a pnpr endpoint"))?;
-        Ok(Scope::Uplink(uplink.to_string()))
+        Ok((Scope::Uplink(uplink.to_string()), own))
     }
 
     /// A stable label for cache keys.
@@ -97,11 +105,12 @@ fn plain_registry_url(registry: &str) -> Result<url::Url, ApiError> {
 }
 
 /// `url` (with a trailing `/`) when it lies under a registry declared in
-/// `routes.public`, classifies Public, and is neither pnpr's own origin nor
-/// an uplink's (those keep the server-held credential path).
-fn forwardable_registry(state: &AppState, url: &url::Url) -> Option<String> {
+/// `routes.public`, classifies Public, and is neither pnpr's own origin (as
+/// configured or bound, or as this request reached it) nor an uplink's
+/// (those keep the server-held credential path).
+fn forwardable_registry(state: &AppState, base: &PublicBase, url: &url::Url) -> Option<String> {
     let origin = UrlOrigin::of;
-    if origin(url) == origin(&state.public_url) {
+    if origin(url) == origin(&state.public_url) || origin(url) == origin(base.url()) {
         return None;
     }
     let net = state.net();

@@ -12,7 +12,8 @@
 //! - only an identified caller is answered (401 otherwise);
 //! - a `package` frame names only a `(name, version, integrity)` the catalog
 //!   authorized for this caller in this request, and a tarball URL on pnpr's
-//!   own routes (`<public_url><name>/-/<file>` or `~<uplink>/…`), so private
+//!   own routes under the registry it named (`<base><name>/-/<file>` or
+//!   `<base>~<uplink>/…`, see `crate::public_base`), so private
 //!   bytes are only reachable through routes that check access again;
 //! - exactly one terminal frame ends every `200` body (`done`, `violations`
 //!   or `error`), and frames are sent as they are produced, uncompressed.
@@ -33,6 +34,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use super::{authorize, body, release_age, resolve, select, Resolved};
 use crate::catalog::{PackageClaim, Scope, Session};
 use crate::error::ApiError;
+use crate::public_base::PublicBase;
 use crate::state::AppState;
 use crate::users::identify;
 
@@ -51,10 +53,11 @@ pub async fn handshake() -> Json<serde_json::Value> {
 /// `POST /-/pnpr/v0/resolve`.
 pub async fn resolve(
     State(state): State<Arc<AppState>>,
+    base: PublicBase,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    run_resolve(state, headers, body)
+    run_resolve(state, base, headers, body)
         .await
         .unwrap_or_else(IntoResponse::into_response)
 }
@@ -62,10 +65,11 @@ pub async fn resolve(
 /// `POST /-/pnpr/v0/verify-lockfile`.
 pub async fn verify_lockfile(
     State(state): State<Arc<AppState>>,
+    base: PublicBase,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    run_verify(state, headers, body)
+    run_verify(state, base, headers, body)
         .await
         .unwrap_or_else(IntoResponse::into_response)
 }
@@ -80,6 +84,7 @@ struct Admitted {
 
 async fn admit(
     state: &Arc<AppState>,
+    base: &PublicBase,
     headers: &HeaderMap,
     raw: Body,
 ) -> Result<Admitted, ApiError> {
@@ -95,11 +100,11 @@ async fn admit(
     let ResolveRequest {
         install: req,
         applied,
-    } = pnpr_protocol::parse_resolve_request(&bytes, state.public_url.as_str())
+    } = pnpr_protocol::parse_resolve_request(&bytes, base.as_str())
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     drop(bytes);
     body::check_request(state, &req)?;
-    let scope = Scope::of(state, &req.registry, &req.auth_headers)?;
+    let (scope, base) = Scope::of(state, base, &req.registry, &req.auth_headers)?;
     if matches!(scope, Scope::Forwarded(_)) {
         // Tarball URLs must be pnpr's own routes; a forwarded registry's
         // bytes are served by `/v1/install` only.
@@ -107,7 +112,7 @@ async fn admit(
             "`registry` must be this pnpr server (`/` or `/~<uplink>/`) on the resolve protocol",
         ));
     }
-    let session = Arc::new(Session::open(state, who, scope)?);
+    let session = Arc::new(Session::open(state, who, scope, base)?);
     Ok(Admitted {
         permit,
         req,
@@ -118,6 +123,7 @@ async fn admit(
 
 async fn run_resolve(
     state: Arc<AppState>,
+    base: PublicBase,
     headers: HeaderMap,
     raw: Body,
 ) -> Result<Response, ApiError> {
@@ -126,7 +132,7 @@ async fn run_resolve(
         req,
         applied,
         session,
-    } = admit(&state, &headers, raw).await?;
+    } = admit(&state, &base, &headers, raw).await?;
     let resolved = match resolve::resolve_or_cached(&state, &session, &req).await? {
         resolve::Outcome::Resolved(r) => r,
         resolve::Outcome::Violations(v) => return violations(&v),
@@ -138,6 +144,7 @@ async fn run_resolve(
 
 async fn run_verify(
     state: Arc<AppState>,
+    base: PublicBase,
     headers: HeaderMap,
     raw: Body,
 ) -> Result<Response, ApiError> {
@@ -146,7 +153,7 @@ async fn run_verify(
         applied,
         session,
         ..
-    } = admit(&state, &headers, raw).await?;
+    } = admit(&state, &base, &headers, raw).await?;
     let Some(lockfile) = resolve::input_lockfile(&req) else {
         return Err(ApiError::bad_request(
             "verify-lockfile needs a `lockfile` in pnpm's v9 format",
@@ -220,7 +227,8 @@ async fn frames(
     serve: &[PackageClaim],
     tx: &Sink,
 ) -> Result<(), ApiError> {
-    let own = state.public_url.as_str();
+    // The session's base: the own registry prefix this request named.
+    let own = session.base().as_str();
     for batch in serve.chunks(BATCH) {
         authorize::all(state, session, batch).await?;
         for p in batch {
