@@ -6,6 +6,7 @@
 //! registry; frozen installs, private packages through `/~<uplink>/`,
 //! refusals and unsupported settings are checked on the wire too.
 
+use pnpr_e2e::fixtures::{direct_dependency_names, fixture_dirs, fixture_name, project_from};
 use pnpr_e2e::{add_user, Http, Pnpr, Project, RegistryMock};
 
 /// Every released client of the resolve protocol the setup installs.
@@ -292,7 +293,6 @@ async fn release_age_violations_and_refused_settings_reach_each_client() {
 }
 
 #[tokio::test]
-#[ignore = "pnpm prefers a direct dependency's version for a transitive range (weight 1000); the resolver does not yet"]
 async fn an_update_through_the_resolver_matches_the_client_resolving_directly() {
     let s = setup().await;
     let url = s.pnpr.url.clone();
@@ -317,4 +317,91 @@ async fn an_update_through_the_resolver_matches_the_client_resolving_directly() 
         }
         assert_eq!(locks[0], locks[1], "pnpm {v}: update lockfiles differ");
     }
+}
+
+/// The clients the fixture-corpus parity runs with: pnpm 12.23.0 (the
+/// latest) in the README test command; `PNPR_V0_CLIENTS=11.28.10,12.21.0,12.23.0`
+/// runs the whole matrix.
+fn corpus_clients() -> Vec<String> {
+    std::env::var("PNPR_V0_CLIENTS")
+        .map(|v| v.split(',').map(|c| c.trim().to_string()).collect())
+        .unwrap_or_else(|_| vec!["12.23.0".to_string()])
+}
+
+/// Each fixture, resolved by the client through `--pnpr-server`, gets the
+/// lockfile the same client writes resolving directly against the same
+/// upstream (registry-mock), and its direct dependencies are installed.
+#[tokio::test]
+async fn lockfile_parity_over_the_fixture_corpus() {
+    let mock = RegistryMock::start();
+    let pnpr = Pnpr::start(
+        &format!(
+            "auth:\n  htpasswd:\n    file: ./htpasswd\nuplinks:\n  mock:\n    url: {}\npackages:\n  '**':\n    access: $all\n    publish: $authenticated\n    proxy: mock\n",
+            mock.url
+        ),
+        &[],
+    );
+    let token = add_user(&Http::new(), &pnpr, "alice").await;
+    let rc = npmrc(&pnpr, &token);
+    let url = pnpr.url.clone();
+    let mut failures = Vec::new();
+    let fixtures = fixture_dirs();
+    for v in corpus_clients() {
+        for fixture in &fixtures {
+            let name = fixture_name(fixture);
+            if let Err(e) = fixture_parity(&v, fixture, &mock.url, &url, &rc) {
+                failures.push(format!("pnpm {v}, {name}: {e}"));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failures over {} fixtures:\n\n{}",
+        failures.len(),
+        fixtures.len(),
+        failures.join("\n\n")
+    );
+}
+
+fn fixture_parity(
+    v: &str,
+    fixture: &std::path::Path,
+    upstream: &str,
+    pnpr_url: &str,
+    rc: &str,
+) -> Result<(), String> {
+    let direct = project_from(fixture, None);
+    let direct_out = direct.pnpm_v(v, &flags(upstream, &["install", "--lockfile-only"]));
+    let through = project_from(fixture, Some(rc));
+    let out = through.pnpm_v(
+        v,
+        &flags(
+            pnpr_url,
+            &["install", "--config.save=false", "--pnpr-server", pnpr_url],
+        ),
+    );
+    match (direct_out.success(), out.success()) {
+        // A project this client refuses (pnpm 12: a registry package's
+        // `link:` dependency) must be refused through pnpr too.
+        (false, false) => return Ok(()),
+        (false, true) => return Err(format!("direct pnpm failed, pnpr installed:\n{direct_out}")),
+        (true, false) => return Err(format!("install through pnpr failed:\n{out}")),
+        (true, true) => {}
+    }
+    let expected = direct.read_file("pnpm-lock.yaml");
+    let got = through.read_file("pnpm-lock.yaml");
+    if got != expected {
+        return Err(format!(
+            "lockfiles differ\n--- direct ---\n{expected}\n--- through pnpr ---\n{got}"
+        ));
+    }
+    let pkg: serde_json::Value =
+        serde_json::from_str(&through.read_file("package.json")).map_err(|e| e.to_string())?;
+    for dep in direct_dependency_names(&pkg) {
+        let out = through.node_require(&format!("{dep}/package.json"));
+        if !out.success() {
+            return Err(format!("{dep} not linked:\n{out}"));
+        }
+    }
+    Ok(())
 }

@@ -6,6 +6,7 @@
 //! package id in the graph exists in fetched metadata; peer suffixes and the lockfile
 //! shape are computed afterwards by [`peers`].
 
+mod compat;
 mod dedupe;
 mod extend;
 mod peers;
@@ -93,6 +94,25 @@ pub struct ResolveOptions {
     /// anything else reads the manifest. pnpm puts its compatibility database
     /// first in this list unless `ignoreCompatibilityDb` is set.
     pub package_extensions: Vec<(String, Value)>,
+    /// pnpm's `ignoreCompatibilityDb`: skip the built-in database
+    /// ([`compat`]) that otherwise precedes `package_extensions`.
+    pub ignore_compatibility_db: bool,
+    /// Whose observable rules to reproduce where pnpm releases differ.
+    pub dialect: Dialect,
+}
+
+/// The pnpm releases whose lockfiles differ in small, documented ways
+/// (RFC 0007): which compatibility database they bundle and how they record
+/// an optional peer declared only in `peerDependenciesMeta`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Dialect {
+    /// pnpm 11.5.2: `@yarnpkg/extensions` 2.0.6; a meta-only optional peer
+    /// that is also a regular dependency is not recorded as a peer.
+    #[default]
+    Pnpm11_5,
+    /// pnpm 11.9+ and 12: `@yarnpkg/extensions` 2.0.7; the lockfile records
+    /// such a peer as `'*'` (optional) even when it is also a dependency.
+    Pnpm11_9,
 }
 
 impl Default for ResolveOptions {
@@ -113,6 +133,8 @@ impl Default for ResolveOptions {
             prefer_frozen: true,
             frozen: false,
             package_extensions: Vec::new(),
+            ignore_compatibility_db: false,
+            dialect: Dialect::default(),
         }
     }
 }
@@ -611,6 +633,18 @@ pub(crate) fn normalized_peers(
     manifest: &Value,
     self_name: &str,
 ) -> BTreeMap<String, (String, bool)> {
+    peers_as_recorded(manifest, self_name, Dialect::Pnpm11_5)
+}
+
+/// [`normalized_peers`] as `dialect`'s pnpm writes them into the lockfile's
+/// `packages` entry: pnpm 11.9+ also records a `peerDependenciesMeta`-only
+/// optional peer that is a regular dependency (still a plain child, never a
+/// suffix; only the record differs).
+pub(crate) fn peers_as_recorded(
+    manifest: &Value,
+    self_name: &str,
+    dialect: Dialect,
+) -> BTreeMap<String, (String, bool)> {
     let obj = |k: &str| manifest.get(k).and_then(Value::as_object);
     let is_dep = |n: &str| obj("dependencies").is_some_and(|m| m.contains_key(n));
     let is_opt = |n: &str| obj("optionalDependencies").is_some_and(|m| m.contains_key(n));
@@ -636,7 +670,13 @@ pub(crate) fn normalized_peers(
         .flatten()
         .map(|(k, _)| k)
     {
-        if k == self_name || out.contains_key(k) || is_dep(k) || is_opt(k) || !meta_optional(k) {
+        let shadowed_by_dep = is_dep(k) && dialect == Dialect::Pnpm11_5;
+        if k == self_name
+            || out.contains_key(k)
+            || shadowed_by_dep
+            || is_opt(k)
+            || !meta_optional(k)
+        {
             continue;
         }
         out.insert(k.clone(), ("*".to_string(), true));
@@ -890,7 +930,11 @@ impl<'a> Resolver<'a> {
             pkgs: BTreeMap::new(),
             expanded: HashSet::new(),
             locked_children,
-            extensions: extend::parse(&opts.package_extensions),
+            extensions: extend::parse(&compat::with_database(
+                opts.dialect,
+                opts.ignore_compatibility_db,
+                &opts.package_extensions,
+            )),
             updated: HashSet::new(),
         }
     }

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use pnpr_lockfile::{Importer, ImporterDep, Lockfile, PackageInfo, PeerMeta, Snapshot};
 use serde_json::Value;
 
-use crate::{Graph, Group, Pkg, ResolveOptions, ResolvedPackage, Target};
+use crate::{Dialect, Graph, Group, Pkg, ResolveOptions, ResolvedPackage, Target};
 
 #[derive(Debug, Clone)]
 enum OccRef {
@@ -522,8 +522,8 @@ pub(crate) fn peer_graph_hash(mut ids: Vec<String>) -> String {
 /// pnpm's default `peersSuffixMaxLength`.
 const PEERS_SUFFIX_MAX_LENGTH: usize = 1000;
 
-fn package_info(manifest: &Value, name: &str, registry: &str) -> PackageInfo {
-    let peers: BTreeMap<String, String> = crate::normalized_peers(manifest, name)
+fn package_info(manifest: &Value, name: &str, registry: &str, dialect: Dialect) -> PackageInfo {
+    let peers: BTreeMap<String, String> = crate::peers_as_recorded(manifest, name, dialect)
         .iter()
         .map(|(k, (r, _))| (k.clone(), r.clone()))
         .collect();
@@ -698,9 +698,9 @@ pub(crate) fn build_lockfile(g: &Graph, opts: &ResolveOptions) -> Lockfile {
     let mut packages = BTreeMap::new();
     for occ in &occs {
         if let (Some(p), true) = (g.pkgs.get(&occ.pkg_id), kept.contains(occ.pkg_id.as_str())) {
-            packages
-                .entry(occ.pkg_id.clone())
-                .or_insert_with(|| package_info(&p.manifest, &p.name, &opts.registry));
+            packages.entry(occ.pkg_id.clone()).or_insert_with(|| {
+                package_info(&p.manifest, &p.name, &opts.registry, opts.dialect)
+            });
         }
     }
     lf.packages = packages;

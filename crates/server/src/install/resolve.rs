@@ -15,7 +15,7 @@
 use std::sync::Arc;
 
 use pnpr_lockfile::Lockfile;
-use pnpr_resolver::ResolveOptions;
+use pnpr_resolver::{Dialect, ResolveOptions};
 use serde_json::Value;
 
 use crate::catalog::{resolve_error, PackageClaim, Scope, Session};
@@ -154,6 +154,10 @@ fn resolve_options(req: &pnpr_protocol::InstallRequest, input: Option<Lockfile>)
         input_lockfile: input,
         frozen: req.frozen_lockfile,
         prefer_frozen: req.prefer_frozen_lockfile.unwrap_or(true),
+        dialect: match req.generation {
+            pnpr_protocol::Generation::V1Install => Dialect::Pnpm11_5,
+            pnpr_protocol::Generation::V0Resolve => Dialect::Pnpm11_9,
+        },
         ..defaults
     }
 }
