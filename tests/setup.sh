@@ -10,6 +10,10 @@
 #   tests/.deps/pnpm-12.21.0/   pnpm 12.21.0 (native binary)
 #   tests/.deps/pnpm-12.23.0/   pnpm 12.23.0 (native binary; resolve protocol)
 #   tests/.deps/pnpm-11.28.10/  pnpm 11.28.10 (JS on Node 22; resolve protocol)
+#   tests/.deps/yarn-1/         yarn 1.22.22 (JS; runs on Node 22)
+#   tests/.deps/yarn-4/         yarn 4 (@yarnpkg/cli-dist; JS on Node 22)
+#   tests/.deps/bun/            bun (native binary from its platform package)
+#   tests/.deps/deno/           deno (native binary from its platform package)
 #
 # Packages come from whatever registry `npm config get registry` names; this
 # script never names one itself.
@@ -19,6 +23,14 @@ TESTS="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 DEPS="$TESTS/.deps"
 NODE22_VERSION=22.23.3
 PNPM_VERSIONS=(11.5.2 12.21.0 12.23.0 11.28.10)
+# Other clients, as <dir>=<npm package>@<version>. bun and deno come from their
+# platform packages (the wrapper packages only download those in postinstall).
+MORE_CLIENTS=(
+  "yarn-1=yarn@1.22.22"
+  "yarn-4=@yarnpkg/cli-dist@4.18.1"
+  "bun=@oven/bun-linux-x64@1.4.5"
+  "deno=@deno/linux-x64-glibc@2.9.6"
+)
 NPM_FLAGS=(--no-audit --no-fund --loglevel=error)
 
 mkdir -p "$DEPS"
@@ -83,6 +95,14 @@ for v in "${PNPM_VERSIONS[@]}"; do
   if ! is_current "$DEPS/pnpm-$v/.stamp" "pnpm@$v"; then
     echo "setup: installing pnpm $v" >&2
     install_part "$DEPS/pnpm-$v" "pnpm@$v" npm_prefix_install "pnpm@$v"
+  fi
+done
+
+for entry in "${MORE_CLIENTS[@]}"; do
+  dir="${entry%%=*}" spec="${entry#*=}"
+  if ! is_current "$DEPS/$dir/.stamp" "$spec"; then
+    echo "setup: installing $spec" >&2
+    install_part "$DEPS/$dir" "$spec" npm_prefix_install "$spec"
   fi
 done
 

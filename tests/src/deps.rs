@@ -24,6 +24,15 @@ pub struct Deps {
     pub pnpm11: PathBuf,
     /// pnpm 12.21.0 native executable from `@pnpm/exe.linux-x64`.
     pub pnpm12: PathBuf,
+    /// yarn 1.22.22 entry script (`bin/yarn.js`); run as `node22 <this>`.
+    pub yarn1: PathBuf,
+    /// yarn 4 entry script (`@yarnpkg/cli-dist`'s `bin/yarn.js`); run as
+    /// `node22 <this>`.
+    pub yarn4: PathBuf,
+    /// bun's native executable from `@oven/bun-linux-x64`.
+    pub bun: PathBuf,
+    /// deno's native executable from `@deno/linux-x64-glibc`.
+    pub deno: PathBuf,
     /// Verdaccio's CLI entry script; run as `node22 <this>`.
     pub verdaccio_bin: PathBuf,
     /// registry-mock's bundled Verdaccio storage (packuments + tarballs).
@@ -64,6 +73,10 @@ impl Deps {
                 .ok_or_else(|| "npm (not found on PATH)".to_string())?,
             pnpm11: existing(root.join("pnpm-11.5.2/node_modules/pnpm/bin/pnpm.mjs"))?,
             pnpm12: existing(root.join("pnpm-12.21.0/node_modules/@pnpm/exe.linux-x64/pnpm"))?,
+            yarn1: existing(root.join("yarn-1/node_modules/yarn/bin/yarn.js"))?,
+            yarn4: existing(root.join("yarn-4/node_modules/@yarnpkg/cli-dist/bin/yarn.js"))?,
+            bun: existing(root.join("bun/node_modules/@oven/bun-linux-x64/bin/bun"))?,
+            deno: existing(root.join("deno/node_modules/@deno/linux-x64-glibc/deno"))?,
             verdaccio_bin: existing(node_modules.join("verdaccio/bin/verdaccio"))?,
             registry_mock_storage: existing(
                 node_modules.join("@pnpm/registry-mock/registry/storage-cache"),

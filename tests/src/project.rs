@@ -1,5 +1,6 @@
 //! `Project`: a throwaway npm project plus isolated client state, and the
-//! real clients (npm 11, pnpm 11.5.2, pnpm 12, Node 22) run inside it.
+//! real clients (npm 11, pnpm 11.5.2, pnpm 12, yarn 1 and 4, bun, deno,
+//! Node 22) run inside it.
 //!
 //! Invariant guarded: a client run sees only this project's config. The
 //! environment is cleared; HOME, the XDG dirs, npm's global/user config, npm's
@@ -194,6 +195,52 @@ impl Project {
         run(&mut cmd, self.timeout)
     }
 
+    /// Runs yarn 1.22.22 (on Node 22) in the project.
+    #[track_caller]
+    pub fn yarn1(&self, args: &[&str]) -> Output {
+        let deps = Deps::get();
+        let mut cmd = self.command(&deps.node22);
+        // yarn 4 refuses this key, so only yarn 1 gets it.
+        cmd.env("YARN_DISABLE_SELF_UPDATE_CHECK", "true");
+        cmd.arg(&deps.yarn1).args(args);
+        run(&mut cmd, self.timeout)
+    }
+
+    /// Runs yarn 4 (on Node 22) in the project.
+    #[track_caller]
+    pub fn yarn4(&self, args: &[&str]) -> Output {
+        let deps = Deps::get();
+        let mut cmd = self.command(&deps.node22);
+        cmd.arg(&deps.yarn4).args(args);
+        run(&mut cmd, self.timeout)
+    }
+
+    /// Runs yarn 4 under a pseudo terminal, answering each `(prompt,
+    /// answer)` once the prompt is printed (`yarn npm login`).
+    #[track_caller]
+    pub fn yarn4_answering(&self, args: &[&str], answers: &[(&str, &str)]) -> Output {
+        let deps = Deps::get();
+        let mut cmd = self.command(&deps.node22);
+        cmd.arg(&deps.yarn4).args(args);
+        tty::run_answering(&cmd, answers, self.timeout)
+    }
+
+    /// Runs bun in the project.
+    #[track_caller]
+    pub fn bun(&self, args: &[&str]) -> Output {
+        let mut cmd = self.command(&Deps::get().bun);
+        cmd.args(args);
+        run(&mut cmd, self.timeout)
+    }
+
+    /// Runs deno in the project.
+    #[track_caller]
+    pub fn deno(&self, args: &[&str]) -> Output {
+        let mut cmd = self.command(&Deps::get().deno);
+        cmd.args(args);
+        run(&mut cmd, self.timeout)
+    }
+
     /// Runs Node 22 with `args` in the project.
     #[track_caller]
     pub fn node(&self, args: &[&str]) -> Output {
@@ -233,6 +280,12 @@ impl Project {
             .env("pnpm_config_store_dir", self.pnpm_store())
             .env("pnpm_config_cache_dir", self.pnpm_cache())
             .env("pnpm_config_update_notifier", "false")
+            // yarn, bun and deno keep their caches under HOME (above); none
+            // may phone home or prompt.
+            .env("YARN_ENABLE_TELEMETRY", "0")
+            .env("YARN_ENABLE_PROGRESS_BARS", "0")
+            .env("DENO_NO_UPDATE_CHECK", "1")
+            .env("DENO_DIR", home.join(".cache/deno"))
             .env("NO_COLOR", "1");
         for (key, value) in &self.extra_env {
             cmd.env(key, value);
