@@ -11,11 +11,22 @@
 
 use std::path::Path;
 
-use pnpr_e2e::parity::{self, Options};
+use pnpr_e2e::parity::{self, Mode, Options, Outcome};
 
 /// Projects installed at the same time (the machine has 2 cores; pnpm runs
 /// wait on I/O and the server a good part of the time).
 const JOBS: usize = 3;
+
+/// Project × mode pairs whose lockfile is known to differ from pnpm's, each
+/// explained in RFC 0007 ("Known differences not closed yet"). They are
+/// printed in the report; a run error in them, or any other difference,
+/// fails the test.
+const KNOWN: &[(&str, Mode)] = &[
+    // pnpm's lockfile-reusing update gives express an optional
+    // `supports-color` peer suffix after `add body-parser`; a fresh
+    // resolution (the other three modes) does not, and pnpr matches those.
+    ("overrides", Mode::Update),
+];
 
 #[test]
 fn real_world_parity_in_all_four_modes() {
@@ -38,9 +49,20 @@ fn real_world_parity_in_all_four_modes() {
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/real-world-parity.txt");
     let _ = std::fs::write(&out, &text);
     eprintln!("{text}");
+    let unexpected: Vec<String> = report
+        .projects
+        .iter()
+        .flat_map(|p| p.results.iter().map(move |r| (p.name.as_str(), r)))
+        .filter(|(name, r)| match &r.outcome {
+            Outcome::Same => false,
+            Outcome::Different(_) => !KNOWN.contains(&(*name, r.mode)),
+            Outcome::Failed(_) => true,
+        })
+        .map(|(name, r)| format!("{name} / {}", r.mode.label()))
+        .collect();
     assert!(
-        report.failures() == 0,
-        "{text}\n--- pnpr logs (tail) ---\n{}",
+        unexpected.is_empty(),
+        "unexpected differences: {unexpected:?}\n{text}\n--- pnpr logs (tail) ---\n{}",
         tail(&report.pnpr_logs, 60)
     );
 }
