@@ -220,3 +220,47 @@ async fn audits_without_a_capable_upstream_fail_clearly_and_bodies_are_bounded()
         "{out}"
     );
 }
+
+/// Every pnpm the setup installs publishes to pnpr, installs a tree with a
+/// private scope on `/~corp/` and a hosted package, and its `pnpm audit`
+/// reports the upstream's advisory while no private name reaches it.
+#[tokio::test]
+async fn every_pnpm_publishes_installs_and_audits_through_pnpr() {
+    let mock = RegistryMock::start();
+    let auditor = AuditUpstream::start();
+    let (user, password) = RegistryMock::private_credentials();
+    let corp_token = mock.login(user, password).await;
+    let pnpr = Pnpr::start(&config(&mock, &auditor), &[("CORP_TOKEN", &corp_token)]);
+    let alice = add_user(&Http::new(), &pnpr, "alice").await;
+    for (i, v) in ["11.5.2", "11.28.10", "12.23.0"].iter().enumerate() {
+        let name = format!("hosted-by-pnpm-{i}");
+        let pkg = Project::new(
+            &json!({"name": name, "version": "1.0.0", "main": "index.js"}),
+            Some(&npmrc(&pnpr, &alice)),
+        );
+        pkg.write_file("index.js", "module.exports = 1;\n");
+        pkg.pnpm_v(v, &["publish", "--no-git-checks"])
+            .assert_success();
+
+        let app = Project::new(
+            &json!({"name": "consumer-app-secret", "version": "1.0.0", "private": true,
+                    "dependencies": {PUBLIC_DEP: "100.0.0", PRIVATE_DEP: "*", name.as_str(): "1.0.0"}}),
+            Some(&npmrc(&pnpr, &alice)),
+        );
+        // The package was published a second ago; pnpm 11's default age
+        // rule would hold it back.
+        app.write_file("pnpm-workspace.yaml", "minimumReleaseAge: 0\n");
+        app.pnpm_v(v, &["install"]).assert_success();
+        app.node_require("@private/foo/package.json")
+            .assert_success();
+        let out = app.pnpm_v(v, &["audit"]);
+        assert!(out.combined().contains(TITLE), "pnpm {v}: {out}");
+        assert!(out.combined().contains(VULNERABLE), "pnpm {v}: {out}");
+        let sent = auditor.all_bodies();
+        assert!(
+            !sent.contains(&name),
+            "pnpm {v}: hosted name reached the upstream"
+        );
+        assert_nothing_private_arrived(&auditor);
+    }
+}
