@@ -284,34 +284,19 @@ fn main() {
         auth::run(&bin, &args.project, args.runs);
         return;
     }
+    run_install(&bin, &args.project, args.runs);
+}
+
+/// The `install` mode: pnpm 11.5.2 direct vs `/v1/install`, cold and warm
+/// server and store, interleaved runs.
+fn run_install(bin: &Path, project: &Path, runs: usize) {
     let mock = RegistryMock::start();
-    let fixture = args.project.clone();
+    let fixture = project.to_path_buf();
     eprintln!("project: {}", fixture.display());
 
-    let mut scenarios = vec![
-        Scenario {
-            name: "direct, cold store",
-            samples: vec![],
-        },
-        Scenario {
-            name: "direct, warm store",
-            samples: vec![],
-        },
-        Scenario {
-            name: "/v1/install, cold server, cold store",
-            samples: vec![],
-        },
-        Scenario {
-            name: "/v1/install, warm server, cold store",
-            samples: vec![],
-        },
-        Scenario {
-            name: "/v1/install, warm server, warm store",
-            samples: vec![],
-        },
-    ];
+    let mut scenarios = install_scenarios();
     // Warm server shared by the warm scenarios.
-    let warm = Pnpr::try_start_with(&bin, &config(&mock.url), &[]).unwrap_or_else(|f| {
+    let warm = Pnpr::try_start_with(bin, &config(&mock.url), &[]).unwrap_or_else(|f| {
         eprintln!("pnpr did not start: {}\n{}", f.reason, f.logs);
         std::process::exit(1);
     });
@@ -328,8 +313,8 @@ fn main() {
         eprintln!("pnpr's store stayed empty: the install did not go through pnpr");
         std::process::exit(1);
     }
-    for run in 0..args.runs {
-        eprintln!("run {}/{}", run + 1, args.runs);
+    for run in 0..runs {
+        eprintln!("run {}/{}", run + 1, runs);
         // direct, cold then warm store
         let p = project_from(&fixture);
         scenarios[0]
@@ -342,7 +327,7 @@ fn main() {
             .push(timed_install(&p2, &["install", "--registry", &mock.url]));
 
         // cold server
-        let cold = Pnpr::try_start_with(&bin, &config(&mock.url), &[]).unwrap_or_else(|f| {
+        let cold = Pnpr::try_start_with(bin, &config(&mock.url), &[]).unwrap_or_else(|f| {
             eprintln!("pnpr did not start: {}\n{}", f.reason, f.logs);
             std::process::exit(1);
         });
@@ -362,10 +347,32 @@ fn main() {
         scenarios[4].samples.push(through(&p2, &warm.url));
     }
 
+    print_install_table(&scenarios);
+}
+
+/// The five measured cases, in table order.
+fn install_scenarios() -> Vec<Scenario> {
+    [
+        "direct, cold store",
+        "direct, warm store",
+        "/v1/install, cold server, cold store",
+        "/v1/install, warm server, cold store",
+        "/v1/install, warm server, warm store",
+    ]
+    .into_iter()
+    .map(|name| Scenario {
+        name,
+        samples: vec![],
+    })
+    .collect()
+}
+
+/// The markdown table and its JSON.
+fn print_install_table(scenarios: &[Scenario]) {
     println!("| scenario | median | min | max | runs |");
     println!("| --- | ---: | ---: | ---: | ---: |");
     let mut json = Vec::new();
-    for s in &scenarios {
+    for s in scenarios {
         let min = s.samples.iter().min().copied().unwrap_or_default();
         let max = s.samples.iter().max().copied().unwrap_or_default();
         let med = median(&s.samples);

@@ -116,6 +116,49 @@ pub struct Reloaded {
 /// Namespace of the shared public mirror.
 pub const PUBLIC_NS: &str = "public";
 
+/// Users (htpasswd; `<storage>/htpasswd` by default), tokens and the login
+/// limiter.
+fn open_auth(config: &Config) -> Result<Authenticator, BuildError> {
+    let (file, max_users) = config
+        .auth
+        .htpasswd
+        .as_ref()
+        .map(|h| (h.file.clone(), h.max_users))
+        .unwrap_or_else(|| (config.storage.join("htpasswd"), None));
+    let users = Htpasswd::open(file, max_users)?;
+    let tokens = TokenStore::open(&config.storage.join("tokens.sqlite"))?;
+    Ok(
+        Authenticator::new(users, tokens).with_login_limits(pnpr_auth::LoginLimits {
+            per_user: config.auth.rate_limit.per_user,
+            per_address: config.auth.rate_limit.per_address,
+            window: config.auth.rate_limit.window,
+        }),
+    )
+}
+
+/// The accelerator's stores and caches. Cached resolutions live as long as
+/// the freshest metadata they were built from would.
+fn open_accelerator(
+    config: &Config,
+    secret: &[u8],
+) -> Result<crate::accelerator::Accelerator, BuildError> {
+    let files = pnpr_cafs::FileStore::open(&config.cache.join("files"))?;
+    let ttl = config
+        .uplinks
+        .iter()
+        .map(|u| u.maxage)
+        .min()
+        .unwrap_or(std::time::Duration::from_secs(300));
+    let access =
+        crate::grants::AccessStore::open(&config.cache, config.install_accelerator.grant_ttl);
+    Ok(crate::accelerator::Accelerator::new(
+        crate::accelerator::Stores { files, access },
+        secret.to_vec(),
+        ttl,
+        &config.limits,
+    ))
+}
+
 impl AppState {
     pub fn build(config: Config, opts: ServerOptions) -> Result<Arc<Self>, BuildError> {
         let public_url = match &config.public_url {
@@ -136,43 +179,13 @@ impl AppState {
 
         std::fs::create_dir_all(&config.storage).map_err(pnpr_store::StoreError::Io)?;
         std::fs::create_dir_all(&config.cache).map_err(pnpr_store::StoreError::Io)?;
-        let htpasswd_path = config
-            .auth
-            .htpasswd
-            .as_ref()
-            .map(|h| (h.file.clone(), h.max_users))
-            .unwrap_or_else(|| (config.storage.join("htpasswd"), None));
-        let users = Htpasswd::open(htpasswd_path.0, htpasswd_path.1)?;
-        let tokens = TokenStore::open(&config.storage.join("tokens.sqlite"))?;
-        let auth = Authenticator::new(users, tokens).with_login_limits(pnpr_auth::LoginLimits {
-            per_user: config.auth.rate_limit.per_user,
-            per_address: config.auth.rate_limit.per_address,
-            window: config.auth.rate_limit.window,
-        });
-
+        let auth = open_auth(&config)?;
         let db = MetaDb::open(&config.cache.join("metadata.sqlite"))?;
         let hosted = pnpr_hosted::HostedStore::open(&config.storage)?;
         let cas = Arc::new(Cas::open(&config.cache.join("tarballs"))?);
         let tarballs = Arc::new(TarballFetches::new(cas, 1 << 30));
-        let files = pnpr_cafs::FileStore::open(&config.cache.join("files"))?;
-
         let network = build_network(&config, &public_url, &secret, Arc::clone(&opts.resolver))?;
-        // Cached resolutions live as long as the freshest metadata they
-        // were built from would.
-        let ttl = config
-            .uplinks
-            .iter()
-            .map(|u| u.maxage)
-            .min()
-            .unwrap_or(std::time::Duration::from_secs(300));
-        let access =
-            crate::grants::AccessStore::open(&config.cache, config.install_accelerator.grant_ttl);
-        let accelerator = crate::accelerator::Accelerator::new(
-            crate::accelerator::Stores { files, access },
-            secret.clone(),
-            ttl,
-            &config.limits,
-        );
+        let accelerator = open_accelerator(&config, &secret)?;
         let rendered = crate::rendered::RenderedCache::new(
             crate::rendered::RenderedCache::DEFAULT_BUDGET,
             2048,

@@ -112,6 +112,35 @@ impl std::fmt::Debug for FetchResponse {
 }
 
 impl FetchResponse {
+    /// The final hop's answer, its headers read, its body still unread.
+    fn of(
+        resp: reqwest::Response,
+        final_url: Url,
+        route: RouteKind,
+        idle_timeout: Duration,
+        (deadline_at, deadline): (tokio::time::Instant, Duration),
+    ) -> FetchResponse {
+        let header = |name| {
+            resp.headers()
+                .get(name)
+                .and_then(|v: &HeaderValue| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        FetchResponse {
+            status: resp.status().as_u16(),
+            etag: header(ETAG),
+            last_modified: header(LAST_MODIFIED),
+            content_type: header(CONTENT_TYPE),
+            content_length: resp.content_length(),
+            final_url,
+            route,
+            body: resp,
+            idle_timeout,
+            deadline_at,
+            deadline,
+        }
+    }
+
     /// The (gzip-decoded) body. Each gap between chunks is bounded by the idle
     /// timeout and the whole body by the fetch's deadline, so neither a stalled
     /// nor a dripping upstream can hold a task forever.
@@ -435,21 +464,9 @@ impl UpstreamClient {
             let (headers, with_credentials, forwarded) =
                 self.hop_headers(&base, &hop, uplink, forwarded, req)?;
             let label = redact(&url);
-            let send = match extras.json {
-                None => self.http.get(url.clone()).headers(headers).send(),
-                Some(json) => self
-                    .http
-                    .post(url.clone())
-                    .headers(headers)
-                    .header(CONTENT_TYPE, "application/json")
-                    .body(json.clone())
-                    .send(),
-            };
-            let resp = match tokio::time::timeout(timeout, send).await {
-                Err(_) => return Err(UpstreamError::Timeout { url: label }),
-                Ok(Err(e)) => return Err(send_error(&label, e)),
-                Ok(Ok(resp)) => resp,
-            };
+            let resp = self
+                .send_hop(&url, headers, extras.json, timeout, &label)
+                .await?;
             let status = resp.status().as_u16();
             tracing::debug!(
                 method = if extras.json.is_some() { "POST" } else { "GET" },
@@ -475,25 +492,41 @@ impl UpstreamClient {
                 continue;
             }
 
-            let header = |name| {
-                resp.headers()
-                    .get(name)
-                    .and_then(|v: &HeaderValue| v.to_str().ok())
-                    .map(str::to_owned)
-            };
-            return Ok(FetchResponse {
-                status,
-                etag: header(ETAG),
-                last_modified: header(LAST_MODIFIED),
-                content_type: header(CONTENT_TYPE),
-                content_length: resp.content_length(),
-                final_url: url,
-                route: kind,
-                body: resp,
-                idle_timeout: timeout,
-                deadline_at,
-                deadline,
-            });
+            return Ok(FetchResponse::of(
+                resp,
+                url,
+                kind,
+                timeout,
+                (deadline_at, deadline),
+            ));
+        }
+    }
+
+    /// One request (GET, or POST of `json`) within the idle `timeout`.
+    async fn send_hop(
+        &self,
+        url: &Url,
+        headers: HeaderMap,
+        json: Option<&Bytes>,
+        timeout: Duration,
+        label: &str,
+    ) -> Result<reqwest::Response, UpstreamError> {
+        let send = match json {
+            None => self.http.get(url.clone()).headers(headers).send(),
+            Some(json) => self
+                .http
+                .post(url.clone())
+                .headers(headers)
+                .header(CONTENT_TYPE, "application/json")
+                .body(json.clone())
+                .send(),
+        };
+        match tokio::time::timeout(timeout, send).await {
+            Err(_) => Err(UpstreamError::Timeout {
+                url: label.to_string(),
+            }),
+            Ok(Err(e)) => Err(send_error(label, e)),
+            Ok(Ok(resp)) => Ok(resp),
         }
     }
 
