@@ -16,7 +16,7 @@ use std::path::PathBuf;
 
 use pnpr_e2e::parity::{self, Options};
 
-const USAGE: &str = "pnpr-bench parity --corpus DIR [--fixtures DIR] [--jobs N] [--only a,b] [--pnpr BIN] [--out FILE]";
+const USAGE: &str = "pnpr-bench parity --corpus DIR [--fixtures DIR] [--jobs N] [--only a,b] [--pnpr BIN] [--out FILE] [--client PNPM_VERSION (default 11.5.2; later ones use the v0 protocol)]";
 
 pub fn run(args: Vec<String>) {
     let mut opts = Options::defaults(&PathBuf::new(), 3);
@@ -31,6 +31,7 @@ pub fn run(args: Vec<String>) {
             "--only" => opts.only = value().split(',').map(str::to_string).collect(),
             "--pnpr" => opts.pnpr_binary = PathBuf::from(value()),
             "--out" => out = Some(PathBuf::from(value())),
+            "--client" => opts.client = value(),
             _ => crate::fail(&format!("unknown argument {flag}\n{USAGE}")),
         }
     }

@@ -99,6 +99,9 @@ pub struct Options {
     pub jobs: usize,
     /// Only these project names (all when empty).
     pub only: Vec<String>,
+    /// The pnpm both sides install with: 11.5.2 uses `/v1/install`, any
+    /// later pnpm the v0 resolve protocol (with a pnpr token).
+    pub client: String,
 }
 
 impl Options {
@@ -110,6 +113,7 @@ impl Options {
             pnpr_binary: pnpr_binary.to_path_buf(),
             jobs,
             only: Vec::new(),
+            client: "11.5.2".to_string(),
         }
     }
 }
@@ -181,6 +185,23 @@ impl Report {
     }
 }
 
+/// A pnpr user's token when `client` speaks the v0 protocol (it answers
+/// identified callers only); `None` for pnpm 11.5.2.
+fn pnpr_token(pnpr: &Pnpr, client: &str) -> Result<Option<String>, String> {
+    if client == "11.5.2" {
+        return Ok(None);
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("runtime: {e}"))?;
+    Ok(Some(rt.block_on(crate::add_user(
+        &crate::Http::new(),
+        pnpr,
+        "parity",
+    ))))
+}
+
 /// Starts the offline registry and pnpr, then runs every selected project
 /// (`jobs` at a time), calling `progress` as each one finishes.
 pub fn run_corpus(
@@ -211,6 +232,8 @@ pub fn run_corpus(
         pnpr: pnpr.url.clone(),
         direct_store: shared.path().join("store"),
         direct_cache: shared.path().join("cache"),
+        client: opts.client.clone(),
+        token: pnpr_token(&pnpr, &opts.client)?,
     };
     let reports = run_all(&projects, &ends, opts.jobs.max(1), progress);
     Ok(Report {

@@ -39,6 +39,11 @@ pub struct Endpoints {
     /// Store and metadata cache shared by the direct runs.
     pub direct_store: PathBuf,
     pub direct_cache: PathBuf,
+    /// The pnpm version both sides run.
+    pub client: String,
+    /// pnpr token for the v0 protocol's clients (written to `.npmrc` on the
+    /// pnpr side only).
+    pub token: Option<String>,
 }
 
 /// What a side produced: lockfile text and `.pnpm` tree.
@@ -201,7 +206,14 @@ fn install(client: &Project, ends: &Endpoints, side: Side, extra: &[&str]) -> Re
         Side::Pnpr => args.extend(["--registry", &ends.pnpr, "--pnpr-server", &ends.pnpr]),
     }
     args.extend_from_slice(extra);
-    let out = client.pnpm11(&args);
+    if let (Side::Pnpr, Some(token)) = (side, &ends.token) {
+        let host = ends.pnpr.trim_start_matches("http:");
+        let own = std::fs::read_to_string(client.path().join(".npmrc")).unwrap_or_default();
+        if !own.contains(token.as_str()) {
+            client.write_file(".npmrc", &format!("{own}\n{host}:_authToken={token}\n"));
+        }
+    }
+    let out = client.pnpm_v(&ends.client, &args);
     if out.success() {
         Ok(())
     } else {
