@@ -9,17 +9,11 @@
 //! before its temporary folder is deleted.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::{Duration, Instant};
 
-use pnpr_e2e::net::wait_http_ok;
-use pnpr_e2e::proc::{LogBuffer, Server};
-use pnpr_e2e::{free_port, Deps};
+use pnpr_e2e::proc::Server;
 
 #[cfg(test)]
 mod tests;
-
-const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A running Verdaccio proxy.
 pub struct Verdaccio {
@@ -72,44 +66,13 @@ impl Verdaccio {
     }
 
     fn spawn(dir: tempfile::TempDir, config: &str) -> Result<Verdaccio, String> {
-        let deps = Deps::get();
-        std::fs::write(dir.path().join("htpasswd"), "").map_err(|e| e.to_string())?;
-        let config_path = dir.path().join("config.yaml");
-        std::fs::write(&config_path, config).map_err(|e| e.to_string())?;
-        let mut failures = Vec::new();
-        for _ in 0..3 {
-            let port = free_port();
-            let mut server = Server::spawn(
-                Command::new(&deps.node22)
-                    .arg(&deps.verdaccio_bin)
-                    .arg("--config")
-                    .arg(&config_path)
-                    .arg("--listen")
-                    .arg(format!("127.0.0.1:{port}"))
-                    .current_dir(dir.path())
-                    .env_clear()
-                    .env("PATH", &deps.client_path)
-                    .env("HOME", dir.path())
-                    .env("NODE_ENV", "production"),
-                LogBuffer::default(),
-            );
-            let deadline = Instant::now() + START_TIMEOUT;
-            match wait_http_ok(port, "/-/ping", deadline, || server.exited().is_none()) {
-                Ok(()) => {
-                    return Ok(Verdaccio {
-                        url: format!("http://127.0.0.1:{port}/"),
-                        port,
-                        server,
-                        dir,
-                    })
-                }
-                Err(why) => {
-                    server.kill();
-                    failures.push(format!("port {port}: {why}\n{}", server.logs()));
-                }
-            }
-        }
-        Err(failures.join("\n---\n"))
+        let (server, port) = pnpr_e2e::verdaccio::spawn(dir.path(), config)?;
+        Ok(Verdaccio {
+            url: format!("http://127.0.0.1:{port}/"),
+            port,
+            server,
+            dir,
+        })
     }
 
     /// The storage folder (empty until something was proxied).

@@ -21,6 +21,7 @@ pub mod proc;
 pub mod project;
 pub mod publish;
 pub mod registry_mock;
+pub mod verdaccio;
 
 pub use deps::Deps;
 pub use http::{Http, Response};

@@ -7,16 +7,10 @@
 //! process is killed before its folder is deleted.
 
 use std::path::Path;
-use std::process::Command;
-use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use crate::deps::Deps;
-use crate::net::{free_port, wait_http_ok};
-use crate::proc::{LogBuffer, Server};
-
-const START_TIMEOUT: Duration = Duration::from_secs(60);
+use crate::proc::Server;
 
 const CONFIG: &str =
     "storage: ./storage\nauth:\n  htpasswd:\n    file: ./htpasswd\n    max_users: -1\n\
@@ -49,46 +43,13 @@ impl OfflineRegistry {
             .map_err(|e| format!("temp dir: {e}"))?;
         link_tree(storage, &dir.path().join("storage"))
             .map_err(|e| format!("copying {}: {e}", storage.display()))?;
-        std::fs::write(dir.path().join("htpasswd"), "").map_err(|e| e.to_string())?;
-        let config = dir.path().join("config.yaml");
-        std::fs::write(&config, CONFIG).map_err(|e| e.to_string())?;
-        let deps = Deps::get();
-        let mut failures = Vec::new();
-        for _ in 0..3 {
-            let port = free_port();
-            let mut server = Server::spawn(
-                Command::new(&deps.node22)
-                    .arg(&deps.verdaccio_bin)
-                    .arg("--config")
-                    .arg(&config)
-                    .arg("--listen")
-                    .arg(format!("127.0.0.1:{port}"))
-                    .current_dir(dir.path())
-                    .env_clear()
-                    .env("PATH", &deps.client_path)
-                    .env("HOME", dir.path())
-                    .env("NODE_ENV", "production"),
-                LogBuffer::default(),
-            );
-            let deadline = Instant::now() + START_TIMEOUT;
-            match wait_http_ok(port, "/-/ping", deadline, || server.exited().is_none()) {
-                Ok(()) => {
-                    return Ok(OfflineRegistry {
-                        url: format!("http://127.0.0.1:{port}/"),
-                        server,
-                        _dir: dir,
-                    })
-                }
-                Err(why) => {
-                    server.kill();
-                    failures.push(format!("port {port}: {why}\n{}", server.logs()));
-                }
-            }
-        }
-        Err(format!(
-            "offline Verdaccio did not start:\n{}",
-            failures.join("\n---\n")
-        ))
+        let (server, port) = crate::verdaccio::spawn(dir.path(), CONFIG)
+            .map_err(|e| format!("offline Verdaccio did not start:\n{e}"))?;
+        Ok(OfflineRegistry {
+            url: format!("http://127.0.0.1:{port}/"),
+            server,
+            _dir: dir,
+        })
     }
 
     /// Everything Verdaccio printed so far.
