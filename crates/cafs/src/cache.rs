@@ -30,6 +30,12 @@ impl<V: Clone> Lru<V> {
         }
     }
 
+    pub(crate) fn pop(&mut self, key: &str) {
+        if let Some(c) = self.inner.as_mut() {
+            c.pop(key);
+        }
+    }
+
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.inner.as_ref().map_or(0, lru::LruCache::len)

@@ -93,6 +93,14 @@ impl IndexDb {
         Ok(())
     }
 
+    /// Every integrity with a row (for eviction's reference counts).
+    pub(crate) fn keys(&self) -> Result<Vec<String>, CafsError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare("SELECT integrity FROM package_index")?;
+        let rows = stmt.query_map([], |row| row.get::<_, String>(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     pub(crate) fn count(&self) -> Result<u64, CafsError> {
         let conn = self.lock();
         let n: i64 = conn.query_row("SELECT COUNT(*) FROM package_index", [], |row| row.get(0))?;

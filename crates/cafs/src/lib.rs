@@ -19,6 +19,7 @@
 mod cache;
 mod db;
 mod error;
+mod evictable;
 mod files;
 mod index;
 mod limits;
@@ -27,6 +28,7 @@ mod store;
 mod unpack;
 
 pub use error::CafsError;
+pub use evictable::derived_source;
 pub use index::{FileEntry, PackageIndex};
 pub use limits::Limits;
 pub use store::{FileStore, DEFAULT_INDEX_CACHE_ENTRIES};

@@ -28,11 +28,15 @@ pub const DEFAULT_INDEX_CACHE_ENTRIES: usize = 4096;
 /// Content-addressed store of unpacked package files plus their indexes.
 #[derive(Debug)]
 pub struct FileStore {
-    root: PathBuf,
-    files: Files,
-    db: IndexDb,
+    pub(crate) root: PathBuf,
+    pub(crate) files: Files,
+    pub(crate) db: IndexDb,
     /// Decoded rows, so hot packages skip SQLite and JSON decoding.
-    cache: Mutex<Lru<Arc<PackageIndex>>>,
+    pub(crate) cache: Mutex<Lru<Arc<PackageIndex>>>,
+    /// Unpacks hold it shared; eviction ([`crate::evictable`]) holds it
+    /// exclusively while it removes files, so it never removes a file an
+    /// unpack found present and is about to name in a new index row.
+    pub(crate) gate: std::sync::RwLock<()>,
 }
 
 impl FileStore {
@@ -51,6 +55,7 @@ impl FileStore {
             files,
             db,
             cache: Mutex::new(Lru::new(cache_entries)),
+            gate: std::sync::RwLock::new(()),
         })
     }
 
@@ -193,6 +198,7 @@ impl FileStore {
         tgz: impl Read,
         limits: &Limits,
     ) -> Result<Arc<PackageIndex>, CafsError> {
+        let _unpacking = self.gate.read().unwrap_or_else(|p| p.into_inner());
         if let Some(existing) = self.index(integrity)? {
             return Ok(existing);
         }
@@ -241,7 +247,7 @@ impl FileStore {
         Ok(index)
     }
 
-    fn cache_lock(&self) -> std::sync::MutexGuard<'_, Lru<Arc<PackageIndex>>> {
+    pub(crate) fn cache_lock(&self) -> std::sync::MutexGuard<'_, Lru<Arc<PackageIndex>>> {
         // The cache holds only immutable Arcs; a panic mid-update cannot leave
         // a wrong value behind, so a poisoned lock is still usable.
         self.cache.lock().unwrap_or_else(|p| p.into_inner())

@@ -1,0 +1,299 @@
+//! One eviction pass: units ordered by last access, removed oldest first
+//! until the stores fit the goal, skipping pinned ones.
+//!
+//! Invariant: a file is removed only when no index row names it, counted
+//! while [`pnpr_cafs::FileStore::exclusive`] holds every unpack off (rows
+//! written since the scan are counted too), and a unit is removed under the
+//! pin table's lock, so a concurrent install either pinned it first (it is
+//! skipped) or pins it after it is gone (and unpacks it again).
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+
+use pnpr_cafs::FileStore;
+
+use crate::scan::{digest, Digest, Scan, Tarball};
+use crate::{lock, Budget, Result};
+
+/// Bytes and objects of one store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreUsage {
+    /// `tarballs`, `files` or `frames`.
+    pub store: &'static str,
+    pub bytes: u64,
+    pub objects: u64,
+}
+
+impl StoreUsage {
+    pub(crate) fn new(store: &'static str, bytes: u64, objects: u64) -> Self {
+        Self {
+            store,
+            bytes,
+            objects,
+        }
+    }
+}
+
+/// What a pass found and did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub limit: Option<u64>,
+    /// Sizes when the pass started.
+    pub before: Vec<StoreUsage>,
+    /// What it removed, per store.
+    pub evicted: Vec<StoreUsage>,
+    /// Package versions removed.
+    pub units_evicted: u64,
+    /// Over-budget candidates kept because an install was serving them.
+    pub pinned_kept: u64,
+}
+
+impl Report {
+    pub(crate) fn new(limit: Option<u64>, before: Vec<StoreUsage>) -> Self {
+        let evicted = before
+            .iter()
+            .map(|u| StoreUsage::new(u.store, 0, 0))
+            .collect();
+        Self {
+            limit,
+            before,
+            evicted,
+            units_evicted: 0,
+            pinned_kept: 0,
+        }
+    }
+
+    /// Bytes of every evictable store when the pass started.
+    pub fn total(&self) -> u64 {
+        self.before.iter().map(|u| u.bytes).sum()
+    }
+
+    /// Bytes left after the pass.
+    pub fn total_after(&self) -> u64 {
+        self.total() - self.evicted.iter().map(|u| u.bytes).sum::<u64>()
+    }
+
+    fn add(&mut self, store: &str, bytes: u64) {
+        if let Some(u) = self.evicted.iter_mut().find(|u| u.store == store) {
+            u.bytes += bytes;
+            u.objects += u64::from(bytes > 0);
+        }
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (b, e) in self.before.iter().zip(&self.evicted) {
+            writeln!(
+                f,
+                "{:<9} {:>14} bytes {:>9} objects   evicted {:>12} bytes {:>7} objects",
+                b.store, b.bytes, b.objects, e.bytes, e.objects
+            )?;
+        }
+        let limit = self
+            .limit
+            .map_or_else(|| "none".to_string(), |l| format!("{l} bytes"));
+        writeln!(
+            f,
+            "total     {:>14} bytes (after: {}), budget {limit}; {} package versions evicted, {} pinned kept",
+            self.total(),
+            self.total_after(),
+            self.units_evicted,
+            self.pinned_kept
+        )
+    }
+}
+
+/// One package version's cached bytes.
+struct Unit {
+    key: String,
+    /// Its file-store index rows (usually one).
+    rows: Vec<String>,
+    tarballs: Vec<Tarball>,
+    files: Vec<Digest>,
+    last_ms: i64,
+}
+
+/// Units and how many index rows name each file.
+#[derive(Default)]
+struct Plan {
+    units: HashMap<String, Unit>,
+    refs: HashMap<Digest, u32>,
+    rows_seen: HashSet<String>,
+}
+
+impl Plan {
+    fn unit(&mut self, key: &str) -> &mut Unit {
+        self.units.entry(key.to_string()).or_insert_with(|| Unit {
+            key: key.to_string(),
+            rows: Vec::new(),
+            tarballs: Vec::new(),
+            files: Vec::new(),
+            last_ms: 0,
+        })
+    }
+
+    /// Counts the files of index row `integrity` (and makes it part of its unit).
+    fn add_row(&mut self, files: &FileStore, integrity: &str) -> Result<()> {
+        self.rows_seen.insert(integrity.to_string());
+        let Some(key) = crate::unit_key(integrity) else {
+            return Ok(());
+        };
+        let Some(index) = files.index_uncached(integrity)? else {
+            return Ok(());
+        };
+        let digests: Vec<Digest> = index
+            .files
+            .values()
+            .filter_map(|f| digest(&f.digest_hex))
+            .collect();
+        for d in &digests {
+            *self.refs.entry(*d).or_default() += 1;
+        }
+        let unit = self.unit(&key);
+        unit.rows.push(integrity.to_string());
+        unit.files.extend(digests);
+        unit.last_ms = unit.last_ms.max(index.checked_at_ms as i64);
+        Ok(())
+    }
+}
+
+/// Evicts down to `goal` bytes; returns the evicted units' keys.
+pub(crate) fn run(
+    budget: &Budget,
+    files: &FileStore,
+    mut scan: Scan,
+    access: &HashMap<String, i64>,
+    goal: u64,
+    report: &mut Report,
+) -> Result<Vec<String>> {
+    let mut plan = Plan::default();
+    for row in files.index_keys()? {
+        plan.add_row(files, &row)?;
+    }
+    for (key, tarballs) in std::mem::take(&mut scan.tarballs) {
+        let unit = plan.unit(&key);
+        unit.last_ms = tarballs
+            .iter()
+            .map(|t| t.mtime_ms)
+            .fold(unit.last_ms, i64::max);
+        unit.tarballs = tarballs;
+    }
+    let _no_unpacks = files.exclusive();
+    // Rows written since the scan keep their files.
+    for row in files.index_keys()? {
+        if !plan.rows_seen.contains(&row) {
+            plan.add_row(files, &row)?;
+        }
+    }
+    let mut total = report.total();
+    remove_orphans(files, &plan, &mut scan, &mut total, report);
+    let mut units: Vec<Unit> = std::mem::take(&mut plan.units).into_values().collect();
+    for u in &mut units {
+        if let Some(at) = access.get(&u.key) {
+            u.last_ms = *at;
+        }
+    }
+    units.sort_by_key(|u| u.last_ms);
+    let mut evicted = Vec::new();
+    for unit in units {
+        if total <= goal {
+            break;
+        }
+        let pins = lock(&budget.pins);
+        if pins.contains_key(&unit.key) {
+            report.pinned_kept += 1;
+            continue;
+        }
+        let freed = remove_unit(files, &unit, &mut plan.refs, &mut scan, report)?;
+        drop(pins);
+        total = total.saturating_sub(freed);
+        report.units_evicted += 1;
+        evicted.push(unit.key);
+    }
+    Ok(evicted)
+}
+
+/// Files no index row names (leftovers of failed unpacks) and frames whose
+/// file is gone: unreachable by any install, so they go first.
+fn remove_orphans(
+    files: &FileStore,
+    plan: &Plan,
+    scan: &mut Scan,
+    total: &mut u64,
+    report: &mut Report,
+) {
+    let orphans: Vec<Digest> = scan
+        .files
+        .keys()
+        .filter(|d| !plan.refs.contains_key(*d))
+        .copied()
+        .collect();
+    for d in orphans {
+        *total = total.saturating_sub(remove_file(files, &d, scan, report));
+    }
+    let strays: Vec<Digest> = scan
+        .frames
+        .keys()
+        .filter(|d| !scan.files.contains_key(*d) && !plan.refs.contains_key(*d))
+        .copied()
+        .collect();
+    for d in strays {
+        for (path, _) in scan.frames.remove(&d).unwrap_or_default() {
+            let freed = unlink(&path);
+            report.add("frames", freed);
+            *total = total.saturating_sub(freed);
+        }
+    }
+}
+
+/// Removes a unit's rows, tarballs, and the files (with frames) no other
+/// row names; returns the bytes freed.
+fn remove_unit(
+    files: &FileStore,
+    unit: &Unit,
+    refs: &mut HashMap<Digest, u32>,
+    scan: &mut Scan,
+    report: &mut Report,
+) -> Result<u64> {
+    // Rows first: from here on an install finds the package missing.
+    for row in &unit.rows {
+        files.remove_index(row)?;
+    }
+    let mut freed = 0;
+    for t in &unit.tarballs {
+        let n = unlink(&t.path);
+        report.add("tarballs", n);
+        freed += n;
+    }
+    for d in &unit.files {
+        let Some(n) = refs.get_mut(d) else { continue };
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            refs.remove(d);
+            freed += remove_file(files, d, scan, report);
+        }
+    }
+    Ok(freed)
+}
+
+/// Unlinks one stored file and its frames; returns the bytes freed.
+fn remove_file(files: &FileStore, d: &Digest, scan: &mut Scan, report: &mut Report) -> u64 {
+    let mut freed = 0;
+    if scan.files.remove(d).is_some() {
+        let n = files.remove_file(&hex::encode(d)).unwrap_or(0);
+        report.add("files", n);
+        freed += n;
+    }
+    for (path, _) in scan.frames.remove(d).unwrap_or_default() {
+        let n = unlink(&path);
+        report.add("frames", n);
+        freed += n;
+    }
+    freed
+}
+
+fn unlink(path: &std::path::Path) -> u64 {
+    let len = std::fs::symlink_metadata(path).map_or(0, |m| m.len());
+    std::fs::remove_file(path).map_or(0, |()| len)
+}
