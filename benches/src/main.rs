@@ -14,11 +14,14 @@
 //!   `cargo run --release -p pnpr-bench -- peers [--runs N] [--warmup N]
 //!       [--latency-ms MS] [--rate-mbit MBIT] [--only direct,verdaccio,pnpr,v1|v0] [--client PNPM_VERSION (default 11.5.2)]
 //!       [--project DIR] [--json FILE] [--upstream-storage DIR] [--per-connection-rate]
+//!       [--upstream-latency-ms MS] [--pnpr BIN (default target/release/pnpr)]
 //!       [--store cold|warm|both] [--server cold|warm|both] [--lockfile no|yes|both]`
 //!   `cargo run --release -p pnpr-bench -- load [--seconds S] [--connections C]
 //!       [--threads T] [--json FILE]`
 //!   `cargo run --release -p pnpr-bench -- shape-check [--latency-ms MS] [--rate-mbit MBIT]
 //!       [--per-connection-rate]`
+//!   `cargo run --release -p pnpr-bench -- frames --upstream-storage DIR` (body bytes of a
+//!       cold client per gzip member layout vs the tarballs; see `frames`)
 //!   `cargo run --release -p pnpr-bench -- login-storm [--runs N]` (N bad passwords per
 //!       attacking client, default 40)
 //!
@@ -46,6 +49,8 @@
 //! passwords (see `login_storm`).
 
 mod auth;
+mod floor;
+mod frames;
 mod load;
 mod login_storm;
 mod parity;
@@ -77,11 +82,15 @@ struct Args {
     lockfile: Option<bool>,
     /// pnpm version for `peers`.
     client: String,
+    /// `peers`: one-way latency between pnpr and the upstream.
+    upstream_latency_ms: u64,
+    /// `peers`: the pnpr binary to run.
+    pnpr: Option<PathBuf>,
 }
 
-const USAGE: &str = "pnpr-bench [install|auth|peers|load|shape-check|login-storm] [--runs N] [--warmup N] \
+const USAGE: &str = "pnpr-bench [install|auth|peers|load|shape-check|login-storm|frames] [--runs N] [--warmup N] \
 [--project DIR] [--latency-ms MS (one way, default 25)] [--rate-mbit MBIT (default 200, 0 = unlimited)] \
-[--per-connection-rate] [--store cold|warm|both] [--server cold|warm|both] [--lockfile no|yes|both] [--only direct,verdaccio,pnpr,v1|v0] [--client PNPM_VERSION (default 11.5.2)] [--json FILE] [--upstream-storage DIR] \
+[--per-connection-rate] [--upstream-latency-ms MS (pnpr to upstream, one way, default 0)] [--pnpr BIN] [--store cold|warm|both] [--server cold|warm|both] [--lockfile no|yes|both] [--only direct,verdaccio,pnpr,v1|v0] [--client PNPM_VERSION (default 11.5.2)] [--json FILE] [--upstream-storage DIR] \
 [--seconds S] [--connections C] [--threads T]";
 
 fn parse_args() -> Args {
@@ -103,6 +112,8 @@ fn parse_args() -> Args {
         warm_server: None,
         lockfile: None,
         client: "11.5.2".to_string(),
+        upstream_latency_ms: 0,
+        pnpr: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -116,12 +127,14 @@ fn parse_args() -> Args {
             "--warmup" => a.warmup = num(&mut it) as usize,
             "--latency-ms" => a.latency_ms = num(&mut it),
             "--rate-mbit" => a.rate_mbit = num(&mut it),
+            "--upstream-latency-ms" => a.upstream_latency_ms = num(&mut it),
             "--seconds" => a.seconds = num(&mut it),
             "--connections" => a.connections = num(&mut it) as usize,
             "--threads" => a.threads = num(&mut it) as usize,
             "--project" => a.project = PathBuf::from(it.next().unwrap_or_else(|| fail(USAGE))),
             "--only" => a.only = Some(it.next().unwrap_or_else(|| fail(USAGE))),
             "--client" => a.client = it.next().unwrap_or_else(|| fail(USAGE)),
+            "--pnpr" => a.pnpr = Some(PathBuf::from(it.next().unwrap_or_else(|| fail(USAGE)))),
             "--upstream-storage" => {
                 a.upstream_storage = Some(PathBuf::from(it.next().unwrap_or_else(|| fail(USAGE))))
             }
@@ -134,7 +147,7 @@ fn parse_args() -> Args {
                 println!("{USAGE}");
                 std::process::exit(0);
             }
-            "install" | "auth" | "peers" | "load" | "shape-check" | "login-storm" => {
+            "install" | "auth" | "peers" | "load" | "shape-check" | "login-storm" | "frames" => {
                 a.mode = flag.clone()
             }
             other => fail(&format!("unknown argument {other}\n{USAGE}")),
@@ -252,6 +265,8 @@ fn main() {
                 warm_server: a.warm_server,
                 lockfile: a.lockfile,
                 client: a.client.clone(),
+                upstream_latency: Duration::from_millis(a.upstream_latency_ms),
+                pnpr: a.pnpr.clone(),
             });
             return;
         }
@@ -266,6 +281,13 @@ fn main() {
         }
         "shape-check" => {
             shape_check(&a);
+            return;
+        }
+        "frames" => {
+            let storage = a.upstream_storage.clone().unwrap_or_else(|| {
+                fail("frames needs --upstream-storage DIR (a Verdaccio storage folder)")
+            });
+            frames::run(&storage);
             return;
         }
         "login-storm" => {

@@ -44,6 +44,12 @@ pub struct PeersArgs {
     /// The pnpm version every target installs with (`tests/.deps`): 11.5.2
     /// benchmarks `/v1/install`, later ones the v0 resolve protocol.
     pub client: String,
+    /// One-way latency between every pnpr and the upstream (a shaper of
+    /// its own, unlimited rate); zero connects pnpr to the upstream directly.
+    pub upstream_latency: Duration,
+    /// The pnpr binary (default `target/release/pnpr`), so two builds can
+    /// be compared on one corpus.
+    pub pnpr: Option<PathBuf>,
 }
 
 /// The registry every target ultimately reads from; unshaped for the
@@ -173,6 +179,8 @@ struct Bench<'a> {
     bin: PathBuf,
     fixture: PathBuf,
     client: String,
+    /// What pnpr's uplink points at: the upstream, or its shaper.
+    uplink_url: String,
 }
 
 impl Bench<'_> {
@@ -192,7 +200,11 @@ impl Bench<'_> {
             Target::PnprProxy | Target::PnprV1 | Target::PnprV0 => {
                 // pnpr builds tarball URLs and checks `/v1/install`'s
                 // registry against its public URL: the shaper's.
-                let config = format!("public_url: {}\n{}", shaper.url, crate::config(upstream));
+                let config = format!(
+                    "public_url: {}\n{}",
+                    shaper.url,
+                    crate::config(&self.uplink_url)
+                );
                 let p = Pnpr::try_start_with(&self.bin, &config, &[]).unwrap_or_else(|f| {
                     fail(&format!("pnpr did not start: {}\n{}", f.reason, f.logs))
                 });
@@ -297,13 +309,26 @@ pub fn run(args: PeersArgs) {
     print_check(&args.shape, &check);
 
     let upstream = start_upstream(args.upstream_storage.as_deref());
+    let uplink_shaper = (!args.upstream_latency.is_zero()).then(|| {
+        let shape = Shape {
+            latency: args.upstream_latency,
+            rate_bps: 0,
+            per_connection: true,
+        };
+        let target = std::net::SocketAddr::from(([127, 0, 0, 1], upstream.port()));
+        rt.block_on(Shaper::start(target, shape))
+            .unwrap_or_else(|e| fail(&format!("cannot start the upstream shaper: {e}")))
+    });
     let bench = Bench {
         rt: &rt,
         upstream: &upstream,
         shape: args.shape,
-        bin: release_binary(),
+        bin: args.pnpr.clone().unwrap_or_else(release_binary),
         fixture: args.project.clone(),
         client: args.client.clone(),
+        uplink_url: uplink_shaper
+            .as_ref()
+            .map_or_else(|| upstream.url().to_string(), |s| s.url.clone()),
     };
     eprintln!(
         "project: {}; client: pnpm {}",
@@ -318,6 +343,7 @@ pub fn run(args: PeersArgs) {
         fail("--store/--server/--lockfile left no scenario");
     }
     let rounds = args.warmup + args.runs;
+    let mut link = Vec::new();
     for round in 0..rounds {
         let recording = round >= args.warmup;
         eprintln!(
@@ -329,8 +355,29 @@ pub fn run(args: PeersArgs) {
         for s in scenarios.iter_mut() {
             run_scenario(&bench, &prepared, s, recording);
         }
+        let took = link_only(&bench, &prepared);
+        if recording {
+            link.push(took);
+        }
     }
-    report(&args, &check, &scenarios);
+    report(&args, &check, &scenarios, &link);
+}
+
+/// The link-only floor sample: the first target's full store and lockfile,
+/// `--offline`, no server reached.
+fn link_only(bench: &Bench, prepared: &[Prepared]) -> Duration {
+    let Some(first) = prepared.first() else {
+        fail("no target was populated");
+    };
+    let shapers: Vec<&Shaper> = prepared.iter().map(|p| &p.warm.shaper).collect();
+    crate::floor::link_only(
+        &bench.client,
+        &bench.fixture,
+        &first.store_owner.pnpm_store(),
+        &first.lockfile,
+        &first.warm.shaper.url,
+        &shapers,
+    )
 }
 
 /// The registry-mock, or an offline Verdaccio over a stored corpus.
@@ -514,7 +561,12 @@ fn rate_label(shape: &Shape) -> String {
     }
 }
 
-fn report(args: &PeersArgs, check: &shaper::CheckResult, scenarios: &[Scenario]) {
+fn report(
+    args: &PeersArgs,
+    check: &shaper::CheckResult,
+    scenarios: &[Scenario],
+    link: &[Duration],
+) {
     println!(
         "\nproject {}; client pnpm {}; upstream {}; one-way latency {} ms, {}; {} runs after {} warm-up round(s)\n",
         args.project.display(),
@@ -528,6 +580,7 @@ fn report(args: &PeersArgs, check: &shaper::CheckResult, scenarios: &[Scenario])
     println!("| target | server cache | client store | lockfile | median | min | max | MB to client | runs |");
     println!("| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: |");
     let mut json = Vec::new();
+    let mut rows = Vec::new();
     for s in scenarios {
         if s.samples.is_empty() {
             continue;
@@ -558,7 +611,13 @@ fn report(args: &PeersArgs, check: &shaper::CheckResult, scenarios: &[Scenario])
             "to_client_bytes_median": bytes.get(bytes.len() / 2).copied().unwrap_or(0),
             "runs": s.samples.len(),
         }));
+        rows.push(crate::floor::Row {
+            name: s.name(),
+            median: med,
+            to_client: bytes.get(bytes.len() / 2).copied().unwrap_or(0),
+        });
     }
+    let floor = crate::floor::report(&args.shape, link, &rows);
     let doc = serde_json::json!({
         "project": args.project.display().to_string(),
         "client": args.client,
@@ -568,7 +627,9 @@ fn report(args: &PeersArgs, check: &shaper::CheckResult, scenarios: &[Scenario])
         "upstream": upstream_label(args),
         "self_check": {"rtt_ms": check.rtt.as_secs_f64() * 1e3, "measured_mbit": check.measured_bps / 1e6,
             "aggregate_mbit": check.aggregate_bps / 1e6},
+        "upstream_latency_ms_one_way": args.upstream_latency.as_millis() as u64,
         "scenarios": json,
+        "floor": floor,
     });
     println!("\n{doc}");
     if let Some(path) = &args.json_out {
