@@ -368,3 +368,81 @@ async fn json_is_compressed_by_negotiation_and_tarballs_never_are() {
         .node_require("@pnpm.e2e/pkg-with-1-dep")
         .assert_success();
 }
+
+/// `pnpm login --scope=@private --registry=…/~corp/` with pnpm 11.5.2,
+/// 11.28.10 and 12.23.0: each logs a pnpr user in on the endpoint, records
+/// the scope mapping and the endpoint's token, and then installs the
+/// private package through the scope. Attack: a wrong password saves no
+/// token and the scope stays closed.
+#[tokio::test]
+async fn pnpm_login_on_an_uplink_endpoint_configures_the_scope() {
+    let mock = RegistryMock::start();
+    let pnpr = corp_pnpr(&mock).await;
+    let http = Http::new();
+    add_user(&http, &pnpr, "alice").await;
+    let endpoint = format!("{}~corp/", pnpr.url);
+    for version in ["11.5.2", "11.28.10", "12.23.0"] {
+        let project = Project::new(
+            &json!({"name": "consumer", "version": "1.0.0", "private": true}),
+            Some(&npmrc(&pnpr, None)),
+        );
+        let login = |password: &str| {
+            project.pnpm_v_answering(
+                version,
+                &["login", "--scope=@private", "--registry", &endpoint],
+                &[
+                    ("sername", "alice"),
+                    ("assword", password),
+                    ("mail", "alice@example.test"),
+                ],
+            )
+        };
+        let bad = login("wrong-pw");
+        assert!(!bad.success(), "pnpm {version} wrong password: {bad}");
+        let saved = pnpm_user_config(&project);
+        assert!(!saved.contains("_authToken"), "pnpm {version}: {saved}");
+        project
+            .pnpm_v(version, &["add", "@private/foo"])
+            .assert_failure();
+
+        login("alice-pw").assert_success();
+        // pnpm keeps login state in its own user config (`auth.ini`, and
+        // pnpm 12 the scope mapping in `config.yaml`); 11.28+ qualifies
+        // the token key with the scope.
+        let saved = pnpm_user_config(&project);
+        assert!(
+            saved.contains(&format!("@private:registry={endpoint}"))
+                || saved.contains(&format!("{endpoint}:\n    scopes:\n    - '@private'")),
+            "pnpm {version}: {saved}"
+        );
+        let token = saved
+            .lines()
+            .find_map(|l| {
+                l.split_once("~corp/:_authToken=")
+                    .or_else(|| l.split_once("~corp/:@private:_authToken="))
+            })
+            .map(|(_, t)| t.trim().to_string())
+            .unwrap_or_else(|| panic!("pnpm {version}: no endpoint token saved: {saved}"));
+        let r = http.get_auth(&format!("{endpoint}-/whoami"), &token).await;
+        assert_eq!(r.json()["username"], "alice", "pnpm {version}");
+
+        project
+            .pnpm_v(version, &["add", "@private/foo"])
+            .assert_success();
+        project
+            .node_require("@private/foo/package.json")
+            .assert_success();
+        assert!(!pnpr.logs().contains(&token), "a token reached the log");
+    }
+}
+
+/// What pnpm's login wrote into the user's pnpm config files.
+fn pnpm_user_config(project: &Project) -> String {
+    let dir = project.home().join(".config/pnpm");
+    ["auth.ini", "config.yaml", "rc"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(dir.join(f)).ok())
+        .chain(std::fs::read_to_string(project.home().join(".npmrc")).ok())
+        .collect::<Vec<_>>()
+        .join("\n")
+}

@@ -284,3 +284,54 @@ async fn forwarded_headers_count_only_from_trusted_proxies() {
         }
     }
 }
+
+/// RFC 7239 `Forwarded` (first element) counts only from a trusted proxy,
+/// wins over the `X-Forwarded-*` pair, and a malformed value or a host that
+/// is not a bare origin names nothing.
+#[tokio::test]
+async fn rfc7239_forwarded_counts_only_from_trusted_proxies() {
+    let mock = RegistryMock::start();
+    let pnpr = start(&mock, "network:\n  trusted_proxies: [127.0.0.2]\n").await;
+    let direct = Http::raw();
+    let proxy = Http::raw_from("127.0.0.2".parse().expect("ip"));
+    let url = format!("{}@pnpm.e2e%2ffoo", pnpr.url);
+    let forwarded = [(
+        "forwarded",
+        "for=192.0.2.60;proto=https;host=\"reg.corp.test:8443\", host=inner.test",
+    )];
+
+    // Attack: an untrusted peer's `Forwarded` changes nothing.
+    let doc = get_doc(&direct, &url, &forwarded).await;
+    assert_all_under(&doc, &pnpr.url);
+    // Control: from the trusted proxy its first element names the URLs...
+    let doc = get_doc(&proxy, &url, &forwarded).await;
+    assert_all_under(&doc, "https://reg.corp.test:8443/@pnpm.e2e/foo/-/");
+    // ... over `X-Forwarded-*` when both are sent.
+    let both = [
+        forwarded[0],
+        ("x-forwarded-host", "x.proxy.test"),
+        ("x-forwarded-proto", "http"),
+    ];
+    let doc = get_doc(&proxy, &url, &both).await;
+    assert_all_under(&doc, "https://reg.corp.test:8443/@pnpm.e2e/foo/-/");
+    // An element without host/proto leaves the `X-` pair in charge.
+    let only_for = [
+        ("forwarded", "for=192.0.2.60"),
+        ("x-forwarded-host", "x.proxy.test"),
+    ];
+    let doc = get_doc(&proxy, &url, &only_for).await;
+    assert_all_under(&doc, "http://x.proxy.test/@pnpm.e2e/foo/-/");
+
+    // Attack from the trusted peer's position: malformed values and hosts
+    // that are not bare origins fall back to the `Host` the client used.
+    for bad in [
+        "host=evil.test/x",
+        "host=\"user@evil.test\"",
+        "host=\"unterminated",
+        "host=a;host=b",
+        "host=\"evil.test\"junk",
+    ] {
+        let doc = get_doc(&proxy, &url, &[("forwarded", bad)]).await;
+        assert_all_under(&doc, &pnpr.url);
+    }
+}

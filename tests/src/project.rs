@@ -182,6 +182,24 @@ impl Project {
     /// pnpm 12, on Node 22 for pnpm 11) in the project.
     #[track_caller]
     pub fn pnpm_v(&self, version: &str, args: &[&str]) -> Output {
+        let mut cmd = self.pnpm_command(version, args);
+        run(&mut cmd, self.timeout)
+    }
+
+    /// [`Project::pnpm_v`] under a pseudo terminal, answering each
+    /// `(prompt, answer)` once the prompt is printed (`pnpm login`).
+    #[track_caller]
+    pub fn pnpm_v_answering(
+        &self,
+        version: &str,
+        args: &[&str],
+        answers: &[(&str, &str)],
+    ) -> Output {
+        let cmd = self.pnpm_command(version, args);
+        tty::run_answering(&cmd, answers, self.timeout)
+    }
+
+    fn pnpm_command(&self, version: &str, args: &[&str]) -> Command {
         let deps = Deps::get();
         let mut cmd = match deps.pnpm_version(version) {
             crate::deps::PnpmExe::Native(exe) => self.command(exe),
@@ -192,7 +210,7 @@ impl Project {
             }
         };
         cmd.args(args);
-        run(&mut cmd, self.timeout)
+        cmd
     }
 
     /// Runs yarn 1.22.22 (on Node 22) in the project.

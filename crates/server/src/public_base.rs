@@ -13,9 +13,11 @@
 //!   validated as an origin (no userinfo, path, query or odd characters)
 //!   before it can reach a URL, so a header cannot inject a path or a second
 //!   authority;
-//! - `X-Forwarded-Host` / `X-Forwarded-Proto` are read only when the peer
-//!   address is in `network.trusted_proxies`; from any other peer they are
-//!   ignored (a client must not pick the URLs another proxy layer sees);
+//! - `Forwarded` (RFC 7239; its first element) and `X-Forwarded-Host` /
+//!   `X-Forwarded-Proto` are read only when the peer address is in
+//!   `network.trusted_proxies`; from any other peer they are ignored (a
+//!   client must not pick the URLs another proxy layer sees). `Forwarded`
+//!   wins over the `X-` pair when both name a value;
 //! - the base is carried as a request extension ([`PublicBase`]) set before
 //!   routing, and caches of rendered bodies key by it, so one host's URLs
 //!   are never served to another.
@@ -30,6 +32,8 @@ use axum::response::Response;
 use url::Url;
 
 use crate::state::AppState;
+
+mod forwarded;
 
 /// The public base URL of the request being served (always ends in `/`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,13 +108,12 @@ pub fn derive(
             .iter()
             .any(|net| net.contains(&ip))
     });
-    let forwarded_host = trusted
-        .then(|| first_value(headers, "x-forwarded-host"))
-        .flatten();
-    let scheme = trusted
-        .then(|| first_value(headers, "x-forwarded-proto"))
-        .flatten()
-        .map(|p| p.to_ascii_lowercase())
+    let (forwarded_host, scheme) = if trusted {
+        proxy_view(headers)
+    } else {
+        (None, None)
+    };
+    let scheme = scheme
         .filter(|p| p == "http" || p == "https")
         .unwrap_or_else(|| "http".to_string());
     let host = forwarded_host
@@ -119,6 +122,23 @@ pub fn derive(
     host.and_then(|h| origin(&scheme, &h))
         .map(|u| PublicBase(Arc::new(u)))
         .unwrap_or_else(|| PublicBase::fallback(state))
+}
+
+/// The host and proto a trusted proxy reports: `Forwarded`'s first element
+/// where it names them, else `X-Forwarded-Host` / `X-Forwarded-Proto`.
+fn proxy_view(headers: &HeaderMap) -> (Option<String>, Option<String>) {
+    let rfc = headers
+        .get(header::FORWARDED)
+        .and_then(|v| v.to_str().ok())
+        .and_then(forwarded::first_element)
+        .unwrap_or_default();
+    let host = rfc
+        .host
+        .or_else(|| first_value(headers, "x-forwarded-host"));
+    let proto = rfc
+        .proto
+        .or_else(|| first_value(headers, "x-forwarded-proto").map(|p| p.to_ascii_lowercase()));
+    (host, proto)
 }
 
 /// An IPv4 peer seen through a dual-stack socket (`::ffff:a.b.c.d`) is the
