@@ -9,6 +9,7 @@
 mod compat;
 mod dedupe;
 mod extend;
+mod locked;
 mod peers;
 mod pick;
 
@@ -59,6 +60,13 @@ pub enum ResolveError {
 pub trait MetadataSource: Send + Sync {
     /// Returns the packument of `name`, or [`ResolveError::NotFound`].
     fn packument<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Arc<Value>, ResolveError>>;
+
+    /// Called once per `name@version` the resolution picks, with its
+    /// manifest (`dist` included), so the caller can start work on it while
+    /// the rest of the tree resolves (the install accelerator starts its
+    /// tarball fetch). A picked version may still be left out of the final
+    /// tree. Must not block. Default: nothing.
+    fn picked(&self, _name: &str, _version: &str, _manifest: &Value) {}
 }
 
 /// Resolution settings (mirror of the client's config).
@@ -261,6 +269,8 @@ impl Preferred {
 pub(crate) struct Graph {
     pub pkgs: BTreeMap<String, Pkg>,
     pub importers: Vec<ImporterGraph>,
+    /// What the tree phase reused from the input lockfile, by position.
+    pub seed: locked::SeedTree,
 }
 
 struct Resolver<'a> {
@@ -279,6 +289,11 @@ struct Resolver<'a> {
     /// Names of direct dependencies the seed did not pin to the version
     /// picked now; their transitive lockfile pins are ignored.
     updated: HashSet<String>,
+    /// Which lockfile entry each position reused (locked peer contexts).
+    seed_tree: locked::SeedTree,
+    /// The input lockfile is reused by a resolution pnpm would run: it does
+    /// not match the manifests already (else pnpm skips resolving).
+    reuse_seed: bool,
 }
 
 fn parse_overrides(map: &BTreeMap<String, String>) -> Vec<Override> {
@@ -416,6 +431,7 @@ impl<'a> Resolver<'a> {
                 }
             }
             extend::apply(&self.extensions, name, version, &mut manifest);
+            self.source.picked(name, version, &manifest);
             self.pkgs.insert(
                 id.clone(),
                 Pkg {
@@ -568,6 +584,9 @@ impl<'a> Resolver<'a> {
                 Err(_) if optional => continue,
                 Err(e) => return Err(e),
             };
+            if let Some(seed) = self.seed() {
+                self.seed_tree.note_child(seed, &level[i].0, &alias, &range);
+            }
             children_of[i].push(Child {
                 alias,
                 target: Target::Pkg(id),
@@ -603,6 +622,8 @@ impl<'a> Resolver<'a> {
             for c in &children {
                 if let Target::Pkg(cid) = &c.target {
                     if self.expanded.insert(cid.clone()) {
+                        let at = locked::Origin::Child(id.clone(), c.alias.clone());
+                        self.note_first(cid, at);
                         next.push((cid.clone(), Arc::clone(&child_pref)));
                     }
                 }
@@ -783,6 +804,10 @@ pub async fn resolve(
         None
     };
     let mut r = Resolver::new(source, opts, locked_children(seed));
+    // An up-to-date lockfile is never re-resolved by pnpm (it installs it
+    // as it is), so only a changed project keeps locked peer providers.
+    r.reuse_seed =
+        seed.is_some_and(|lf| !(frozen_matches(lf, projects) && lf.overrides == opts.overrides));
     let by_name = workspace_dirs(projects)?;
     let (mut importers, pending) = r.direct_deps(projects, &by_name)?;
     r.fetch_all(pending.iter().map(|p| p.name.clone())).await?;
@@ -791,9 +816,11 @@ pub async fn resolve(
     if opts.auto_install_peers {
         r.auto_install_peers(&mut importers).await?;
     }
+    r.seed_tree.updated = std::mem::take(&mut r.updated);
     let mut graph = Graph {
         pkgs: r.pkgs,
         importers,
+        seed: r.seed_tree,
     };
     if opts.auto_install_peers {
         hoist_peers(&mut graph);
@@ -936,7 +963,40 @@ impl<'a> Resolver<'a> {
                 &opts.package_extensions,
             )),
             updated: HashSet::new(),
+            seed_tree: locked::SeedTree::default(),
+            reuse_seed: false,
         }
+    }
+
+    /// The input lockfile when a changed project reuses its entries.
+    fn seed(&self) -> Option<&'a pnpr_lockfile::Lockfile> {
+        let opts: &'a ResolveOptions = self.opts;
+        opts.input_lockfile
+            .as_ref()
+            .filter(|_| opts.prefer_frozen && self.reuse_seed)
+    }
+
+    /// Records `id`'s first occurrence (where its children are resolved).
+    fn note_first(&mut self, id: &str, at: locked::Origin) {
+        if self.seed().is_none() || self.seed_tree.has_origin(id) {
+            return;
+        }
+        if let Some(p) = self.pkgs.get(id) {
+            let updated = self.updated.contains(&p.name);
+            self.seed_tree.note_first(id, &p.version, at, updated);
+        }
+    }
+
+    /// Records the lockfile entry direct dependency `d` of importer `idx`
+    /// reuses, and where `id` is first met.
+    fn note_root(&mut self, idx: usize, dir: &str, d: &PendingDirect, id: &str) {
+        let Some(seed) = self.seed() else { return };
+        if let Some(dep) = locked::importer_dep(seed, dir, &d.alias) {
+            let unchanged = dep.specifier == d.specifier;
+            self.seed_tree
+                .note_root(seed, (idx, &d.alias), &dep.version, &d.range, unchanged);
+        }
+        self.note_first(id, locked::Origin::Root(idx, d.alias.clone()));
     }
 
     /// Direct dependencies of every importer: workspace and `link:` targets
@@ -1016,6 +1076,8 @@ impl<'a> Resolver<'a> {
                 // occurrence of its name from the lockfile.
                 self.updated.insert(d.name.clone());
             }
+            let dir = importers[idx].dir.clone();
+            self.note_root(idx, &dir, &d, &id);
             if let Some(p) = self.pkgs.get(&id) {
                 per_importer_pref[idx]
                     .entry(p.name.clone())
@@ -1080,6 +1142,7 @@ impl<'a> Resolver<'a> {
         let graph = Graph {
             pkgs: std::mem::take(&mut self.pkgs),
             importers: importers.to_vec(),
+            seed: locked::SeedTree::default(),
         };
         let missing = peers::missing_peers(&graph, idx);
         self.pkgs = graph.pkgs;

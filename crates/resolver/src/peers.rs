@@ -33,6 +33,10 @@ struct Occ {
     suffix: BTreeMap<String, usize>,
     transitive: BTreeSet<String>,
     missing: BTreeSet<String>,
+    /// A reference to a locked peer's provider ([`crate::locked`]): it only
+    /// names the provider's suffix-free key; its snapshot comes from the
+    /// provider's own occurrence.
+    detached: bool,
 }
 
 /// The children of one occurrence once placed.
@@ -44,6 +48,8 @@ struct PlacedChildren {
     to_fill: Vec<usize>,
     /// alias → occurrence of every registry child.
     child_map: HashMap<String, usize>,
+    /// Children whose provider must win over a locked peer's.
+    must_win: HashSet<usize>,
 }
 
 fn own_peer_specs(manifest: &Value, self_name: &str) -> Vec<(String, String, bool)> {
@@ -72,6 +78,10 @@ struct Builder<'g> {
     /// Occurrences in the order their fill finished (children before
     /// parents, as pnpm adds dep paths to its graph).
     finished: Vec<usize>,
+    /// Lockfile-reuse state (locked peer contexts).
+    reuse: crate::locked::Reuse,
+    /// Detached provider occurrence of each impure package id.
+    detached: HashMap<String, usize>,
 }
 
 impl<'g> Builder<'g> {
@@ -112,6 +122,8 @@ impl<'g> Builder<'g> {
             ancestors: Vec::new(),
             resolved_below: BTreeMap::new(),
             finished: Vec::new(),
+            reuse: crate::locked::Reuse::default(),
+            detached: HashMap::new(),
         }
     }
 
@@ -172,14 +184,22 @@ impl<'g> Builder<'g> {
         let Some(pkg) = g.pkgs.get(&pkg_id) else {
             return;
         };
-        let placed = self.place_children(pkg);
+        let placed = self.place_children(occ, pkg);
+        // Locked peers override every other provider, own children included
+        // (pnpm replaces the entry in `parentPkgs`).
+        let locked = self.locked_peers(occ, pkg, &placed.child_map);
+        self.scope.push(locked.clone());
         let own_names = self.resolve_own_peers(occ, pkg, &placed.child_map);
-        let scope = self.child_scope(&placed.child_map);
+        self.scope.pop();
+        let mut scope = self.child_scope(&placed.child_map);
+        scope.extend(locked);
         self.scope.push(scope);
         self.ancestors.push((pkg_id, occ));
+        self.reuse.enter(placed.must_win.clone());
         for o in &placed.to_fill {
             self.fill(*o);
         }
+        self.reuse.leave();
         self.ancestors.pop();
         self.scope.pop();
         self.inherit_child_peers(occ, &pkg.name, &placed, &own_names);
@@ -187,9 +207,10 @@ impl<'g> Builder<'g> {
         self.finished.push(occ);
     }
 
-    /// Places every child of `pkg` under the current scope.
-    fn place_children(&mut self, pkg: &Pkg) -> PlacedChildren {
+    /// Places every child of `pkg` (at occurrence `occ`) under the current scope.
+    fn place_children(&mut self, occ: usize, pkg: &Pkg) -> PlacedChildren {
         let mut placed = PlacedChildren::default();
+        let pkg_id = self.occs[occ].pkg_id.clone();
         for c in &pkg.children {
             match &c.target {
                 Target::Link(p) => {
@@ -201,6 +222,14 @@ impl<'g> Builder<'g> {
                     let (o, fresh) = self.place(id);
                     if fresh {
                         placed.to_fill.push(o);
+                    }
+                    let at = self.placement(o, id, fresh);
+                    let g = self.g;
+                    if self
+                        .reuse
+                        .placed_child(&g.seed, (occ, &pkg_id), &c.alias, at)
+                    {
+                        placed.must_win.insert(o);
                     }
                     placed.child_map.insert(c.alias.clone(), o);
                     placed
@@ -307,6 +336,75 @@ impl<'g> Builder<'g> {
         }
     }
 
+    /// What [`crate::locked::Reuse`] records about placing `id` at `o`.
+    fn placement<'p>(&self, o: usize, id: &'p str, fresh: bool) -> crate::locked::Placement<'p>
+    where
+        'g: 'p,
+    {
+        crate::locked::Placement {
+            occ: o,
+            id,
+            name: self.g.pkgs.get(id).map_or("", |p| p.name.as_str()),
+            fresh,
+            pure: !self.impure.contains(id),
+            depth: self.ancestors.len(),
+        }
+    }
+
+    /// The locked peers of `occ` that apply (second pass only): peer → the
+    /// occurrence standing for the provider the lockfile recorded.
+    fn locked_peers(
+        &mut self,
+        occ: usize,
+        pkg: &Pkg,
+        child_map: &HashMap<String, usize>,
+    ) -> HashMap<String, usize> {
+        if self.reuse.providers.is_none() {
+            return HashMap::new();
+        }
+        let own: BTreeMap<String, String> = own_peer_specs(&pkg.manifest, &pkg.name)
+            .into_iter()
+            .map(|(name, range, _)| (name, range))
+            .collect();
+        let visible = |name: &str| {
+            child_map
+                .get(name)
+                .copied()
+                .or_else(|| self.lookup(name).map(|(o, _)| o))
+        };
+        let found = self.reuse.locked_peers(&self.g.seed, occ, &own, visible);
+        let mut out = HashMap::new();
+        for (peer, key) in found {
+            if let Some(o) = self.provider_occ(&key) {
+                out.insert(peer, o);
+            }
+        }
+        out
+    }
+
+    /// The occurrence a locked peer points at: the shared occurrence of a
+    /// pure package (filled if new), else a detached reference whose key is
+    /// the package id.
+    fn provider_occ(&mut self, id: &str) -> Option<usize> {
+        if !self.g.pkgs.contains_key(id) {
+            return None;
+        }
+        if !self.impure.contains(id) {
+            let (o, fresh) = self.place(id);
+            if fresh {
+                self.fill(o);
+            }
+            return Some(o);
+        }
+        if let Some(o) = self.detached.get(id) {
+            return Some(*o);
+        }
+        let o = self.alloc(id);
+        self.occs[o].detached = true;
+        self.detached.insert(id.to_string(), o);
+        Some(o)
+    }
+
     /// Places and fills the importer's root dependencies; returns alias → ref.
     fn importer(&mut self, idx: usize) -> Vec<(String, Group, OccRef, String)> {
         let g = self.g;
@@ -325,6 +423,7 @@ impl<'g> Builder<'g> {
             }
             root.insert(name.clone(), o);
         }
+        self.reuse.start_importer();
         for d in &imp.direct {
             let r = match &d.target {
                 Target::Link(p) => OccRef::Link(p.clone()),
@@ -333,6 +432,8 @@ impl<'g> Builder<'g> {
                     if fresh {
                         to_fill.push(o);
                     }
+                    let at = self.placement(o, id, fresh);
+                    self.reuse.placed_root(&g.seed, idx, &d.alias, at);
                     root.insert(d.alias.clone(), o);
                     OccRef::Occ(o)
                 }
@@ -401,7 +502,19 @@ struct Paths<'b> {
     replace_in_importers: HashMap<String, String>,
 }
 
-impl Paths<'_> {
+impl<'b> Paths<'b> {
+    fn new(occs: &'b [Occ], pkgs: &'b Graph) -> Self {
+        Paths {
+            occs,
+            pkgs,
+            memo: HashMap::new(),
+            in_progress: HashSet::new(),
+            replace: HashMap::new(),
+            cyclic: HashMap::new(),
+            replace_in_importers: HashMap::new(),
+        }
+    }
+
     /// Whether `occ` lies on a cycle of peer edges. pnpm short-circuits such
     /// a peer to its bare `name@version` for every dependent whose key waited
     /// on it (`calculateDepPath` resolves the cyclic peer's pending path with
@@ -645,18 +758,9 @@ pub(crate) fn default_tarball_url(registry: &str, name: &str, version: &str) -> 
 
 /// Assembles the lockfile from the resolved graph.
 pub(crate) fn build_lockfile(g: &Graph, opts: &ResolveOptions) -> Lockfile {
-    let mut b = Builder::new(g);
-    let roots = place_importers(&mut b, g);
-    let occs = std::mem::take(&mut b.occs);
-    let mut paths = Paths {
-        occs: &occs,
-        pkgs: g,
-        memo: HashMap::new(),
-        in_progress: HashSet::new(),
-        replace: HashMap::new(),
-        cyclic: HashMap::new(),
-        replace_in_importers: HashMap::new(),
-    };
+    let (b, roots) = walk_with_locked_peers(g);
+    let occs = b.occs;
+    let mut paths = Paths::new(&occs, g);
     let replacements = dedupe(&occs, &b.finished, &mut paths);
     paths.replace = replacements.children;
     paths.replace_in_importers = replacements.importers;
@@ -681,6 +785,9 @@ pub(crate) fn build_lockfile(g: &Graph, opts: &ResolveOptions) -> Lockfile {
     }
     let required = required_paths(&occs, &mut paths, queue);
     for (o, occ) in occs.iter().enumerate() {
+        if occ.detached {
+            continue;
+        }
         let key = paths.dep_path(o);
         if lf.snapshots.contains_key(&key) || paths.replace.contains_key(&key) {
             continue;
@@ -705,6 +812,26 @@ pub(crate) fn build_lockfile(g: &Graph, opts: &ResolveOptions) -> Lockfile {
     }
     lf.packages = packages;
     lf
+}
+
+/// Walks every importer; when an occurrence reused a lockfile entry that
+/// recorded peer providers, walks again with those locked peers applied,
+/// as pnpm runs `resolvePeers` a second time with the first pass's paths.
+fn walk_with_locked_peers(g: &Graph) -> (Builder<'_>, Vec<ImporterRoots>) {
+    let mut first = Builder::new(g);
+    let roots = place_importers(&mut first, g);
+    if !first.reuse.saw_context {
+        return (first, roots);
+    }
+    let mut paths = Paths::new(&first.occs, g);
+    let providers = first.reuse.usable_providers(|o| paths.dep_path(o));
+    if providers.is_empty() {
+        return (first, roots);
+    }
+    let mut second = Builder::new(g);
+    second.reuse.providers = Some(providers);
+    let roots = place_importers(&mut second, g);
+    (second, roots)
 }
 
 /// pnpm's `dedupePeerDependents` over the occurrences' dep paths: the
@@ -855,7 +982,21 @@ fn required_paths(
 ) -> HashSet<String> {
     let mut required = HashSet::new();
     let mut seen = HashSet::new();
+    // A detached provider reference stands for the occurrence with its key.
+    let mut real: HashMap<String, usize> = HashMap::new();
+    if occs.iter().any(|o| o.detached) {
+        for o in (0..occs.len()).rev().filter(|o| !occs[*o].detached) {
+            real.insert(paths.dep_path(o), o);
+        }
+    }
     while let Some(o) = queue.pop_front() {
+        let o = match occs[o].detached {
+            true => match real.get(&paths.dep_path(o)) {
+                Some(r) => *r,
+                None => continue,
+            },
+            false => o,
+        };
         if !seen.insert(o) {
             continue;
         }

@@ -280,4 +280,5 @@ fn peers_resolved_below_the_root_stay_in_scope() {
     assert_eq!(lf.importers["."].dependencies.len(), 2);
 }
 
+mod locked_peers;
 mod peer_rules;
