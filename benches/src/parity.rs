@@ -10,17 +10,19 @@
 //!
 //! Usage: `pnpr-bench parity --corpus tests/.corpus/real-world [--fixtures
 //! fixtures/real-world] [--jobs 3] [--only next-react,express] [--pnpr
-//! target/release/pnpr] [--out /tmp/parity-report.txt]`
+//! target/release/pnpr] [--out /tmp/parity-report.txt] [--pnpr-log
+//! /tmp/pnpr.log]`
 
 use std::path::PathBuf;
 
 use pnpr_e2e::parity::{self, Options};
 
-const USAGE: &str = "pnpr-bench parity --corpus DIR [--fixtures DIR] [--jobs N] [--only a,b] [--pnpr BIN] [--out FILE] [--client PNPM_VERSION (default 11.5.2; later ones use the v0 protocol)]";
+const USAGE: &str = "pnpr-bench parity --corpus DIR [--fixtures DIR] [--jobs N] [--only a,b] [--pnpr BIN] [--out FILE] [--pnpr-log FILE] [--client PNPM_VERSION (default 11.5.2; later ones use the v0 protocol)]";
 
 pub fn run(args: Vec<String>) {
     let mut opts = Options::defaults(&PathBuf::new(), 3);
     let mut out: Option<PathBuf> = None;
+    let mut pnpr_log: Option<PathBuf> = None;
     let mut it = args.into_iter();
     while let Some(flag) = it.next() {
         let mut value = || it.next().unwrap_or_else(|| crate::fail(USAGE));
@@ -31,6 +33,7 @@ pub fn run(args: Vec<String>) {
             "--only" => opts.only = value().split(',').map(str::to_string).collect(),
             "--pnpr" => opts.pnpr_binary = PathBuf::from(value()),
             "--out" => out = Some(PathBuf::from(value())),
+            "--pnpr-log" => pnpr_log = Some(PathBuf::from(value())),
             "--client" => opts.client = value(),
             _ => crate::fail(&format!("unknown argument {flag}\n{USAGE}")),
         }
@@ -49,6 +52,12 @@ pub fn run(args: Vec<String>) {
     let text = report.render();
     if let Some(path) = out {
         if let Err(e) = std::fs::write(&path, &text) {
+            eprintln!("pnpr-bench: cannot write {}: {e}", path.display());
+        }
+    }
+    // pnpr's own log explains server-side failures (503s, refusals).
+    if let Some(path) = pnpr_log {
+        if let Err(e) = std::fs::write(&path, &report.pnpr_logs) {
             eprintln!("pnpr-bench: cannot write {}: {e}", path.display());
         }
     }

@@ -334,6 +334,7 @@ async fn a_dripping_tarball_aborts_the_body_within_the_deadline_and_caches_nothi
 async fn upstream_errors_map_to_502_504_and_an_open_breaker_to_503() {
     let up = FaultUpstream::start(|path| match path {
         "/five-hundred" => Act::status(500),
+        "/bad-gateway" => Act::status(502),
         "/bad-json" => Act::bytes(b"{not json".to_vec()),
         _ => Act::Send {
             status: 200,
@@ -355,11 +356,18 @@ async fn upstream_errors_map_to_502_504_and_an_open_breaker_to_503() {
     let r = http.get(&format!("{}stalled", pnpr.url)).await;
     assert_eq!(r.status, 504, "stalled headers: {}", r.text());
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
-    // The 200 with a bad body reset the count; three more failures in a
-    // row open the breaker, and then pnpr refuses to ask: 503, at once.
+    // A 500 is the uplink's answer about one document, not an outage: any
+    // number of them leave the breaker closed (each still answers 502).
+    for _ in 0..5 {
+        let r = http.get(&format!("{}five-hundred", pnpr.url)).await;
+        assert_eq!(r.status, 502, "500s never open the breaker: {}", r.text());
+    }
+    // The 200 with a bad body reset the count and the stall counted one;
+    // gateway errors are outages: two more open the breaker, and then pnpr
+    // refuses to ask: 503, at once.
     let mut last = 0;
     for _ in 0..4 {
-        last = http.get(&format!("{}five-hundred", pnpr.url)).await.status;
+        last = http.get(&format!("{}bad-gateway", pnpr.url)).await.status;
         if last == 503 {
             break;
         }

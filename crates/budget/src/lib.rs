@@ -149,9 +149,11 @@ impl Budget {
         self.wake.notify_one();
     }
 
-    /// Returns after a [`Budget::wake`] or after `period`.
-    pub async fn wait(&self, period: Duration) {
-        let _ = tokio::time::timeout(period, self.wake.notified()).await;
+    /// Returns after a [`Budget::wake`] (`true`) or after `period`.
+    pub async fn wait(&self, period: Duration) -> bool {
+        tokio::time::timeout(period, self.wake.notified())
+            .await
+            .is_ok()
     }
 
     /// Sizes per store, without evicting anything.

@@ -35,6 +35,21 @@ struct Cli {
     /// Data directory; overrides `storage:` (and puts the cache inside it).
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Report the cache's size per store against `cache_max_size`, and trim
+    /// it to the budget (least recently used package versions first). Trims
+    /// only while no pnpr runs on this cache (a running server keeps its
+    /// own budget; then this only reports).
+    Gc {
+        /// Only report; never remove anything.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:4873";
@@ -68,6 +83,9 @@ fn main() -> ExitCode {
         config.public_url = Some(u);
     }
     init_logging(&config);
+    if let Some(Command::Gc { dry_run }) = cli.command {
+        return gc(&config, dry_run);
+    }
     for w in &config.warnings {
         tracing::warn!("config: {w}");
     }
@@ -86,6 +104,23 @@ fn main() -> ExitCode {
         Err(e) => {
             tracing::error!("{e}");
             eprintln!("pnpr: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `pnpr gc`: the library does the work; this prints its report.
+fn gc(config: &Config, dry_run: bool) -> ExitCode {
+    match pnpr_server::disk::gc(config, dry_run) {
+        Ok(outcome) => {
+            print!("{}", outcome.report);
+            if outcome.server_running {
+                println!("pnpr is running on this cache: it keeps cache_max_size itself; nothing trimmed here");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("pnpr gc: {e}");
             ExitCode::FAILURE
         }
     }

@@ -98,10 +98,23 @@ impl ApiError {
 
 impl ApiError {
     /// A tarball flight that failed before its first byte reached the
-    /// client: 504 when the uplink ran out of time, 503 when its breaker
-    /// refused to ask, 502 for every bad answer (status, cut body, integrity).
+    /// client: 404 when the uplink does not have it (a client retries a 502,
+    /// never a 404, and an optional platform package it cannot get is then
+    /// skipped at once), 504 when the uplink ran out of time, 503 when its
+    /// breaker refused to ask, 502 for every bad answer (status, cut body,
+    /// integrity).
     pub fn tarball_failure(uplink: &str, err: &pnpr_store::StoreError) -> Self {
         tracing::warn!(uplink, error = %err, "tarball fetch failed");
+        if let pnpr_store::StoreError::Fetch(pnpr_store::FetchFailure::Status {
+            status: 404 | 410,
+            ..
+        }) = err
+        {
+            return Self::new(
+                StatusCode::NOT_FOUND,
+                format!("tarball not found on uplink {uplink}"),
+            );
+        }
         let cause = match err {
             pnpr_store::StoreError::Fetch(pnpr_store::FetchFailure::Upstream(cause)) => {
                 cause.downcast_ref::<pnpr_upstream::UpstreamError>()
@@ -343,6 +356,8 @@ mod upstream_status_tests {
         let name = "corp".to_string();
         assert_eq!(of(FetchFailure::upstream(E::UplinkDown { name })), 503);
         assert_eq!(of(FetchFailure::status(500, "corp")), 502);
+        assert_eq!(of(FetchFailure::status(404, "corp")), 404);
+        assert_eq!(of(FetchFailure::status(410, "corp")), 404);
         assert_eq!(of(FetchFailure::TooLarge(1)), 502);
         let mismatch = StoreError::IntegrityMismatch {
             expected: "a".into(),

@@ -86,6 +86,10 @@ async fn run(
     }
 
     let mut selection = select::servable(&resolved, &req);
+    // Nothing served here is evicted before the body is sent (pnpr-budget).
+    let pin = state
+        .disk
+        .pin(selection.serve.iter().map(|p| p.integrity.as_str()));
     let authority = authorize::all(&state, &session, &selection.serve).await?;
     let fetched = selection.missing(&state).len();
     let dropped = fetch::ensure_unpacked(&state, &session, &selection).await?;
@@ -109,7 +113,8 @@ async fn run(
         cache_hit = resolved.cache_hit,
         "install resolved"
     );
-    let mut resp = respond::stream(&state, &resolved, plan)?;
+    let resp = respond::stream(&state, &resolved, plan)?;
+    let mut resp = crate::disk::hold_until_sent(resp, pin);
     if matches!(session.scope(), Scope::Forwarded(_)) {
         authority.annotate(&mut resp);
     }

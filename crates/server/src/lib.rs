@@ -15,6 +15,7 @@ mod accelerator;
 pub mod audit;
 pub mod catalog;
 mod compression;
+pub mod disk;
 mod endpoint;
 pub mod error;
 mod flights;
@@ -25,11 +26,13 @@ pub mod install;
 pub mod metrics;
 mod mirror;
 pub mod public_base;
+mod recent;
 pub mod registry;
 pub mod reload;
 mod rendered;
 pub mod request_id;
 pub mod state;
+mod status;
 mod stores;
 mod urls;
 pub mod users;
@@ -59,6 +62,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/-/health", get(health))
         .route("/-/ready", get(ready))
         .route("/-/metrics", get(metrics::scrape))
+        .route("/-/pnpr/status", get(status::page))
         .route("/-/whoami", get(users::whoami))
         .route("/-/user/token/{token}", delete(users::logout))
         .route("/-/user/{id}", put(users::login).get(users::get_user))
@@ -138,6 +142,8 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let limits = *state.limits();
     let sweeper = tokio::spawn(identity::sweep(Arc::clone(&state)));
+    let disk = tokio::spawn(disk::keep_within_budget(Arc::clone(&state)));
+    let budget = Arc::clone(&state.disk);
     let router = app(state);
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder
@@ -179,6 +185,13 @@ pub async fn run(
     let _ = stop_tx.send(true);
     drain(connections, limits.shutdown_grace).await;
     sweeper.abort();
+    disk.abort();
+    // Recency survives the restart.
+    match tokio::task::spawn_blocking(move || budget.flush()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "cannot record cache access times at shutdown"),
+        Err(e) => tracing::warn!(error = %e, "cannot record cache access times at shutdown"),
+    }
     Ok(())
 }
 

@@ -115,11 +115,11 @@ fn describe() {
     describe_gauge!("pnpr_store_objects", "Objects on disk, by store");
     describe_gauge!("pnpr_cache_budget_bytes", "cache_max_size (0 = unbounded)");
     describe_counter!(
-        "pnpr_evictions_total",
+        "pnpr_cache_evictions_total",
         "Cache objects evicted for the disk budget, by store"
     );
     describe_counter!(
-        "pnpr_evicted_bytes_total",
+        "pnpr_cache_evicted_bytes_total",
         "Bytes evicted for the disk budget, by store"
     );
 }
@@ -175,9 +175,14 @@ impl Drop for InFlight {
 /// the response head.
 pub async fn track(req: Request, next: Next) -> Response {
     let class = route_class(req.method(), req.uri().path());
+    let id = req
+        .extensions()
+        .get::<crate::request_id::RequestId>()
+        .map(|id| id.0.clone());
     let _in_flight = InFlight::enter();
     let started = Instant::now();
     let resp = next.run(req).await;
+    crate::recent::request(class, resp.status().as_u16(), id.as_deref());
     let status = resp.status().as_u16().to_string();
     counter!("pnpr_http_requests_total", "class" => class, "status" => status).increment(1);
     histogram!("pnpr_http_request_duration_seconds", "class" => class)
@@ -211,6 +216,7 @@ pub fn upstream_outcome<T>(
 /// Records one upstream fetch made through `uplink` (a config name, or
 /// `forwarded` for `routes.public` registries).
 pub fn record_upstream(uplink: &str, outcome: &'static str, started: Instant) {
+    crate::recent::upstream(uplink, outcome);
     let uplink = uplink.to_string();
     counter!("pnpr_upstream_fetches_total", "uplink" => uplink.clone(), "outcome" => outcome)
         .increment(1);
@@ -222,11 +228,13 @@ pub fn record_upstream(uplink: &str, outcome: &'static str, started: Instant) {
 /// `result` is `hit`, `stale` or `miss`).
 pub fn record_cache(cache: &'static str, result: &'static str) {
     counter!("pnpr_cache_lookups_total", "cache" => cache, "result" => result).increment(1);
+    crate::recent::lookup(cache, result);
 }
 
 /// A resolution cache lookup.
 pub fn record_resolution(hit: bool) {
     let result = if hit { "hit" } else { "miss" };
+    crate::recent::lookup("resolution", result);
     counter!("pnpr_resolution_cache_lookups_total", "result" => result).increment(1);
 }
 

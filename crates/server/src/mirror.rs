@@ -664,5 +664,6 @@ pub(crate) async fn tarball_body(
         TarballBody::Streaming(_) => "miss",
     };
     crate::metrics::record_cache("tarball", result);
+    state.disk.touch_sri(&sri);
     Ok((body, uplink))
 }

@@ -25,7 +25,8 @@ use crate::error::ApiError;
 use crate::mirror::{load_for_render, load_packument, tarball_body, Loaded, Namespace};
 use crate::public_base::PublicBase;
 use crate::rendered::{
-    json_with_etag, mark_private, tarball_file_response, wants_abbreviated, Rendered, ABBREVIATED,
+    json_with_etag, mark_private, open_file_response, tarball_file_response, wants_abbreviated,
+    Rendered, ABBREVIATED,
 };
 use crate::state::AppState;
 use crate::users::identify;
@@ -221,6 +222,17 @@ async fn serve_tarball(
     let (_, version) = pnpr_packument::find_by_file(&doc, file)
         .ok_or_else(|| ApiError::not_found(format!("{}/-/{file}", parsed.name)))?;
     let (body, uplink) = tarball_body(state, source, file, version).await?;
+    if let TarballBody::Stored(stored) = &body {
+        match tokio::fs::File::open(&stored.path).await {
+            Ok(opened) => return Ok(open_file_response(opened, stored.len)),
+            // Evicted between the lookup and the open: fetched again.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let (body, uplink) = tarball_body(state, source, file, version).await?;
+                return tarball_response(body, &uplink).await;
+            }
+            Err(e) => return Err(ApiError::internal("cannot open cached tarball", e)),
+        }
+    }
     tarball_response(body, &uplink).await
 }
 

@@ -39,6 +39,13 @@ pub(crate) async fn tarball_file_response(
     let file = tokio::fs::File::open(path)
         .await
         .map_err(|e| ApiError::internal(what, e))?;
+    Ok(open_file_response(file, len))
+}
+
+/// An already opened tarball file streamed as `application/octet-stream`:
+/// the handle is read to the end even if the name is unlinked meanwhile
+/// (eviction), and nothing re-opens it by path.
+pub(crate) fn open_file_response(file: tokio::fs::File, len: u64) -> Response {
     let stream = tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024);
     let mut resp = Response::new(axum::body::Body::from_stream(stream));
     let h = resp.headers_mut();
@@ -47,7 +54,7 @@ pub(crate) async fn tarball_file_response(
         HeaderValue::from_static("application/octet-stream"),
     );
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    Ok(resp)
+    resp
 }
 
 pub(crate) fn wants_abbreviated(headers: &HeaderMap) -> bool {

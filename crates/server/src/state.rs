@@ -34,6 +34,8 @@ pub enum BuildError {
     Hosted(#[from] pnpr_hosted::HostedError),
     #[error("public_url: {0}")]
     PublicUrl(String),
+    #[error("disk budget: {0}")]
+    Budget(#[from] pnpr_budget::BudgetError),
 }
 
 /// Runtime inputs that do not come from the config file.
@@ -79,6 +81,11 @@ pub struct AppState {
     pub(crate) accelerator: crate::accelerator::Accelerator,
     /// Concurrent `/-/v1/search` scans.
     pub(crate) searches: Arc<tokio::sync::Semaphore>,
+    /// `cache_max_size`: access times, pins of in-flight installs, eviction.
+    pub(crate) disk: Arc<pnpr_budget::Budget>,
+    /// The lock on `<cache>/pnpr.lock` (`None`: another process holds it,
+    /// and this one does not evict).
+    cache_lock: Option<std::fs::File>,
 }
 
 /// The mirror's stores and its work in flight (under `cache`).
@@ -173,17 +180,20 @@ impl AppState {
             .unwrap_or(opts.fallback_secret);
 
         let policy = compile_policy(&config)?;
-        if config.operations.cache_max_size.is_some() {
-            tracing::warn!("cache_max_size is reported in /-/metrics but not enforced yet: no size-based eviction");
-        }
-
         std::fs::create_dir_all(&config.storage).map_err(pnpr_store::StoreError::Io)?;
-        std::fs::create_dir_all(&config.cache).map_err(pnpr_store::StoreError::Io)?;
+        let cache_lock =
+            crate::disk::lock_cache(&config.cache).map_err(pnpr_store::StoreError::Io)?;
+        if cache_lock.is_none() {
+            tracing::warn!("another process holds this cache (pnpr.lock): this server will not evict for cache_max_size");
+        }
+        let disk = crate::disk::open(&config.cache, config.operations.cache_max_size)?;
         let auth = open_auth(&config)?;
         let db = MetaDb::open(&config.cache.join("metadata.sqlite"))?;
         let hosted = pnpr_hosted::HostedStore::open(&config.storage)?;
         let cas = Arc::new(Cas::open(&config.cache.join("tarballs"))?);
-        let tarballs = Arc::new(TarballFetches::new(cas, 1 << 30));
+        let budget = Arc::clone(&disk);
+        let tarballs =
+            Arc::new(TarballFetches::new(cas, 1 << 30).with_on_stored(move || budget.wake()));
         let network = build_network(&config, &public_url, &secret, Arc::clone(&opts.resolver))?;
         let accelerator = open_accelerator(&config, &secret)?;
         let rendered = crate::rendered::RenderedCache::new(
@@ -210,6 +220,8 @@ impl AppState {
             mirror,
             accelerator,
             searches: Arc::new(tokio::sync::Semaphore::new(2)),
+            disk,
+            cache_lock,
             config,
             public_url,
             auth,
@@ -282,6 +294,11 @@ impl AppState {
         Ok(Reloaded {
             network: !same_network,
         })
+    }
+
+    /// Whether this process holds the cache lock (and so may evict).
+    pub(crate) fn owns_cache(&self) -> bool {
+        self.cache_lock.is_some()
     }
 
     pub fn storage_dir(&self) -> PathBuf {

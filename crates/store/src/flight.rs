@@ -55,6 +55,9 @@ pub struct TarballFetches {
     cas: Arc<Cas>,
     inflight: Mutex<HashMap<String, Arc<Flight>>>,
     max_size: u64,
+    /// Called after a fetched object was placed in the CAS (the disk
+    /// budget looks again).
+    on_stored: Option<Arc<dyn Fn() + Send + Sync>>,
 }
 
 impl TarballFetches {
@@ -63,7 +66,14 @@ impl TarballFetches {
             cas,
             inflight: Mutex::new(HashMap::new()),
             max_size,
+            on_stored: None,
         }
+    }
+
+    /// Calls `f` each time a fetched object has been placed in the CAS.
+    pub fn with_on_stored(mut self, f: impl Fn() + Send + Sync + 'static) -> Self {
+        self.on_stored = Some(Arc::new(f));
+        self
     }
 
     pub fn cas(&self) -> &Arc<Cas> {
@@ -117,7 +127,12 @@ impl TarballFetches {
                     async move {
                         let outcome = run_fetch(writer, fut, &tx, keep, this.max_size).await;
                         let final_state = match outcome {
-                            Ok(len) => FlightState::Done { len },
+                            Ok(len) => {
+                                if let (true, Some(f)) = (keep, this.on_stored.as_ref()) {
+                                    f();
+                                }
+                                FlightState::Done { len }
+                            }
                             Err(e) => {
                                 tracing::warn!(error = %e, "tarball fetch failed; nothing cached");
                                 FlightState::Failed(e)

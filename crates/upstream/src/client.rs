@@ -15,7 +15,13 @@
 //!   exists;
 //! * IP-literal hosts are checked by the connect-time guard before sending, and
 //!   names are checked inside the resolver reqwest connects with;
-//! * no error or log line carries userinfo, a query string or a credential.
+//! * no error or log line carries userinfo, a query string or a credential;
+//! * at most [`MAX_IN_FLIGHT_PER_UPLINK`] fetches per uplink are on the wire
+//!   (headers or body) at once; the rest queue for a slot before their
+//!   timeout and deadline start, so a burst of misses never reaches an uplink
+//!   as a storm of connections;
+//! * only evidence that the uplink is unreachable counts against its breaker
+//!   (see [`verdict`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,6 +32,7 @@ use http::header::{
     HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, ETAG, IF_MODIFIED_SINCE,
     IF_NONE_MATCH, LAST_MODIFIED, LOCATION,
 };
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use url::{Host, Url};
 
 use crate::breaker::{Breaker, Outcome};
@@ -45,6 +52,12 @@ struct Extras<'a> {
     /// A JSON body: the request is a POST.
     json: Option<&'a Bytes>,
 }
+
+/// Fetches one uplink serves at once (headers and body). Like Verdaccio's
+/// per-uplink socket bound: a client's parallel tarball fetches (pnpm 12
+/// asks for dozens at a time, per client) queue here instead of opening
+/// a connection each.
+pub const MAX_IN_FLIGHT_PER_UPLINK: usize = 32;
 
 /// Timeout for requests without `via` (no uplink-specific setting applies).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -96,6 +109,8 @@ pub struct FetchResponse {
     /// When the whole fetch must be over, body included.
     deadline_at: tokio::time::Instant,
     deadline: Duration,
+    /// The uplink slot this fetch holds until its body is read or dropped.
+    slot: Option<OwnedSemaphorePermit>,
 }
 
 impl std::fmt::Debug for FetchResponse {
@@ -138,6 +153,7 @@ impl FetchResponse {
             idle_timeout,
             deadline_at,
             deadline,
+            slot: None,
         }
     }
 
@@ -148,10 +164,11 @@ impl FetchResponse {
         let label = redact(&self.final_url);
         let (idle, deadline_at, deadline) = (self.idle_timeout, self.deadline_at, self.deadline);
         let inner = Box::pin(self.body.bytes_stream());
-        stream::unfold(Some(inner), move |state| {
+        // The slot rides with the body: released when the stream ends or is dropped.
+        stream::unfold(Some((inner, self.slot)), move |state| {
             let label = label.clone();
             async move {
-                let mut body = state?;
+                let (mut body, slot) = state?;
                 let idle_at = tokio::time::Instant::now() + idle;
                 match tokio::time::timeout_at(idle_at.min(deadline_at), body.next()).await {
                     Err(_) if idle_at < deadline_at => {
@@ -165,7 +182,7 @@ impl FetchResponse {
                         None,
                     )),
                     Ok(None) => None,
-                    Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some(body))),
+                    Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some((body, slot)))),
                     Ok(Some(Err(e))) => Some((Err(transport_error(&label, e)), None)),
                 }
             }
@@ -215,6 +232,8 @@ impl FetchResponse {
 
 struct UplinkState {
     breaker: Breaker,
+    /// [`MAX_IN_FLIGHT_PER_UPLINK`] permits; a fetch holds one to its end.
+    slots: Arc<Semaphore>,
 }
 
 /// One hop of a fetch: where it goes, how that URL classified, and where
@@ -277,6 +296,7 @@ impl UpstreamClient {
                     u.name.clone(),
                     UplinkState {
                         breaker: Breaker::new(u.max_fails, u.fail_timeout),
+                        slots: Arc::new(Semaphore::new(MAX_IN_FLIGHT_PER_UPLINK)),
                     },
                 )
             })
@@ -332,10 +352,42 @@ impl UpstreamClient {
     }
 
     fn breaker(&self, name: &str) -> Option<&Breaker> {
+        self.state(name).map(|s| &s.breaker)
+    }
+
+    fn state(&self, name: &str) -> Option<&UplinkState> {
         self.breakers
             .iter()
             .find(|(n, _)| n == name)
-            .map(|(_, s)| &s.breaker)
+            .map(|(_, s)| s)
+    }
+
+    /// Waits (at most the uplink's deadline) for one of its fetch slots.
+    /// An open breaker refuses at once rather than queueing; waiting says
+    /// nothing about the uplink, so it never reaches the breaker.
+    async fn slot(
+        &self,
+        up: &UplinkEntry,
+        url: &str,
+    ) -> Result<OwnedSemaphorePermit, UpstreamError> {
+        let unknown = || UpstreamError::UnknownUplink {
+            name: up.name.clone(),
+        };
+        let state = self.state(&up.name).ok_or_else(unknown)?;
+        if !state.breaker.available(Instant::now()) {
+            return Err(UpstreamError::UplinkDown {
+                name: up.name.clone(),
+            });
+        }
+        let slots = Arc::clone(&state.slots);
+        match tokio::time::timeout(up.deadline, slots.acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            // The semaphore is never closed; treat it like a full queue.
+            Ok(Err(_)) | Err(_) => Err(UpstreamError::DeadlineExceeded {
+                url: redact_raw(url),
+                deadline: up.deadline,
+            }),
+        }
     }
 
     /// GET `req.url`, following up to [`MAX_REDIRECTS`] checked redirects.
@@ -397,6 +449,10 @@ impl UpstreamClient {
                 )
             }
         };
+        let slot = match uplink {
+            None => None,
+            Some(up) => Some(self.slot(up, &req.url).await?),
+        };
         let permit = match uplink {
             None => None,
             Some(up) => {
@@ -416,7 +472,7 @@ impl UpstreamClient {
         let deadline = uplink.map_or(DEFAULT_DEADLINE, |u| u.deadline);
         let deadline_at = tokio::time::Instant::now() + deadline;
         let label = redact(&url);
-        let result = match tokio::time::timeout_at(
+        let mut result = match tokio::time::timeout_at(
             deadline_at,
             self.follow(url, kind, uplink, &req, extras, (deadline_at, deadline)),
         )
@@ -429,13 +485,10 @@ impl UpstreamClient {
             }),
         };
         if let Some(permit) = permit {
-            let outcome = match &result {
-                Ok(resp) if resp.status >= 500 => Outcome::Failure,
-                Ok(_) => Outcome::Success,
-                Err(e) if e.is_transport() => Outcome::Failure,
-                Err(_) => Outcome::Neutral,
-            };
-            permit.finish(outcome, Instant::now());
+            permit.finish(verdict(&result), Instant::now());
+        }
+        if let Ok(resp) = &mut result {
+            resp.slot = slot;
         }
         result
     }
@@ -613,6 +666,29 @@ impl UpstreamClient {
                 reason,
             })
         })
+    }
+}
+
+/// What one fetch says about its uplink's availability. Only evidence that
+/// the uplink cannot be reached counts as a failure: transport errors,
+/// timeouts and the gateway statuses 502-504 (nothing answers behind it). Any
+/// other 5xx is the uplink's answer about that one resource (a Verdaccio
+/// whose own uplink lacks one tarball answers 500 while serving everything
+/// else), so it neither counts nor proves health; like a proxy's default
+/// `max_fails` accounting, which counts errors and timeouts, not 500s.
+fn verdict(result: &Result<FetchResponse, UpstreamError>) -> Outcome {
+    match result {
+        Ok(resp) => status_verdict(resp.status),
+        Err(e) if e.is_transport() => Outcome::Failure,
+        Err(_) => Outcome::Neutral,
+    }
+}
+
+fn status_verdict(status: u16) -> Outcome {
+    match status {
+        502..=504 => Outcome::Failure,
+        500..=599 => Outcome::Neutral,
+        _ => Outcome::Success,
     }
 }
 

@@ -2,9 +2,13 @@
 //! of the frozen real-world storage with no uplink.
 //!
 //! Invariant guarded: the corpus storage is never written to (tarballs are
-//! hardlinked, everything else copied into a private folder), the instance
-//! has `uplinks: {}` so nothing beyond loopback is ever asked, and the
-//! process is killed before its folder is deleted.
+//! hardlinked, everything else copied into a private folder), nothing beyond
+//! loopback is ever asked: the instance has `uplinks: {}` and the copied
+//! packuments lose `_distfiles` (Verdaccio fetches a tarball it lacks from
+//! the URL recorded there even without an uplink, so a platform package the
+//! corpus build never downloaded would be fetched from the network; without
+//! it Verdaccio answers 404), and the process is killed before its folder is
+//! deleted.
 
 use std::path::Path;
 
@@ -59,7 +63,8 @@ impl OfflineRegistry {
 }
 
 /// Recreates `from` under `to`: tarballs hardlinked (copied across file
-/// systems), everything else copied, so Verdaccio can never alter the corpus.
+/// systems), packuments copied without `_distfiles`, everything else copied,
+/// so Verdaccio can never alter the corpus nor leave loopback.
 fn link_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(to)?;
     for entry in std::fs::read_dir(from)? {
@@ -70,10 +75,25 @@ fn link_tree(from: &Path, to: &Path) -> std::io::Result<()> {
             link_tree(&src, &dst)?;
         } else {
             let tarball = src.extension().is_some_and(|e| e == "tgz");
-            if !tarball || std::fs::hard_link(&src, &dst).is_err() {
+            if entry.file_name() == "package.json" {
+                copy_without_distfiles(&src, &dst)?;
+            } else if !tarball || std::fs::hard_link(&src, &dst).is_err() {
                 std::fs::copy(&src, &dst)?;
             }
         }
     }
     Ok(())
+}
+
+/// Copies a Verdaccio packument, dropping `_distfiles` (the upstream URLs
+/// Verdaccio would fetch a missing tarball from).
+fn copy_without_distfiles(src: &Path, dst: &Path) -> std::io::Result<()> {
+    let bytes = std::fs::read(src)?;
+    let mut doc: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| std::io::Error::other(format!("{}: {e}", src.display())))?;
+    if let Some(obj) = doc.as_object_mut() {
+        obj.remove("_distfiles");
+    }
+    let out = serde_json::to_vec(&doc).map_err(std::io::Error::other)?;
+    std::fs::write(dst, out)
 }

@@ -952,3 +952,173 @@ async fn status_errors_name_the_status_without_the_query() {
     assert!(err.is_transport() && !err.is_timeout());
     assert_no_secret(&err);
 }
+
+/// An upstream that holds every answer for `delay` and records the most
+/// connections it ever had open at once: `/missing/...` answers 500 (one
+/// resource it cannot deliver, as a Verdaccio whose own uplink lacks a
+/// tarball does), `/down/...` 503, everything else 200.
+async fn busy_server(delay: Duration) -> (SocketAddr, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (open, peak) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let (p, a) = (Arc::clone(&peak), Arc::clone(&accepted));
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let (open, peak) = (Arc::clone(&open), Arc::clone(&p));
+            a.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let now = open.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(now, Ordering::SeqCst);
+                let mut buf = [0u8; 4096];
+                let n = sock.read(&mut buf).await.unwrap_or(0);
+                let head = String::from_utf8_lossy(&buf[..n]).into_owned();
+                tokio::time::sleep(delay).await;
+                let resp = if head.starts_with("GET /missing/") {
+                    response("500 Internal Server Error", &[], b"{}")
+                } else if head.starts_with("GET /down/") {
+                    response("503 Service Unavailable", &[], b"{}")
+                } else {
+                    ok("{}")
+                };
+                let _ = sock.write_all(&resp).await;
+                let _ = sock.shutdown().await;
+                open.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
+    });
+    (addr, peak, accepted)
+}
+
+#[tokio::test]
+async fn a_burst_of_healthy_fetches_queues_per_uplink_and_keeps_the_breaker_closed() {
+    let (addr, peak, accepted) = busy_server(Duration::from_millis(20)).await;
+    let c = client(vec![uplink("up", &format!("http://{addr}/"))], Vec::new());
+    // 240 fetches at once, one in eight for a resource the upstream answers
+    // 500 for: two of those in a row used to open the breaker.
+    let fetches = (0..240).map(|i| {
+        let path = if i % 8 == 0 { "missing" } else { "pkg" };
+        let c = &c;
+        async move {
+            let resp = c
+                .fetch(get(format!("http://{addr}/{path}/{i}"), Some("up")))
+                .await?;
+            let status = resp.status;
+            resp.bytes(1024).await?;
+            Ok::<_, UpstreamError>(status)
+        }
+    });
+    let results = futures_util::future::join_all(fetches).await;
+    let statuses: Vec<u16> = results
+        .into_iter()
+        .map(|r| r.expect("every fetch reaches the healthy upstream"))
+        .collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 210);
+    assert_eq!(statuses.iter().filter(|s| **s == 500).count(), 30);
+    assert_eq!(accepted.load(Ordering::SeqCst), 240);
+    assert!(c.uplink_available("up"));
+    let peak = peak.load(Ordering::SeqCst);
+    assert!(
+        (2..=MAX_IN_FLIGHT_PER_UPLINK).contains(&peak),
+        "at most {MAX_IN_FLIGHT_PER_UPLINK} on the wire at once, saw {peak}"
+    );
+    // Sequential 500s do not open it either: they are answers, not outages.
+    for i in 0..4 {
+        let r = c
+            .fetch(get(format!("http://{addr}/missing/s{i}"), Some("up")))
+            .await
+            .expect("answer");
+        assert_eq!(r.status, 500);
+    }
+    assert!(c.uplink_available("up"));
+}
+
+#[tokio::test]
+async fn a_really_failing_upstream_still_opens_the_breaker_under_a_burst() {
+    let (addr, _, accepted) = busy_server(Duration::from_millis(20)).await;
+    let c = client(vec![uplink("up", &format!("http://{addr}/"))], Vec::new());
+    let fetches = (0..100).map(|i| {
+        let c = &c;
+        async move {
+            c.fetch(get(format!("http://{addr}/down/{i}"), Some("up")))
+                .await
+                .map(|r| r.status)
+        }
+    });
+    let results = futures_util::future::join_all(fetches).await;
+    assert!(!c.uplink_available("up"), "503s open the breaker");
+    let refused = results
+        .iter()
+        .filter(|r| matches!(r, Err(UpstreamError::UplinkDown { .. })))
+        .count();
+    let sent = accepted.load(Ordering::SeqCst);
+    assert_eq!(
+        refused + sent,
+        100,
+        "every fetch either went out or was refused"
+    );
+    assert!(
+        sent <= MAX_IN_FLIGHT_PER_UPLINK + 2,
+        "once open, queued fetches are refused without asking ({sent} sent)"
+    );
+    // A refused connection (nothing listening) opens it as well.
+    let closed = {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        l.local_addr().expect("addr")
+    };
+    let c = client(
+        vec![uplink("gone", &format!("http://{closed}/"))],
+        Vec::new(),
+    );
+    for _ in 0..2 {
+        let err = c
+            .fetch(get(format!("http://{closed}/p"), Some("gone")))
+            .await
+            .expect_err("nothing listens");
+        assert!(matches!(err, UpstreamError::Transport { .. }), "{err}");
+    }
+    assert!(!c.uplink_available("gone"));
+}
+
+#[tokio::test]
+async fn an_uplink_slot_is_held_until_the_body_is_read_or_dropped() {
+    let srv = TestServer::start(|_| ok("{}")).await;
+    let c = client(vec![uplink("up", &srv.url("/"))], Vec::new());
+    let mut held = Vec::new();
+    for i in 0..MAX_IN_FLIGHT_PER_UPLINK {
+        let resp = c
+            .fetch(get(srv.url(&format!("/p{i}")), Some("up")))
+            .await
+            .expect("slot free");
+        held.push(resp);
+    }
+    // Every slot is taken by an unread body: the next fetch queues.
+    let next = c.fetch(get(srv.url("/next"), Some("up")));
+    tokio::pin!(next);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut next)
+            .await
+            .is_err(),
+        "a fetch beyond the bound waits for a slot"
+    );
+    assert_eq!(srv.accepts(), MAX_IN_FLIGHT_PER_UPLINK);
+    // Reading one body to its end frees its slot.
+    let first = held.pop().expect("held");
+    first.bytes(1024).await.expect("body");
+    let resp = tokio::time::timeout(Duration::from_secs(5), &mut next)
+        .await
+        .expect("slot freed")
+        .expect("fetch");
+    assert_eq!(resp.status, 200);
+    drop(resp);
+    // Dropping an unread response frees its slot too.
+    drop(held.pop());
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        c.fetch(get(srv.url("/after-drop"), Some("up"))),
+    )
+    .await
+    .expect("slot freed by drop")
+    .expect("fetch");
+    assert!(c.uplink_available("up"));
+}
