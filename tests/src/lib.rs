@@ -17,6 +17,7 @@ pub mod install;
 pub mod net;
 pub mod parity;
 pub mod pnpr;
+pub mod postgres;
 pub mod proc;
 pub mod project;
 pub mod publish;

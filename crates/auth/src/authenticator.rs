@@ -17,10 +17,10 @@
 //! * the cache holds only salted SHA-256 digests of credentials, never the
 //!   passwords, and is bounded.
 
-use crate::htpasswd::Htpasswd;
 use crate::limiter::{LoginLimiter, LoginLimits};
 use crate::policy::{Identity, Policy};
 use crate::redact::Redacted;
+use crate::store::UserStore;
 use crate::tokens::{TokenRecord, TokenStore};
 use crate::AuthError;
 use base64::Engine as _;
@@ -131,7 +131,7 @@ impl BasicCache {
 /// Authenticates requests against the user database and the token store.
 /// Share it behind an `Arc`.
 pub struct Authenticator {
-    users: Htpasswd,
+    users: Box<dyn UserStore>,
     tokens: TokenStore,
     /// Per-process salt so cached digests are useless outside this process.
     salt: [u8; 32],
@@ -160,12 +160,13 @@ fn split_scheme(header: &str) -> Option<(&str, &str)> {
 }
 
 impl Authenticator {
-    /// Combines the user database and the token store.
-    pub fn new(users: Htpasswd, tokens: TokenStore) -> Self {
+    /// Combines the user database (the htpasswd file, or the shared
+    /// PostgreSQL table) and the token store.
+    pub fn new(users: impl UserStore + 'static, tokens: TokenStore) -> Self {
         let mut salt = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut salt);
         Authenticator {
-            users,
+            users: Box::new(users),
             tokens,
             salt,
             basic_cache: Mutex::new(BasicCache::default()),
@@ -186,8 +187,8 @@ impl Authenticator {
     }
 
     /// The user database.
-    pub fn users(&self) -> &Htpasswd {
-        &self.users
+    pub fn users(&self) -> &dyn UserStore {
+        self.users.as_ref()
     }
 
     /// The token store.

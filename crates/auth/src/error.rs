@@ -27,6 +27,14 @@ pub enum AuthError {
     #[error("token database error: {0}")]
     Database(#[from] rusqlite::Error),
 
+    /// The shared PostgreSQL database failed (its message names no secret).
+    #[error("user and token database: {0}")]
+    Postgres(#[from] pnpr_pg::PgError),
+
+    /// A stored token key is not a SHA-256 digest.
+    #[error("malformed token key")]
+    MalformedKey,
+
     /// Hashing a new password failed (the library's message is dropped).
     #[error("password hashing failed")]
     Hash,

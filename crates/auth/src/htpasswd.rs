@@ -170,13 +170,13 @@ fn parse(content: &str) -> HashMap<String, String> {
 }
 
 /// Outcome of checking a password against a stored hash.
-enum HashCheck {
+pub(crate) enum HashCheck {
     Match,
     Mismatch,
     Unsupported,
 }
 
-fn check_hash(password: &str, hash: &str) -> HashCheck {
+pub(crate) fn check_hash(password: &str, hash: &str) -> HashCheck {
     if hash.starts_with("$2a$") || hash.starts_with("$2b$") || hash.starts_with("$2y$") {
         match bcrypt::verify(password, hash) {
             Ok(true) => HashCheck::Match,
@@ -208,6 +208,13 @@ pub(crate) fn incarnation_of(hash: &str) -> String {
     h.update(b"pnpr-htpasswd-incarnation\0");
     h.update(hash.as_bytes());
     hex::encode(h.finalize())
+}
+
+/// A new entry's hash: bcrypt at [`BCRYPT_COST`], `$2y$` like Apache's.
+pub(crate) fn hash_password(password: &str) -> Result<String, AuthError> {
+    Ok(bcrypt::hash_with_result(password, BCRYPT_COST)
+        .map_err(|_| AuthError::Hash)?
+        .format_for_version(bcrypt::Version::TwoY))
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -436,9 +443,7 @@ impl Htpasswd {
             return Err(AuthError::EmptyPassword);
         }
         // Hash before taking the write lock: bcrypt is the slow part.
-        let hash = bcrypt::hash_with_result(password, BCRYPT_COST)
-            .map_err(|_| AuthError::Hash)?
-            .format_for_version(bcrypt::Version::TwoY);
+        let hash = hash_password(password)?;
 
         let _guard = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
         // Base the rewrite on what is on disk now, not on the cache.
@@ -512,5 +517,35 @@ impl Htpasswd {
             let _ = d.sync_all();
         }
         Ok(())
+    }
+}
+
+impl crate::store::UserStore for Htpasswd {
+    fn current_hash(&self, user: &str) -> Option<String> {
+        Htpasswd::current_hash(self, user)
+    }
+    fn verify_with_hash(&self, user: &str, password: &str) -> Option<String> {
+        Htpasswd::verify_with_hash(self, user, password)
+    }
+    fn verify_incarnation(&self, user: &str, password: &str) -> Result<Option<String>, AuthError> {
+        Htpasswd::verify_incarnation(self, user, password)
+    }
+    fn incarnation(&self, user: &str) -> Option<String> {
+        Htpasswd::incarnation(self, user)
+    }
+    fn user_exists(&self, user: &str) -> bool {
+        Htpasswd::user_exists(self, user)
+    }
+    fn add_user(&self, user: &str, password: &str) -> Result<(), AuthError> {
+        Htpasswd::add_user(self, user, password)
+    }
+    fn settled(&self) -> bool {
+        Htpasswd::settled(self)
+    }
+    fn drain_retired(&self) -> Vec<String> {
+        Htpasswd::drain_retired(self)
+    }
+    fn hash_checks(&self) -> u64 {
+        Htpasswd::hash_checks(self)
     }
 }

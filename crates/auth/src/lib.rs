@@ -1,14 +1,18 @@
 //! `pnpr-auth`: who is calling, and what may they do.
 //!
 //! Owns caller identity (`Authorization` header → [`Identity`]), the user
-//! database (an Apache-style htpasswd file), API tokens (SQLite, stored only as
-//! SHA-256 digests) and the Verdaccio-style `packages:` access policy.
+//! database (an Apache-style htpasswd file, or PostgreSQL shared by several
+//! nodes), API tokens (SQLite or PostgreSQL, stored only as SHA-256 digests)
+//! and the Verdaccio-style `packages:` access policy. Both stores sit behind
+//! the [`UserStore`] and [`TokenBackend`] traits; the authenticator never
+//! knows which backend it runs on.
 //!
 //! Invariants guarded here:
 //! * the request path never runs bcrypt (a Basic credential is checked once,
 //!   on a blocking thread, behind the [`LoginLimiter`], then served from a
-//!   cache) and normally never touches the database: bearer tokens are a hash
-//!   plus a map lookup;
+//!   cache) and, on the embedded backend, never touches the database: bearer
+//!   tokens are a hash plus a map lookup (on PostgreSQL, one indexed read,
+//!   so a revocation holds on every node at once);
 //! * online guessing is bounded per user name and per client address, and a
 //!   refused guess costs no hash;
 //! * a token lives no longer than the htpasswd entry it was issued to;
@@ -34,7 +38,9 @@ mod error;
 mod htpasswd;
 mod limiter;
 mod policy;
+mod postgres;
 mod redact;
+mod store;
 mod tokens;
 
 pub use authenticator::{Authenticator, BasicCredential, BasicHeader, Caller, LoginOutcome};
@@ -42,5 +48,7 @@ pub use error::AuthError;
 pub use htpasswd::{validate_username, Htpasswd, SETTLE_DELAY};
 pub use limiter::{Attempt, LoginLimiter, LoginLimits, Throttled, MAX_TRACKED};
 pub use policy::{Action, Denial, Identity, PackageRuleInput, Policy, PolicyInput, UplinkDenial};
+pub use postgres::{open_postgres, PgTokens, PgUsers, MIGRATIONS};
 pub use redact::{credential_digest, Redacted};
+pub use store::{TokenBackend, UserStore};
 pub use tokens::{TokenRecord, TokenStore, TOKEN_PREFIX};

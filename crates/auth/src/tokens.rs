@@ -1,14 +1,14 @@
-//! API tokens, persisted in SQLite and served from memory.
+//! API tokens: minting, validation and revocation rules over a
+//! [`TokenBackend`] (SQLite served from memory by default, see
+//! [`sqlite`]; PostgreSQL shared by several nodes, see `crate::postgres`).
 //!
-//! Owns the `tokens` table and its in-memory mirror. Invariants:
+//! Invariants:
 //! * only the SHA-256 digest of a token is stored or kept in memory; the
 //!   plaintext exists once, in the return value of [`TokenStore::create`];
-//! * [`TokenStore::lookup`] is one hash plus one map read: no database, no
-//!   bcrypt, so bearer authentication is cheap on every request;
-//! * the database is written first and the map updated after a successful
-//!   commit, under the connection lock, so the map never holds a token the
-//!   database would not return after a restart (and a revoked token is gone
-//!   from the map as soon as revoke returns);
+//! * [`TokenStore::lookup`] is one hash plus one backend read and never
+//!   bcrypt; a failing backend refuses the token rather than admitting it;
+//! * revocation goes to the backend before it returns, so the next lookup
+//!   on any process sharing the backend refuses the token;
 //! * a token records the account incarnation it was issued to (a digest of
 //!   the user's htpasswd entry); the authenticator refuses it once that
 //!   entry is gone or replaced, and [`TokenStore::purge_stale`] deletes it.
@@ -17,16 +17,16 @@ use crate::redact::Redacted;
 use crate::AuthError;
 use base64::Engine as _;
 use rand::RngCore as _;
-use rusqlite::{params, Connection};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::Path;
-use std::sync::{Mutex, RwLock};
-use std::time::Duration;
+
+use crate::store::TokenBackend;
+pub(crate) use sqlite::SqliteTokens;
 
 use pnpr_clock::now_ms;
 
+pub(crate) mod sqlite;
 #[cfg(test)]
 mod tests;
 
@@ -134,114 +134,32 @@ fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-/// The token store. Share it behind an `Arc`.
+/// The token store: validation, minting and revocation rules over a
+/// [`TokenBackend`]. Share it behind an `Arc`.
 pub struct TokenStore {
-    conn: Mutex<Connection>,
-    by_digest: RwLock<HashMap<[u8; 32], TokenRecord>>,
+    backend: Box<dyn TokenBackend>,
 }
 
 impl std::fmt::Debug for TokenStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let n = self.by_digest.read().map_or(0, |m| m.len());
-        f.debug_struct("TokenStore").field("tokens", &n).finish()
+        f.debug_struct("TokenStore")
+            .field("backend", &self.backend)
+            .finish()
     }
 }
 
 impl TokenStore {
-    /// Opens (creating if needed) the database at `sqlite_path` in WAL mode
-    /// and loads every token into memory.
+    /// Opens (creating if needed) the SQLite database at `sqlite_path` and
+    /// loads every token into memory.
     pub fn open(sqlite_path: &Path) -> Result<Self, AuthError> {
-        if let Some(dir) = sqlite_path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| AuthError::Io {
-                action: "cannot create directory",
-                path: dir.to_owned(),
-                source,
-            })?;
-        }
-        let conn = Connection::open(sqlite_path)?;
-        conn.busy_timeout(Duration::from_secs(5))?;
-        // `journal_mode` returns a row, so it cannot go through execute().
-        let _mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
-        conn.execute_batch(
-            "PRAGMA synchronous=NORMAL;
-             CREATE TABLE IF NOT EXISTS tokens (
-                 key TEXT PRIMARY KEY NOT NULL,
-                 user TEXT NOT NULL,
-                 readonly INTEGER NOT NULL,
-                 cidr_whitelist TEXT NOT NULL,
-                 created_ms INTEGER NOT NULL
-             );
-             CREATE INDEX IF NOT EXISTS tokens_user ON tokens(user);",
-        )?;
-        // Databases written before tokens were bound to an incarnation.
-        let has_incarnation = conn
-            .prepare("SELECT 1 FROM pragma_table_info('tokens') WHERE name = 'incarnation'")?
-            .exists([])?;
-        if !has_incarnation {
-            conn.execute_batch("ALTER TABLE tokens ADD COLUMN incarnation TEXT")?;
-        }
-        // Databases written before tokens had names and a shown prefix.
-        let has_name = conn
-            .prepare("SELECT 1 FROM pragma_table_info('tokens') WHERE name = 'name'")?
-            .exists([])?;
-        if !has_name {
-            conn.execute_batch(
-                "ALTER TABLE tokens ADD COLUMN name TEXT; ALTER TABLE tokens ADD COLUMN shown TEXT;",
-            )?;
-        }
+        Ok(Self::with_backend(Box::new(SqliteTokens::open(
+            sqlite_path,
+        )?)))
+    }
 
-        let mut map = HashMap::new();
-        {
-            let mut stmt = conn.prepare(
-                "SELECT key, user, readonly, cidr_whitelist, created_ms, incarnation, name, shown
-                 FROM tokens",
-            )?;
-            let rows = stmt.query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, bool>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, i64>(4)?,
-                    r.get::<_, Option<String>>(5)?,
-                    r.get::<_, Option<String>>(6)?,
-                    r.get::<_, Option<String>>(7)?,
-                ))
-            })?;
-            for row in rows {
-                let (key, user, readonly, cidrs, created_ms, incarnation, name, shown) = row?;
-                let Some(raw) = hex::decode(&key)
-                    .ok()
-                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
-                else {
-                    tracing::warn!(key, "skipping token row with a malformed key");
-                    continue;
-                };
-                let cidr_whitelist = serde_json::from_str(&cidrs).unwrap_or_else(|_| {
-                    // Unknown peers fail a non-empty whitelist, so a corrupt
-                    // list must not widen the token to everywhere.
-                    tracing::warn!(key, "token has a corrupt CIDR whitelist; disabling it");
-                    vec!["0.0.0.0/32".to_owned()]
-                });
-                map.insert(
-                    raw,
-                    TokenRecord {
-                        key: hex::encode(raw),
-                        user,
-                        readonly,
-                        cidr_whitelist,
-                        created_ms,
-                        incarnation,
-                        name,
-                        shown,
-                    },
-                );
-            }
-        }
-        Ok(TokenStore {
-            conn: Mutex::new(conn),
-            by_digest: RwLock::new(map),
-        })
+    /// A store over any backend (e.g. the shared PostgreSQL one).
+    pub fn with_backend(backend: Box<dyn TokenBackend>) -> Self {
+        TokenStore { backend }
     }
 
     /// Creates an unbound token for `user` (valid while the user exists).
@@ -284,9 +202,8 @@ impl TokenStore {
             "{TOKEN_PREFIX}{}",
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
         ));
-        let key_raw = digest(plaintext.expose());
         let record = TokenRecord {
-            key: hex::encode(key_raw),
+            key: hex::encode(digest(plaintext.expose())),
             user: user.to_owned(),
             readonly,
             cidr_whitelist,
@@ -295,67 +212,47 @@ impl TokenStore {
             name: name.map(str::to_owned),
             shown: Some(plaintext.expose().chars().take(SHOWN_PREFIX).collect()),
         };
-        let cidrs = serde_json::to_string(&record.cidr_whitelist).unwrap_or_else(|_| "[]".into());
-
-        let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        let tx = conn.transaction()?;
-        tx.execute(
-            "INSERT INTO tokens
-                 (key, user, readonly, cidr_whitelist, created_ms, incarnation, name, shown)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![
-                record.key,
-                record.user,
-                record.readonly,
-                cidrs,
-                record.created_ms,
-                record.incarnation,
-                record.name,
-                record.shown
-            ],
-        )?;
-        tx.commit()?;
-        self.by_digest
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key_raw, record.clone());
-        drop(conn);
+        self.backend.insert(&record)?;
         tracing::info!(user, key = %record.key, "token created");
         Ok((plaintext.0, record))
     }
 
     /// The record for a plaintext token, if it exists and is not revoked.
+    /// A backend failure refuses the token (fail closed) and is logged.
     pub fn lookup(&self, token: &str) -> Option<TokenRecord> {
-        let key = digest(token);
-        self.by_digest
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-            .cloned()
+        match self.backend.get(&digest(token)) {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(error = %e, "token lookup failed; treating the caller as anonymous");
+                None
+            }
+        }
     }
 
-    /// The user's tokens, oldest first.
+    /// The user's tokens, oldest first (empty, logged, if the backend fails).
     pub fn list(&self, user: &str) -> Vec<TokenRecord> {
-        let mut out: Vec<TokenRecord> = self
-            .by_digest
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .filter(|r| r.user == user)
-            .cloned()
-            .collect();
+        self.try_list(user).unwrap_or_else(|e| {
+            tracing::warn!(user, error = %e, "cannot list tokens");
+            Vec::new()
+        })
+    }
+
+    fn try_list(&self, user: &str) -> Result<Vec<TokenRecord>, AuthError> {
+        let mut out = self.backend.list(user)?;
         out.sort_by(|a, b| {
             a.created_ms
                 .cmp(&b.created_ms)
                 .then_with(|| a.key.cmp(&b.key))
         });
-        out
+        Ok(out)
     }
 
     /// Users that hold at least one token.
     pub fn users(&self) -> Vec<String> {
-        let map = self.by_digest.read().unwrap_or_else(|e| e.into_inner());
-        let mut users: Vec<String> = map.values().map(|r| r.user.clone()).collect();
+        let mut users = self.backend.users().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot list token holders");
+            Vec::new()
+        });
         users.sort();
         users.dedup();
         users
@@ -364,64 +261,32 @@ impl TokenStore {
     /// Deletes every token of `user` (a name being registered afresh must
     /// not inherit anything). Returns how many were removed.
     pub fn purge_user(&self, user: &str) -> Result<usize, AuthError> {
-        self.purge_where(user, |_| true, true)
+        let removed = self.backend.delete_user(user)?;
+        if removed > 0 {
+            tracing::info!(user, removed, "stale tokens purged");
+        }
+        Ok(removed)
     }
 
     /// Deletes `user`'s tokens that do not belong to the incarnation
     /// `current` (all of them when `current` is `None`: the user is gone).
-    /// Unbound tokens are kept while the user exists. Looks at memory first,
-    /// so the common case (nothing stale) never touches the database.
+    /// Unbound tokens are kept while the user exists.
     pub fn purge_stale(&self, user: &str, current: Option<&str>) -> Result<usize, AuthError> {
-        self.purge_where(
-            user,
-            |r| match (current, r.incarnation.as_deref()) {
+        let doomed: Vec<[u8; 32]> = self
+            .backend
+            .list(user)?
+            .iter()
+            .filter(|r| match (current, r.incarnation.as_deref()) {
                 (None, _) => true,
                 (Some(cur), Some(bound)) => cur != bound,
                 (Some(_), None) => false,
-            },
-            false,
-        )
-    }
-
-    fn purge_where(
-        &self,
-        user: &str,
-        stale: impl Fn(&TokenRecord) -> bool,
-        whole_user: bool,
-    ) -> Result<usize, AuthError> {
-        let doomed: Vec<[u8; 32]> = {
-            let map = self.by_digest.read().unwrap_or_else(|e| e.into_inner());
-            map.iter()
-                .filter(|(_, r)| r.user == user && stale(r))
-                .map(|(k, _)| *k)
-                .collect()
-        };
-        // The map mirrors the database (every write goes through here), so
-        // an empty selection means nothing to delete; `purge_user` deletes
-        // user-wide anyway, for rows another process may have written.
-        if doomed.is_empty() && !whole_user {
+            })
+            .filter_map(|r| key_bytes(&r.key))
+            .collect();
+        if doomed.is_empty() {
             return Ok(0);
         }
-        let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        let tx = conn.transaction()?;
-        let mut removed = 0;
-        if whole_user {
-            removed += tx.execute("DELETE FROM tokens WHERE user = ?1", params![user])?;
-        }
-        for k in &doomed {
-            removed += tx.execute(
-                "DELETE FROM tokens WHERE key = ?1 AND user = ?2",
-                params![hex::encode(k), user],
-            )?;
-        }
-        tx.commit()?;
-        {
-            let mut map = self.by_digest.write().unwrap_or_else(|e| e.into_inner());
-            for k in &doomed {
-                map.remove(k);
-            }
-        }
-        drop(conn);
+        let removed = self.backend.delete(user, &doomed)?;
         if removed > 0 {
             tracing::info!(user, removed, "stale tokens purged");
         }
@@ -435,52 +300,43 @@ impl TokenStore {
         let Some(key_raw) = self.resolve_for_revoke(user, key_or_token)? else {
             return Ok(false);
         };
-        let key = hex::encode(key_raw);
-        let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        let tx = conn.transaction()?;
-        let removed = tx.execute(
-            "DELETE FROM tokens WHERE key = ?1 AND user = ?2",
-            params![key, user],
-        )?;
-        tx.commit()?;
-        let in_map = {
-            let mut map = self.by_digest.write().unwrap_or_else(|e| e.into_inner());
-            // The user check already happened in resolve; re-check in case a
-            // concurrent revoke raced us.
-            match map.get(&key_raw) {
-                Some(r) if r.user == user => map.remove(&key_raw).is_some(),
-                _ => false,
-            }
-        };
-        drop(conn);
-        let revoked = removed > 0 || in_map;
+        let revoked = self.backend.delete(user, &[key_raw])? > 0;
         if revoked {
-            tracing::info!(user, key, "token revoked");
+            tracing::info!(user, key = %hex::encode(key_raw), "token revoked");
         }
         Ok(revoked)
     }
 
     fn resolve_for_revoke(&self, user: &str, input: &str) -> Result<Option<[u8; 32]>, AuthError> {
-        let map = self.by_digest.read().unwrap_or_else(|e| e.into_inner());
-        let owned = |k: &[u8; 32]| map.get(k).is_some_and(|r| r.user == user);
-
         // The plaintext token itself.
         let by_plaintext = digest(input);
-        if owned(&by_plaintext) {
+        if self
+            .backend
+            .get(&by_plaintext)?
+            .is_some_and(|r| r.user == user)
+        {
             return Ok(Some(by_plaintext));
         }
         let wanted = input.trim().to_ascii_lowercase();
         if wanted.len() < MIN_KEY_PREFIX || !wanted.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Ok(None);
         }
-        let mut matches = map
+        let owned = self.backend.list(user)?;
+        let mut matches = owned
             .iter()
-            .filter(|(_, r)| r.user == user && r.key.starts_with(&wanted))
-            .map(|(k, _)| *k);
+            .filter(|r| r.key.starts_with(&wanted))
+            .filter_map(|r| key_bytes(&r.key));
         match (matches.next(), matches.next()) {
             (Some(k), None) => Ok(Some(k)),
             (None, _) => Ok(None),
             (Some(_), Some(_)) => Err(AuthError::AmbiguousToken),
         }
     }
+}
+
+/// The raw digest of a hex key; `None` for a malformed one.
+pub(crate) fn key_bytes(key: &str) -> Option<[u8; 32]> {
+    hex::decode(key)
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
 }

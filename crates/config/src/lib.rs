@@ -39,6 +39,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod audit;
+mod backends;
+pub use backends::{BlobsConfig, DatabaseConfig, S3Config};
 pub use audit::{AuditConfig, AuditUplink, DEFAULT_AUDIT_CACHE_TTL, DEFAULT_AUDIT_MAX_BODY};
 mod env;
 mod error;
@@ -102,6 +104,12 @@ pub struct Config {
     /// `cache_max_size`, `metrics:` and `status:` (pnpr's own keys).
     pub operations: OperationsConfig,
     pub log: LogConfig,
+    /// `database:` (pnpr's own key): the PostgreSQL that several nodes share;
+    /// `None` keeps the embedded SQLite under `storage`/`cache`.
+    pub database: Option<DatabaseConfig>,
+    /// `blobs:` (pnpr's own key): S3-compatible blob storage; `None` keeps
+    /// blobs on local disk.
+    pub blobs: Option<BlobsConfig>,
     /// Ignored keys and unset `${VAR}`s, for the binary to log at startup.
     pub warnings: Vec<String>,
 }

@@ -116,6 +116,8 @@ struct TopLevel<'a> {
     cache_max_size: Option<&'a Value>,
     metrics: Option<&'a Value>,
     status: Option<&'a Value>,
+    database: Option<&'a Value>,
+    blobs: Option<&'a Value>,
 }
 
 struct Parser<'e> {
@@ -168,8 +170,12 @@ impl Parser<'_> {
             metrics: top.metrics,
             status: top.status,
         })?;
+        let database = crate::backends::database(top.database)?;
+        let blobs = crate::backends::blobs(top.blobs)?;
         Ok(Config {
             config_path: None,
+            database,
+            blobs,
             listen,
             public_url,
             storage,
@@ -224,6 +230,8 @@ impl Parser<'_> {
                 "cache_max_size" => &mut top.cache_max_size,
                 "metrics" => &mut top.metrics,
                 "status" => &mut top.status,
+                "database" => &mut top.database,
+                "blobs" => &mut top.blobs,
                 other => {
                     self.ignore("", other, IGNORED_TOP_LEVEL);
                     continue;

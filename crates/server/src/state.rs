@@ -36,6 +36,10 @@ pub enum BuildError {
     PublicUrl(String),
     #[error("disk budget: {0}")]
     Budget(#[from] pnpr_budget::BudgetError),
+    #[error("database: {0}")]
+    Database(#[from] pnpr_pg::PgError),
+    #[error("{0}")]
+    Unsupported(&'static str),
 }
 
 /// Runtime inputs that do not come from the config file.
@@ -123,8 +127,8 @@ pub struct Reloaded {
 /// Namespace of the shared public mirror.
 pub const PUBLIC_NS: &str = "public";
 
-/// Users (htpasswd; `<storage>/htpasswd` by default), tokens and the login
-/// limiter.
+/// Users and tokens (PostgreSQL with `database:`, else htpasswd,
+/// `<storage>/htpasswd` by default, and SQLite) and the login limiter.
 fn open_auth(config: &Config) -> Result<Authenticator, BuildError> {
     let (file, max_users) = config
         .auth
@@ -132,15 +136,20 @@ fn open_auth(config: &Config) -> Result<Authenticator, BuildError> {
         .as_ref()
         .map(|h| (h.file.clone(), h.max_users))
         .unwrap_or_else(|| (config.storage.join("htpasswd"), None));
-    let users = Htpasswd::open(file, max_users)?;
-    let tokens = TokenStore::open(&config.storage.join("tokens.sqlite"))?;
-    Ok(
-        Authenticator::new(users, tokens).with_login_limits(pnpr_auth::LoginLimits {
-            per_user: config.auth.rate_limit.per_user,
-            per_address: config.auth.rate_limit.per_address,
-            window: config.auth.rate_limit.window,
-        }),
-    )
+    let auth = match crate::shared::open_auth_stores(config, max_users)? {
+        Some((users, tokens)) => {
+            Authenticator::new(users, TokenStore::with_backend(Box::new(tokens)))
+        }
+        None => Authenticator::new(
+            Htpasswd::open(file, max_users)?,
+            TokenStore::open(&config.storage.join("tokens.sqlite"))?,
+        ),
+    };
+    Ok(auth.with_login_limits(pnpr_auth::LoginLimits {
+        per_user: config.auth.rate_limit.per_user,
+        per_address: config.auth.rate_limit.per_address,
+        window: config.auth.rate_limit.window,
+    }))
 }
 
 /// The accelerator's stores and caches. Cached resolutions live as long as

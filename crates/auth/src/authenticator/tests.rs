@@ -1,4 +1,5 @@
 use super::*;
+use crate::htpasswd::Htpasswd;
 use base64::engine::general_purpose::STANDARD;
 
 fn auth_with(max_users: Option<i64>) -> (tempfile::TempDir, Authenticator) {

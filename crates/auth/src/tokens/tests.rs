@@ -1,4 +1,5 @@
 use super::*;
+use rusqlite::{params, Connection};
 
 fn store() -> (tempfile::TempDir, TokenStore) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -84,7 +85,8 @@ fn ambiguous_prefix_is_an_error() {
     let k3 = format!("abcdef2{}", "3".repeat(57));
     {
         let store = TokenStore::open(&path).expect("open");
-        let conn = store.conn.lock().expect("lock");
+        drop(store);
+        let conn = Connection::open(&path).expect("raw open");
         for (key, user) in [(&k1, "alice"), (&k2, "alice"), (&k3, "bob")] {
             conn.execute(
                 "INSERT INTO tokens (key, user, readonly, cidr_whitelist, created_ms) VALUES (?1, ?2, 0, '[]', 1)",

@@ -1,0 +1,153 @@
+//! A fixed set of threads, each owning one synchronous PostgreSQL client.
+//!
+//! Owns the live connections. Invariants: a client is used by one job at a
+//! time (the thread that owns it); a broken connection is replaced before
+//! the next job, so one lost connection costs one failed call, not a dead
+//! pool; the pool answers every job (with [`PgError::Stopped`] when its
+//! threads are gone), so a caller never waits forever.
+
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pnpr_secret::Secret;
+use postgres::{Client, NoTls};
+
+use crate::error::{describe, PgError};
+
+/// How long one connection attempt may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where the database is and who to log in as.
+#[derive(Clone, Debug)]
+pub struct ConnectOptions {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: Option<Secret>,
+    pub dbname: String,
+    /// Shown as `application_name` in `pg_stat_activity`.
+    pub application_name: String,
+}
+
+impl ConnectOptions {
+    fn client_config(&self) -> postgres::Config {
+        let mut c = postgres::Config::new();
+        c.host(&self.host)
+            .port(self.port)
+            .user(&self.user)
+            .dbname(&self.dbname)
+            .application_name(&self.application_name)
+            .connect_timeout(CONNECT_TIMEOUT);
+        if let Some(p) = &self.password {
+            c.password(p.expose());
+        }
+        c
+    }
+
+    fn connect(&self) -> Result<Client, PgError> {
+        self.client_config()
+            .connect(NoTls)
+            .map_err(|e| PgError::Connect {
+                host: self.host.clone(),
+                port: self.port,
+                dbname: self.dbname.clone(),
+                user: self.user.clone(),
+                reason: describe(&e),
+            })
+    }
+}
+
+type Job = Box<dyn FnOnce(Result<&mut Client, PgError>) + Send>;
+
+/// The pool. Cheap to share behind an `Arc`; dropping the last handle lets
+/// the threads finish their queue and exit.
+pub struct Pool {
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    options: Arc<ConnectOptions>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("host", &self.options.host)
+            .field("port", &self.options.port)
+            .field("dbname", &self.options.dbname)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pool {
+    /// Starts `size` pool threads (at least one), each connecting on first
+    /// use, and checks the database answers.
+    pub fn connect(options: ConnectOptions, size: usize) -> Result<Pool, PgError> {
+        let options = Arc::new(options);
+        let (tx, rx) = mpsc::channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..size.max(1) {
+            let rx = Arc::clone(&rx);
+            let options = Arc::clone(&options);
+            std::thread::Builder::new()
+                .name(format!("pnpr-pg-{i}"))
+                .spawn(move || worker(&rx, &options))
+                .map_err(|e| PgError::Query(format!("cannot start a pool thread: {e}")))?;
+        }
+        let pool = Pool {
+            jobs: Mutex::new(Some(tx)),
+            options,
+        };
+        // One round trip now, so bad credentials or a wrong address stop
+        // startup with the reason (connecting happens on a pool thread:
+        // the caller may be on an async runtime).
+        pool.run(|c| Ok(c.simple_query("SELECT 1").map(drop)?))?;
+        Ok(pool)
+    }
+
+    /// Runs `f` on one of the pool's clients and waits for its result.
+    /// Blocks the calling thread for the round trips `f` makes.
+    pub fn run<T, F>(&self, f: F) -> Result<T, PgError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Client) -> Result<T, PgError> + Send + 'static,
+    {
+        let (reply, answer) = mpsc::sync_channel::<Result<T, PgError>>(1);
+        let job: Job = Box::new(move |client| {
+            let _ = reply.send(client.and_then(f));
+        });
+        {
+            let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+            let sender = jobs.as_ref().ok_or(PgError::Stopped)?;
+            sender.send(job).map_err(|_| PgError::Stopped)?;
+        }
+        answer.recv().unwrap_or(Err(PgError::Stopped))
+    }
+}
+
+/// One pool thread: takes jobs until every sender is gone, (re)connecting
+/// before a job when its client is missing or broken.
+fn worker(rx: &Mutex<mpsc::Receiver<Job>>, options: &ConnectOptions) {
+    let mut client: Option<Client> = None;
+    loop {
+        let job = {
+            let rx = rx.lock().unwrap_or_else(|e| e.into_inner());
+            match rx.recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            }
+        };
+        if client.as_ref().is_none_or(Client::is_closed) {
+            client = match options.connect() {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::warn!(error = %e, "PostgreSQL connection failed");
+                    job(Err(e));
+                    continue;
+                }
+            };
+        }
+        match client.as_mut() {
+            Some(c) => job(Ok(c)),
+            None => job(Err(PgError::Stopped)),
+        }
+    }
+}

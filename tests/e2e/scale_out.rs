@@ -1,0 +1,135 @@
+//! Several pnpr nodes on one PostgreSQL (issue 15, first slice): users and
+//! tokens live in the shared database, so a login on one node works on the
+//! other and a revocation on one holds on the other at once; two nodes
+//! started together against an empty database both come up (migrations
+//! under the advisory lock); the database password never reaches a log.
+
+use pnpr_e2e::postgres::Postgres;
+use pnpr_e2e::{Http, Pnpr, Project};
+
+/// A node on the shared database; the URL comes in through `${VAR}`
+/// substitution, as an operator would pass the password.
+fn start_node(url: &str) -> Pnpr {
+    Pnpr::start(
+        "database: ${PNPR_TEST_DATABASE}\npackages:\n  '**':\n    access: $authenticated\n",
+        &[("PNPR_TEST_DATABASE", url)],
+    )
+}
+
+#[tokio::test]
+async fn users_and_tokens_are_shared_across_nodes() {
+    let pg = Postgres::start();
+    let url = pg.create_database("pnpr");
+
+    // Both nodes start at the same time against the empty database.
+    let (a, b) = {
+        let (ua, ub) = (url.clone(), url.clone());
+        let ta = std::thread::spawn(move || start_node(&ua));
+        let tb = std::thread::spawn(move || start_node(&ub));
+        (ta.join().expect("node A"), tb.join().expect("node B"))
+    };
+    let applied = a.logs().matches("migration applied").count()
+        + b.logs().matches("migration applied").count();
+    assert_eq!(
+        applied,
+        1,
+        "the auth schema (one migration) must be applied exactly once:\n--- A ---\n{}\n--- B ---\n{}",
+        a.logs(),
+        b.logs()
+    );
+
+    // A registers alice through the npm login call; B knows her token.
+    let http = Http::new();
+    let token = pnpr_e2e::add_user(&http, &a, "alice").await;
+    let who = http.get_auth(&format!("{}-/whoami", b.url), &token).await;
+    who.assert_status(200);
+    assert_eq!(who.json()["username"], "alice");
+    // And her password: a second token, minted on B with npm's call.
+    let created = http
+        .post_json(
+            &format!("{}-/npm/v1/tokens", b.url),
+            &serde_json::json!({"password": "alice-pw", "readonly": false, "cidr_whitelist": []}),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(created.status, 200, "{}", created.text());
+    let second = created.json()["token"].as_str().expect("token").to_string();
+    http.get_auth(&format!("{}-/whoami", a.url), &second)
+        .await
+        .assert_status(200);
+
+    // The real npm CLI against B: whoami, then logout (revokes the token).
+    let host_b = b.url.trim_start_matches("http:");
+    let npmrc = format!("registry={}\n{host_b}:_authToken={token}\n", b.url);
+    let project = Project::new(
+        &serde_json::json!({"name": "t", "version": "1.0.0"}),
+        Some(&npmrc),
+    );
+    let out = project.npm(&["whoami"]);
+    out.assert_success();
+    assert_eq!(out.stdout.trim(), "alice");
+    project.npm(&["logout"]).assert_success();
+    // Revoked on B: refused on A by the very next request.
+    http.get_auth(&format!("{}-/whoami", a.url), &token)
+        .await
+        .assert_status(401);
+    http.get_auth(&format!("{}-/whoami", b.url), &token)
+        .await
+        .assert_status(401);
+    // The other token is untouched on both.
+    for node in [&a, &b] {
+        http.get_auth(&format!("{}-/whoami", node.url), &second)
+            .await
+            .assert_status(200);
+    }
+
+    // A name taken on A cannot be registered again on B.
+    let r = http
+        .put_json(
+            &format!("{}-/user/org.couchdb.user:alice", b.url),
+            &serde_json::json!({"name": "alice", "password": "not-alice"}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 401, "{}", r.text());
+
+    // A third node on the migrated database applies nothing.
+    let c = start_node(&url);
+    assert!(!c.logs().contains("migration applied"), "{}", c.logs());
+    http.get_auth(&format!("{}-/whoami", c.url), &second)
+        .await
+        .assert_status(200);
+
+    for (name, node) in [("A", &a), ("B", &b), ("C", &c)] {
+        let logs = node.logs();
+        assert!(
+            !logs.contains(&pg.password),
+            "node {name} logged the database password:\n{logs}"
+        );
+        assert!(logs.contains("users and tokens in PostgreSQL"), "{logs}");
+    }
+}
+
+#[test]
+fn a_refused_password_stops_startup_without_echoing_it() {
+    let pg = Postgres::start();
+    pg.create_database("pnpr");
+    let wrong = format!("wrong-{}", pg.password);
+    let url = format!(
+        "postgres://{}:{wrong}@127.0.0.1:{}/pnpr",
+        pnpr_e2e::postgres::USER,
+        pg.port
+    );
+    let failure = Pnpr::try_start(
+        "database: ${PNPR_TEST_DATABASE}\n",
+        &[("PNPR_TEST_DATABASE", &url)],
+    )
+    .expect_err("a wrong database password must stop startup");
+    assert!(
+        failure.logs.contains("password authentication failed"),
+        "{}",
+        failure.logs
+    );
+    assert!(!failure.logs.contains(&wrong), "{}", failure.logs);
+    assert!(!failure.logs.contains(&pg.password), "{}", failure.logs);
+}
