@@ -2,7 +2,8 @@
 //! tokens live in the shared database, so a login on one node works on the
 //! other and a revocation on one holds on the other at once; two nodes
 //! started together against an empty database both come up (migrations
-//! under the advisory lock); the database password never reaches a log.
+//! under the advisory lock); the database password never reaches a log;
+//! `pnpr copy` moves an embedded deployment's users and tokens over.
 
 use pnpr_e2e::postgres::Postgres;
 use pnpr_e2e::{Http, Pnpr, Project};
@@ -132,4 +133,75 @@ fn a_refused_password_stops_startup_without_echoing_it() {
     );
     assert!(!failure.logs.contains(&wrong), "{}", failure.logs);
     assert!(!failure.logs.contains(&pg.password), "{}", failure.logs);
+}
+
+/// `pnpr copy` with the node's config (now naming `database:`) and data dir.
+fn run_copy(node: &Pnpr, url: &str) -> pnpr_e2e::Output {
+    let mut cmd = std::process::Command::new(pnpr_e2e::pnpr::binary_path());
+    cmd.arg("--config")
+        .arg(&node.config_path)
+        .arg("--data-dir")
+        .arg(&node.data_dir)
+        .arg("copy")
+        .env_clear()
+        .env("PNPR_TEST_DATABASE", url);
+    pnpr_e2e::proc::run(&mut cmd, std::time::Duration::from_secs(60))
+}
+
+#[tokio::test]
+async fn copy_moves_an_embedded_deployment_into_postgres() {
+    let pg = Postgres::start();
+    let url = pg.create_database("pnpr");
+    let http = Http::new();
+    // An embedded deployment with one user and her login token (the
+    // variable is unused until the config names `database:`).
+    let mut node = Pnpr::start(
+        "packages:\n  '**':\n    access: $authenticated\n",
+        &[("PNPR_TEST_DATABASE", &url)],
+    );
+    let token = pnpr_e2e::add_user(&http, &node, "carol").await;
+    node.stop();
+
+    node.write_config(
+        "database: ${PNPR_TEST_DATABASE}\npackages:\n  '**':\n    access: $authenticated\n",
+    );
+    let first = run_copy(&node, &url);
+    first.assert_success();
+    assert_eq!(
+        first.stdout.trim(),
+        "users: 1 copied, 0 already there; tokens: 1 copied, 0 skipped"
+    );
+    // Idempotent: a second run finds everything in place.
+    let again = run_copy(&node, &url);
+    again.assert_success();
+    assert_eq!(
+        again.stdout.trim(),
+        "users: 0 copied, 1 already there; tokens: 0 copied, 1 skipped"
+    );
+    assert!(
+        !first.combined().contains(&pg.password),
+        "{}",
+        first.combined()
+    );
+
+    // The old node, now on PostgreSQL, and a fresh one both know carol: her
+    // token, and her password (a new token minted with it).
+    node.restart();
+    assert!(node.logs().contains("users and tokens in PostgreSQL"));
+    // A new client: the old one may hold a connection to the stopped process.
+    let http = Http::new();
+    let fresh = start_node(&url);
+    for n in [&node, &fresh] {
+        let who = http.get_auth(&format!("{}-/whoami", n.url), &token).await;
+        who.assert_status(200);
+        assert_eq!(who.json()["username"], "carol");
+    }
+    let created = http
+        .post_json(
+            &format!("{}-/npm/v1/tokens", fresh.url),
+            &serde_json::json!({"password": "carol-pw", "readonly": true, "cidr_whitelist": []}),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(created.status, 200, "{}", created.text());
 }

@@ -403,6 +403,20 @@ impl Htpasswd {
             .map(|h| incarnation_of(&h)))
     }
 
+    /// Every (user, hash) of the file, for the copy into PostgreSQL only
+    /// (hashes stay inside this crate).
+    pub(crate) fn entries(&self) -> Vec<(String, String)> {
+        self.refresh_or_warn();
+        let snap = self.snapshot.read().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<(String, String)> = snap
+            .users
+            .iter()
+            .map(|(u, h)| (u.clone(), h.clone()))
+            .collect();
+        out.sort();
+        out
+    }
+
     /// Number of password hash checks performed so far (bcrypt or SHA-1).
     pub fn hash_checks(&self) -> u64 {
         self.hash_checks.load(Ordering::Relaxed)

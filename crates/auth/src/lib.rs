@@ -34,6 +34,7 @@
 //! [`Authenticator::authenticate`] never hash.
 
 mod authenticator;
+mod copy;
 mod error;
 mod htpasswd;
 mod limiter;
@@ -44,6 +45,7 @@ mod store;
 mod tokens;
 
 pub use authenticator::{Authenticator, BasicCredential, BasicHeader, Caller, LoginOutcome};
+pub use copy::{copy_embedded, CopyReport};
 pub use error::AuthError;
 pub use htpasswd::{validate_username, Htpasswd, SETTLE_DELAY};
 pub use limiter::{Attempt, LoginLimiter, LoginLimits, Throttled, MAX_TRACKED};

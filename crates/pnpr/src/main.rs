@@ -50,6 +50,11 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Copy this deployment's embedded users and tokens (htpasswd file,
+    /// tokens.sqlite under the storage dir) into the config's `database:`.
+    /// Idempotent: rows already there are kept. Blobs and hosted packages
+    /// are not copied yet.
+    Copy,
 }
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:4873";
@@ -83,8 +88,10 @@ fn main() -> ExitCode {
         config.public_url = Some(u);
     }
     init_logging(&config);
-    if let Some(Command::Gc { dry_run }) = cli.command {
-        return gc(&config, dry_run);
+    match cli.command {
+        Some(Command::Gc { dry_run }) => return gc(&config, dry_run),
+        Some(Command::Copy) => return copy(&config),
+        None => {}
     }
     for w in &config.warnings {
         tracing::warn!("config: {w}");
@@ -121,6 +128,23 @@ fn gc(config: &Config, dry_run: bool) -> ExitCode {
         }
         Err(e) => {
             eprintln!("pnpr gc: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `pnpr copy`: the library does the work; this prints what it did.
+fn copy(config: &Config) -> ExitCode {
+    match pnpr_server::shared::copy_embedded(config) {
+        Ok(r) => {
+            println!(
+                "users: {} copied, {} already there; tokens: {} copied, {} skipped",
+                r.users_copied, r.users_kept, r.tokens_copied, r.tokens_skipped
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("pnpr copy: {e}");
             ExitCode::FAILURE
         }
     }

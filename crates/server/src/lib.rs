@@ -30,7 +30,7 @@ mod recent;
 pub mod registry;
 pub mod reload;
 mod rendered;
-pub(crate) mod shared;
+pub mod shared;
 pub mod request_id;
 pub mod state;
 mod status;

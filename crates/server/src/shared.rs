@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use pnpr_auth::{PgTokens, PgUsers};
+use pnpr_auth::{CopyReport, PgTokens, PgUsers};
 use pnpr_config::{Config, DatabaseConfig};
 use pnpr_pg::{ConnectOptions, Pool};
 
@@ -45,6 +45,28 @@ pub(crate) fn open_auth_stores(
         tracing::warn!("auth.htpasswd.file is not read with `database:`: users live in PostgreSQL (max_users still applies)");
     }
     Ok(Some(pnpr_auth::open_postgres(pool, max_users)?))
+}
+
+/// `pnpr copy`: copies this deployment's embedded users and tokens (the
+/// htpasswd file and `<storage>/tokens.sqlite`, which a node with
+/// `database:` no longer reads) into `database:`. Idempotent.
+pub fn copy_embedded(config: &Config) -> Result<CopyReport, BuildError> {
+    let Some(db) = &config.database else {
+        return Err(BuildError::Unsupported(
+            "copy: the config names no `database:` to copy into",
+        ));
+    };
+    let htpasswd = config
+        .auth
+        .htpasswd
+        .as_ref()
+        .map_or_else(|| config.storage.join("htpasswd"), |h| h.file.clone());
+    let pool = Arc::new(Pool::connect(connect_options(db), 1)?);
+    Ok(pnpr_auth::copy_embedded(
+        &htpasswd,
+        &config.storage.join("tokens.sqlite"),
+        pool,
+    )?)
 }
 
 fn connect_options(db: &DatabaseConfig) -> ConnectOptions {
