@@ -111,7 +111,7 @@ pub struct ResolveOptions {
 
 /// The pnpm releases whose lockfiles differ in small, documented ways
 /// (RFC 0007): which compatibility database they bundle and how they record
-/// an optional peer declared only in `peerDependenciesMeta`.
+/// and hoist an optional peer declared only in `peerDependenciesMeta`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Dialect {
     /// pnpm 11.5.2: `@yarnpkg/extensions` 2.0.6; a meta-only optional peer
@@ -119,7 +119,9 @@ pub enum Dialect {
     #[default]
     Pnpm11_5,
     /// pnpm 11.9+ and 12: `@yarnpkg/extensions` 2.0.7; the lockfile records
-    /// such a peer as `'*'` (optional) even when it is also a dependency.
+    /// such a peer as `'*'` (optional) even when it is also a dependency,
+    /// and `peerDependenciesMeta`-only optional peers take part in the tree
+    /// phase's peer collection like declared ones (hoisted, R17).
     Pnpm11_9,
 }
 
@@ -271,6 +273,8 @@ pub(crate) struct Graph {
     pub importers: Vec<ImporterGraph>,
     /// What the tree phase reused from the input lockfile, by position.
     pub seed: locked::SeedTree,
+    /// Which pnpm's peer rules the peers phase follows (R17).
+    pub dialect: Dialect,
 }
 
 struct Resolver<'a> {
@@ -821,6 +825,7 @@ pub async fn resolve(
         pkgs: r.pkgs,
         importers,
         seed: r.seed_tree,
+        dialect: opts.dialect,
     };
     if opts.auto_install_peers {
         hoist_peers(&mut graph);
@@ -1143,6 +1148,7 @@ impl<'a> Resolver<'a> {
             pkgs: std::mem::take(&mut self.pkgs),
             importers: importers.to_vec(),
             seed: locked::SeedTree::default(),
+            dialect: self.opts.dialect,
         };
         let missing = peers::missing_peers(&graph, idx);
         self.pkgs = graph.pkgs;

@@ -66,9 +66,9 @@ struct Builder<'g> {
     pure_occ: HashMap<String, usize>,
     /// Required peers no provider satisfies: name → wanted ranges.
     missing: BTreeMap<String, Vec<String>>,
-    /// Optional peers declared in `peerDependencies` that no provider
-    /// satisfies: name → wanted ranges (candidates for pnpm's optional-peer
-    /// hoisting; `peerDependenciesMeta`-only peers never are).
+    /// Optional peers no provider satisfies that take part in the tree
+    /// phase's peer collection ([`Builder::collects`]): name → wanted ranges
+    /// (candidates for pnpm's optional-peer hoisting).
     missing_optional: BTreeMap<String, Vec<String>>,
     scope: Vec<HashMap<String, usize>>,
     ancestors: Vec<(String, usize)>,
@@ -125,6 +125,14 @@ impl<'g> Builder<'g> {
             reuse: crate::locked::Reuse::default(),
             detached: HashMap::new(),
         }
+    }
+
+    /// Whether the tree phase collects `peer` of `manifest` as missing or
+    /// resolved-from-above (and so hoists it): pnpm 11.5.2 reads
+    /// `peerDependencies` only (R3, R9); pnpm 11.9+ reads the materialized
+    /// peer set, which adds `peerDependenciesMeta`-only optional peers (R17).
+    fn collects(&self, manifest: &Value, peer: &str) -> bool {
+        self.g.dialect == Dialect::Pnpm11_9 || declares_peer(manifest, peer)
     }
 
     fn alloc(&mut self, pkg_id: &str) -> usize {
@@ -258,9 +266,9 @@ impl<'g> Builder<'g> {
             }
             match self.lookup(name) {
                 Some((t, at_root)) => {
-                    // Only peers of `peerDependencies` take part in pnpm's
-                    // tree-phase peer resolution, so only they are hoisted.
-                    if !at_root && declares_peer(&pkg.manifest, name) {
+                    // Only peers that take part in pnpm's tree-phase peer
+                    // resolution are hoisted (R9, R17).
+                    if !at_root && self.collects(&pkg.manifest, name) {
                         let id = self.occs[t].pkg_id.clone();
                         self.resolved_below.insert(name.clone(), id);
                     }
@@ -275,7 +283,7 @@ impl<'g> Builder<'g> {
                     // them under `transitivePeerDependencies`.
                     let target = if !optional {
                         &mut self.missing
-                    } else if declares_peer(&pkg.manifest, name) {
+                    } else if self.collects(&pkg.manifest, name) {
                         &mut self.missing_optional
                     } else {
                         self.occs[occ].missing.insert(name.clone());
@@ -464,7 +472,8 @@ pub(crate) fn resolved_below_root(g: &Graph, idx: usize) -> BTreeMap<String, Str
 }
 
 /// Peers of importer `idx` no provider satisfies: the required ones and the
-/// optional ones declared in `peerDependencies`, each name → wanted ranges.
+/// optional ones the tree phase collects (`Builder::collects`), each name →
+/// wanted ranges.
 pub(crate) fn missing_peers(g: &Graph, idx: usize) -> MissingPeers {
     let mut b = Builder::new(g);
     b.importer(idx);

@@ -298,6 +298,116 @@ fn meta_only_peers_are_not_hoisted_and_poorer_variants_are_deduped() {
         .contains_key("debug@4.0.0(supports-color@5.0.0)"));
 }
 
+/// R17: pnpm 11.9+ collects a `peerDependenciesMeta`-only optional peer in
+/// the tree phase like a declared one, so a version of it already in the
+/// graph is hoisted to the importer (R3) and suffixes every dependent;
+/// pnpm 11.5.2 leaves it missing. (`@angular/cli`'s `debug` and the
+/// `supports-color@7` its `chalk@4` brings.)
+#[test]
+fn meta_only_optional_peers_are_hoisted_by_the_newer_pnpm_only() {
+    let src = MemSource::new(vec![
+        doc(
+            "debug",
+            &[(
+                "4.0.0",
+                json!({"peerDependenciesMeta": {"supports-color": {"optional": true}}}),
+            )],
+        ),
+        doc(
+            "chalk",
+            &[("4.0.0", json!({"dependencies": {"supports-color": "^7"}}))],
+        ),
+        doc("supports-color", &[("7.2.0", json!({}))]),
+        doc(
+            "cli",
+            &[(
+                "1.0.0",
+                json!({"dependencies": {"debug": "^4", "chalk": "^4"}}),
+            )],
+        ),
+    ]);
+    let with = |dialect| {
+        let opts = ResolveOptions {
+            dialect,
+            ..ResolveOptions::default()
+        };
+        run(resolve(&[project(&[("cli", "1.0.0")])], &src, &opts))
+            .unwrap()
+            .lockfile
+    };
+    let old = with(Dialect::Pnpm11_5);
+    assert_eq!(old.importers["."].dependencies["cli"].version, "1.0.0");
+    assert_eq!(
+        old.snapshots["cli@1.0.0"].transitive_peer_dependencies,
+        vec!["supports-color".to_string()]
+    );
+    assert!(old.snapshots.contains_key("debug@4.0.0"));
+
+    let new = with(Dialect::Pnpm11_9);
+    assert_eq!(
+        new.importers["."].dependencies["cli"].version,
+        "1.0.0(supports-color@7.2.0)"
+    );
+    let cli = &new.snapshots["cli@1.0.0(supports-color@7.2.0)"];
+    assert_eq!(cli.dependencies["debug"], "4.0.0(supports-color@7.2.0)");
+    assert_eq!(
+        cli.transitive_peer_dependencies,
+        vec!["supports-color".to_string()]
+    );
+    assert!(!new.snapshots.contains_key("debug@4.0.0"));
+    // Hoisted, not a dependency the importer lists.
+    assert!(!new.importers["."]
+        .dependencies
+        .contains_key("supports-color"));
+}
+
+/// R17 with a provider below the root: `nodemon` provides `supports-color`
+/// to its own `debug`; pnpm 11.9+ hoists that resolution to the importer,
+/// so the `debug` under `body` gets it too (pnpm 11.5.2 does not, R9).
+#[test]
+fn meta_only_peers_resolved_below_are_hoisted_by_the_newer_pnpm_only() {
+    let src = MemSource::new(vec![
+        doc(
+            "debug",
+            &[(
+                "4.0.0",
+                json!({"peerDependenciesMeta": {"supports-color": {"optional": true}}}),
+            )],
+        ),
+        doc("supports-color", &[("5.0.0", json!({}))]),
+        doc(
+            "nodemon",
+            &[(
+                "1.0.0",
+                json!({"dependencies": {"debug": "^4", "supports-color": "^5"}}),
+            )],
+        ),
+        doc(
+            "body",
+            &[("1.0.0", json!({"dependencies": {"debug": "^4"}}))],
+        ),
+    ]);
+    let opts = ResolveOptions {
+        dialect: Dialect::Pnpm11_9,
+        ..ResolveOptions::default()
+    };
+    let lf = run(resolve(
+        &[project(&[("body", "1.0.0"), ("nodemon", "1.0.0")])],
+        &src,
+        &opts,
+    ))
+    .unwrap()
+    .lockfile;
+    assert_eq!(
+        lf.importers["."].dependencies["body"].version,
+        "1.0.0(supports-color@5.0.0)"
+    );
+    assert_eq!(
+        lf.snapshots["body@1.0.0(supports-color@5.0.0)"].dependencies["debug"],
+        "4.0.0(supports-color@5.0.0)"
+    );
+}
+
 /// A peer that sits on a cycle of peers (webpack ⇄ webpack-cli) appears as
 /// its bare `name@version` inside every other key, while dependency
 /// references keep its full dep path.
