@@ -14,6 +14,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use pnpr_pg::postgres::types::Type;
 use pnpr_pg::postgres::Row;
 use pnpr_pg::{Migration, PgError, Pool};
 
@@ -213,9 +214,12 @@ impl TokenBackend for PgTokens {
     fn get(&self, digest: &[u8; 32]) -> Result<Option<TokenRecord>, AuthError> {
         let key = hex::encode(digest);
         let sql = format!("SELECT {TOKEN_COLUMNS} FROM pnpr_tokens WHERE key = $1");
-        Ok(self
-            .pool
-            .run(move |c| Ok(c.query_opt(sql.as_str(), &[&key])?.map(|r| record(&r))))?)
+        Ok(self.pool.run(move |c| {
+            // Typed: one round trip, no separate prepare (every bearer
+            // request runs this).
+            Ok(c.query_typed_opt(sql.as_str(), &[(&key, Type::TEXT)])?
+                .map(|r| record(&r)))
+        })?)
     }
 
     fn list(&self, user: &str) -> Result<Vec<TokenRecord>, AuthError> {
