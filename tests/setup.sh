@@ -14,6 +14,7 @@
 #   tests/.deps/yarn-4/         yarn 4 (@yarnpkg/cli-dist; JS on Node 22)
 #   tests/.deps/bun/            bun (native binary from its platform package)
 #   tests/.deps/deno/           deno (native binary from its platform package)
+#   /usr/bin/chromium           Debian's chromium (apt-get, when missing)
 #   /usr/lib/postgresql/*/bin/  PostgreSQL server binaries (Debian's postgresql;
 #                               the scale-out tests run throwaway clusters)
 #
@@ -121,6 +122,19 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && [ -z "${PNPR_PG_BIN:
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null
   else
     echo "setup: PostgreSQL server binaries missing: install Debian's postgresql package or set PNPR_PG_BIN" >&2
+    exit 1
+  fi
+fi
+
+# Headless Chromium for the status page test (tests/e2e/status_page.rs),
+# from Debian's chromium package when /usr/bin/chromium is missing.
+if [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "setup: installing Chromium (Debian package chromium)" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "setup: /usr/bin/chromium missing: install Debian's chromium package" >&2
     exit 1
   fi
 fi

@@ -188,18 +188,37 @@ pub(crate) fn run(
     }
     let mut total = report.total();
     remove_orphans(files, &plan, &mut scan, &mut total, report);
-    let mut units: Vec<Unit> = std::mem::take(&mut plan.units).into_values().collect();
-    for u in &mut units {
-        if let Some(at) = access.get(&u.key) {
-            u.last_ms = *at;
-        }
-    }
-    units.sort_by_key(|u| u.last_ms);
+    let mut candidates: Vec<Candidate> = std::mem::take(&mut plan.units)
+        .into_values()
+        .map(|mut u| {
+            if let Some(at) = access.get(&u.key) {
+                u.last_ms = *at;
+            }
+            Candidate::Unit(u)
+        })
+        .chain(
+            std::mem::take(&mut scan.loose)
+                .into_iter()
+                .map(Candidate::Loose),
+        )
+        .collect();
+    candidates.sort_by_key(Candidate::last_ms);
+    let young = pnpr_clock::now_ms() - LOOSE_GRACE_MS;
     let mut evicted = Vec::new();
-    for unit in units {
+    for candidate in candidates {
         if total <= goal {
             break;
         }
+        let unit = match candidate {
+            Candidate::Loose(t) if t.mtime_ms < young => {
+                let freed = unlink(&t.path);
+                report.add("frames", freed);
+                total = total.saturating_sub(freed);
+                continue;
+            }
+            Candidate::Loose(_) => continue,
+            Candidate::Unit(unit) => unit,
+        };
         let pins = lock(&budget.pins);
         if pins.contains_key(&unit.key) {
             report.pinned_kept += 1;
@@ -212,6 +231,25 @@ pub(crate) fn run(
         evicted.push(unit.key);
     }
     Ok(evicted)
+}
+
+/// Loose derived bytes younger than this are kept: their writer opens them
+/// by name right after placing them.
+const LOOSE_GRACE_MS: i64 = 5_000;
+
+/// What a pass may remove, oldest first.
+enum Candidate {
+    Unit(Unit),
+    Loose(Tarball),
+}
+
+impl Candidate {
+    fn last_ms(&self) -> i64 {
+        match self {
+            Candidate::Unit(u) => u.last_ms,
+            Candidate::Loose(t) => t.mtime_ms,
+        }
+    }
 }
 
 /// Files no index row names (leftovers of failed unpacks) and frames whose

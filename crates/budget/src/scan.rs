@@ -27,13 +27,21 @@ pub(crate) struct Scan {
     pub(crate) files: HashMap<Digest, u64>,
     /// Source file → its derived frames.
     pub(crate) frames: HashMap<Digest, Vec<(PathBuf, u64)>>,
+    /// Derived bytes no single file is the source of (members of several
+    /// frames): evicted by their own age.
+    pub(crate) loose: Vec<Tarball>,
 }
 
 impl Scan {
     /// Bytes and objects per store, `tarballs`, `files`, `frames`.
     pub(crate) fn usage(&self) -> Vec<StoreUsage> {
         let tarballs = self.tarballs.values().flatten();
-        let frames = self.frames.values().flatten();
+        let frames = self
+            .frames
+            .values()
+            .flatten()
+            .map(|f| f.1)
+            .chain(self.loose.iter().map(|t| t.len));
         vec![
             StoreUsage::new(
                 "tarballs",
@@ -41,21 +49,26 @@ impl Scan {
                 tarballs.count() as u64,
             ),
             StoreUsage::new("files", self.files.values().sum(), self.files.len() as u64),
-            StoreUsage::new(
-                "frames",
-                frames.clone().map(|f| f.1).sum(),
-                frames.count() as u64,
-            ),
+            StoreUsage::new("frames", frames.clone().sum(), frames.count() as u64),
         ]
     }
 }
 
 pub(crate) fn scan(cas_root: &Path, files: &pnpr_cafs::FileStore) -> Scan {
+    let (frames, loose) = derived(&files.derived_dir());
     Scan {
         tarballs: tarballs(cas_root),
         files: stored_files(&files.files_dir()),
-        frames: frames(&files.derived_dir()),
+        frames,
+        loose,
     }
+}
+
+fn mtime_ms(meta: &fs::Metadata) -> i64 {
+    meta.modified()
+        .ok()
+        .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 pub(crate) fn digest(hex_digest: &str) -> Option<Digest> {
@@ -92,11 +105,7 @@ fn tarballs(root: &Path) -> HashMap<String, Vec<Tarball>> {
         for (algo, algo_dir, _) in entries(&ns_dir, true) {
             for (fan, fan_dir, _) in entries(&algo_dir, true) {
                 for (rest, path, meta) in entries(&fan_dir, false) {
-                    let mtime_ms = meta
-                        .modified()
-                        .ok()
-                        .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
-                        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+                    let mtime_ms = mtime_ms(&meta);
                     out.entry(format!("{algo}-{fan}{rest}"))
                         .or_default()
                         .push(Tarball {
@@ -124,16 +133,39 @@ fn stored_files(dir: &Path) -> HashMap<Digest, u64> {
     out
 }
 
-/// `frames/<hex[0..2]>/<hex[2..]><variant>`.
-fn frames(dir: &Path) -> HashMap<Digest, Vec<(PathBuf, u64)>> {
-    let mut out: HashMap<Digest, Vec<(PathBuf, u64)>> = HashMap::new();
-    for (fan, fan_dir, _) in entries(dir, true) {
-        for (name, path, meta) in entries(&fan_dir, false) {
-            let source = pnpr_cafs::derived_source(&fan, &name);
-            if let Some(d) = source.as_deref().and_then(digest) {
-                out.entry(d).or_default().push((path, meta.len()));
+type Frames = HashMap<Digest, Vec<(PathBuf, u64)>>;
+
+/// Everything under the derived directory: `<hex[0..2]>/<hex[2..]><variant>`
+/// files by source digest, anything else (deeper, or another name) loose.
+fn derived(dir: &Path) -> (Frames, Vec<Tarball>) {
+    let mut frames: Frames = HashMap::new();
+    let mut loose = Vec::new();
+    let mut stack = vec![(dir.to_path_buf(), 0usize)];
+    while let Some((d, depth)) = stack.pop() {
+        let Ok(rd) = fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            let Ok(meta) = e.metadata() else { continue };
+            if meta.is_dir() {
+                stack.push((e.path(), depth + 1));
+                continue;
+            }
+            if !meta.is_file() || d.file_name().is_some_and(|n| n == "tmp") {
+                continue;
+            }
+            let name = e.file_name().to_string_lossy().into_owned();
+            let fan = d.file_name().map(|n| n.to_string_lossy().into_owned());
+            let source = (depth == 1)
+                .then(|| pnpr_cafs::derived_source(fan.as_deref().unwrap_or(""), &name))
+                .flatten();
+            match source.as_deref().and_then(digest) {
+                Some(src) => frames.entry(src).or_default().push((e.path(), meta.len())),
+                None => loose.push(Tarball {
+                    path: e.path(),
+                    len: meta.len(),
+                    mtime_ms: mtime_ms(&meta),
+                }),
             }
         }
     }
-    out
+    (frames, loose)
 }

@@ -30,7 +30,7 @@ const FLUSH_EVERY: Duration = Duration::from_secs(2);
 /// At most one pass per this long, however many writes wake the loop.
 const MIN_GAP: Duration = Duration::from_secs(1);
 /// A full pass at least this often, woken or not.
-const PASS_EVERY: Duration = Duration::from_secs(30);
+const PASS_EVERY: Duration = Duration::from_secs(10);
 
 /// `<cache>/pnpr.lock`, locked exclusively; `None` when another process
 /// holds it.
