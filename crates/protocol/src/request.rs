@@ -31,6 +31,12 @@ pub struct Project {
     pub dev_dependencies: BTreeMap<String, String>,
     /// Optional dependencies, name → spec.
     pub optional_dependencies: BTreeMap<String, String>,
+    /// The project's own `peerDependencies`, name → range (pnpm 12 sends
+    /// them on v0; pnpm 11.5.2 never does). Omitted from the serialized
+    /// request (the resolution cache key) when empty, so keys of requests
+    /// without them stay what they were.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub peer_dependencies: BTreeMap<String, String>,
 }
 
 /// Forwarded upstream credentials: nerf-darted registry URI → complete
@@ -249,6 +255,7 @@ pub(crate) fn parse_object(
                 "optionalDependencies",
                 "optionalDependencies",
             )?,
+            peer_dependencies: BTreeMap::new(),
         }],
         Some(_) => return Err(field_err("projects", "must be an array")),
     };
@@ -345,6 +352,11 @@ fn parse_projects(items: &[Value]) -> Result<Vec<Project>, InstallError> {
                 p,
                 "optionalDependencies",
                 &format!("projects[{i}].optionalDependencies"),
+            )?,
+            peer_dependencies: string_map(
+                p,
+                "peerDependencies",
+                &format!("projects[{i}].peerDependencies"),
             )?,
             dir,
         });

@@ -151,7 +151,8 @@ fn check_fields(obj: &Map<String, Value>, prefix: &str) -> Result<(), InstallErr
 
 /// Project keys pnpm sends: `name`/`version` name the importer for
 /// `workspace:` references (matched by directory, see the resolver input),
-/// the rest is parsed by the shared parser.
+/// the rest is parsed by the shared parser (`peerDependencies`, sent by
+/// pnpm 12, are auto-installed into the importer as pnpm does, RFC 0007 R6).
 fn check_project(p: &Map<String, Value>, i: usize) -> Result<(), InstallError> {
     for (key, value) in p {
         let known = matches!(
@@ -162,6 +163,7 @@ fn check_project(p: &Map<String, Value>, i: usize) -> Result<(), InstallError> {
                 | "dependencies"
                 | "devDependencies"
                 | "optionalDependencies"
+                | "peerDependencies"
         );
         if !known && !looks_unset(value) {
             return Err(InstallError::Unsupported {

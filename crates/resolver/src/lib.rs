@@ -770,21 +770,30 @@ pub(crate) fn join_dir(base: &str, rel: &str) -> String {
     }
 }
 
-fn frozen_matches(lf: &pnpr_lockfile::Lockfile, projects: &[ProjectInput]) -> bool {
+/// Whether every importer of `lf` lists exactly the specifiers its project
+/// wants, group by group as [`grouped_deps`] assigns them (a project's own
+/// peers, auto-installed, are production dependencies).
+fn frozen_matches(
+    lf: &pnpr_lockfile::Lockfile,
+    projects: &[ProjectInput],
+    auto_install_peers: bool,
+) -> bool {
     projects.iter().all(|p| {
         let dir = normalize_dir(&p.dir).unwrap_or_default();
         let Some(imp) = lf.importers.get(&dir) else {
             return false;
         };
-        let same = |want: &BTreeMap<String, String>, have: &pnpr_lockfile::ImporterDeps| {
+        let wanted = grouped_deps(p, auto_install_peers);
+        let same = |group: Group, have: &pnpr_lockfile::ImporterDeps| {
+            let want: Vec<_> = wanted.iter().filter(|(_, (_, g))| *g == group).collect();
             want.len() == have.len()
                 && want
                     .iter()
-                    .all(|(k, v)| have.get(k).is_some_and(|d| &d.specifier == v))
+                    .all(|(k, (v, _))| have.get(k.as_str()).is_some_and(|d| &d.specifier == v))
         };
-        same(&p.dependencies, &imp.dependencies)
-            && same(&p.dev_dependencies, &imp.dev_dependencies)
-            && same(&p.optional_dependencies, &imp.optional_dependencies)
+        same(Group::Prod, &imp.dependencies)
+            && same(Group::Dev, &imp.dev_dependencies)
+            && same(Group::Optional, &imp.optional_dependencies)
     })
 }
 
@@ -810,8 +819,9 @@ pub async fn resolve(
     let mut r = Resolver::new(source, opts, locked_children(seed));
     // An up-to-date lockfile is never re-resolved by pnpm (it installs it
     // as it is), so only a changed project keeps locked peer providers.
-    r.reuse_seed =
-        seed.is_some_and(|lf| !(frozen_matches(lf, projects) && lf.overrides == opts.overrides));
+    r.reuse_seed = seed.is_some_and(|lf| {
+        !(frozen_matches(lf, projects, opts.auto_install_peers) && lf.overrides == opts.overrides)
+    });
     let by_name = workspace_dirs(projects)?;
     let (mut importers, pending) = r.direct_deps(projects, &by_name)?;
     r.fetch_all(pending.iter().map(|p| p.name.clone())).await?;
@@ -845,7 +855,7 @@ fn frozen_resolution(
         .input_lockfile
         .as_ref()
         .ok_or(ResolveError::FrozenMismatch)?;
-    if !frozen_matches(lf, projects) {
+    if !frozen_matches(lf, projects, opts.auto_install_peers) {
         return Err(ResolveError::FrozenMismatch);
     }
     let packages = peers::collect_packages(lf, &opts.registry);

@@ -121,3 +121,26 @@ fn the_generation_is_the_endpoints_not_the_bodys() {
     let v1 = crate::parse_request(br#"{"projects": [{"dir": "."}]}"#, DEFAULT).expect("parses");
     assert_eq!(v1.generation, crate::Generation::V1Install);
 }
+
+#[test]
+fn a_projects_own_peers_are_parsed_and_keyed_only_when_present() {
+    let req = parse(json!({"projects": [
+        {"dir": ".", "dependencies": {"a": "1.0.0"}},
+        {"dir": "packages/ui", "name": "ui", "peerDependencies": {"react": "^18.0.0"}}
+    ]}))
+    .unwrap();
+    assert!(req.projects[0].peer_dependencies.is_empty());
+    assert_eq!(req.projects[1].peer_dependencies["react"], "^18.0.0");
+    // Part of the cache key when sent, absent from it otherwise.
+    let key = serde_json::to_value(&req).unwrap();
+    assert!(key["projects"][0].get("peer_dependencies").is_none());
+    assert_eq!(
+        key["projects"][1]["peer_dependencies"]["react"],
+        json!("^18.0.0")
+    );
+    let bad = parse(json!({"projects": [{"dir": ".", "peerDependencies": {"react": 18}}]}));
+    assert!(
+        matches!(bad, Err(InstallError::InvalidField { ref field, .. }) if field == "projects[0].peerDependencies"),
+        "{bad:?}"
+    );
+}

@@ -180,6 +180,15 @@ fn a_projects_own_peers_are_installed_into_its_importer() {
     assert_eq!(imp.dependencies["b"].version, "1.2.0");
     assert_eq!(imp.dev_dependencies["a"].specifier, "1.0.0");
     assert!(!imp.dependencies.contains_key("a"));
+    // That lockfile is up to date for the same project: a frozen install
+    // takes it as it is (its importer lists the auto-installed peer).
+    let frozen = ResolveOptions {
+        frozen: true,
+        input_lockfile: Some(lf.clone()),
+        ..ResolveOptions::default()
+    };
+    let again = run(resolve(std::slice::from_ref(&p), &src, &frozen)).unwrap();
+    assert_eq!(again.lockfile, lf);
     let off = ResolveOptions {
         auto_install_peers: false,
         ..Default::default()

@@ -145,8 +145,8 @@ pub(super) fn project_inputs(
             dependencies: p.dependencies.clone(),
             dev_dependencies: p.dev_dependencies.clone(),
             optional_dependencies: p.optional_dependencies.clone(),
-            // Neither wire protocol carries a project's own peers yet.
-            peer_dependencies: Default::default(),
+            // Sent by pnpm 12 on v0; never by pnpm 11.5.2 (then empty).
+            peer_dependencies: p.peer_dependencies.clone(),
         })
         .collect()
 }
