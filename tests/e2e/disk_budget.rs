@@ -124,8 +124,8 @@ const E2E: &str = "@pnpm.e2e/";
 #[tokio::test]
 async fn installs_beyond_the_budget_stay_within_it() {
     let mock = RegistryMock::start();
-    // A few package versions' worth (each is ~0.5 KB of tarball, files and
-    // frames); the 12 installed below need several times that.
+    // A few package versions' worth (each is ~0.4 KB of tarball, files and
+    // frames); the 8 installed below need about one and a half times that.
     let budget = 2048;
     let pnpr = Pnpr::start(&config(&mock, &format!("cache_max_size: {budget}\n")), &[]);
     let http = Http::new();
@@ -135,8 +135,6 @@ async fn installs_beyond_the_budget_stay_within_it() {
         vec![(&foo, "1.0.0"), (&bar, "100.0.0"), (&qar, "100.0.0")],
         vec![(&foo, "1.1.0"), (&bar, "100.1.0"), (&qar, "100.1.0")],
         vec![(&foo, "1.2.0"), (&dep, "100.0.0")],
-        vec![(&foo, "1.3.0"), (&dep, "100.1.0")],
-        vec![(&foo, "2.0.0"), (&dep, "101.0.0")],
     ];
     let mut peak = 0;
     for (i, set) in sets.iter().enumerate() {
@@ -146,7 +144,7 @@ async fn installs_beyond_the_budget_stay_within_it() {
     }
     let evicted = metric(&http, &pnpr, "pnpr_cache_evictions_total").await;
     let evicted_bytes = metric(&http, &pnpr, "pnpr_cache_evicted_bytes_total").await;
-    assert!(evicted >= 6.0, "evictions: {evicted}\n{}", pnpr.logs());
+    assert!(evicted >= 3.0, "evictions: {evicted}\n{}", pnpr.logs());
     assert!(evicted_bytes > 0.0);
     // The first set was evicted long ago: installing it again refetches it.
     install(&pnpr, &sets[0]);
