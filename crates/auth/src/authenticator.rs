@@ -362,7 +362,7 @@ impl Authenticator {
     /// nothing changed; call it periodically from a blocking context.
     pub fn sweep(&self) -> Vec<String> {
         let mut out: BTreeSet<String> = self.users.drain_retired().into_iter().collect();
-        if self.users.settled() {
+        if self.users.edited_out_of_band() && self.users.settled() {
             for user in self.tokens.users() {
                 let current = self.users.incarnation(&user);
                 match self.tokens.purge_stale(&user, current.as_deref()) {

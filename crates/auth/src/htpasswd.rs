@@ -559,6 +559,9 @@ impl crate::store::UserStore for Htpasswd {
     fn drain_retired(&self) -> Vec<String> {
         Htpasswd::drain_retired(self)
     }
+    fn edited_out_of_band(&self) -> bool {
+        true
+    }
     fn hash_checks(&self) -> u64 {
         Htpasswd::hash_checks(self)
     }

@@ -55,6 +55,14 @@ pub trait UserStore: Send + Sync + std::fmt::Debug {
     fn settled(&self) -> bool {
         true
     }
+    /// Whether entries can change behind the store's back (a file edited by
+    /// hand), so [`crate::Authenticator::sweep`] must compare every token
+    /// holder against it. A database changed only through this trait
+    /// retires tokens in the writing transaction and lazily on use, and is
+    /// not scanned (a scan per node every sweep would cost a query per user).
+    fn edited_out_of_band(&self) -> bool {
+        false
+    }
     /// Users removed or replaced out of band since the previous call.
     fn drain_retired(&self) -> Vec<String> {
         Vec::new()
