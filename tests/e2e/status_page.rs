@@ -90,17 +90,7 @@ async fn status_page_renders_live_numbers_for_admins_only() {
     let page = format!("{}-/pnpr/status", pnpr.url);
     let as_user = |user: &str| page.replacen("http://", &format!("http://{user}:{user}-pw@"), 1);
 
-    // Refused: anonymous 401 (with a Basic challenge a browser answers),
-    // a user outside `status.access` 403, in Chromium too.
-    let anon = http.get(&page).await;
-    anon.assert_status(401);
-    assert!(anon
-        .header("www-authenticate")
-        .is_some_and(|h| h.starts_with("Basic")));
-    http.get_auth(&page, &bob).await.assert_status(403);
-    let refused = dom(&as_user("bob"));
-    assert!(!refused.contains("pnpr status"), "{refused}");
-    assert!(refused.contains("not allowed"), "{refused}");
+    refused_for_others(&http, &page, &bob, &as_user("bob")).await;
 
     let before = dom(&as_user("alice"));
     assert!(before.contains("<h1>pnpr status</h1>"), "{before}");
@@ -149,7 +139,25 @@ async fn status_page_renders_live_numbers_for_admins_only() {
         "{after}"
     );
 
-    // The render check: a screenshot of the requested size with ink on it.
+    renders(&as_user("alice"));
+}
+
+/// Anonymous 401 (with a Basic challenge a browser answers), a user
+/// outside `status.access` 403, in Chromium too.
+async fn refused_for_others(http: &Http, page: &str, token: &str, as_other: &str) {
+    let anon = http.get(page).await;
+    anon.assert_status(401);
+    assert!(anon
+        .header("www-authenticate")
+        .is_some_and(|h| h.starts_with("Basic")));
+    http.get_auth(page, token).await.assert_status(403);
+    let refused = dom(as_other);
+    assert!(!refused.contains("pnpr status"), "{refused}");
+    assert!(refused.contains("not allowed"), "{refused}");
+}
+
+/// The render check: a screenshot of the requested size with ink on it.
+fn renders(url: &str) {
     let shots = tempfile::tempdir().expect("tempdir");
     let shot = shots.path().join("status.png");
     run_chromium(
@@ -157,7 +165,7 @@ async fn status_page_renders_live_numbers_for_admins_only() {
             &format!("--screenshot={}", shot.display()),
             &format!("--window-size={WIDTH},{HEIGHT}"),
         ],
-        &as_user("alice"),
+        url,
     )
     .assert_success();
     let (w, h, inked) = picture(&shot);
