@@ -21,12 +21,7 @@ const JOBS: usize = 3;
 /// explained in RFC 0007 ("Known differences not closed yet"). They are
 /// printed in the report; a run error in them, or any other difference,
 /// fails the test.
-const KNOWN: &[(&str, Mode)] = &[
-    // pnpm's lockfile-reusing update gives express an optional
-    // `supports-color` peer suffix after `add body-parser`; a fresh
-    // resolution (the other three modes) does not, and pnpr matches those.
-    ("overrides", Mode::Update),
-];
+const KNOWN: &[(&str, Mode)] = &[];
 
 #[test]
 fn real_world_parity_in_all_four_modes() {
