@@ -205,3 +205,35 @@ async fn copy_moves_an_embedded_deployment_into_postgres() {
         .await;
     assert_eq!(created.status, 200, "{}", created.text());
 }
+
+#[tokio::test]
+async fn a_database_outage_fails_closed_and_recovers() {
+    let mut pg = Postgres::start();
+    let url = pg.create_database("pnpr");
+    let node = start_node(&url);
+    let http = Http::new();
+    let token = pnpr_e2e::add_user(&http, &node, "dave").await;
+    let whoami = format!("{}-/whoami", node.url);
+    http.get_auth(&whoami, &token).await.assert_status(200);
+
+    // Database gone: the token identifies nobody (never a stale "yes"), and
+    // the node itself keeps answering.
+    pg.stop();
+    let started = std::time::Instant::now();
+    http.get_auth(&whoami, &token).await.assert_status(401);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "a refused connection must not hang the request: {:?}",
+        started.elapsed()
+    );
+    http.get(&format!("{}-/ping", node.url))
+        .await
+        .assert_status(200);
+    let logs = node.logs();
+    assert!(logs.contains("token lookup failed"), "{logs}");
+
+    // Back: the pool reconnects on the next call.
+    pg.start_again();
+    http.get_auth(&whoami, &token).await.assert_status(200);
+    assert!(!node.logs().contains(&pg.password), "{}", node.logs());
+}

@@ -1,7 +1,8 @@
 //! `Postgres`: a throwaway PostgreSQL server for tests that run pnpr on a
 //! shared database (issue 15).
 //!
-//! Contract: Debian's server binaries (`initdb`, `postgres`, `createdb`)
+//! Contract: Debian's server binaries (`initdb`, `postgres`, `pg_isready`,
+//! `createdb`)
 //! under `/usr/lib/postgresql/<version>/bin` (the newest found) or
 //! `$PNPR_PG_BIN`; tests/setup.sh installs them. Invariants guarded: the
 //! cluster lives in a temp dir, listens only on 127.0.0.1 (and a Unix
@@ -11,7 +12,6 @@
 //! and run as `nobody` (setpriv, which execs: the guard's pid is the
 //! postmaster itself).
 
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -36,6 +36,7 @@ pub struct Postgres {
     logs: LogBuffer,
     server: Option<Server>,
     bin: PathBuf,
+    as_root: bool,
     // Dropped after `server`.
     dir: TempDir,
 }
@@ -78,41 +79,66 @@ impl Postgres {
             .arg(format!("--pwfile={}", pwfile.display()));
         run(&mut initdb, SETUP_TIMEOUT).assert_success();
 
-        let port = crate::free_port();
-        let logs = LogBuffer::default();
-        let mut cmd = unprivileged(&bin.join("postgres"), as_root);
-        cmd.arg("-D")
-            .arg(&data)
-            .arg("-p")
-            .arg(port.to_string())
-            .arg("-k")
-            .arg(dir.path())
-            .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
-            .args(["-c", "synchronous_commit=off", "-c", "full_page_writes=off"]);
-        let server = Server::spawn(&mut cmd, logs.clone());
         let mut pg = Postgres {
-            port,
+            port: crate::free_port(),
             password,
-            logs,
-            server: Some(server),
+            logs: LogBuffer::default(),
+            server: None,
             bin,
+            as_root,
             dir,
         };
-        pg.wait_ready();
+        pg.spawn();
         pg
     }
 
+    /// Starts the postmaster on `self.port` and waits until it accepts.
+    fn spawn(&mut self) {
+        let mut cmd = unprivileged(&self.bin.join("postgres"), self.as_root);
+        cmd.arg("-D")
+            .arg(self.dir.path().join("data"))
+            .arg("-p")
+            .arg(self.port.to_string())
+            .arg("-k")
+            .arg(self.dir.path())
+            .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
+            .args(["-c", "synchronous_commit=off", "-c", "full_page_writes=off"]);
+        self.server = Some(Server::spawn(&mut cmd, self.logs.clone()));
+        self.wait_ready();
+    }
+
+    /// Stops the server (fast shutdown: open connections are cut), so
+    /// tests can watch clients lose the database.
+    pub fn stop(&mut self) {
+        if let Some(mut server) = self.server.take() {
+            server.stop_with("INT", Duration::from_secs(10));
+        }
+    }
+
+    /// Starts it again on the same port and data.
+    #[track_caller]
+    pub fn start_again(&mut self) {
+        assert!(self.server.is_none(), "postgres is still running");
+        self.spawn();
+    }
+
+    /// Polls `pg_isready` until the server accepts sessions (it accepts TCP
+    /// earlier, while still "starting up", and refuses logins then).
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + START_TIMEOUT;
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
         loop {
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            let ready = Command::new(self.bin.join("pg_isready"))
+                .args(["-q", "-h", "127.0.0.1", "-p", &self.port.to_string()])
+                .status()
+                .is_ok_and(|s| s.success());
+            if ready {
                 return;
             }
             let exited = self.server.as_mut().and_then(Server::exited);
             if exited.is_some() || Instant::now() > deadline {
                 panic!(
-                    "postgres did not accept connections on {addr} (exit: {exited:?})\n{}",
+                    "postgres did not accept sessions on 127.0.0.1:{} (exit: {exited:?})\n{}",
+                    self.port,
                     self.logs.snapshot()
                 );
             }
@@ -156,10 +182,8 @@ impl Postgres {
 
 impl Drop for Postgres {
     fn drop(&mut self) {
-        if let Some(mut server) = self.server.take() {
-            // SIGINT: fast shutdown (no waiting for clients), then SIGKILL.
-            server.stop_with("INT", Duration::from_secs(10));
-        }
+        // SIGINT: fast shutdown (no waiting for clients), then SIGKILL.
+        self.stop();
     }
 }
 

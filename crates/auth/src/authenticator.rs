@@ -321,7 +321,14 @@ impl Authenticator {
     /// Whether a token still belongs to a live account incarnation; if not,
     /// its user's stale tokens are purged (once the file is settled).
     fn token_is_current(&self, record: &TokenRecord) -> bool {
-        let current = self.users.incarnation(&record.user);
+        let current = match self.users.checked_incarnation(&record.user) {
+            Ok(current) => current,
+            // Unknown is not gone: refuse the token, delete nothing.
+            Err(e) => {
+                tracing::warn!(user = %record.user, error = %e, "user lookup failed; token refused");
+                return false;
+            }
+        };
         let ok = match (&current, &record.incarnation) {
             (None, _) => false,
             (Some(cur), Some(bound)) => cur == bound,

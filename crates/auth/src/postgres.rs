@@ -109,6 +109,10 @@ impl UserStore for PgUsers {
         })
     }
 
+    fn checked_incarnation(&self, user: &str) -> Result<Option<String>, AuthError> {
+        Ok(self.hash_of(user)?.map(|h| incarnation_of(&h)))
+    }
+
     fn verify_with_hash(&self, user: &str, password: &str) -> Option<String> {
         self.check(user, password).unwrap_or_else(|e| {
             tracing::warn!(user, error = %e, "password check failed");

@@ -44,6 +44,11 @@ pub trait UserStore: Send + Sync + std::fmt::Debug {
         self.current_hash(user)
             .map(|h| crate::htpasswd::incarnation_of(&h))
     }
+    /// Like [`Self::incarnation`], but a failed lookup is an error rather
+    /// than "no such user", so callers never delete state over an outage.
+    fn checked_incarnation(&self, user: &str) -> Result<Option<String>, AuthError> {
+        Ok(self.incarnation(user))
+    }
     /// Whether `user` exists.
     fn user_exists(&self, user: &str) -> bool {
         self.current_hash(user).is_some()

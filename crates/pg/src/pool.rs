@@ -1,9 +1,9 @@
 //! A fixed set of threads, each owning one synchronous PostgreSQL client.
 //!
 //! Owns the live connections. Invariants: a client is used by one job at a
-//! time (the thread that owns it); a broken connection is replaced before
-//! the next job, so one lost connection costs one failed call, not a dead
-//! pool; the pool answers every job (with [`PgError::Stopped`] when its
+//! time (the thread that owns it); a connection found broken is replaced
+//! and the call retried once on the new one, so a database restart costs
+//! no failed call once the server is back, and never a dead pool; the pool answers every job (with [`PgError::Stopped`] when its
 //! threads are gone), so a caller never waits forever.
 
 use std::sync::mpsc;
@@ -58,7 +58,37 @@ impl ConnectOptions {
     }
 }
 
-type Job = Box<dyn FnOnce(Result<&mut Client, PgError>) + Send>;
+type Job = Box<dyn FnOnce(&mut Conn) + Send>;
+
+/// One pool thread's connection, made on demand.
+struct Conn {
+    client: Option<Client>,
+    options: Arc<ConnectOptions>,
+}
+
+impl Conn {
+    /// The live client, connecting first when there is none or the last
+    /// one broke.
+    fn client(&mut self) -> Result<&mut Client, PgError> {
+        if self.client.as_ref().is_none_or(Client::is_closed) {
+            self.client = None;
+            match self.options.connect() {
+                Ok(c) => self.client = Some(c),
+                Err(e) => {
+                    tracing::warn!(error = %e, "PostgreSQL connection failed");
+                    return Err(e);
+                }
+            }
+        }
+        self.client.as_mut().ok_or(PgError::Stopped)
+    }
+
+    /// Whether the client in hand turned out to be broken (the server
+    /// restarted or the connection was cut while it sat idle).
+    fn broken(&self) -> bool {
+        self.client.as_ref().is_some_and(Client::is_closed)
+    }
+}
 
 /// The pool. Cheap to share behind an `Arc`; dropping the last handle lets
 /// the threads finish their queue and exit.
@@ -89,7 +119,7 @@ impl Pool {
             let options = Arc::clone(&options);
             std::thread::Builder::new()
                 .name(format!("pnpr-pg-{i}"))
-                .spawn(move || worker(&rx, &options))
+                .spawn(move || worker(&rx, options))
                 .map_err(|e| PgError::Query(format!("cannot start a pool thread: {e}")))?;
         }
         let pool = Pool {
@@ -104,15 +134,24 @@ impl Pool {
     }
 
     /// Runs `f` on one of the pool's clients and waits for its result.
-    /// Blocks the calling thread for the round trips `f` makes.
+    /// Blocks the calling thread for the round trips `f` makes. When `f`
+    /// fails because the client's connection had broken while idle (it is
+    /// found only by using it), `f` runs once more on a new connection; a
+    /// statement whose connection broke mid-way may so run twice, which the
+    /// stores tolerate (their writes are keyed and conflict, never
+    /// duplicate).
     pub fn run<T, F>(&self, f: F) -> Result<T, PgError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Client) -> Result<T, PgError> + Send + 'static,
+        F: Fn(&mut Client) -> Result<T, PgError> + Send + 'static,
     {
         let (reply, answer) = mpsc::sync_channel::<Result<T, PgError>>(1);
-        let job: Job = Box::new(move |client| {
-            let _ = reply.send(client.and_then(f));
+        let job: Job = Box::new(move |conn| {
+            let mut result = conn.client().and_then(&f);
+            if result.is_err() && conn.broken() {
+                result = conn.client().and_then(&f);
+            }
+            let _ = reply.send(result);
         });
         {
             let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
@@ -123,10 +162,12 @@ impl Pool {
     }
 }
 
-/// One pool thread: takes jobs until every sender is gone, (re)connecting
-/// before a job when its client is missing or broken.
-fn worker(rx: &Mutex<mpsc::Receiver<Job>>, options: &ConnectOptions) {
-    let mut client: Option<Client> = None;
+/// One pool thread: takes jobs until every sender is gone.
+fn worker(rx: &Mutex<mpsc::Receiver<Job>>, options: Arc<ConnectOptions>) {
+    let mut conn = Conn {
+        client: None,
+        options,
+    };
     loop {
         let job = {
             let rx = rx.lock().unwrap_or_else(|e| e.into_inner());
@@ -135,19 +176,6 @@ fn worker(rx: &Mutex<mpsc::Receiver<Job>>, options: &ConnectOptions) {
                 Err(_) => return,
             }
         };
-        if client.as_ref().is_none_or(Client::is_closed) {
-            client = match options.connect() {
-                Ok(c) => Some(c),
-                Err(e) => {
-                    tracing::warn!(error = %e, "PostgreSQL connection failed");
-                    job(Err(e));
-                    continue;
-                }
-            };
-        }
-        match client.as_mut() {
-            Some(c) => job(Ok(c)),
-            None => job(Err(PgError::Stopped)),
-        }
+        job(&mut conn);
     }
 }
