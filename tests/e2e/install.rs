@@ -196,6 +196,75 @@ async fn warm_store_receives_no_frames_for_packages_it_has() {
         .assert_success();
 }
 
+type Frame = ([u8; 64], bool);
+
+/// The frames of a file section (spec §2.3) as (digest, executable), after
+/// checking each digest is its content's SHA-512 and the terminator ends it.
+fn section_frames(section: &[u8]) -> Vec<Frame> {
+    use sha2::{Digest, Sha512};
+    assert_eq!(&section[..6], &[0, 0, 0, 2, b'{', b'}']);
+    let (mut at, mut out) = (6, Vec::new());
+    loop {
+        let digest: [u8; 64] = section[at..at + 64].try_into().expect("digest");
+        if digest == [0u8; 64] {
+            assert_eq!(at + 64, section.len(), "bytes after the terminator");
+            return out;
+        }
+        let len = u32::from_be_bytes(section[at + 64..at + 68].try_into().expect("len")) as usize;
+        let content = &section[at + 69..at + 69 + len];
+        assert_eq!(Sha512::digest(content).as_slice(), &digest[..]);
+        out.push((digest, section[at + 68] == 1));
+        at += 69 + len;
+    }
+}
+
+/// RFC 0008: one gzip member per package, each (digest, executable) framed
+/// once per response, files the client has never sent, also when a package
+/// is only partly new (its member is then made for that response).
+#[tokio::test]
+async fn one_member_per_package_and_every_file_once() {
+    use std::collections::HashSet;
+    let mock = RegistryMock::start();
+    let pnpr = Pnpr::start(&proxy_config(&mock.url, OPEN), &[]);
+    let deps = [
+        ("@pnpm.e2e/pkg-with-1-dep", "^100.0.0"),
+        ("@pnpm.e2e/foo", "100.0.0"),
+    ];
+    let ask = |deps: &[(&str, &str)], have: &[String]| {
+        pnpr_e2e::install_body(&pnpr.url, deps, have, serde_json::json!({}))
+    };
+    let cold = pnpr_e2e::post_install(&pnpr.url, &ask(&deps, &[]), None).await;
+    assert_eq!(cold.status, 200, "{}", cold.text);
+    let all = section_frames(&cold.rest);
+    let all_set: HashSet<Frame> = all.iter().copied().collect();
+    assert_eq!(all_set.len(), all.len(), "a file was framed twice");
+    let stats = &cold.header["stats"];
+    assert_eq!(stats["filesToDownload"], all.len() as u64, "{stats}");
+    assert_eq!(stats["packagesToFetch"], 3, "{stats}");
+    // Header member + one per package + end member, for more frames.
+    assert_eq!(cold.gzip_members, 3 + 2);
+    assert!(all.len() > 3, "{all:?}");
+
+    // Warm server (stored members): the same frames.
+    let warm = pnpr_e2e::post_install(&pnpr.url, &ask(&deps, &[]), None).await;
+    let warm_set: HashSet<Frame> = section_frames(&warm.rest).into_iter().collect();
+    assert_eq!(warm_set, all_set);
+
+    // The client has foo: none of foo's files is sent, everything else is.
+    let foo = pnpr_e2e::post_install(&pnpr.url, &ask(&deps[1..], &[]), None).await;
+    let foo_set: HashSet<Frame> = section_frames(&foo.rest).into_iter().collect();
+    let key = foo.header["indexEntries"][0]["key"].as_str().expect("key");
+    let foo_integrity = key.split('\t').next().expect("integrity").to_string();
+    let partial = pnpr_e2e::post_install(&pnpr.url, &ask(&deps, &[foo_integrity]), None).await;
+    let got: Vec<Frame> = section_frames(&partial.rest);
+    let got_set: HashSet<Frame> = got.iter().copied().collect();
+    assert_eq!(got_set.len(), got.len(), "a file was framed twice");
+    let expected: HashSet<Frame> = all_set.difference(&foo_set).copied().collect();
+    assert!(!expected.is_empty());
+    assert_eq!(got_set, expected);
+    assert_eq!(partial.header["stats"]["packagesToFetch"], 2);
+}
+
 #[test]
 fn bins_are_linked_and_lockfile_only_writes_no_modules() {
     let mock = RegistryMock::start();

@@ -18,6 +18,8 @@ pub struct InstallAnswer {
     pub rest: Vec<u8>,
     /// The whole decompressed body, lossily as text (for leak checks).
     pub text: String,
+    /// How many gzip members the raw body holds (0 when it is not gzip).
+    pub gzip_members: usize,
 }
 
 impl InstallAnswer {
@@ -75,6 +77,7 @@ pub async fn post_install(
         raw = r.body.to_vec();
     }
     let text = String::from_utf8_lossy(&raw).to_string();
+    let gzip_members = gzip_members(&r.body);
     if r.status != 200 {
         return InstallAnswer {
             status: r.status,
@@ -82,6 +85,7 @@ pub async fn post_install(
             header: serde_json::Value::Null,
             rest: raw,
             text,
+            gzip_members,
         };
     }
     assert!(raw.len() >= 4, "truncated /v1/install body: {text}");
@@ -94,5 +98,20 @@ pub async fn post_install(
         header,
         rest: raw[4 + len..].to_vec(),
         text,
+        gzip_members,
     }
+}
+
+/// The number of complete gzip members in `body`, read one at a time.
+pub fn gzip_members(mut body: &[u8]) -> usize {
+    let mut n = 0;
+    while !body.is_empty() {
+        let mut d = flate2::bufread::GzDecoder::new(body);
+        if std::io::copy(&mut d, &mut std::io::sink()).is_err() {
+            return n;
+        }
+        body = d.into_inner();
+        n += 1;
+    }
+    n
 }

@@ -93,6 +93,38 @@ impl Files {
     pub(crate) fn put_derived(&self, dest: &Path, bytes: &[u8]) -> std::io::Result<()> {
         blob::put(&self.tmp_dir, dest, bytes, Durability::ProcessCrash).map(drop)
     }
+
+    /// A temp file for derived bytes too large to build in memory; placed
+    /// under its known final name by [`DerivedWriter::place`].
+    pub(crate) fn derived_writer(&self) -> std::io::Result<DerivedWriter> {
+        let blob = BlobWriter::create(&self.tmp_dir, (), Durability::ProcessCrash)?;
+        Ok(DerivedWriter { blob })
+    }
+}
+
+/// Derived bytes being written; removed on drop unless placed, so a reader
+/// never sees a partial file at the final name.
+pub(crate) struct DerivedWriter {
+    blob: BlobWriter<()>,
+}
+
+impl std::io::Write for DerivedWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.blob.write(buf).map(|()| buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl DerivedWriter {
+    /// Closes the temp file and puts it at `dest` (an existing complete
+    /// file of the same length is kept).
+    pub(crate) fn place(self, dest: &Path) -> std::io::Result<()> {
+        let ((), sealed) = self.blob.seal()?;
+        sealed.place(dest).map(drop)
+    }
 }
 
 /// A temp file being filled; hashed as it is written, removed on drop unless

@@ -1,5 +1,7 @@
 //! `FileStore`: the on-disk layout (`files/` and `tmp/` through
-//! [`Files`], `frames/`, `index.sqlite`) behind one handle.
+//! [`Files`], `frames/` (derived bytes: per-file and per-package members),
+//! `index.sqlite`)
+//! behind one handle.
 //!
 //! Invariant: an index row is written last, only after every file it names
 //! was placed by [`Files`] (which guards the content-addressed layout), and an
@@ -7,7 +9,7 @@
 //! file they find.
 
 use std::fs::{self, File};
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -141,6 +143,57 @@ impl FileStore {
         Ok(member)
     }
 
+    /// A stored gzip member of several frames (for `/v1/install`: one
+    /// package's), named by `key_hex` — 64 lowercase hex the wire owner
+    /// derives from exactly the frames inside — made once by `encode`
+    /// (streamed into a temp file, never held whole) and kept under
+    /// `<root>/frames/members/`. Returns an open handle and its length.
+    pub fn member(
+        &self,
+        key_hex: &str,
+        encode: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+    ) -> Result<(File, u64), CafsError> {
+        let path = self.member_path(key_hex)?;
+        if let Some(found) = open_with_len(&path) {
+            return Ok(found);
+        }
+        let mut writer = self
+            .files
+            .derived_writer()
+            .map_err(|e| CafsError::io("creating a member temp file".to_owned(), e))?;
+        encode(&mut writer).map_err(|e| CafsError::io(format!("encoding member {key_hex}"), e))?;
+        writer
+            .place(&path)
+            .map_err(|e| CafsError::io(format!("placing member {key_hex}"), e))?;
+        open_with_len(&path).ok_or_else(|| CafsError::MissingFile {
+            digest: key_hex.to_owned(),
+        })
+    }
+
+    /// Whether the member named `key_hex` is stored.
+    pub fn has_member(&self, key_hex: &str) -> bool {
+        self.member_path(key_hex)
+            .is_ok_and(|p| fs::symlink_metadata(p).is_ok())
+    }
+
+    fn member_path(&self, key_hex: &str) -> Result<PathBuf, CafsError> {
+        let ok = key_hex.len() == 64
+            && key_hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if !ok {
+            return Err(CafsError::InvalidDigest(key_hex.chars().take(80).collect()));
+        }
+        // Under `frames/` with the other derived bytes (the store metrics
+        // count it); `members/` never parses as a per-file derived name.
+        Ok(self
+            .root
+            .join("frames")
+            .join("members")
+            .join(&key_hex[..2])
+            .join(&key_hex[2..]))
+    }
+
     /// The index of the package with this integrity, if it was added.
     ///
     /// A row that no longer decodes is deleted and reported as absent, so the
@@ -252,6 +305,12 @@ impl FileStore {
         // a wrong value behind, so a poisoned lock is still usable.
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+fn open_with_len(path: &Path) -> Option<(File, u64)> {
+    let file = File::open(path).ok()?;
+    let len = file.metadata().ok()?.len();
+    Some((file, len))
 }
 
 fn parse_integrity(integrity: &str) -> Result<ssri::Integrity, CafsError> {

@@ -45,8 +45,8 @@ pub use applied::AppliedPolicies;
 pub use error::InstallError;
 pub use index::{encode_index, FileMeta, IndexValue};
 pub use plan::{
-    lockfile_only_stats, parse_digest, plan, FrameRef, IndexEntry, IndexLookup, PackageRef, Plan,
-    Stats,
+    lockfile_only_stats, member_key, parse_digest, plan, FrameGroup, FrameRef, IndexEntry,
+    IndexLookup, PackageRef, Plan, Stats,
 };
 pub use request::{
     normalize_dir, parse_request, AuthHeaders, Generation, InstallRequest, Project, TrustPolicy,
@@ -54,5 +54,6 @@ pub use request::{
 pub use request_v0::{parse_resolve_request, ResolveRequest, LOCKFILE_FORMAT};
 pub use response::{
     empty_file_section, end_member, frame_bytes, gzip_member, header_json, header_member,
-    header_only_body, violations_json, InlineBody, Violation, CONTENT_TYPE, DEFAULT_GZIP_LEVEL,
+    header_only_body, violations_json, InlineBody, MemberWriter, Violation, CONTENT_TYPE,
+    DEFAULT_GZIP_LEVEL, MEMBER_GZIP_LEVEL,
 };

@@ -78,6 +78,19 @@ pub struct FrameRef {
     pub size: u64,
 }
 
+/// The frames one package contributes to a [`Plan`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FrameGroup {
+    /// Its frames: `plan.frames[frames]`.
+    pub frames: std::ops::Range<usize>,
+    /// Every distinct (digest, executable) pair of the package is framed
+    /// here, in the package's own order: the group is the package's whole
+    /// member, the same for every cold client, so it is worth storing
+    /// (under [`member_key`]). An incomplete group (the client or an
+    /// earlier package had some of its files) is particular to one request.
+    pub complete: bool,
+}
+
 /// The outcome of [`plan`]: what the response carries.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Plan {
@@ -87,6 +100,22 @@ pub struct Plan {
     pub index_entries: Vec<IndexEntry>,
     /// Files to frame, in package order.
     pub frames: Vec<FrameRef>,
+    /// `frames` cut by package, in order; empty groups are left out.
+    pub groups: Vec<FrameGroup>,
+}
+
+/// The name a group's gzip member is stored under: SHA-256 (hex) of its
+/// frames' (digest, executable) sequence. A stored member is thereby
+/// addressed by exactly the frames it holds, so it can only ever be served
+/// for a group that names those frames in that order.
+pub fn member_key(frames: &[FrameRef]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for f in frames {
+        h.update(f.digest);
+        h.update([u8::from(f.executable)]);
+    }
+    hex::encode(h.finalize())
 }
 
 /// Computes the diff of spec §2.8 for `packages` (resolution order) against
@@ -126,12 +155,19 @@ pub fn plan(
             continue;
         };
         out.stats.packages_to_fetch += 1;
+        let first = out.frames.len();
+        // Pairs of this package seen so far (its own duplicates are not
+        // what makes a group incomplete).
+        let mut own: HashSet<([u8; 64], bool)> = HashSet::new();
+        let mut complete = true;
         for (_, f) in &value.files {
             out.stats.files_in_new_packages += 1;
             let digest = parse_digest(&f.digest_hex)?;
             let executable = f.is_executable();
+            let new_here = own.insert((digest, executable));
             if !known.insert((digest, executable)) {
                 out.stats.files_already_in_cafs += 1;
+                complete &= !new_here;
                 continue;
             }
             if f.size > u64::from(u32::MAX) {
@@ -147,6 +183,12 @@ pub fn plan(
                 digest_hex: f.digest_hex.clone(),
                 executable,
                 size: f.size,
+            });
+        }
+        if out.frames.len() > first {
+            out.groups.push(FrameGroup {
+                frames: first..out.frames.len(),
+                complete,
             });
         }
         out.index_entries.push(IndexEntry {

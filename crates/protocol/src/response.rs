@@ -25,6 +25,10 @@ pub const CONTENT_TYPE: &str = "application/x-pnpr-protocol-inline";
 /// Default gzip level (spec §2.1).
 pub const DEFAULT_GZIP_LEVEL: u32 = 6;
 
+/// Level of a package's member (RFC 0008): made once and stored, so a
+/// slower, tighter level is paid once per package, not per response.
+pub const MEMBER_GZIP_LEVEL: u32 = 6;
+
 /// The always-empty JSON sub-header that opens the file section.
 const FILE_SECTION_PREFIX: [u8; 6] = [0, 0, 0, 2, b'{', b'}'];
 
@@ -148,6 +152,54 @@ pub fn gzip_member(data: &[u8], level: u32) -> Result<Vec<u8>, InstallError> {
     );
     gz.write_all(data)?;
     Ok(gz.finish()?)
+}
+
+/// One gzip member of consecutive file frames (a [`FrameGroup`](crate::FrameGroup)),
+/// written frame by frame into `W`: the member of a package is never held
+/// in memory whole when `W` is a file, and a `Vec` sink can be drained
+/// between frames ([`MemberWriter::sink`]) to stream it.
+pub struct MemberWriter<W: Write> {
+    gz: GzEncoder<W>,
+}
+
+impl<W: Write> std::fmt::Debug for MemberWriter<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemberWriter").finish_non_exhaustive()
+    }
+}
+
+impl<W: Write> MemberWriter<W> {
+    /// A member at gzip `level` (clamped to 0..=9) into `out`.
+    pub fn new(out: W, level: u32) -> Self {
+        MemberWriter {
+            gz: GzEncoder::new(out, Compression::new(level.min(9))),
+        }
+    }
+
+    /// Appends one frame; the caller guarantees `digest` is the SHA-512 of
+    /// `content`. Refuses the terminator's digest and oversized content.
+    pub fn frame(
+        &mut self,
+        digest: &[u8; 64],
+        executable: bool,
+        content: &[u8],
+    ) -> Result<(), InstallError> {
+        let prefix = frame_prefix(digest, executable, content)?;
+        self.gz.write_all(&prefix)?;
+        self.gz.write_all(content)?;
+        Ok(())
+    }
+
+    /// The sink, to drain what was compressed so far (the encoder only
+    /// appends to it; its state lives inside the encoder).
+    pub fn sink(&mut self) -> &mut W {
+        self.gz.get_mut()
+    }
+
+    /// Ends the member (deflate end and gzip trailer) and returns the sink.
+    pub fn finish(self) -> Result<W, InstallError> {
+        Ok(self.gz.finish()?)
+    }
 }
 
 /// The last gzip member of a streamed body: the terminator.

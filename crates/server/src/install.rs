@@ -6,7 +6,8 @@
 //! (`pnpr_protocol::parse_request`) → scope ([`crate::catalog::Scope`]) →
 //! [`resolve`] (cached candidate or a fresh resolution) → [`select`] (what
 //! this client needs) → [`authorize`] (every served package confirmed by the
-//! catalog) → [`fetch`] (verified tarballs unpacked) → plan
+//! catalog) → [`fetch`] (verified tarballs unpacked; most of them already
+//! by [`prefetch`], which starts each as the resolver picks it) → plan
 //! (`pnpr_protocol::plan`) → [`respond`] (the streamed body). The resolve
 //! protocol v0 ([`v0`]) reuses the stages up to `authorize` and answers
 //! NDJSON frames instead.
@@ -24,6 +25,7 @@
 mod authorize;
 mod body;
 mod fetch;
+mod prefetch;
 mod release_age;
 mod resolve;
 mod respond;

@@ -104,6 +104,50 @@ fn cold_install_dedupes_by_digest_and_exec() {
 }
 
 #[test]
+fn groups_cut_frames_by_package_and_say_which_are_whole() {
+    let store = store();
+    // a is whole; b loses i.js (a sent it) and c loses d.js (b sent it).
+    let pkgs = [
+        pkg("sha512-a", "a@1.0.0"),
+        pkg("sha512-b", "b@1.0.0"),
+        pkg("sha512-c", "c@1.0.0"),
+    ];
+    let p = plan(&pkgs, &[], &store).unwrap();
+    let groups: Vec<(std::ops::Range<usize>, bool)> = p
+        .groups
+        .iter()
+        .map(|g| (g.frames.clone(), g.complete))
+        .collect();
+    assert_eq!(groups, vec![(0..2, true), (2..4, false), (4..5, false)]);
+    // Alone, b and c are whole (b's second "1" differs by the exec bit).
+    let b = plan(&[pkg("sha512-b", "b@1.0.0")], &[], &store).unwrap();
+    assert_eq!(b.groups.len(), 1);
+    assert!(b.groups[0].complete && b.groups[0].frames == (0..3));
+    // A package's own duplicate does not make it partial.
+    let mut m = HashMap::new();
+    m.insert(
+        "sha512-d".to_owned(),
+        value(&[("a", '5', 0o644, 1), ("b", '5', 0o644, 1)]),
+    );
+    let d = plan(&[pkg("sha512-d", "d@1.0.0")], &[], &MapLookup(m)).unwrap();
+    assert_eq!(d.frames.len(), 1);
+    assert!(d.groups[0].complete);
+    // The member key names exactly the frames, in order.
+    assert_eq!(member_key(&b.frames), member_key(&b.frames.clone()));
+    assert_ne!(member_key(&p.frames[0..2]), member_key(&p.frames[0..1]));
+    let mut swapped = p.frames[0..2].to_vec();
+    swapped.swap(0, 1);
+    assert_ne!(member_key(&p.frames[0..2]), member_key(&swapped));
+    // Packages the client has contribute no group.
+    let warm = plan(&pkgs, &["sha512-a".to_owned()], &store).unwrap();
+    assert!(warm
+        .groups
+        .iter()
+        .all(|g| g.frames.start < warm.frames.len()));
+    assert_eq!(warm.groups.len(), 2);
+}
+
+#[test]
 fn client_store_and_unknown_integrities() {
     let store = store();
     let pkgs = [

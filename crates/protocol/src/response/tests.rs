@@ -130,6 +130,7 @@ fn header_shapes() {
             value: vec![0xd4, 0x72, 0x40, 0x90],
         }],
         frames: vec![],
+        groups: vec![],
     };
     let lockfile = json!({"lockfileVersion": "9.0", "importers": {}});
     let text = String::from_utf8(header_json(&lockfile, &plan).unwrap()).unwrap();
@@ -149,4 +150,24 @@ fn header_shapes() {
         String::from_utf8(v).unwrap(),
         r#"{"violations":[{"name":"beta","version":"2.1.0","code":"MINIMUM_RELEASE_AGE_VIOLATION","reason":"too new"}]}"#
     );
+}
+
+#[test]
+fn member_writer_frames_equal_inline_body_frames() {
+    let d1 = [0x11u8; 64];
+    let d2 = [0x22u8; 64];
+    let mut w = MemberWriter::new(Vec::new(), 6);
+    w.frame(&d1, false, b"one").unwrap();
+    let drained = std::mem::take(w.sink());
+    w.frame(&d2, true, b"two").unwrap();
+    let mut member = drained;
+    member.extend(w.finish().unwrap());
+    let mut expected = frame_bytes(&d1, false, b"one").unwrap();
+    expected.extend(frame_bytes(&d2, true, b"two").unwrap());
+    assert_eq!(gunzip(&member), expected);
+    let mut w = MemberWriter::new(Vec::new(), 6);
+    assert!(matches!(
+        w.frame(&[0u8; 64], false, b"x"),
+        Err(InstallError::ReservedDigest)
+    ));
 }

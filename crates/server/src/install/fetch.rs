@@ -8,7 +8,9 @@
 //!   bytes pass the flight's integrity check on the way, and the package's
 //!   index is written only after the whole verified stream was unpacked;
 //! - forwarded tarballs are fetched with the caller's credential in a flight
-//!   keyed by registry and credential digest, and never kept in the cache.
+//!   keyed by registry and credential digest, and never kept in the cache;
+//! - a package's member (RFC 0008) is encoded only from files of an index
+//!   row that was just written or found, i.e. from verified bytes.
 
 use std::sync::Arc;
 
@@ -24,7 +26,7 @@ use crate::mirror::tarball_body;
 use crate::state::AppState;
 
 /// Tarballs fetched and unpacked at once for one install.
-const CONCURRENCY: usize = 16;
+pub(super) const CONCURRENCY: usize = 16;
 
 /// Fetches and unpacks every missing served package; returns the ids of
 /// optional packages that could not be had (dropped, as pnpm does).
@@ -65,7 +67,7 @@ async fn unpack_or_drop(
 }
 
 /// Fetches (verified) and unpacks one package into the file store.
-async fn unpack_one(
+pub(super) async fn unpack_one(
     state: &Arc<AppState>,
     session: &Session,
     p: &PackageClaim,
@@ -152,11 +154,13 @@ async fn unpack(
     };
     let st = Arc::clone(state);
     let integrity = p.integrity.clone();
+    let pkg_id = label.clone();
     let unpacked = tokio::task::spawn_blocking(move || {
         st.accelerator
             .files
-            .add_tarball(&integrity, reader, &pnpr_cafs::Limits::default())
-            .map(|_| ())
+            .add_tarball(&integrity, reader, &pnpr_cafs::Limits::default())?;
+        store_member(&st, &integrity, &pkg_id);
+        Ok::<(), pnpr_cafs::CafsError>(())
     })
     .await
     .map_err(|e| ApiError::internal("unpack task failed", e))?;
@@ -177,6 +181,27 @@ async fn unpack(
             ),
         }
     })
+}
+
+/// Encodes and stores the package's whole member (RFC 0008) on the unpack
+/// task, so a cold response copies stored bytes instead of compressing on
+/// its one sending thread. Best effort: a response encodes what is missing.
+fn store_member(state: &AppState, integrity: &str, pkg_id: &str) {
+    let refs = [pnpr_protocol::PackageRef {
+        integrity: integrity.to_string(),
+        pkg_id: pkg_id.to_string(),
+    }];
+    let Ok(plan) = pnpr_protocol::plan(&refs, &[], &FileIndexLookup { state }) else {
+        return;
+    };
+    let files = &state.accelerator.files;
+    for group in &plan.groups {
+        let frames = &plan.frames[group.frames.clone()];
+        let key = pnpr_protocol::member_key(frames);
+        if let Err(e) = files.member(&key, |w| super::respond::encode_group(files, frames, w)) {
+            tracing::warn!(package = %pkg_id, error = %e, "package member not stored");
+        }
+    }
 }
 
 /// The verified tarball of one version from a forwarded registry, fetched

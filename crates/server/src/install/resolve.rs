@@ -36,7 +36,7 @@ pub(super) enum Outcome {
 }
 
 pub(super) async fn resolve_or_cached(
-    state: &AppState,
+    state: &Arc<AppState>,
     session: &Session,
     req: &pnpr_protocol::InstallRequest,
 ) -> Result<Outcome, ApiError> {
@@ -65,7 +65,7 @@ pub(super) async fn resolve_or_cached(
     }
     let projects = super::select::project_inputs(req);
     let opts = resolve_options(req, input);
-    let resolution = pnpr_resolver::resolve(&projects, session, &opts)
+    let resolution = super::prefetch::resolve_while_fetching(state, session, req, &projects, &opts)
         .await
         .map_err(resolve_error)?;
     let tree = Arc::new(CachedTree {

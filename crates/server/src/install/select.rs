@@ -117,7 +117,7 @@ pub(super) fn installable_here(
         && platform_ok(&info.libc, libc)
 }
 
-fn platform_ok(list: &[String], current: Option<&str>) -> bool {
+pub(super) fn platform_ok(list: &[String], current: Option<&str>) -> bool {
     let Some(current) = current else {
         return true;
     };

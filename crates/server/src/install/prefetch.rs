@@ -1,0 +1,144 @@
+//! Stage 3, overlapped with stage 6: tarballs fetched, verified and
+//! unpacked (and their package members encoded) while the tree is still
+//! being resolved, as soon as the resolver picks each version (RFC 0008).
+//!
+//! Invariants guarded here:
+//! - prefetching only warms the server's own stores through the very path
+//!   the fetch stage uses ([`super::fetch::unpack_one`]: the session's
+//!   origin and namespace, integrity-verified flights); it serves nothing,
+//!   so every served byte still passes `authorize` and `plan` afterwards;
+//! - it never fetches with a caller's forwarded credential (forwarded
+//!   scopes are not prefetched) and skips packages for another platform and
+//!   packages the client reported having;
+//! - a prefetch failure is only logged: the fetch stage repeats the work
+//!   and reports the failure with the status it deserves;
+//! - at most [`super::fetch::CONCURRENCY`] prefetches run at once, and the
+//!   queue holds claims (names and integrities), never bytes.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use futures_util::future::{self, BoxFuture, Either};
+use futures_util::StreamExt;
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use crate::catalog::{PackageClaim, Scope, Session};
+use crate::state::AppState;
+
+/// The session as the resolver's metadata source, queueing every picked
+/// version's tarball for the prefetcher.
+pub(super) struct Prefetching<'a> {
+    state: &'a AppState,
+    session: &'a Session,
+    req: &'a pnpr_protocol::InstallRequest,
+    client_has: HashSet<&'a str>,
+    tx: mpsc::UnboundedSender<PackageClaim>,
+}
+
+impl pnpr_resolver::MetadataSource for Prefetching<'_> {
+    fn packument<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Arc<Value>, pnpr_resolver::ResolveError>> {
+        pnpr_resolver::MetadataSource::packument(self.session, name)
+    }
+
+    fn picked(&self, name: &str, version: &str, manifest: &Value) {
+        let Some(integrity) = manifest
+            .get("dist")
+            .and_then(|d| d.get("integrity"))
+            .and_then(Value::as_str)
+        else {
+            return;
+        };
+        if self.client_has.contains(integrity)
+            || !for_this_platform(manifest, self.req)
+            || self.state.accelerator.files.has_index(integrity)
+        {
+            return;
+        }
+        let _ = self.tx.send(PackageClaim {
+            name: name.to_string(),
+            version: version.to_string(),
+            integrity: integrity.to_string(),
+        });
+    }
+}
+
+/// Resolves with `session` as the metadata source while fetching every
+/// picked package's tarball; returns when resolution is done and, if it
+/// succeeded, every prefetch has finished (so the fetch stage finds them
+/// unpacked). A failed resolution drops the prefetches still running.
+pub(super) async fn resolve_while_fetching(
+    state: &Arc<AppState>,
+    session: &Session,
+    req: &pnpr_protocol::InstallRequest,
+    projects: &[pnpr_resolver::ProjectInput],
+    opts: &pnpr_resolver::ResolveOptions,
+) -> Result<pnpr_resolver::Resolution, pnpr_resolver::ResolveError> {
+    // Only `/v1/install` serves files (v0 clients fetch their own tarballs).
+    let serves_files = req.generation == pnpr_protocol::Generation::V1Install && !req.lockfile_only;
+    if !serves_files || matches!(session.scope(), Scope::Forwarded(_)) {
+        return pnpr_resolver::resolve(projects, session, opts).await;
+    }
+    let (tx, rx) = mpsc::unbounded_channel();
+    let source = Prefetching {
+        state,
+        session,
+        req,
+        client_has: req.store_integrities.iter().map(String::as_str).collect(),
+        tx,
+    };
+    let resolving = Box::pin(async move {
+        let r = pnpr_resolver::resolve(projects, &source, opts).await;
+        drop(source); // closes the queue: the prefetcher ends after it
+        r
+    });
+    let prefetching = Box::pin(drain(state, session, rx));
+    match future::select(resolving, prefetching).await {
+        Either::Left((resolved, rest)) => {
+            if resolved.is_ok() {
+                rest.await;
+            }
+            resolved
+        }
+        Either::Right(((), resolving)) => resolving.await,
+    }
+}
+
+/// Runs the queued prefetches, at most `CONCURRENCY` at once, until the
+/// queue is closed and empty.
+async fn drain(
+    state: &Arc<AppState>,
+    session: &Session,
+    rx: mpsc::UnboundedReceiver<PackageClaim>,
+) {
+    let claims =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
+    claims
+        .for_each_concurrent(super::fetch::CONCURRENCY, |claim| async move {
+            if let Err(e) = super::fetch::unpack_one(state, session, &claim).await {
+                tracing::debug!(package = %claim.name, version = %claim.version,
+                    error = %e.message, "prefetch failed; the fetch stage retries");
+            }
+        })
+        .await;
+}
+
+/// npm's `os`/`cpu` rules of a manifest against the client's platform.
+fn for_this_platform(manifest: &Value, req: &pnpr_protocol::InstallRequest) -> bool {
+    let list = |k: &str| -> Vec<String> {
+        manifest
+            .get(k)
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    super::select::platform_ok(&list("os"), req.os.as_deref())
+        && super::select::platform_ok(&list("cpu"), req.arch.as_deref())
+}
