@@ -162,8 +162,12 @@ pub enum Generation {
     /// pnpm 11.5.2, the one client of `POST /v1/install`.
     #[default]
     V1Install,
-    /// pnpm 11.9+ and 12, clients of `POST /-/pnpr/v0/resolve`.
+    /// pnpm 11.9+ (11.x), a client of `POST /-/pnpr/v0/resolve`.
     V0Resolve,
+    /// pnpm 12 on the same endpoint, told apart by `acceptedLockfileFormats`,
+    /// which only pnpm 12 sends (pnpm 11.28.10 sends `nodeVersion`/`os`/
+    /// `arch` instead); its resolver differs in small ways (RFC 0007 R18).
+    V0ResolvePnpm12,
 }
 
 impl fmt::Debug for InstallRequest {

@@ -115,8 +115,13 @@ pub fn parse_resolve_request(
             }
         }
     }
+    let pnpm12 = obj.contains_key("acceptedLockfileFormats");
     let mut install = parse_object(obj, default_registry)?;
-    install.generation = Generation::V0Resolve;
+    install.generation = if pnpm12 {
+        Generation::V0ResolvePnpm12
+    } else {
+        Generation::V0Resolve
+    };
     Ok(ResolveRequest { install, applied })
 }
 

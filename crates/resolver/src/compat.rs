@@ -44,7 +44,7 @@ pub(crate) fn with_database(
     } else {
         database()
             .iter()
-            .filter(|(_, _, newer)| !newer || dialect == Dialect::Pnpm11_9)
+            .filter(|(_, _, newer)| !newer || dialect.newer())
             .map(|(s, e, _)| (s.clone(), e.clone()))
             .collect()
     };

@@ -121,8 +121,19 @@ pub enum Dialect {
     /// pnpm 11.9+ and 12: `@yarnpkg/extensions` 2.0.7; the lockfile records
     /// such a peer as `'*'` (optional) even when it is also a dependency,
     /// and `peerDependenciesMeta`-only optional peers take part in the tree
-    /// phase's peer collection like declared ones (hoisted, R17).
+    /// phase's peer collection like declared ones (hoisted, R17); a
+    /// dependency that is also declared as a peer stays a plain child (R18).
     Pnpm11_9,
+    /// pnpm 12 (Rust): everything of [`Dialect::Pnpm11_9`], and `engines`
+    /// given as an array is not recorded (R8).
+    Pnpm12,
+}
+
+impl Dialect {
+    /// pnpm 11.9+ and 12 (R15, R17, R18 and the newer compatibility database).
+    pub(crate) fn newer(self) -> bool {
+        self != Dialect::Pnpm11_5
+    }
 }
 
 impl Default for ResolveOptions {
@@ -451,12 +462,12 @@ impl<'a> Resolver<'a> {
 
     /// Registry children of a manifest: deps ∪ optional deps, minus bundled and
     /// minus deps that are also (non-optional-dep) peers, as pnpm drops those.
-    fn child_specs(manifest: &Value) -> Vec<(String, String, bool)> {
+    fn child_specs(manifest: &Value, dialect: Dialect) -> Vec<(String, String, bool)> {
         let obj = |k: &str| manifest.get(k).and_then(Value::as_object);
         let optional: BTreeMap<&String, &Value> =
             obj("optionalDependencies").into_iter().flatten().collect();
         let self_name = manifest.get("name").and_then(Value::as_str).unwrap_or("");
-        let peers = normalized_peers(manifest, self_name);
+        let peers = normalized_peers(manifest, self_name, dialect);
         let bundled: BTreeSet<String> = ["bundleDependencies", "bundledDependencies"]
             .iter()
             .filter_map(|k| manifest.get(*k).and_then(Value::as_array))
@@ -511,7 +522,7 @@ impl<'a> Resolver<'a> {
             let Some(pkg) = self.pkgs.get(id) else {
                 continue;
             };
-            for (alias, spec, optional) in Self::child_specs(&pkg.manifest) {
+            for (alias, spec, optional) in Self::child_specs(&pkg.manifest, self.opts.dialect) {
                 let spec = self.apply_override(Some(&pkg.name), &alias, &spec);
                 wanted.push(WantedChild {
                     parent,
@@ -654,11 +665,21 @@ struct WantedChild {
 /// children), plus `peerDependenciesMeta`-only optional entries as `*` unless the
 /// name is a regular or optional dependency. Self-peers are dropped.
 /// Returns name → (range, optional).
+///
+/// pnpm 11.9+ and 12 resolve a declared peer that is also a regular
+/// dependency as that dependency (a plain child, no suffix; R18), where
+/// pnpm 11.5.2 drops the dependency and keeps the peer.
 pub(crate) fn normalized_peers(
     manifest: &Value,
     self_name: &str,
+    dialect: Dialect,
 ) -> BTreeMap<String, (String, bool)> {
-    peers_as_recorded(manifest, self_name, Dialect::Pnpm11_5)
+    let mut peers = peers_as_recorded(manifest, self_name, Dialect::Pnpm11_5);
+    if dialect.newer() {
+        let deps = manifest.get("dependencies").and_then(Value::as_object);
+        peers.retain(|name, _| !deps.is_some_and(|d| d.contains_key(name)));
+    }
+    peers
 }
 
 /// [`normalized_peers`] as `dialect`'s pnpm writes them into the lockfile's

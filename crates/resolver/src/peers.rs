@@ -52,8 +52,12 @@ struct PlacedChildren {
     must_win: HashSet<usize>,
 }
 
-fn own_peer_specs(manifest: &Value, self_name: &str) -> Vec<(String, String, bool)> {
-    crate::normalized_peers(manifest, self_name)
+fn own_peer_specs(
+    manifest: &Value,
+    self_name: &str,
+    dialect: Dialect,
+) -> Vec<(String, String, bool)> {
+    crate::normalized_peers(manifest, self_name, dialect)
         .into_iter()
         .map(|(k, (range, optional))| (k, range, optional))
         .collect()
@@ -90,7 +94,7 @@ impl<'g> Builder<'g> {
         let mut impure: HashSet<String> = g
             .pkgs
             .iter()
-            .filter(|(_, p)| !own_peer_specs(&p.manifest, &p.name).is_empty())
+            .filter(|(_, p)| !own_peer_specs(&p.manifest, &p.name, g.dialect).is_empty())
             .map(|(id, _)| id.clone())
             .collect();
         loop {
@@ -132,7 +136,7 @@ impl<'g> Builder<'g> {
     /// `peerDependencies` only (R3, R9); pnpm 11.9+ reads the materialized
     /// peer set, which adds `peerDependenciesMeta`-only optional peers (R17).
     fn collects(&self, manifest: &Value, peer: &str) -> bool {
-        self.g.dialect == Dialect::Pnpm11_9 || declares_peer(manifest, peer)
+        self.g.dialect.newer() || declares_peer(manifest, peer)
     }
 
     fn alloc(&mut self, pkg_id: &str) -> usize {
@@ -258,7 +262,7 @@ impl<'g> Builder<'g> {
         pkg: &Pkg,
         child_map: &HashMap<String, usize>,
     ) -> BTreeSet<String> {
-        let own = own_peer_specs(&pkg.manifest, &pkg.name);
+        let own = own_peer_specs(&pkg.manifest, &pkg.name, self.g.dialect);
         let own_names: BTreeSet<String> = own.iter().map(|(n, _, _)| n.clone()).collect();
         for (name, range, optional) in &own {
             if child_map.contains_key(name) {
@@ -370,10 +374,11 @@ impl<'g> Builder<'g> {
         if self.reuse.providers.is_none() {
             return HashMap::new();
         }
-        let own: BTreeMap<String, String> = own_peer_specs(&pkg.manifest, &pkg.name)
-            .into_iter()
-            .map(|(name, range, _)| (name, range))
-            .collect();
+        let own: BTreeMap<String, String> =
+            own_peer_specs(&pkg.manifest, &pkg.name, self.g.dialect)
+                .into_iter()
+                .map(|(name, range, _)| (name, range))
+                .collect();
         let visible = |name: &str| {
             child_map
                 .get(name)
@@ -656,7 +661,7 @@ fn package_info(manifest: &Value, name: &str, registry: &str, dialect: Dialect) 
     }
     PackageInfo {
         resolution: resolution(manifest, name, registry),
-        engines: engines(manifest),
+        engines: engines(manifest, dialect),
         cpu: manifest_strs(manifest, "cpu"),
         os: manifest_strs(manifest, "os"),
         libc: manifest_strs(manifest, "libc"),
@@ -708,8 +713,10 @@ fn manifest_strs(manifest: &Value, key: &str) -> Vec<String> {
 /// (an array's indexes and a string's characters become keys, as
 /// JavaScript's `Object.entries` makes them), minus values of `*`
 /// (`toLockfileDependency`). Non-string values are skipped.
-fn engines(manifest: &Value) -> BTreeMap<String, String> {
+fn engines(manifest: &Value, dialect: Dialect) -> BTreeMap<String, String> {
     let entries: Vec<(String, String)> = match manifest.get("engines") {
+        // pnpm 12 reads `engines` as a map only.
+        Some(Value::Array(_)) if dialect == Dialect::Pnpm12 => Vec::new(),
         Some(Value::Object(m)) => m
             .iter()
             .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))

@@ -118,6 +118,16 @@ fn the_generation_is_the_endpoints_not_the_bodys() {
     )
     .expect("parses");
     assert_eq!(parsed.install.generation, crate::Generation::V0Resolve);
+    // pnpm 12 is told apart by the field only it sends.
+    let twelve = parse_resolve_request(
+        br#"{"projects": [{"dir": "."}], "acceptedLockfileFormats": ["pnpm-lock/9.0"]}"#,
+        DEFAULT,
+    )
+    .expect("parses");
+    assert_eq!(
+        twelve.install.generation,
+        crate::Generation::V0ResolvePnpm12
+    );
     let v1 = crate::parse_request(br#"{"projects": [{"dir": "."}]}"#, DEFAULT).expect("parses");
     assert_eq!(v1.generation, crate::Generation::V1Install);
 }

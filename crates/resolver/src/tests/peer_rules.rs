@@ -539,3 +539,65 @@ fn a_new_direct_dependency_unpins_its_name_below() {
         "1.0.0"
     );
 }
+
+/// R18: pnpm 11.9+ and 12 resolve a declared peer that is also a regular
+/// dependency as that dependency (a plain child, no suffix), where pnpm
+/// 11.5.2 drops the dependency and resolves the peer from the parent
+/// (`ajv-formats`' `ajv` under `@fastify/ajv-compiler`). pnpm 12 alone
+/// records no `engines` given as an array (R8 writes `{'0': …}`).
+#[test]
+fn a_dependency_that_is_also_a_peer_stays_a_child_for_the_newer_pnpm() {
+    let src = MemSource::new(vec![
+        doc("ajv", &[("8.0.0", json!({}))]),
+        doc(
+            "ajv-formats",
+            &[(
+                "3.0.1",
+                json!({"dependencies": {"ajv": "^8.0.0"},
+                       "peerDependencies": {"ajv": "^8.0.0"},
+                       "peerDependenciesMeta": {"ajv": {"optional": true}},
+                       "engines": ["node >= 0.2.0"]}),
+            )],
+        ),
+        doc(
+            "compiler",
+            &[(
+                "4.0.0",
+                json!({"dependencies": {"ajv": "^8.0.0", "ajv-formats": "^3.0.0"}}),
+            )],
+        ),
+    ]);
+    let with = |dialect| {
+        let opts = ResolveOptions {
+            dialect,
+            ..ResolveOptions::default()
+        };
+        run(resolve(&[project(&[("compiler", "4.0.0")])], &src, &opts))
+            .unwrap()
+            .lockfile
+    };
+    let old = with(Dialect::Pnpm11_5);
+    assert_eq!(
+        old.snapshots["compiler@4.0.0"].dependencies["ajv-formats"],
+        "3.0.1(ajv@8.0.0)"
+    );
+    let eleven = with(Dialect::Pnpm11_9);
+    assert_eq!(
+        eleven.snapshots["compiler@4.0.0"].dependencies["ajv-formats"],
+        "3.0.1"
+    );
+    assert_eq!(
+        eleven.packages["ajv-formats@3.0.1"].engines["0"],
+        "node >= 0.2.0"
+    );
+    let twelve = with(Dialect::Pnpm12);
+    let compiler = &twelve.snapshots["compiler@4.0.0"];
+    assert_eq!(compiler.dependencies["ajv-formats"], "3.0.1");
+    assert_eq!(
+        twelve.snapshots["ajv-formats@3.0.1"].dependencies["ajv"],
+        "8.0.0"
+    );
+    let record = &twelve.packages["ajv-formats@3.0.1"];
+    assert_eq!(record.peer_dependencies["ajv"], "^8.0.0");
+    assert!(record.engines.is_empty());
+}

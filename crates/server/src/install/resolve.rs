@@ -157,6 +157,7 @@ fn resolve_options(req: &pnpr_protocol::InstallRequest, input: Option<Lockfile>)
         dialect: match req.generation {
             pnpr_protocol::Generation::V1Install => Dialect::Pnpm11_5,
             pnpr_protocol::Generation::V0Resolve => Dialect::Pnpm11_9,
+            pnpr_protocol::Generation::V0ResolvePnpm12 => Dialect::Pnpm12,
         },
         ..defaults
     }
