@@ -122,7 +122,7 @@ pub enum Dialect {
     /// such a peer as `'*'` (optional) even when it is also a dependency,
     /// and `peerDependenciesMeta`-only optional peers take part in the tree
     /// phase's peer collection like declared ones (hoisted, R17); a
-    /// dependency that is also declared as a peer stays a plain child (R18).
+    /// dependency that is also an optional peer stays a plain child (R18).
     Pnpm11_9,
     /// pnpm 12 (Rust): everything of [`Dialect::Pnpm11_9`], and `engines`
     /// given as an array is not recorded (R8).
@@ -666,9 +666,11 @@ struct WantedChild {
 /// name is a regular or optional dependency. Self-peers are dropped.
 /// Returns name → (range, optional).
 ///
-/// pnpm 11.9+ and 12 resolve a declared peer that is also a regular
+/// pnpm 11.9+ and 12 resolve an optional peer that is also a regular
 /// dependency as that dependency (a plain child, no suffix; R18), where
-/// pnpm 11.5.2 drops the dependency and keeps the peer.
+/// pnpm 11.5.2 drops the dependency and keeps the peer. A required peer
+/// keeps the 11.5.2 rule in every release (auto-installed, dependency
+/// dropped).
 pub(crate) fn normalized_peers(
     manifest: &Value,
     self_name: &str,
@@ -677,7 +679,9 @@ pub(crate) fn normalized_peers(
     let mut peers = peers_as_recorded(manifest, self_name, Dialect::Pnpm11_5);
     if dialect.newer() {
         let deps = manifest.get("dependencies").and_then(Value::as_object);
-        peers.retain(|name, _| !deps.is_some_and(|d| d.contains_key(name)));
+        peers.retain(|name, (_, optional)| {
+            !*optional || !deps.is_some_and(|d| d.contains_key(name))
+        });
     }
     peers
 }

@@ -540,7 +540,7 @@ fn a_new_direct_dependency_unpins_its_name_below() {
     );
 }
 
-/// R18: pnpm 11.9+ and 12 resolve a declared peer that is also a regular
+/// R18: pnpm 11.9+ and 12 resolve an optional peer that is also a regular
 /// dependency as that dependency (a plain child, no suffix), where pnpm
 /// 11.5.2 drops the dependency and resolves the peer from the parent
 /// (`ajv-formats`' `ajv` under `@fastify/ajv-compiler`). pnpm 12 alone
