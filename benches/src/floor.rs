@@ -13,7 +13,7 @@
 //! `floor = link + transfer`; a scenario's gap is `median - floor`.
 //! Invariant guarded: a link-only sample counts only when no shaper saw a
 //! connection during it (otherwise the install was not link-only and the
-//! run aborts).
+//! sample is dropped, saying so).
 
 use std::path::Path;
 use std::time::Duration;
@@ -32,7 +32,7 @@ pub(crate) fn link_only(
     lockfile: &str,
     registry: &str,
     shapers: &[&Shaper],
-) -> Duration {
+) -> Option<Duration> {
     let mut p: Project = project_from(fixture);
     p.set_env("pnpm_config_store_dir", &store.to_string_lossy());
     p.write_file("pnpm-lock.yaml", lockfile);
@@ -45,6 +45,10 @@ pub(crate) fn link_only(
             "install",
             "--offline",
             "--frozen-lockfile",
+            // Without this pnpm 11.5.2 re-reads metadata to check the
+            // lockfile's publish times (minimumReleaseAge), which is not
+            // linking.
+            "--config.minimum-release-age=0",
             "--registry",
             registry,
             "--config.strict-dep-builds=false",
@@ -60,10 +64,11 @@ pub(crate) fn link_only(
     for s in shapers {
         let t = s.traffic();
         if t.connections > 0 {
-            fail(&format!("link-only install used the network: {t:?}"));
+            eprintln!("link-only sample dropped: the install used the network ({t:?})");
+            return None;
         }
     }
-    out.elapsed
+    Some(out.elapsed)
 }
 
 /// One row of the floor table.

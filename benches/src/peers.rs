@@ -356,7 +356,7 @@ pub fn run(args: PeersArgs) {
             run_scenario(&bench, &prepared, s, recording);
         }
         let took = link_only(&bench, &prepared);
-        if recording {
+        if let (true, Some(took)) = (recording, took) {
             link.push(took);
         }
     }
@@ -365,7 +365,7 @@ pub fn run(args: PeersArgs) {
 
 /// The link-only floor sample: the first target's full store and lockfile,
 /// `--offline`, no server reached.
-fn link_only(bench: &Bench, prepared: &[Prepared]) -> Duration {
+fn link_only(bench: &Bench, prepared: &[Prepared]) -> Option<Duration> {
     let Some(first) = prepared.first() else {
         fail("no target was populated");
     };
