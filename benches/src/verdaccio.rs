@@ -137,10 +137,13 @@ fn has_tarball(dir: &Path) -> std::io::Result<bool> {
 /// build installed; offline, any other version would resolve and then fail
 /// with a 500 on its tarball. Keeps only versions whose tarball file
 /// (`has_file(basename of dist.tarball)`) exists and repoints dist-tags at
-/// the highest kept version. Returns `None` (serve as is) when the text is
+/// the highest kept version, and drops `_distfiles`. Returns `None` (serve as is) when the text is
 /// not a packument or no tarball at all is stored.
 pub(crate) fn prune_packument(text: &str, has_file: impl Fn(&str) -> bool) -> Option<String> {
     let mut doc: serde_json::Value = serde_json::from_str(text).ok()?;
+    // The upstream URLs Verdaccio would fetch a missing tarball from even
+    // without an uplink: offline means nothing beyond loopback.
+    doc.as_object_mut()?.remove("_distfiles");
     let versions = doc.get_mut("versions")?.as_object_mut()?;
     let stored = |meta: &serde_json::Value| {
         meta.pointer("/dist/tarball")

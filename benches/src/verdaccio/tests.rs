@@ -42,6 +42,7 @@ fn copy_storage_links_tarballs_and_copies_metadata() {
 #[test]
 fn prune_keeps_stored_versions_and_repoints_latest() {
     let text = r#"{"name":"t","dist-tags":{"latest":"2.9.1","next":"3.0.0-rc.1"},
+      "_distfiles":{"t-2.9.1.tgz":{"url":"http://127.0.0.1:1/t/-/t-2.9.1.tgz"}},
       "versions":{
         "2.8.0":{"dist":{"tarball":"http://127.0.0.1:1/t/-/t-2.8.0.tgz"}},
         "2.8.1":{"dist":{"tarball":"http://127.0.0.1:1/t/-/t-2.8.1.tgz"}},
@@ -53,6 +54,7 @@ fn prune_keeps_stored_versions_and_repoints_latest() {
     let versions: Vec<&String> = doc["versions"].as_object().expect("obj").keys().collect();
     assert_eq!(versions, ["2.8.0", "2.8.1"]);
     assert_eq!(doc["dist-tags"], serde_json::json!({"latest": "2.8.1"}));
+    assert!(doc.get("_distfiles").is_none(), "{out}");
     // Nothing stored, or not a packument: served unchanged.
     assert!(prune_packument(text, |_| false).is_none());
     assert!(prune_packument("not json", |_| true).is_none());
