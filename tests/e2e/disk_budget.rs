@@ -81,16 +81,7 @@ fn settles_within(pnpr: &Pnpr, budget: u64, what: &str) -> (u64, u64) {
 
 fn install(pnpr: &Pnpr, deps: &[(&str, &str)]) {
     let project = Project::with_dependencies(deps);
-    project
-        .pnpm11(&[
-            "install",
-            "--config.save=false",
-            "--registry",
-            &pnpr.url,
-            "--pnpr-server",
-            &pnpr.url,
-        ])
-        .assert_success();
+    project.pnpm11_install_through(&pnpr.url).assert_success();
     for (name, version) in deps {
         let manifest = project
             .path()

@@ -156,16 +156,7 @@ impl Scrape {
 
 fn pnpm_install_accelerated(pnpr: &Pnpr, deps: &[(&str, &str)]) {
     let project = pnpr_e2e::Project::with_dependencies(deps);
-    project
-        .pnpm11(&[
-            "install",
-            "--config.save=false",
-            "--registry",
-            &pnpr.url,
-            "--pnpr-server",
-            &pnpr.url,
-        ])
-        .assert_success();
+    project.pnpm11_install_through(&pnpr.url).assert_success();
     project.node_require(deps[0].0).assert_success();
 }
 

@@ -98,16 +98,7 @@ async fn status_page_renders_live_numbers_for_admins_only() {
 
     // A real install and a failed request move the numbers.
     let project = Project::with_dependencies(&[("@pnpm.e2e/pkg-with-1-dep", "100.0.0")]);
-    project
-        .pnpm11(&[
-            "install",
-            "--config.save=false",
-            "--registry",
-            &pnpr.url,
-            "--pnpr-server",
-            &pnpr.url,
-        ])
-        .assert_success();
+    project.pnpm11_install_through(&pnpr.url).assert_success();
     let missing = format!("{}@pnpm.e2e%2fno-such-package", pnpr.url);
     http.send(
         "GET",

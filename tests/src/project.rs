@@ -169,6 +169,20 @@ impl Project {
         run(&mut cmd, self.timeout)
     }
 
+    /// `pnpm install` with pnpm 11.5.2 through pnpr's `/v1/install` at
+    /// `pnpr_url` (also the registry), without saving the manifest.
+    #[track_caller]
+    pub fn pnpm11_install_through(&self, pnpr_url: &str) -> Output {
+        self.pnpm11(&[
+            "install",
+            "--config.save=false",
+            "--registry",
+            pnpr_url,
+            "--pnpr-server",
+            pnpr_url,
+        ])
+    }
+
     /// Runs pnpm 12.21.0 (native) in the project.
     #[track_caller]
     pub fn pnpm12(&self, args: &[&str]) -> Output {
