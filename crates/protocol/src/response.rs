@@ -125,6 +125,18 @@ const FRAME_PREFIX_LEN: usize = 64 + 4 + 1;
 
 /// The bytes of a frame before its content. Refuses the terminator's digest
 /// (it would end the body early) and content too long for the u32 length.
+/// Writes one file frame (prefix, then content) into an encoder.
+fn write_frame(
+    out: &mut impl Write,
+    digest: &[u8; 64],
+    executable: bool,
+    content: &[u8],
+) -> Result<(), InstallError> {
+    out.write_all(&frame_prefix(digest, executable, content)?)?;
+    out.write_all(content)?;
+    Ok(())
+}
+
 fn frame_prefix(
     digest: &[u8; 64],
     executable: bool,
@@ -184,10 +196,7 @@ impl<W: Write> MemberWriter<W> {
         executable: bool,
         content: &[u8],
     ) -> Result<(), InstallError> {
-        let prefix = frame_prefix(digest, executable, content)?;
-        self.gz.write_all(&prefix)?;
-        self.gz.write_all(content)?;
-        Ok(())
+        write_frame(&mut self.gz, digest, executable, content)
     }
 
     /// The sink, to drain what was compressed so far (the encoder only
@@ -253,10 +262,7 @@ impl InlineBody {
         executable: bool,
         content: &[u8],
     ) -> Result<(), InstallError> {
-        let prefix = frame_prefix(digest, executable, content)?;
-        self.gz.write_all(&prefix)?;
-        self.gz.write_all(content)?;
-        Ok(())
+        write_frame(&mut self.gz, digest, executable, content)
     }
 
     /// Compressed bytes produced so far and not yet taken.
