@@ -440,7 +440,10 @@ async fn half_open_connections_are_closed_within_the_header_timeout() {
         "a half-open connection outlived the header timeout"
     );
     assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
-    assert_ping_fast(&http, &pnpr, Duration::from_secs(1)).await;
+    // A new client: the first ping's keep-alive connection is itself idle
+    // past the 2 s header timeout by now, and the server closing it is the
+    // behaviour under test, not a failure to serve new connections.
+    assert_ping_fast(&Http::new(), &pnpr, Duration::from_secs(1)).await;
     assert_no_panic(&pnpr);
 }
 

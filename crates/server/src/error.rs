@@ -104,17 +104,18 @@ impl ApiError {
     /// breaker refused to ask, 502 for every bad answer (status, cut body,
     /// integrity).
     pub fn tarball_failure(uplink: &str, err: &pnpr_store::StoreError) -> Self {
-        tracing::warn!(uplink, error = %err, "tarball fetch failed");
         if let pnpr_store::StoreError::Fetch(pnpr_store::FetchFailure::Status {
             status: 404 | 410,
             ..
         }) = err
         {
+            tracing::debug!(uplink, error = %err, "tarball not on the uplink");
             return Self::new(
                 StatusCode::NOT_FOUND,
                 format!("tarball not found on uplink {uplink}"),
             );
         }
+        tracing::warn!(uplink, error = %err, "tarball fetch failed");
         let cause = match err {
             pnpr_store::StoreError::Fetch(pnpr_store::FetchFailure::Upstream(cause)) => {
                 cause.downcast_ref::<pnpr_upstream::UpstreamError>()

@@ -133,6 +133,15 @@ impl TarballFetches {
                                 }
                                 FlightState::Done { len }
                             }
+                            Err(
+                                e @ FetchFailure::Status {
+                                    status: 404 | 410, ..
+                                },
+                            ) => {
+                                // Routine: platform packages other clients need.
+                                tracing::debug!(error = %e, "tarball not on the uplink");
+                                FlightState::Failed(e)
+                            }
                             Err(e) => {
                                 tracing::warn!(error = %e, "tarball fetch failed; nothing cached");
                                 FlightState::Failed(e)

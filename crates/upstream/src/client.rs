@@ -21,7 +21,10 @@
 //!   timeout and deadline start, so a burst of misses never reaches an uplink
 //!   as a storm of connections;
 //! * only evidence that the uplink is unreachable counts against its breaker
-//!   (see [`verdict`]).
+//!   (see [`verdict`]);
+//! * a GET whose reused keep-alive connection the upstream closed under it
+//!   (the request failed before any response head, not by timeout or at
+//!   connect) is sent once more on a fresh connection; a POST never is.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -58,6 +61,11 @@ struct Extras<'a> {
 /// asks for dozens at a time, per client) queue here instead of opening
 /// a connection each.
 pub const MAX_IN_FLIGHT_PER_UPLINK: usize = 32;
+
+/// How long an idle pooled connection is kept. Below the 5 s keep-alive
+/// timeout of Node's HTTP server (Verdaccio and most JavaScript registries),
+/// so pnpr rarely picks a connection the uplink is about to close.
+pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// Timeout for requests without `via` (no uplink-specific setting applies).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -284,6 +292,7 @@ impl UpstreamClient {
                 guard: Arc::clone(&guard),
             }))
             .user_agent(USER_AGENT)
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .build()
             .map_err(|e| UpstreamError::Client {
                 message: e.to_string(),
@@ -564,23 +573,24 @@ impl UpstreamClient {
         timeout: Duration,
         label: &str,
     ) -> Result<reqwest::Response, UpstreamError> {
-        let send = match json {
-            None => self.http.get(url.clone()).headers(headers).send(),
-            Some(json) => self
-                .http
-                .post(url.clone())
-                .headers(headers)
-                .header(CONTENT_TYPE, "application/json")
-                .body(json.clone())
-                .send(),
+        let Some(json) = json else {
+            let get = || self.http.get(url.clone()).headers(headers.clone()).send();
+            return match tokio::time::timeout(timeout, get()).await {
+                Ok(Err(e)) if closed_under_us(&e) => {
+                    tracing::debug!(url = %label, "upstream closed a reused connection; resending");
+                    within_result(tokio::time::timeout(timeout, get()).await, label)
+                }
+                first => within_result(first, label),
+            };
         };
-        match tokio::time::timeout(timeout, send).await {
-            Err(_) => Err(UpstreamError::Timeout {
-                url: label.to_string(),
-            }),
-            Ok(Err(e)) => Err(send_error(label, e)),
-            Ok(Ok(resp)) => Ok(resp),
-        }
+        let post = self
+            .http
+            .post(url.clone())
+            .headers(headers)
+            .header(CONTENT_TYPE, "application/json")
+            .body(json.clone())
+            .send();
+        within_result(tokio::time::timeout(timeout, post).await, label)
     }
 
     /// The headers of one hop: the uplink's server-held credentials when the
@@ -710,6 +720,28 @@ fn base_headers(req: &FetchRequest) -> Result<HeaderMap, UpstreamError> {
     }
     // `accept-encoding: gzip` is added (and decoded) by reqwest's gzip feature.
     Ok(headers)
+}
+
+/// A send that timed out, failed, or got a response head, as the caller sees it.
+fn within_result(
+    sent: Result<Result<reqwest::Response, reqwest::Error>, tokio::time::error::Elapsed>,
+    label: &str,
+) -> Result<reqwest::Response, UpstreamError> {
+    match sent {
+        Err(_) => Err(UpstreamError::Timeout {
+            url: label.to_string(),
+        }),
+        Ok(Err(e)) => Err(send_error(label, e)),
+        Ok(Ok(resp)) => Ok(resp),
+    }
+}
+
+/// The request failed after the connection was up and before a response
+/// head arrived, not by timeout: the signature of an upstream closing an
+/// idle keep-alive connection just as pnpr reused it. Connect failures
+/// (refused, guard refusals) are not this and are never resent.
+fn closed_under_us(err: &reqwest::Error) -> bool {
+    err.is_request() && !err.is_connect() && !err.is_timeout()
 }
 
 /// Map a failed `send`, recovering a guard refusal from the error chain.

@@ -1122,3 +1122,93 @@ async fn an_uplink_slot_is_held_until_the_body_is_read_or_dropped() {
     .expect("fetch");
     assert!(c.uplink_available("up"));
 }
+
+/// Reads one request head from `sock`; false when the peer closed first.
+async fn read_head(sock: &mut tokio::net::TcpStream) -> bool {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        match sock.read(&mut chunk).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    true
+}
+
+/// A keep-alive server that answers the first request of its first
+/// connection, then closes that connection on reading the next request
+/// (the race of an upstream's keep-alive timeout); `drop_all` closes every
+/// connection on its first request instead. Counts accepted connections.
+async fn closing_server(drop_all: bool) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let accepts = Arc::new(AtomicUsize::new(0));
+    let a = Arc::clone(&accepts);
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let nth = a.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                if !read_head(&mut sock).await || drop_all {
+                    return;
+                }
+                let keep = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n";
+                let close = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\n";
+                let (head, body) = if nth == 0 {
+                    (keep, "one")
+                } else {
+                    (close, "two")
+                };
+                let _ = sock.write_all(format!("{head}{body}").as_bytes()).await;
+                if nth == 0 {
+                    // The next request on this connection is read and dropped.
+                    let _ = read_head(&mut sock).await;
+                }
+            });
+        }
+    });
+    (addr, accepts)
+}
+
+#[tokio::test]
+async fn a_get_on_a_connection_the_upstream_closed_is_resent_once() {
+    let (addr, accepts) = closing_server(false).await;
+    let c = client(vec![uplink("up", &format!("http://{addr}/"))], Vec::new());
+    let first = c
+        .fetch(get(format!("http://{addr}/a"), Some("up")))
+        .await
+        .expect("first");
+    assert_eq!(&first.bytes(1024).await.expect("body")[..], b"one");
+    let second = c
+        .fetch(get(format!("http://{addr}/b"), Some("up")))
+        .await
+        .expect("resent on a fresh connection");
+    assert_eq!(&second.bytes(1024).await.expect("body")[..], b"two");
+    assert_eq!(accepts.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_get_the_upstream_always_drops_fails_after_one_resend() {
+    let (addr, accepts) = closing_server(true).await;
+    let c = client(vec![uplink("up", &format!("http://{addr}/"))], Vec::new());
+    let err = c
+        .fetch(get(format!("http://{addr}/a?token=SEKRIT"), Some("up")))
+        .await
+        .expect_err("dropped twice");
+    assert!(err.is_transport(), "{err}");
+    assert_no_secret(&err);
+    assert_eq!(accepts.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_post_is_never_resent() {
+    let (addr, accepts) = closing_server(true).await;
+    let c = client(vec![uplink("up", &format!("http://{addr}/"))], Vec::new());
+    let body = Bytes::from_static(b"{}");
+    let err = c
+        .post_json(get(format!("http://{addr}/audit"), Some("up")), body)
+        .await
+        .expect_err("dropped");
+    assert!(err.is_transport(), "{err}");
+    assert_eq!(accepts.load(Ordering::SeqCst), 1);
+}
