@@ -43,6 +43,9 @@ fn real_world_parity_in_all_four_modes() {
     let text = report.render();
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/real-world-parity.txt");
     let _ = std::fs::write(&out, &text);
+    // The whole server log, for a failure whose cause is far from the tail.
+    let log = out.with_extension("pnpr.log");
+    let _ = std::fs::write(&log, &report.pnpr_logs);
     eprintln!("{text}");
     let unexpected: Vec<String> = report
         .projects
@@ -57,7 +60,8 @@ fn real_world_parity_in_all_four_modes() {
         .collect();
     assert!(
         unexpected.is_empty(),
-        "unexpected differences: {unexpected:?}\n{text}\n--- pnpr logs (tail) ---\n{}",
+        "unexpected differences: {unexpected:?}\n{text}\n--- pnpr logs (tail; whole log in {}) ---\n{}",
+        log.display(),
         tail(&report.pnpr_logs, 60)
     );
 }

@@ -48,6 +48,9 @@ fn real_world_slice_through_v0_with_pnpm_12() {
     let text = report.render();
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/real-world-parity-v0.txt");
     let _ = std::fs::write(&out, &text);
+    // The whole server log, for a failure whose cause is far from the tail.
+    let log = out.with_extension("pnpr.log");
+    let _ = std::fs::write(&log, &report.pnpr_logs);
     eprintln!("{text}");
     let ran: Vec<&str> = report.projects.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(ran, SLICE, "every project of the slice ran");
@@ -62,7 +65,8 @@ fn real_world_slice_through_v0_with_pnpm_12() {
     assert_eq!(modes, SLICE.len() * 4, "four modes per project\n{text}");
     assert!(
         not_same.is_empty(),
-        "differences through v0: {not_same:?}\n{text}\n--- pnpr logs (tail) ---\n{}",
+        "differences through v0: {not_same:?}\n{text}\n--- pnpr logs (tail; whole log in {}) ---\n{}",
+        log.display(),
         tail(&report.pnpr_logs, 60)
     );
 }
