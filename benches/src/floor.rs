@@ -36,6 +36,7 @@ pub(crate) fn link_only(
     let mut p: Project = project_from(fixture);
     p.set_env("pnpm_config_store_dir", &store.to_string_lossy());
     p.write_file("pnpm-lock.yaml", lockfile);
+    no_release_age_check(&p);
     for s in shapers {
         s.reset();
     }
@@ -45,10 +46,6 @@ pub(crate) fn link_only(
             "install",
             "--offline",
             "--frozen-lockfile",
-            // Without this pnpm 11.5.2 re-reads metadata to check the
-            // lockfile's publish times (minimumReleaseAge), which is not
-            // linking.
-            "--config.minimum-release-age=0",
             "--registry",
             registry,
             "--config.strict-dep-builds=false",
@@ -69,6 +66,28 @@ pub(crate) fn link_only(
         }
     }
     Some(out.elapsed)
+}
+
+/// pnpm 11 checks every locked version's publish time against
+/// `minimumReleaseAge` (default one day) even `--offline`: one packument GET
+/// per package (454 requests for the `express` project), which is not
+/// linking. It takes the setting from `pnpm-workspace.yaml` only (the
+/// `--config.minimum-release-age=0` flag leaves the check on), so it goes
+/// there, next to whatever the fixture's workspace file already says.
+fn no_release_age_check(p: &Project) {
+    const FILE: &str = "pnpm-workspace.yaml";
+    let old = if p.exists(FILE) {
+        p.read_file(FILE)
+    } else {
+        String::new()
+    };
+    let mut text: String = old
+        .lines()
+        .filter(|l| !l.starts_with("minimumReleaseAge:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    text.push_str("minimumReleaseAge: 0\n");
+    p.write_file(FILE, &text);
 }
 
 /// One row of the floor table.
