@@ -12,8 +12,18 @@ cd "$ROOT"
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 
-step "tests/setup.sh"
-tests/setup.sh
+step "tests/setup.sh --no-corpus"
+tests/setup.sh --no-corpus
+
+# The real-world corpus build waits on the network and Verdaccio, the build
+# below on the CPU: run them side by side (minutes saved on a clean clone).
+# It runs in its own session so a failed step can stop all of it.
+mkdir -p target
+corpus_log="$ROOT/target/build-real-world.log"
+step "tests/build-real-world.sh (in the background, log: $corpus_log)"
+setsid tests/build-real-world.sh > "$corpus_log" 2>&1 < /dev/null &
+corpus_pid=$!
+trap 'kill -- -"$corpus_pid" 2>/dev/null || true' EXIT
 
 step "cargo fmt --all --check"
 cargo fmt --all --check
@@ -23,6 +33,16 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 step "cargo build --workspace --bins"
 cargo build --workspace --bins
+
+step "waiting for tests/build-real-world.sh"
+corpus_rc=0
+wait "$corpus_pid" || corpus_rc=$?
+trap - EXIT
+cat "$corpus_log" >&2
+if [ "$corpus_rc" != 0 ]; then
+  echo "tests/build-real-world.sh failed (exit $corpus_rc)" >&2
+  exit "$corpus_rc"
+fi
 
 step "cargo test --workspace $*"
 cargo test --workspace "$@"

