@@ -6,6 +6,10 @@
 //! registry; frozen installs, private packages through `/~<uplink>/`,
 //! refusals and unsupported settings are checked on the wire too.
 
+#[path = "fake_upstream.rs"]
+mod fake_upstream;
+
+use fake_upstream::{FakeUpstream, Reply};
 use pnpr_e2e::fixtures::{direct_dependency_names, fixture_dirs, fixture_name, project_from};
 use pnpr_e2e::{add_user, Http, Pnpr, Project, RegistryMock};
 
@@ -404,4 +408,139 @@ fn fixture_parity(
         }
     }
     Ok(())
+}
+
+/// `.npmrc` of a user who maps the `@private` scope to pnpr's `/~corp/`
+/// endpoint (what `npm login --scope=@private --registry=…/~corp/` leaves)
+/// next to `registry=` pnpr, with `token` for every pnpr path.
+fn scoped_npmrc(base: &str, scope_registry: &str, token: &str) -> String {
+    let host = base.trim_start_matches("http:");
+    format!("registry={base}\n@private:registry={scope_registry}\n{host}:_authToken={token}\n")
+}
+
+fn scoped_project(base: &str, scope_registry: &str, token: &str) -> Project {
+    let pkg = serde_json::json!({"name": "p", "version": "1.0.0", "private": true,
+        "dependencies": {"@private/foo": "1.0.0", "@pnpm.e2e/pkg-with-1-dep": "^100.0.0"}});
+    Project::new(&pkg, Some(&scoped_npmrc(base, scope_registry, token)))
+}
+
+/// A v0 body as pnpm 11.28/12 send it for `scoped_npmrc` (`registries`:
+/// registry URL → the scopes routed to it).
+fn scoped_body(registry: &str, scope_registry: &str) -> serde_json::Value {
+    serde_json::json!({"projects": [{"dir": ".",
+        "dependencies": {"@private/foo": "1.0.0", "@pnpm.e2e/pkg-with-1-dep": "^100.0.0"}}],
+        "registry": registry,
+        "registries": {scope_registry: {"scopes": ["@private"]}},
+        "acceptedLockfileFormats": ["pnpm-lock/9.0"]})
+}
+
+/// Per-scope registries (`@private:registry=<pnpr>/~corp/` in `.npmrc`,
+/// sent as `registries`): every client installs the private package through
+/// `--pnpr-server` with the lockfile it writes resolving directly through
+/// the same endpoints; a caller the uplink does not admit gets no private
+/// name, integrity or URL in any frame; a scope mapped to any URL that is not
+/// pnpr's own is refused with 400 before anything reaches that URL.
+#[tokio::test]
+async fn scope_registries_route_to_pnpr_endpoints_for_admitted_callers_only() {
+    let s = setup().await;
+    let http = Http::new();
+    let bob = add_user(&http, &s.pnpr, "bob").await;
+    let url = s.pnpr.url.clone();
+    let corp = format!("{url}~corp/");
+    let mut integrity = String::new();
+    for v in CLIENTS {
+        // Control: alice resolving directly, then through the resolver.
+        let direct = scoped_project(&url, &corp, &s.alice);
+        direct
+            .pnpm_v(v, &flags(&url, &["install", "--lockfile-only"]))
+            .assert_success();
+        let expected = direct.read_file("pnpm-lock.yaml");
+        assert!(
+            expected.contains("'@private/foo@1.0.0':"),
+            "pnpm {v}:\n{expected}"
+        );
+        // pnpm writes no tarball for a package at its scope registry's
+        // default URL; the resolver must not either.
+        assert!(!expected.contains("tarball:"), "pnpm {v}:\n{expected}");
+        let through = scoped_project(&url, &corp, &s.alice);
+        let out = through.pnpm_v(v, &flags(&url, &["install", "--pnpr-server", &url]));
+        out.assert_success();
+        assert_eq!(
+            through.read_file("pnpm-lock.yaml"),
+            expected,
+            "pnpm {v}: lockfile differs\n{out}"
+        );
+        through
+            .node_require("@private/foo/package.json")
+            .assert_success();
+        integrity = expected
+            .lines()
+            .skip_while(|l| !l.contains("'@private/foo@1.0.0':"))
+            .find_map(|l| l.split("integrity: ").nth(1))
+            .expect("private integrity")
+            .trim_end_matches('}')
+            .to_string();
+
+        // Attack: bob, not admitted by corp, with the same `.npmrc`.
+        let p = scoped_project(&url, &corp, &bob);
+        let out = p.pnpm_v(v, &flags(&url, &["install", "--pnpr-server", &url]));
+        out.assert_failure();
+        assert!(!p.exists("node_modules/@private/foo"), "pnpm {v}");
+        assert!(!out.combined().contains(&integrity), "pnpm {v}: {out}");
+    }
+
+    // On the wire, and through the host name too: pnpr matches its own
+    // endpoints by the request's public base.
+    let name_base = format!("http://localhost:{}/", s.pnpr.port);
+    for base in [&url, &name_base] {
+        let corp = format!("{base}~corp/");
+        let resolve = format!("{base}-/pnpr/v0/resolve");
+        let (status, text) = post(&resolve, Some(&bob), &scoped_body(base, &corp)).await;
+        assert_eq!(status, 403, "{text}");
+        for secret in [integrity.as_str(), "@private/foo/-/", "foo-1.0.0.tgz"] {
+            assert!(!text.contains(secret), "leaked {secret}: {text}");
+        }
+        let (status, text) = post(&resolve, Some(&s.alice), &scoped_body(base, &corp)).await;
+        assert_eq!(status, 200, "control: {text}");
+        let frame = text
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("frame"))
+            .find(|f| f["name"] == "@private/foo")
+            .expect("a frame for the private package");
+        assert_eq!(frame["integrity"], integrity.as_str());
+        let tarball = frame["tarball"].as_str().expect("tarball");
+        assert!(
+            tarball.starts_with(&format!("{corp}@private/foo/-/")),
+            "{tarball}"
+        );
+        http.get_auth(tarball, &s.alice).await.assert_status(200);
+    }
+
+    // Attack: the scope mapped to a foreign loopback server, to another
+    // path on pnpr's host, or to a host pnpr is not serving this request as.
+    let foreign = FakeUpstream::start(|_| Reply::status(404));
+    let resolve = format!("{url}-/pnpr/v0/resolve");
+    for target in [
+        foreign.url.clone(),
+        format!("{}~corp/", foreign.url),
+        format!("{url}-/pnpr/"),
+        format!("http://elsewhere.test:{}/~corp/", s.pnpr.port),
+    ] {
+        let (status, text) = post(&resolve, Some(&s.alice), &scoped_body(&url, &target)).await;
+        assert_eq!(status, 400, "{target}: {text}");
+        assert!(
+            text.contains("`registries`") && text.contains("scope @private is mapped to"),
+            "{text}"
+        );
+    }
+    // The real client, scope on the foreign server: refused, nothing fetched
+    // from that server by pnpr.
+    let p = scoped_project(&url, &foreign.url, &s.alice);
+    let out = p.pnpm_v("12.23.0", &flags(&url, &["install", "--pnpr-server", &url]));
+    out.assert_failure();
+    assert!(
+        out.combined().contains("scope @private is mapped to"),
+        "{out}"
+    );
+    assert_eq!(foreign.accepts(), 0, "pnpr reached a client-chosen URL");
 }

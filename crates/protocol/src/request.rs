@@ -109,6 +109,11 @@ pub struct InstallRequest {
     pub registry: String,
     /// `namedRegistries` alias → URL, as sent.
     pub named_registries: BTreeMap<String, String>,
+    /// Per-scope registries (v0 `registries`): `@scope` → URL with a
+    /// trailing `/`. Empty on `/v1/install` (pnpm 11.5.2 sends none) and
+    /// then left out of the serialized request, so existing cache keys stay.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub scope_registries: BTreeMap<String, String>,
     /// Forwarded upstream credentials.
     #[serde(skip)]
     pub auth_headers: AuthHeaders,
@@ -181,6 +186,14 @@ impl fmt::Debug for InstallRequest {
             .field("projects", &self.projects)
             .field("registry", &redact_userinfo(&self.registry))
             .field("named_registries", &named)
+            .field(
+                "scope_registries",
+                &self
+                    .scope_registries
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), redact_userinfo(v)))
+                    .collect::<BTreeMap<_, _>>(),
+            )
             .field("auth_headers", &self.auth_headers)
             .field("overrides", &self.overrides)
             // The lockfile can carry tarball URLs with userinfo; show presence only.
@@ -296,6 +309,7 @@ pub(crate) fn parse_object(
         projects,
         registry: with_trailing_slash(registry),
         named_registries: string_map(&obj, "namedRegistries", "namedRegistries")?,
+        scope_registries: BTreeMap::new(),
         auth_headers: AuthHeaders(string_map(&obj, "authHeaders", "authHeaders")?),
         overrides,
         lockfile,

@@ -13,6 +13,8 @@
 //! unset (`null`, `false`, `""`, `{}`, `[]`), so a newer client's new
 //! setting cannot be dropped without a word.
 
+use std::collections::BTreeMap;
+
 use serde_json::{Map, Value};
 
 use crate::applied::AppliedPolicies;
@@ -53,16 +55,30 @@ enum Rule {
 fn rule(key: &str) -> Option<Rule> {
     use Rule::*;
     Some(match key {
-        "projects" | "registry" | "lockfile" | "frozenLockfile" | "preferFrozenLockfile"
-        | "ignoreManifestCheck" | "trustLockfile" | "minimumReleaseAge"
-        | "minimumReleaseAgeExclude" | "nodeVersion" | "os" | "arch" | "dependencies"
-        | "devDependencies" | "optionalDependencies" => Shared,
+        "projects"
+        | "registry"
+        | "lockfile"
+        | "frozenLockfile"
+        | "preferFrozenLockfile"
+        | "ignoreManifestCheck"
+        | "trustLockfile"
+        | "minimumReleaseAge"
+        | "minimumReleaseAgeExclude"
+        | "nodeVersion"
+        | "os"
+        | "arch"
+        | "dependencies"
+        | "devDependencies"
+        | "optionalDependencies" => Shared,
         "overrides" => StringValues,
         "minimumReleaseAgeIgnoreMissingTime" => Bool(
             true,
             "only `true` (versions without a publish time pass the age check) is implemented",
         ),
-        "minimumReleaseAgeStrict" => Bool(false, "only the non-strict release-age check is implemented"),
+        "minimumReleaseAgeStrict" => Bool(
+            false,
+            "only the non-strict release-age check is implemented",
+        ),
         "trustPolicy" => Str("off", "only `off` is implemented"),
         // Only consulted under `trustPolicy: no-downgrade`, which is refused.
         "trustPolicyExclude" | "trustPolicyIgnoreAfter" => Inert,
@@ -71,7 +87,10 @@ fn rule(key: &str) -> Option<Rule> {
         "excludeLinksFromLockfile" => Bool(false, "only `false` (pnpm's default) is implemented"),
         "addMissingPeerTypes" => Bool(false, "not implemented"),
         "projectScopedOptionalPeers" => Bool(false, "not implemented"),
-        "fixLockfile" => Bool(false, "lockfile repair is not implemented (not advertised by GET /-/pnpr)"),
+        "fixLockfile" => Bool(
+            false,
+            "lockfile repair is not implemented (not advertised by GET /-/pnpr)",
+        ),
         "updatePatches" => Bool(false, "not implemented"),
         // Only consulted when patches exist, and `patchedDependencies` is refused.
         "allowUnusedPatches" => Inert,
@@ -79,9 +98,13 @@ fn rule(key: &str) -> Option<Rule> {
         "catalogs" => Empty("catalogs are not implemented; resolve `catalog:` specifiers locally"),
         "patchedDependencies" => Empty("patched dependencies are not implemented"),
         "packageExtensions" => Empty("package extensions are not implemented"),
-        "registries" => Empty("per-scope registries are not implemented; use pnpr (`/` or `/~<uplink>/`) as the one registry"),
+        // Parsed by [`scope_registries`]; which URLs are pnpr's own is the
+        // server's decision (it knows its public base).
+        "registries" => Shared,
         "namedRegistries" => Empty("named registries are not implemented"),
-        "authHeaders" => Empty("upstream credentials are never forwarded on this endpoint; pnpr holds them"),
+        "authHeaders" => {
+            Empty("upstream credentials are never forwarded on this endpoint; pnpr holds them")
+        }
         "storeIntegrities" => EmptyList("file delivery is `/v1/install` only"),
         "lockfileOnly" | "inlineFiles" => Bool(false, "file delivery is `/v1/install` only"),
         "acceptedLockfileFormats" => Formats,
@@ -116,13 +139,91 @@ pub fn parse_resolve_request(
         }
     }
     let pnpm12 = obj.contains_key("acceptedLockfileFormats");
+    let scopes = scope_registries(obj.get("registries"))?;
     let mut install = parse_object(obj, default_registry)?;
+    install.scope_registries = scopes;
     install.generation = if pnpm12 {
         Generation::V0ResolvePnpm12
     } else {
         Generation::V0Resolve
     };
     Ok(ResolveRequest { install, applied })
+}
+
+/// `registries` as pnpm 11.28 and 12 send it: registry URL → `{"scopes":
+/// ["@corp", …]}` (the client's `@corp:registry=…` lines, minus the default
+/// registry), turned into `@scope` → URL with a trailing `/`. A declaration
+/// that routes anything but scopes (`prefix`/`aliases`: named registries) or
+/// carries registry options is refused by name; so is a scope declared twice
+/// or a malformed one. No URL or other value is echoed in an error.
+fn scope_registries(v: Option<&Value>) -> Result<BTreeMap<String, String>, InstallError> {
+    let mut out = BTreeMap::new();
+    let decls = match v {
+        None | Some(Value::Null) => return Ok(out),
+        Some(Value::Object(m)) => m,
+        Some(_) => return Err(invalid("registries", "must be an object")),
+    };
+    for (url, decl) in decls {
+        let Value::Object(decl) = decl else {
+            return Err(invalid("registries", "each registry must map to an object"));
+        };
+        for (key, value) in decl {
+            match key.as_str() {
+                "scopes" => {}
+                "prefix" | "aliases" if !looks_unset(value) => {
+                    return Err(InstallError::Unsupported {
+                        field: format!("registries.*.{key}"),
+                        reason: "named registries are not implemented; map scopes only",
+                    })
+                }
+                _ if looks_unset(value) => {}
+                _ => {
+                    return Err(InstallError::Unsupported {
+                        field: format!("registries.*.{key}"),
+                        reason: "per-registry options are not implemented",
+                    })
+                }
+            }
+        }
+        let scopes = match decl.get("scopes") {
+            None | Some(Value::Null) => continue,
+            Some(Value::Array(a)) => a,
+            Some(_) => return Err(invalid("registries.*.scopes", "must be an array of scopes")),
+        };
+        for scope in scopes {
+            let Some(scope) = scope.as_str().filter(|s| valid_scope(s)) else {
+                return Err(invalid(
+                    "registries.*.scopes",
+                    "each scope must be `@` followed by a package scope name",
+                ));
+            };
+            let mut url = url.clone();
+            if !url.ends_with('/') {
+                url.push('/');
+            }
+            if out.insert(scope.to_string(), url).is_some() {
+                return Err(invalid("registries", "a scope is mapped to two registries"));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `@name` where `name` is what npm allows in a scope.
+fn valid_scope(s: &str) -> bool {
+    s.strip_prefix('@').is_some_and(|n| {
+        !n.is_empty()
+            && n.len() <= 214
+            && n.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+    })
+}
+
+fn invalid(field: &str, reason: &'static str) -> InstallError {
+    InstallError::InvalidField {
+        field: field.to_owned(),
+        reason,
+    }
 }
 
 /// Without a release-age policy (`minimumReleaseAge` absent or 0) its

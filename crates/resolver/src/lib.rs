@@ -74,6 +74,10 @@ pub trait MetadataSource: Send + Sync {
 pub struct ResolveOptions {
     /// Default registry URL, with trailing `/`.
     pub registry: String,
+    /// Per-scope registries (`@scope` → URL with trailing `/`), as the
+    /// client's `@scope:registry=…` lines: a package of such a scope gets
+    /// its lockfile tarball judged against that registry, as pnpm does.
+    pub scope_registries: BTreeMap<String, String>,
     /// `overrides` selector → spec.
     pub overrides: BTreeMap<String, String>,
     /// Versions younger than this are skipped.
@@ -136,10 +140,22 @@ impl Dialect {
     }
 }
 
+impl ResolveOptions {
+    /// The registry a client with these settings fetches `name` from: its
+    /// scope's registry if one is mapped, else the default one.
+    pub fn registry_for(&self, name: &str) -> &str {
+        name.strip_prefix('@')
+            .and_then(|_| name.split_once('/'))
+            .and_then(|(scope, _)| self.scope_registries.get(scope))
+            .unwrap_or(&self.registry)
+    }
+}
+
 impl Default for ResolveOptions {
     fn default() -> Self {
         Self {
             registry: "http://127.0.0.1:4873/".into(),
+            scope_registries: BTreeMap::new(),
             overrides: BTreeMap::new(),
             minimum_release_age_minutes: None,
             minimum_release_age_exclude: Vec::new(),
@@ -866,7 +882,7 @@ pub async fn resolve(
         hoist_peers(&mut graph);
     }
     let lockfile = peers::build_lockfile(&graph, opts);
-    let packages = peers::collect_packages(&lockfile, &opts.registry);
+    let packages = peers::collect_packages(&lockfile, opts);
     Ok(Resolution { lockfile, packages })
 }
 
@@ -883,7 +899,7 @@ fn frozen_resolution(
     if !frozen_matches(lf, projects, opts.auto_install_peers) {
         return Err(ResolveError::FrozenMismatch);
     }
-    let packages = peers::collect_packages(lf, &opts.registry);
+    let packages = peers::collect_packages(lf, opts);
     Ok(Resolution {
         lockfile: lf.clone(),
         packages,

@@ -822,7 +822,12 @@ pub(crate) fn build_lockfile(g: &Graph, opts: &ResolveOptions) -> Lockfile {
     for occ in &occs {
         if let (Some(p), true) = (g.pkgs.get(&occ.pkg_id), kept.contains(occ.pkg_id.as_str())) {
             packages.entry(occ.pkg_id.clone()).or_insert_with(|| {
-                package_info(&p.manifest, &p.name, &opts.registry, opts.dialect)
+                package_info(
+                    &p.manifest,
+                    &p.name,
+                    opts.registry_for(&p.name),
+                    opts.dialect,
+                )
             });
         }
     }
@@ -1064,7 +1069,7 @@ fn snapshot(occ: &Occ, paths: &mut Paths<'_>) -> Snapshot {
 }
 
 /// Registry packages referenced by a lockfile, with their tarball URLs.
-pub(crate) fn collect_packages(lf: &Lockfile, registry: &str) -> Vec<ResolvedPackage> {
+pub(crate) fn collect_packages(lf: &Lockfile, opts: &ResolveOptions) -> Vec<ResolvedPackage> {
     lf.packages
         .iter()
         .filter_map(|(key, info)| {
@@ -1078,7 +1083,7 @@ pub(crate) fn collect_packages(lf: &Lockfile, registry: &str) -> Vec<ResolvedPac
                     .resolution
                     .tarball
                     .clone()
-                    .unwrap_or_else(|| default_tarball_url(registry, name, version)),
+                    .unwrap_or_else(|| default_tarball_url(opts.registry_for(name), name, version)),
             })
         })
         .collect()

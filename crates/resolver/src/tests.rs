@@ -282,3 +282,14 @@ fn peers_resolved_below_the_root_stay_in_scope() {
 
 mod locked_peers;
 mod peer_rules;
+
+#[test]
+fn registry_for_follows_the_scope_mapping() {
+    let mut opts = ResolveOptions::default();
+    opts.scope_registries
+        .insert("@corp".into(), "http://127.0.0.1:9/~corp/".into());
+    assert_eq!(opts.registry_for("@corp/foo"), "http://127.0.0.1:9/~corp/");
+    assert_eq!(opts.registry_for("@corpx/foo"), opts.registry);
+    assert_eq!(opts.registry_for("corp"), opts.registry);
+    assert_eq!(opts.registry_for("@corp"), opts.registry);
+}

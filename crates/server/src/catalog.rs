@@ -39,6 +39,10 @@ use crate::state::AppState;
 pub(crate) use forwarded::Forwarded;
 pub(crate) use scope::Scope;
 
+/// One client scope's registry, mapped onto one of pnpr's own endpoints:
+/// the scope it is read in and the base its URLs start with.
+pub(crate) type ScopeRoute = (Scope, PublicBase);
+
 /// Where a package's metadata and bytes come from for one caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Origin {
@@ -69,6 +73,11 @@ pub(crate) struct Session {
     /// the caller (installs: pnpm 11.5.2 sends one registry), or keeps `/`
     /// to the shared mirror (registry reads: clients use `/~<uplink>/`).
     private_routing: bool,
+    /// The client's per-scope registries (v0 `registries`), each already
+    /// mapped by [`Scope::of_scope`] onto one of pnpr's own endpoints: a
+    /// package of such a scope is read in that scope, at that base, exactly
+    /// as a request naming it as the registry would read it.
+    routes: HashMap<String, ScopeRoute>,
 }
 
 fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -119,7 +128,39 @@ impl Session {
             docs: Mutex::new(HashMap::new()),
             footprint: Mutex::new(Footprint::new()),
             private_routing,
+            routes: HashMap::new(),
         })
+    }
+
+    /// Adds the client's per-scope registries (`@scope` → its own endpoint).
+    /// No gate runs here: an uplink endpoint's `access` is checked when a
+    /// package of its scope is first read ([`Session::check_read`]), so a
+    /// mapping the tree never uses does not fail the install, as with pnpm
+    /// resolving directly.
+    pub(crate) fn with_scope_routes(
+        mut self,
+        routes: impl IntoIterator<Item = (String, ScopeRoute)>,
+    ) -> Session {
+        self.routes.extend(routes);
+        self
+    }
+
+    /// The scope and base `name` is read in: its scope's route, if the
+    /// client mapped one, else the session's; and whether it was routed.
+    fn route(&self, name: &str) -> (&Scope, &PublicBase, bool) {
+        let routed = name
+            .strip_prefix('@')
+            .and_then(|_| name.split_once('/'))
+            .and_then(|(scope, _)| self.routes.get(scope));
+        match routed {
+            Some((scope, base)) => (scope, base, true),
+            None => (&self.scope, &self.base, false),
+        }
+    }
+
+    /// The public base URLs for `name` start with (its route's).
+    pub(crate) fn base_for(&self, name: &str) -> &PublicBase {
+        self.route(name).1
     }
 
     pub(crate) fn who(&self) -> &Identity {
@@ -142,7 +183,7 @@ impl Session {
 
     /// Where `name` comes from for this caller in this scope.
     pub(crate) fn origin(&self, name: &str) -> Origin {
-        match &self.scope {
+        match self.route(name).0 {
             Scope::Uplink(u) => Origin::Uplink(u.clone()),
             Scope::Forwarded(_) => Origin::Forwarded,
             // Name ownership: a hosted name is never routed to an uplink.
@@ -170,25 +211,37 @@ impl Session {
     /// The mirror namespace behind an uplink or mirror origin.
     pub(crate) fn namespace(&self, name: &str) -> Result<Namespace, ApiError> {
         match self.origin(name) {
-            Origin::Uplink(u) => Namespace::uplink(&self.state, self.base.as_str(), &u)
+            Origin::Uplink(u) => Namespace::uplink(&self.state, self.base_for(name).as_str(), &u)
                 .ok_or_else(|| ApiError::not_found(format!("uplink ~{u}"))),
-            _ => Ok(Namespace::public(self.base.as_str(), &self.policy, name)),
+            _ => Ok(Namespace::public(
+                self.base_for(name).as_str(),
+                &self.policy,
+                name,
+            )),
         }
     }
 
     /// The base URL tarballs of `name` are served from for this caller.
     pub(crate) fn tarball_base(&self, name: &str) -> String {
         match self.origin(name) {
-            Origin::Uplink(u) => format!("{}~{u}/", self.base.as_str()),
-            _ => self.base.as_str().to_string(),
+            Origin::Uplink(u) => format!("{}~{u}/", self.base_for(name).as_str()),
+            _ => self.base_for(name).as_str().to_string(),
         }
     }
 
     /// Refuses `name` unless this caller may read it in this scope. On a
-    /// `/~<uplink>/` scope the uplink gate already ran at [`Session::open`].
+    /// `/~<uplink>/` scope the uplink gate already ran at [`Session::open`];
+    /// on a scope route to one it runs here, per read (same answers).
     pub(crate) fn check_read(&self, name: &str) -> Result<(), ApiError> {
         pnpr_packument::validate_name(name)?;
-        match &self.scope {
+        match self.route(name) {
+            (Scope::Uplink(u), _, true) => check_uplink(&self.policy, &self.who, u),
+            (scope, ..) => self.check_read_in(scope, name),
+        }
+    }
+
+    fn check_read_in(&self, scope: &Scope, name: &str) -> Result<(), ApiError> {
+        match scope {
             Scope::Uplink(_) => Ok(()),
             // With a forwarded credential the upstream decides, per fetch.
             Scope::Forwarded(fwd) if fwd.credential(name).is_some() => Ok(()),

@@ -51,7 +51,6 @@ fn every_unimplemented_setting_is_refused_by_name() {
         json!({"fixLockfile": true}),
         json!({"trustPolicy": "no-downgrade"}),
         json!({"minimumReleaseAgeIgnoreMissingTime": false}),
-        json!({"registries": {"http://x/": {"scopes": ["@s"]}}}),
         json!({"authHeaders": {"//x/": "Bearer t"}}),
         json!({"acceptedLockfileFormats": ["pnpm-lock/10.0"]}),
         json!({"someFutureSetting": 3}),
@@ -153,4 +152,51 @@ fn a_projects_own_peers_are_parsed_and_keyed_only_when_present() {
         matches!(bad, Err(InstallError::InvalidField { ref field, .. }) if field == "projects[0].peerDependencies"),
         "{bad:?}"
     );
+}
+
+#[test]
+fn scope_registries_are_parsed_as_pnpm_sends_them() {
+    let req = parse(json!({
+        "registry": "http://127.0.0.1:2/",
+        "registries": {"http://127.0.0.1:2/~corp": {"scopes": ["@corp", "@b"]},
+                       "http://127.0.0.1:2/": {"scopes": ["@pub"]}}
+    }))
+    .unwrap();
+    assert_eq!(req.scope_registries["@corp"], "http://127.0.0.1:2/~corp/");
+    assert_eq!(req.scope_registries["@b"], "http://127.0.0.1:2/~corp/");
+    assert_eq!(req.scope_registries["@pub"], "http://127.0.0.1:2/");
+    assert!(parse(json!({"registries": {}}))
+        .unwrap()
+        .scope_registries
+        .is_empty());
+}
+
+#[test]
+fn registry_declarations_beyond_scopes_are_refused_without_echoing_values() {
+    let secret = "http://user:hunter2@127.0.0.1:2/";
+    for (case, field) in [
+        (json!({secret: {"prefix": "work"}}), "registries.*.prefix"),
+        (
+            json!({secret: {"scopes": ["@a"], "serverType": "x"}}),
+            "registries.*.serverType",
+        ),
+    ] {
+        let err = parse(json!({ "registries": case })).unwrap_err();
+        assert!(
+            matches!(&err, InstallError::Unsupported { field: f, .. } if f == field),
+            "{err:?}"
+        );
+        assert!(!err.to_string().contains("hunter2"));
+    }
+    for bad in [
+        json!({"registries": {secret: {"scopes": ["corp"]}}}),
+        json!({"registries": {secret: {"scopes": ["@a/b"]}}}),
+        json!({"registries": {secret: {"scopes": "@a"}}}),
+        json!({"registries": {secret: ["@a"]}}),
+        json!({"registries": {secret: {"scopes": ["@a"]}, "http://127.0.0.1:3/": {"scopes": ["@a"]}}}),
+    ] {
+        let err = parse(bad).unwrap_err();
+        assert!(matches!(err, InstallError::InvalidField { .. }), "{err:?}");
+        assert!(!err.to_string().contains("hunter2"));
+    }
 }

@@ -1,6 +1,7 @@
 //! Which registry a request addresses: pnpr's `/`, one of its `/~<uplink>/`
 //! endpoints, or a `routes.public` registry reached with forwarded
-//! credentials.
+//! credentials; and, by the same mapping, which endpoint a client scope's
+//! registry (v0 `registries`) is — only pnpr's own ones qualify there.
 //!
 //! Invariant: anything else is refused before a single fetch, and a registry
 //! URL carrying userinfo, a query or a fragment is refused outright — those
@@ -43,30 +44,72 @@ impl Scope {
         auth: &pnpr_protocol::AuthHeaders,
     ) -> Result<(Scope, PublicBase), ApiError> {
         let url = plain_registry_url(registry)?;
+        if let Some(own) = Self::own(state, request_base, &url)? {
+            return Ok(own);
+        }
+        if let Some(registry) = forwardable_registry(state, request_base, &url) {
+            let fwd = Forwarded::new(registry, auth.clone());
+            return Ok((Scope::Forwarded(Arc::new(fwd)), request_base.clone()));
+        }
+        Err(ApiError::forbidden(format!(
+            "registry {} is not served by this pnpr; point the client's registry at {}",
+            redact_url(registry),
+            request_base.as_str()
+        )))
+    }
+
+    /// Maps the registry of one client scope (`@corp:registry=…`, sent as
+    /// v0 `registries`) the way [`Scope::of`] maps the registry: only
+    /// pnpr's own `/` and `/~<uplink>/` endpoints qualify. Anything else is
+    /// a `400` naming the field and the scope — pnpr never fetches a URL a
+    /// client chose, forwardable registries included (their bytes are not
+    /// pnpr's own routes).
+    pub(crate) fn of_scope(
+        state: &AppState,
+        request_base: &PublicBase,
+        scope: &str,
+        registry: &str,
+    ) -> Result<(Scope, PublicBase), ApiError> {
+        let refuse = |why: &str| {
+            ApiError::bad_request(format!(
+                "request field `registries`: scope {scope} is mapped to {}, {why}; map it to \
+                 this pnpr server (`{base}` or `{base}~<uplink>/`)",
+                redact_url(registry),
+                base = request_base.as_str(),
+            ))
+        };
+        let url = plain_registry_url(registry).map_err(|e| refuse(&e.message))?;
+        match Self::own(state, request_base, &url) {
+            Ok(Some(own)) => Ok(own),
+            Ok(None) => Err(refuse("which is not served by this pnpr")),
+            Err(e) => Err(refuse(&e.message)),
+        }
+    }
+
+    /// `url` as one of pnpr's own endpoints: `/` or `/~<uplink>/` under the
+    /// request's public base or the configured (or bound) URL, with that
+    /// base. `None` when the URL lies under neither.
+    fn own(
+        state: &AppState,
+        request_base: &PublicBase,
+        url: &url::Url,
+    ) -> Result<Option<(Scope, PublicBase)>, ApiError> {
         let own = [request_base.clone(), PublicBase::fallback(state)]
             .into_iter()
             .find(|b| url.as_str().starts_with(b.as_str()));
         let Some(own) = own else {
-            if let Some(registry) = forwardable_registry(state, request_base, &url) {
-                let fwd = Forwarded::new(registry, auth.clone());
-                return Ok((Scope::Forwarded(Arc::new(fwd)), request_base.clone()));
-            }
-            return Err(ApiError::forbidden(format!(
-                "registry {} is not served by this pnpr; point the client's registry at {}",
-                redact_url(registry),
-                request_base.as_str()
-            )));
+            return Ok(None);
         };
         let rest = &url.as_str()[own.as_str().len()..];
         if rest.is_empty() {
-            return Ok((Scope::Public, own));
+            return Ok(Some((Scope::Public, own)));
         }
         let uplink = rest
             .strip_prefix('~')
             .and_then(|r| r.strip_suffix('/'))
             .filter(|u| !u.is_empty() && !u.contains('/'))
             .ok_or_else(|| ApiError::forbidden("registry path is not a pnpr endpoint"))?;
-        Ok((Scope::Uplink(uplink.to_string()), own))
+        Ok(Some((Scope::Uplink(uplink.to_string()), own)))
     }
 
     /// A stable label for cache keys.

@@ -141,6 +141,7 @@ fn resolve_options(req: &pnpr_protocol::InstallRequest, input: Option<Lockfile>)
     let defaults = ResolveOptions::default();
     ResolveOptions {
         registry: req.registry.clone(),
+        scope_registries: req.scope_registries.clone(),
         overrides: req.overrides.clone().unwrap_or_default(),
         minimum_release_age_minutes: req.minimum_release_age,
         minimum_release_age_exclude: req.minimum_release_age_exclude.clone().unwrap_or_default(),

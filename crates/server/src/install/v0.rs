@@ -32,7 +32,7 @@ use pnpr_protocol::{AppliedPolicies, ResolveRequest};
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::{authorize, body, release_age, resolve, select, Resolved};
-use crate::catalog::{PackageClaim, Scope, Session};
+use crate::catalog::{PackageClaim, Scope, ScopeRoute, Session};
 use crate::error::ApiError;
 use crate::public_base::PublicBase;
 use crate::state::AppState;
@@ -104,6 +104,7 @@ async fn admit(
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     drop(bytes);
     body::check_request(state, &req)?;
+    let request_base = base.clone();
     let (scope, base) = Scope::of(state, base, &req.registry, &req.auth_headers)?;
     if matches!(scope, Scope::Forwarded(_)) {
         // Tarball URLs must be pnpr's own routes; a forwarded registry's
@@ -112,13 +113,31 @@ async fn admit(
             "`registry` must be this pnpr server (`/` or `/~<uplink>/`) on the resolve protocol",
         ));
     }
-    let session = Arc::new(Session::open(state, who, scope, base)?);
+    let routes = scope_routes(state, &request_base, &req)?;
+    let session = Arc::new(Session::open(state, who, scope, base)?.with_scope_routes(routes));
     Ok(Admitted {
         permit,
         req,
         applied,
         session,
     })
+}
+
+/// The request's per-scope registries, each mapped onto one of pnpr's own
+/// endpoints (the one mapping `/v1/install` and `/~<uplink>/` use); any other
+/// URL refuses the request with `400` before anything is fetched.
+fn scope_routes(
+    state: &AppState,
+    request_base: &PublicBase,
+    req: &pnpr_protocol::InstallRequest,
+) -> Result<Vec<(String, ScopeRoute)>, ApiError> {
+    req.scope_registries
+        .iter()
+        .map(|(scope, url)| {
+            let route = Scope::of_scope(state, request_base, scope, url)?;
+            Ok((scope.clone(), route))
+        })
+        .collect()
 }
 
 async fn run_resolve(
@@ -227,12 +246,10 @@ async fn frames(
     serve: &[PackageClaim],
     tx: &Sink,
 ) -> Result<(), ApiError> {
-    // The session's base: the own registry prefix this request named.
-    let own = session.base().as_str();
     for batch in serve.chunks(BATCH) {
         authorize::all(state, session, batch).await?;
         for p in batch {
-            let Some(tarball) = tarball_url(session, &resolved.tree.lockfile, p, own) else {
+            let Some(tarball) = tarball_url(session, &resolved.tree.lockfile, p) else {
                 continue;
             };
             let frame = ndjson::package_frame(&PackageFrame {
@@ -262,13 +279,11 @@ fn done(resolved: &Resolved, applied: &AppliedPolicies) -> Vec<u8> {
 /// Where the client fetches `p`: the lockfile's explicit tarball (already a
 /// `/~<uplink>/` URL) or the URL pnpm derives from its registry, on the
 /// route the catalog chose for this caller. `None` (no frame; the client
-/// then fetches from the lockfile) for a URL that is not pnpr's own.
-fn tarball_url(
-    session: &Session,
-    lockfile: &Lockfile,
-    p: &PackageClaim,
-    own: &str,
-) -> Option<String> {
+/// then fetches from the lockfile) for a URL that is not pnpr's own, i.e.
+/// not under the own registry prefix the request named for this package
+/// (its scope's registry, or the request's `registry`).
+fn tarball_url(session: &Session, lockfile: &Lockfile, p: &PackageClaim) -> Option<String> {
+    let own = session.base_for(&p.name).as_str();
     let id = format!("{}@{}", p.name, p.version);
     let url = match lockfile
         .packages
