@@ -5,6 +5,9 @@
 //! under the advisory lock); the database password never reaches a log;
 //! `pnpr copy` moves an embedded deployment's users and tokens over.
 
+#[path = "scale_out/blobs.rs"]
+mod blobs;
+
 use pnpr_e2e::postgres::Postgres;
 use pnpr_e2e::{Http, Pnpr, Project};
 

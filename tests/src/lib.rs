@@ -22,6 +22,7 @@ pub mod proc;
 pub mod project;
 pub mod publish;
 pub mod registry_mock;
+pub mod s3;
 pub mod verdaccio;
 
 pub use deps::Deps;

@@ -6,14 +6,28 @@
 //! place, directory fsync): hosted tarballs exist nowhere else, so neither a
 //! crash nor a power loss may leave a final path with partial content.
 //! Callers verify the digest before calling [`Blobs::put`].
+//!
+//! With a shared bucket (`blobs:`), the bucket is the durable copy and this
+//! directory each node's read-through cache of it: [`Blobs::put`] returns
+//! only after the bucket `PUT` succeeded (so a publish is acknowledged only
+//! once every node can read its tarball, and a failed `PUT` places nothing
+//! and fails the publish before its row is written), and a local miss in
+//! [`Blobs::lookup`] fills from the bucket through a SHA-512 check: bytes
+//! that do not match their name are refused, never placed or served.
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
-use pnpr_store::blob::{self, Durability};
+use pnpr_store::backend::{block_on, hosted_key, next_chunk, BlobBackend};
+use pnpr_store::blob::{self, BlobWriter, Durability};
+use sha2::{Digest, Sha512};
 
-use crate::Result;
+use crate::{HostedError, Result};
+
+/// Largest object accepted from the bucket (the proxy CAS's cap).
+const MAX_FILL: u64 = 1 << 30;
 
 /// A stored tarball ready to be streamed.
 #[derive(Debug, Clone)]
@@ -26,6 +40,8 @@ pub struct StoredTarball {
 pub(crate) struct Blobs {
     root: PathBuf,
     tmp: PathBuf,
+    /// The shared bucket, when `blobs:` names one.
+    backend: Option<Arc<dyn BlobBackend>>,
 }
 
 impl Blobs {
@@ -37,7 +53,12 @@ impl Blobs {
         Ok(Self {
             root: root.to_path_buf(),
             tmp,
+            backend: None,
         })
+    }
+
+    pub(crate) fn set_backend(&mut self, backend: Arc<dyn BlobBackend>) {
+        self.backend = Some(backend);
     }
 
     /// `None` for anything that is not 128 lowercase hex characters, so a
@@ -55,26 +76,76 @@ impl Blobs {
         })
     }
 
+    /// The tarball on local disk, else (with a bucket) filled from the
+    /// bucket. Blocks on the bucket: call it off the async workers.
     pub(crate) fn lookup(&self, sha512_hex: &str) -> Result<Option<StoredTarball>> {
         let Some(path) = self.path(sha512_hex) else {
             return Ok(None);
         };
         match fs::metadata(&path) {
-            Ok(m) if m.is_file() => Ok(Some(StoredTarball { path, len: m.len() })),
-            Ok(_) => Ok(None),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e.into()),
+            Ok(m) if m.is_file() => return Ok(Some(StoredTarball { path, len: m.len() })),
+            Ok(_) => return Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
         }
+        match &self.backend {
+            Some(backend) => self.fill(backend.as_ref(), sha512_hex, &path),
+            None => Ok(None),
+        }
+    }
+
+    /// Copies the bucket's object into place if its bytes hash to its name.
+    fn fill(
+        &self,
+        backend: &dyn BlobBackend,
+        sha512_hex: &str,
+        dest: &Path,
+    ) -> Result<Option<StoredTarball>> {
+        let key = hosted_key(sha512_hex).ok_or_else(bad_digest)?;
+        let Some(mut stream) = block_on(backend.get(key.clone())).map_err(bucket)? else {
+            return Ok(None);
+        };
+        let mut writer = BlobWriter::create(&self.tmp, Sha512::new(), Durability::Durable)?;
+        while let Some(chunk) = block_on(next_chunk(&mut stream)) {
+            let chunk = chunk.map_err(bucket)?;
+            if writer.written() + chunk.len() as u64 > MAX_FILL {
+                return Err(HostedError::Bucket(format!(
+                    "{key}: larger than {MAX_FILL} bytes"
+                )));
+            }
+            writer.write(&chunk)?;
+        }
+        let (hasher, sealed) = writer.seal()?;
+        if hex::encode(hasher.finalize()) != sha512_hex {
+            tracing::error!(key = %key, "object in the bucket does not match its digest; not served");
+            return Err(HostedError::Bucket(format!(
+                "{key}: the stored bytes do not match their digest"
+            )));
+        }
+        let len = sealed.len();
+        sealed.place(dest)?;
+        Ok(Some(StoredTarball {
+            path: dest.to_path_buf(),
+            len,
+        }))
     }
 
     /// Durably stores already-verified `bytes` under their digest. An
     /// existing complete file is kept (same digest, same bytes).
+    /// With a bucket, the bucket `PUT` comes first and must succeed.
     pub(crate) fn put(&self, sha512_hex: &str, bytes: &[u8]) -> Result<()> {
         let Some(dest) = self.path(sha512_hex) else {
-            return Err(crate::HostedError::BadRequest(
-                "invalid tarball digest".into(),
-            ));
+            return Err(bad_digest());
         };
+        if let Some(backend) = &self.backend {
+            let key = hosted_key(sha512_hex).ok_or_else(bad_digest)?;
+            let mut writer = BlobWriter::create(&self.tmp, (), Durability::Durable)?;
+            writer.write(bytes)?;
+            let ((), sealed) = writer.seal()?;
+            block_on(backend.put(key, sealed.temp_path().to_owned())).map_err(bucket)?;
+            sealed.place(&dest)?;
+            return Ok(());
+        }
         // Cheap shortcut before a temp write and two fsyncs; the writer
         // would keep the existing file anyway.
         if let Ok(m) = fs::metadata(&dest) {
@@ -96,6 +167,14 @@ impl Blobs {
             }
         }
     }
+}
+
+fn bad_digest() -> HostedError {
+    HostedError::BadRequest("invalid tarball digest".into())
+}
+
+fn bucket(e: pnpr_store::StoreError) -> HostedError {
+    HostedError::Bucket(e.to_string())
 }
 
 #[cfg(test)]

@@ -42,6 +42,10 @@ pub enum HostedError {
     Io(#[from] std::io::Error),
     #[error("hosted database error: {0}")]
     Db(#[from] rusqlite::Error),
+    /// The shared blob bucket failed or holds bytes that do not match
+    /// their digest (503; names the key, never a credential).
+    #[error("blob storage unavailable: {0}")]
+    Bucket(String),
     /// The request is malformed or inconsistent (400).
     #[error("{0}")]
     BadRequest(String),

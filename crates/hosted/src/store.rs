@@ -146,6 +146,13 @@ impl HostedStore {
         })
     }
 
+    /// Puts the shared blob bucket behind the local tarball files: publishes
+    /// return only after the bucket `PUT`, local misses fill from it.
+    pub fn with_blob_backend(mut self, backend: std::sync::Arc<dyn pnpr_store::BlobBackend>) -> Self {
+        self.blobs.set_backend(backend);
+        self
+    }
+
     /// Whether `name` is a hosted package (it then never comes from an uplink).
     pub fn is_hosted(&self, name: &str) -> bool {
         self.names

@@ -133,6 +133,22 @@ fn gc(config: &Config, dry_run: bool) -> ExitCode {
     }
 }
 
+/// `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`, the
+/// keys of `blobs: {s3: ...}` (only the binary reads the environment).
+fn aws_credentials() -> Option<pnpr_s3::Credentials> {
+    let var = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .map(pnpr_secret::Secret::new)
+    };
+    Some(pnpr_s3::Credentials {
+        access_key_id: var("AWS_ACCESS_KEY_ID")?,
+        secret_access_key: var("AWS_SECRET_ACCESS_KEY")?,
+        session_token: var("AWS_SESSION_TOKEN"),
+    })
+}
+
 /// `pnpr copy`: the library does the work; this prints what it did.
 fn copy(config: &Config) -> ExitCode {
     match pnpr_server::shared::copy_embedded(config) {
@@ -216,6 +232,7 @@ async fn serve(_cli: Cli, config: Config, env: Env) -> Result<(), String> {
             "no `secret:` configured: using a random per-process key; private cache namespaces will not survive a restart"
         );
     }
+    let blob_credentials = config.blobs.as_ref().and_then(|_| aws_credentials());
     let config_path = config.config_path.clone();
     let uplink_names: Vec<String> = config.uplinks.iter().map(|u| u.name.clone()).collect();
     let state = AppState::build(
@@ -224,6 +241,7 @@ async fn serve(_cli: Cli, config: Config, env: Env) -> Result<(), String> {
             bound,
             resolver: Arc::new(pnpr_upstream::SystemResolver::new()),
             fallback_secret,
+            blob_credentials,
         },
     )
     .map_err(|e| format!("cannot start: {e}"))?;

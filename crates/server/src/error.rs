@@ -272,6 +272,10 @@ impl From<pnpr_hosted::HostedError> for ApiError {
             e @ HostedError::ClaimUnverifiable { .. } => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
             }
+            e @ HostedError::Bucket(_) => {
+                tracing::warn!(error = %e, "hosted tarball: blob storage failed");
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+            }
             other => ApiError::internal("hosted storage failure", other),
         }
     }

@@ -111,9 +111,10 @@ async fn read(
         .map_err(|d| ApiError::denied(d, name))?;
     let mut resp = match &parsed.target {
         RegistryTarget::Tarball(file) => {
-            let stored = state
-                .hosted
-                .tarball(name, file)?
+            // A local miss may fill from the shared bucket: off the workers.
+            let (st, n, f) = (Arc::clone(state), name.clone(), file.clone());
+            let stored = blocking(move || st.hosted.tarball(&n, &f))
+                .await?
                 .ok_or_else(|| ApiError::not_found(format!("{name}/-/{file}")))?;
             tarball_file_response(&stored.path, stored.len, "cannot open hosted tarball").await?
         }

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use pnpr_auth::{CopyReport, PgTokens, PgUsers};
-use pnpr_config::{Config, DatabaseConfig};
+use pnpr_config::{BlobsConfig, Config, DatabaseConfig};
 use pnpr_pg::{ConnectOptions, Pool};
 
 use crate::state::BuildError;
@@ -26,11 +26,6 @@ pub(crate) fn open_auth_stores(
     config: &Config,
     max_users: Option<i64>,
 ) -> Result<Option<(PgUsers, PgTokens)>, BuildError> {
-    if config.blobs.is_some() {
-        return Err(BuildError::Unsupported(
-            "blobs.s3: this build keeps blobs on local disk only; remove `blobs:`",
-        ));
-    }
     let Some(db) = &config.database else {
         return Ok(None);
     };
@@ -39,12 +34,43 @@ pub(crate) fn open_auth_stores(
         host = %db.host,
         port = db.port,
         dbname = %db.dbname,
-        "users and tokens in PostgreSQL (hosted packages, metadata and blobs stay on this node)"
+        "users and tokens in PostgreSQL (hosted packages and metadata stay on this node)"
     );
     if config.auth.htpasswd.is_some() {
         tracing::warn!("auth.htpasswd.file is not read with `database:`: users live in PostgreSQL (max_users still applies)");
     }
     Ok(Some(pnpr_auth::open_postgres(pool, max_users)?))
+}
+
+/// Opens `blobs: {s3: ...}` with the keys the binary read from `AWS_*`;
+/// `None` keeps tarballs on this node's disk only. Without keys startup
+/// stops (no anonymous or instance-metadata fallback: every node must
+/// reach the same bucket the same way).
+pub(crate) fn open_blob_backend(
+    config: &Config,
+    credentials: Option<pnpr_s3::Credentials>,
+) -> Result<Option<Arc<dyn pnpr_store::BlobBackend>>, BuildError> {
+    let Some(BlobsConfig::S3(s3)) = &config.blobs else {
+        return Ok(None);
+    };
+    let Some(credentials) = credentials else {
+        return Err(BuildError::Unsupported(
+            "blobs.s3: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary keys)",
+        ));
+    };
+    let options = pnpr_s3::Options::new(
+        s3.bucket.clone(),
+        s3.endpoint.clone(),
+        s3.region.clone(),
+        s3.prefix.clone(),
+    );
+    let backend = pnpr_s3::S3Backend::new(options, credentials)
+        .map_err(|e| BuildError::Store(pnpr_store::StoreError::Bucket(e.to_string())))?;
+    tracing::info!(
+        "tarballs (proxied and hosted) in {}; local disk is this node's cache of it",
+        backend.describe()
+    );
+    Ok(Some(Arc::new(backend)))
 }
 
 /// `pnpr copy`: copies this deployment's embedded users and tokens (the

@@ -51,6 +51,9 @@ pub struct ServerOptions {
     pub resolver: Arc<dyn NameResolver>,
     /// HMAC key when the config has no `secret:` (random per process).
     pub fallback_secret: Vec<u8>,
+    /// Keys of the `blobs: {s3: ...}` bucket, read by the binary from
+    /// `AWS_*` (`None`: not set; a configured bucket then refuses to start).
+    pub blob_credentials: Option<pnpr_s3::Credentials>,
 }
 
 /// Per-uplink facts the handlers need.
@@ -198,11 +201,19 @@ impl AppState {
         let disk = crate::disk::open(&config.cache, config.operations.cache_max_size)?;
         let auth = open_auth(&config)?;
         let db = MetaDb::open(&config.cache.join("metadata.sqlite"))?;
+        let blobs = crate::shared::open_blob_backend(&config, opts.blob_credentials)?;
         let hosted = pnpr_hosted::HostedStore::open(&config.storage)?;
+        let hosted = match &blobs {
+            Some(b) => hosted.with_blob_backend(Arc::clone(b)),
+            None => hosted,
+        };
         let cas = Arc::new(Cas::open(&config.cache.join("tarballs"))?);
         let budget = Arc::clone(&disk);
-        let tarballs =
-            Arc::new(TarballFetches::new(cas, 1 << 30).with_on_stored(move || budget.wake()));
+        let tarballs = TarballFetches::new(cas, 1 << 30).with_on_stored(move || budget.wake());
+        let tarballs = Arc::new(match &blobs {
+            Some(b) => tarballs.with_backend(Arc::clone(b)),
+            None => tarballs,
+        });
         let network = build_network(&config, &public_url, &secret, Arc::clone(&opts.resolver))?;
         let accelerator = open_accelerator(&config, &secret)?;
         let rendered = crate::rendered::RenderedCache::new(

@@ -176,6 +176,12 @@ impl Sealed {
         self.len == 0
     }
 
+    /// Where the sealed bytes are until placed (for a copy elsewhere, e.g.
+    /// the shared bucket, before placement).
+    pub fn temp_path(&self) -> &Path {
+        &self.tmp
+    }
+
     /// Makes `dest` hold these bytes. A hard link fails atomically when the
     /// name is taken, so an existing complete file is kept as it is; a file
     /// of the wrong length under the same name is replaced by rename.

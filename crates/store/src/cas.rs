@@ -110,7 +110,7 @@ impl Cas {
 
 /// Namespaces become directory names; keep them to a safe alphabet so a
 /// namespace can never climb out of the CAS root.
-fn check_ns(ns: &str) -> Result<()> {
+pub(crate) fn check_ns(ns: &str) -> Result<()> {
     let ok = !ns.is_empty()
         && ns.len() <= 80
         && ns != "tmp"
@@ -153,6 +153,23 @@ impl CasWriter {
     /// Verifies the digest; on a match places the object when `keep`, else
     /// unlinks. On a mismatch the temp file is removed and nothing is stored.
     pub fn finish(self, keep: bool) -> Result<Stored> {
+        let verified = self.verify()?;
+        if keep {
+            verified.place()
+        } else {
+            let stored = Stored {
+                path: verified.dest.clone(),
+                len: verified.len(),
+            };
+            verified.sealed.discard();
+            Ok(stored)
+        }
+    }
+
+    /// Verifies the digest and hands back the closed temp file, so a caller
+    /// can copy it elsewhere (the shared bucket) before placing it. On a
+    /// mismatch the temp file is removed and nothing is stored.
+    pub fn verify(self) -> Result<Verified> {
         let CasWriter {
             blob,
             dest,
@@ -167,20 +184,45 @@ impl CasWriter {
                 actual: format!("{written} bytes with a different digest"),
             });
         }
-        if keep {
-            sealed.place(&dest)?;
-        } else {
-            sealed.discard();
-        }
-        Ok(Stored {
-            path: dest,
-            len: written,
-        })
+        Ok(Verified { sealed, dest })
     }
 
     /// Abandons the write (e.g. the upstream failed midway).
     pub fn abort(self) {
         drop(self.blob);
+    }
+}
+
+/// Verified bytes in a closed temp file, not yet at their CAS path.
+/// Dropping it removes the temp file.
+#[derive(Debug)]
+pub struct Verified {
+    sealed: crate::blob::Sealed,
+    dest: PathBuf,
+}
+
+impl Verified {
+    pub fn len(&self) -> u64 {
+        self.sealed.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sealed.is_empty()
+    }
+
+    /// The temp file (valid until [`Verified::place`] or drop).
+    pub fn temp_path(&self) -> &Path {
+        self.sealed.temp_path()
+    }
+
+    /// Places the bytes at their CAS path.
+    pub fn place(self) -> Result<Stored> {
+        let len = self.sealed.len();
+        self.sealed.place(&self.dest)?;
+        Ok(Stored {
+            path: self.dest,
+            len,
+        })
     }
 }
 

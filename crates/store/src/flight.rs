@@ -20,6 +20,7 @@ use futures_util::{Stream, StreamExt};
 use ssri::Integrity;
 use tokio::sync::watch;
 
+use crate::backend::{tarball_key, BlobBackend};
 use crate::cas::{Cas, Stored};
 use crate::{FetchFailure, Result, StoreError};
 
@@ -58,6 +59,8 @@ pub struct TarballFetches {
     /// Called after a fetched object was placed in the CAS (the disk
     /// budget looks again).
     on_stored: Option<Arc<dyn Fn() + Send + Sync>>,
+    /// The shared bucket behind the local CAS, if any.
+    backend: Option<Arc<dyn BlobBackend>>,
 }
 
 impl TarballFetches {
@@ -67,7 +70,14 @@ impl TarballFetches {
             inflight: Mutex::new(HashMap::new()),
             max_size,
             on_stored: None,
+            backend: None,
         }
+    }
+
+    /// Puts a shared bucket behind the local CAS (read-through, write-first).
+    pub fn with_backend(mut self, backend: Arc<dyn BlobBackend>) -> Self {
+        self.backend = Some(backend);
+        self
     }
 
     /// Calls `f` each time a fetched object has been placed in the CAS.
@@ -98,6 +108,9 @@ impl TarballFetches {
             if let Some(hit) = self.cas.lookup(ns, sri)? {
                 return Ok(TarballBody::Stored(hit));
             }
+            if let Some(hit) = self.fill_from_bucket(ns, sri).await {
+                return Ok(TarballBody::Stored(hit));
+            }
         }
         let key = format!("{ns}\n{sri}\n{keep}");
         let existing = self.lock().get(&key).cloned();
@@ -120,12 +133,17 @@ impl TarballFetches {
                     map.insert(key.clone(), Arc::clone(&flight));
                 }
                 let fut = start();
+                let upload = match (&self.backend, keep) {
+                    (Some(b), true) => Some((Arc::clone(b), tarball_key(ns, sri)?)),
+                    _ => None,
+                };
                 let this = Arc::clone(self);
                 // The starter's span (its request id) follows the fetch.
                 let span = tracing::Span::current();
                 tokio::spawn(tracing::Instrument::instrument(
                     async move {
-                        let outcome = run_fetch(writer, fut, &tx, keep, this.max_size).await;
+                        let outcome =
+                            run_fetch(writer, fut, &tx, keep, upload, this.max_size).await;
                         let final_state = match outcome {
                             Ok(len) => {
                                 if let (true, Some(f)) = (keep, this.on_stored.as_ref()) {
@@ -158,9 +176,59 @@ impl TarballFetches {
         Ok(TarballBody::Streaming(tail(flight)))
     }
 
+    /// A local miss asked of the bucket: `Some` once verified bytes are
+    /// placed in the CAS. Absent, unreachable or corrupt objects are `None`
+    /// (the caller asks the uplink), never an error to the client.
+    async fn fill_from_bucket(&self, ns: &str, sri: &Integrity) -> Option<Stored> {
+        let backend = self.backend.as_ref()?;
+        let key = tarball_key(ns, sri).ok()?;
+        match fill_from(backend.as_ref(), &self.cas, ns, sri, &key, self.max_size).await {
+            Ok(Some(stored)) => {
+                tracing::debug!(key = %key, "tarball filled from the bucket");
+                if let Some(f) = self.on_stored.as_ref() {
+                    f();
+                }
+                Some(stored)
+            }
+            Ok(None) => None,
+            Err(e @ StoreError::IntegrityMismatch { .. }) => {
+                tracing::warn!(key = %key, error = %e, "object in the bucket does not match its key; not served, asking the uplink");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(key = %key, error = %e, "bucket read failed; asking the uplink");
+                None
+            }
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Flight>>> {
         self.inflight.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// Copies `key` from the bucket into the CAS through its verifying writer;
+/// `Ok(None)` when the bucket has no such object.
+pub async fn fill_from(
+    backend: &dyn BlobBackend,
+    cas: &Cas,
+    ns: &str,
+    sri: &Integrity,
+    key: &str,
+    max_size: u64,
+) -> Result<Option<Stored>> {
+    let Some(mut stream) = backend.get(key.to_owned()).await? else {
+        return Ok(None);
+    };
+    let mut writer = cas.writer(ns, sri.clone())?;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        if writer.written() + chunk.len() as u64 > max_size {
+            return Err(StoreError::TooLarge(max_size));
+        }
+        writer.write(&chunk)?;
+    }
+    writer.finish(true).map(Some)
 }
 
 async fn run_fetch(
@@ -168,6 +236,7 @@ async fn run_fetch(
     fut: impl std::future::Future<Output = Result<ByteStream, FetchFailure>>,
     tx: &watch::Sender<FlightState>,
     keep: bool,
+    upload: Option<(Arc<dyn BlobBackend>, String)>,
     max_size: u64,
 ) -> Result<u64, FetchFailure> {
     let mut stream = match fut.await {
@@ -199,8 +268,25 @@ async fn run_fetch(
             written: writer.written(),
         });
     }
-    let stored = writer.finish(keep).map_err(FetchFailure::storage)?;
-    Ok(stored.len)
+    let Some((backend, key)) = upload else {
+        let stored = writer.finish(keep).map_err(FetchFailure::storage)?;
+        return Ok(stored.len);
+    };
+    let verified = writer.verify().map_err(FetchFailure::storage)?;
+    let len = verified.len();
+    // The bytes are verified: readers may finish from their own handles
+    // while the copy goes to the bucket (the flight stays joinable).
+    let _ = tx.send(FlightState::Done { len });
+    if let Err(e) = backend
+        .put(key.clone(), verified.temp_path().to_owned())
+        .await
+    {
+        // The uplink stays the source: this node keeps its copy, other
+        // nodes fetch their own.
+        tracing::warn!(key = %key, error = %e, "cannot put the tarball in the bucket; kept on this node only");
+    }
+    verified.place().map_err(FetchFailure::storage)?;
+    Ok(len)
 }
 
 fn tail(flight: Arc<Flight>) -> Pin<Box<dyn Stream<Item = Result<Bytes, StoreError>> + Send>> {

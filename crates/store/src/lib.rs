@@ -9,13 +9,19 @@
 //! - every namespace (the shared public mirror, each private uplink namespace)
 //!   has its own CAS root and its own metadata rows, so nothing fetched for one
 //!   namespace is ever found by a lookup in another;
-//! - metadata writes are single SQLite transactions (no partial rows).
+//! - metadata writes are single SQLite transactions (no partial rows);
+//! - with a shared bucket ([`backend`]), local disk is a read-through cache:
+//!   bytes read from the bucket pass the same verifying writer before they
+//!   are placed or served, and a fetched tarball goes to the bucket before
+//!   it is placed on disk.
 
+pub mod backend;
 pub mod blob;
 pub mod cas;
 pub mod db;
 pub mod flight;
 
+pub use backend::BlobBackend;
 pub use cas::{Cas, CasWriter, Stored};
 pub use db::{MetaDb, PackumentEntry, PackumentMeta, PackumentRow, StoredBody};
 pub use flight::{TarballBody, TarballFetches};
@@ -38,6 +44,10 @@ pub enum StoreError {
     Fetch(FetchFailure),
     #[error("tarball exceeds the size limit of {0} bytes")]
     TooLarge(u64),
+    /// The shared blob bucket failed (its message names the key, never a
+    /// credential).
+    #[error("blob storage: {0}")]
+    Bucket(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

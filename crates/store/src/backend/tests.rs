@@ -1,0 +1,201 @@
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use ssri::Integrity;
+
+use super::*;
+use crate::flight::fill_from;
+use crate::Cas;
+
+/// A bucket in memory: the seam's contract without a server.
+#[derive(Debug, Default)]
+struct Memory(Mutex<HashMap<String, Vec<u8>>>);
+
+impl BlobBackend for Memory {
+    fn put(&self, key: String, path: PathBuf) -> BackendFuture<()> {
+        let bytes = std::fs::read(path);
+        let r = bytes.map(|b| {
+            self.0.lock().unwrap().insert(key, b);
+        });
+        Box::pin(async move { Ok(r?) })
+    }
+    fn get(&self, key: String) -> BackendFuture<Option<BlobStream>> {
+        let found = self.0.lock().unwrap().get(&key).cloned();
+        Box::pin(async move {
+            Ok(found.map(|b| {
+                // Two chunks, so the writer sees a stream.
+                let (a, z) = b.split_at(b.len() / 2);
+                let chunks = vec![Ok(Bytes::copy_from_slice(a)), Ok(Bytes::copy_from_slice(z))];
+                Box::pin(futures_util::stream::iter(chunks)) as BlobStream
+            }))
+        })
+    }
+    fn exists(&self, key: String) -> BackendFuture<bool> {
+        let found = self.0.lock().unwrap().contains_key(&key);
+        Box::pin(async move { Ok(found) })
+    }
+}
+
+#[test]
+fn keys_are_digest_shaped_and_namespaced() {
+    let sri = Integrity::from(b"hello");
+    let (_, hex) = sri.to_hex();
+    assert_eq!(
+        tarball_key("public", &sri).unwrap(),
+        format!("tarballs/public/sha256/{}/{}", &hex[..2], &hex[2..])
+    );
+    assert_ne!(
+        tarball_key("public", &sri).unwrap(),
+        tarball_key("u-1", &sri).unwrap()
+    );
+    for ns in ["", "..", "a/b", "tmp", "A"] {
+        assert!(tarball_key(ns, &sri).is_err(), "{ns}");
+    }
+    let hex = "ab".repeat(64);
+    assert_eq!(
+        hosted_key(&hex).unwrap(),
+        format!("hosted/sha512/ab/{}", &hex[2..])
+    );
+    for bad in ["../x", &"AB".repeat(64), &"ab".repeat(63), ""] {
+        assert!(hosted_key(bad).is_none(), "{bad}");
+    }
+}
+
+#[test]
+fn block_on_waits_for_another_thread() {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        tx.send(7).unwrap();
+    });
+    assert_eq!(block_on(rx).unwrap(), 7);
+}
+
+#[test]
+fn a_bucket_object_is_placed_only_when_it_matches_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cas = Cas::open(dir.path()).unwrap();
+    let bucket = Memory::default();
+    let sri = Integrity::from(b"the real bytes");
+    let key = tarball_key("public", &sri).unwrap();
+
+    // Absent: nothing, no error.
+    let got = block_on(fill_from(&bucket, &cas, "public", &sri, &key, 1 << 20)).unwrap();
+    assert!(got.is_none());
+
+    // Corrupt: refused, nothing placed, no temp file left.
+    bucket
+        .0
+        .lock()
+        .unwrap()
+        .insert(key.clone(), b"evil bytes".to_vec());
+    let err = block_on(fill_from(&bucket, &cas, "public", &sri, &key, 1 << 20)).unwrap_err();
+    assert!(matches!(err, StoreError::IntegrityMismatch { .. }), "{err}");
+    assert!(cas.lookup("public", &sri).unwrap().is_none());
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+        0
+    );
+
+    // Over the size cap: refused.
+    bucket
+        .0
+        .lock()
+        .unwrap()
+        .insert(key.clone(), b"the real bytes".to_vec());
+    let err = block_on(fill_from(&bucket, &cas, "public", &sri, &key, 4)).unwrap_err();
+    assert!(matches!(err, StoreError::TooLarge(4)), "{err}");
+
+    // Matching: placed and readable locally.
+    let stored = block_on(fill_from(&bucket, &cas, "public", &sri, &key, 1 << 20))
+        .unwrap()
+        .unwrap();
+    assert_eq!(std::fs::read(stored.path).unwrap(), b"the real bytes");
+    assert!(cas.lookup("public", &sri).unwrap().is_some());
+}
+
+#[tokio::test]
+async fn a_fetch_goes_to_the_bucket_and_a_corrupt_object_is_refetched() {
+    use crate::flight::{ByteStream, TarballFetches};
+    use crate::TarballBody;
+    use futures_util::StreamExt;
+
+    let bucket = Arc::new(Memory::default());
+    let body = b"tarball bytes from the uplink".to_vec();
+    let sri = Integrity::from(&body);
+    let key = tarball_key("public", &sri).unwrap();
+    let upstream = |b: Vec<u8>| {
+        move || async move {
+            Ok(Box::pin(futures_util::stream::iter(vec![Ok(Bytes::from(b))])) as ByteStream)
+        }
+    };
+    async fn drain(body: TarballBody) -> Vec<u8> {
+        match body {
+            TarballBody::Stored(s) => std::fs::read(s.path).unwrap(),
+            TarballBody::Streaming(mut s) => {
+                let mut out = Vec::new();
+                while let Some(c) = s.next().await {
+                    out.extend_from_slice(&c.unwrap());
+                }
+                out
+            }
+        }
+    }
+
+    // Node A fetches through its uplink: the bucket gets the bytes.
+    let dir_a = tempfile::tempdir().unwrap();
+    let a = Arc::new(
+        TarballFetches::new(Arc::new(Cas::open(dir_a.path()).unwrap()), 1 << 20)
+            .with_backend(Arc::clone(&bucket) as Arc<dyn BlobBackend>),
+    );
+    let got = a
+        .get("public", &sri, true, upstream(body.clone()))
+        .await
+        .unwrap();
+    assert_eq!(drain(got).await, body);
+    for _ in 0..100 {
+        if a.cas().lookup("public", &sri).unwrap().is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(bucket.0.lock().unwrap().get(&key), Some(&body));
+
+    // Node B, empty disk, no uplink: served from the bucket.
+    let dir_b = tempfile::tempdir().unwrap();
+    let b = Arc::new(
+        TarballFetches::new(Arc::new(Cas::open(dir_b.path()).unwrap()), 1 << 20)
+            .with_backend(Arc::clone(&bucket) as Arc<dyn BlobBackend>),
+    );
+    let no_uplink = || async { Err(crate::FetchFailure::Interrupted("no uplink")) };
+    let got = b.get("public", &sri, true, no_uplink).await.unwrap();
+    assert!(matches!(got, TarballBody::Stored(_)));
+    assert_eq!(drain(got).await, body);
+
+    // Node C, the bucket object corrupted: the uplink's bytes are served
+    // and heal the bucket.
+    bucket
+        .0
+        .lock()
+        .unwrap()
+        .insert(key.clone(), b"corrupt".to_vec());
+    let dir_c = tempfile::tempdir().unwrap();
+    let c = Arc::new(
+        TarballFetches::new(Arc::new(Cas::open(dir_c.path()).unwrap()), 1 << 20)
+            .with_backend(Arc::clone(&bucket) as Arc<dyn BlobBackend>),
+    );
+    let got = c
+        .get("public", &sri, true, upstream(body.clone()))
+        .await
+        .unwrap();
+    assert_eq!(drain(got).await, body);
+    for _ in 0..100 {
+        if c.cas().lookup("public", &sri).unwrap().is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(bucket.0.lock().unwrap().get(&key), Some(&body));
+}
