@@ -95,5 +95,8 @@ pub fn block_on<F: Future>(fut: F) -> F::Output {
     }
 }
 
+mod memory;
+pub use memory::MemoryBackend;
+
 #[cfg(test)]
 mod tests;

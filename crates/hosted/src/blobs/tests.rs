@@ -46,3 +46,61 @@ fn open_clears_leftover_temp_files() {
         0
     );
 }
+
+mod with_bucket {
+    use std::sync::Arc;
+
+    use pnpr_store::backend::{hosted_key, MemoryBackend};
+
+    use super::*;
+
+    fn bucketed(dir: &Path) -> (Blobs, Arc<MemoryBackend>) {
+        let bucket = Arc::new(MemoryBackend::default());
+        let mut blobs = Blobs::open(dir).expect("open");
+        blobs.set_backend(Arc::clone(&bucket) as Arc<dyn BlobBackend>);
+        (blobs, bucket)
+    }
+
+    #[test]
+    fn put_goes_to_the_bucket_first_and_fails_whole_when_it_is_down() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (blobs, bucket) = bucketed(dir.path());
+        let hex = hex_of(b"published");
+        blobs.put(&hex, b"published").expect("put");
+        let key = hosted_key(&hex).expect("key");
+        assert_eq!(bucket.object(&key).as_deref(), Some(&b"published"[..]));
+        assert!(blobs.lookup(&hex).expect("lookup").is_some());
+
+        bucket.set_down(true);
+        let other = hex_of(b"second");
+        let err = blobs.put(&other, b"second").expect_err("bucket down");
+        assert!(matches!(err, HostedError::Bucket(_)), "{err}");
+        // Nothing placed, no temp file left.
+        assert!(blobs.path(&other).is_some_and(|p| !p.exists()));
+        assert_eq!(
+            fs::read_dir(dir.path().join("tmp")).expect("tmp").count(),
+            0
+        );
+    }
+
+    #[test]
+    fn a_local_miss_fills_from_the_bucket_only_with_matching_bytes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (blobs, bucket) = bucketed(dir.path());
+        let hex = hex_of(b"the tarball");
+        let key = hosted_key(&hex).expect("key");
+        assert!(blobs.lookup(&hex).expect("absent everywhere").is_none());
+
+        bucket.insert(&key, b"forged bytes".to_vec());
+        let err = blobs.lookup(&hex).expect_err("corrupt object refused");
+        assert!(matches!(err, HostedError::Bucket(_)), "{err}");
+        assert!(blobs.path(&hex).is_some_and(|p| !p.exists()));
+
+        bucket.insert(&key, b"the tarball".to_vec());
+        let stored = blobs.lookup(&hex).expect("lookup").expect("filled");
+        assert_eq!(fs::read(&stored.path).expect("read"), b"the tarball");
+        // Now local: served even with the bucket gone.
+        bucket.set_down(true);
+        assert!(blobs.lookup(&hex).expect("local hit").is_some());
+    }
+}

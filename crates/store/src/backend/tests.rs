@@ -1,6 +1,4 @@
-use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use ssri::Integrity;
@@ -8,35 +6,6 @@ use ssri::Integrity;
 use super::*;
 use crate::flight::fill_from;
 use crate::Cas;
-
-/// A bucket in memory: the seam's contract without a server.
-#[derive(Debug, Default)]
-struct Memory(Mutex<HashMap<String, Vec<u8>>>);
-
-impl BlobBackend for Memory {
-    fn put(&self, key: String, path: PathBuf) -> BackendFuture<()> {
-        let bytes = std::fs::read(path);
-        let r = bytes.map(|b| {
-            self.0.lock().unwrap().insert(key, b);
-        });
-        Box::pin(async move { Ok(r?) })
-    }
-    fn get(&self, key: String) -> BackendFuture<Option<BlobStream>> {
-        let found = self.0.lock().unwrap().get(&key).cloned();
-        Box::pin(async move {
-            Ok(found.map(|b| {
-                // Two chunks, so the writer sees a stream.
-                let (a, z) = b.split_at(b.len() / 2);
-                let chunks = vec![Ok(Bytes::copy_from_slice(a)), Ok(Bytes::copy_from_slice(z))];
-                Box::pin(futures_util::stream::iter(chunks)) as BlobStream
-            }))
-        })
-    }
-    fn exists(&self, key: String) -> BackendFuture<bool> {
-        let found = self.0.lock().unwrap().contains_key(&key);
-        Box::pin(async move { Ok(found) })
-    }
-}
 
 #[test]
 fn keys_are_digest_shaped_and_namespaced() {
@@ -77,7 +46,7 @@ fn block_on_waits_for_another_thread() {
 fn a_bucket_object_is_placed_only_when_it_matches_its_key() {
     let dir = tempfile::tempdir().unwrap();
     let cas = Cas::open(dir.path()).unwrap();
-    let bucket = Memory::default();
+    let bucket = MemoryBackend::default();
     let sri = Integrity::from(b"the real bytes");
     let key = tarball_key("public", &sri).unwrap();
 
@@ -86,11 +55,7 @@ fn a_bucket_object_is_placed_only_when_it_matches_its_key() {
     assert!(got.is_none());
 
     // Corrupt: refused, nothing placed, no temp file left.
-    bucket
-        .0
-        .lock()
-        .unwrap()
-        .insert(key.clone(), b"evil bytes".to_vec());
+    bucket.insert(&key, b"evil bytes".to_vec());
     let err = block_on(fill_from(&bucket, &cas, "public", &sri, &key, 1 << 20)).unwrap_err();
     assert!(matches!(err, StoreError::IntegrityMismatch { .. }), "{err}");
     assert!(cas.lookup("public", &sri).unwrap().is_none());
@@ -100,11 +65,7 @@ fn a_bucket_object_is_placed_only_when_it_matches_its_key() {
     );
 
     // Over the size cap: refused.
-    bucket
-        .0
-        .lock()
-        .unwrap()
-        .insert(key.clone(), b"the real bytes".to_vec());
+    bucket.insert(&key, b"the real bytes".to_vec());
     let err = block_on(fill_from(&bucket, &cas, "public", &sri, &key, 4)).unwrap_err();
     assert!(matches!(err, StoreError::TooLarge(4)), "{err}");
 
@@ -122,7 +83,7 @@ async fn a_fetch_goes_to_the_bucket_and_a_corrupt_object_is_refetched() {
     use crate::TarballBody;
     use futures_util::StreamExt;
 
-    let bucket = Arc::new(Memory::default());
+    let bucket = Arc::new(MemoryBackend::default());
     let body = b"tarball bytes from the uplink".to_vec();
     let sri = Integrity::from(&body);
     let key = tarball_key("public", &sri).unwrap();
@@ -161,7 +122,7 @@ async fn a_fetch_goes_to_the_bucket_and_a_corrupt_object_is_refetched() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    assert_eq!(bucket.0.lock().unwrap().get(&key), Some(&body));
+    assert_eq!(bucket.object(&key).as_ref(), Some(&body));
 
     // Node B, empty disk, no uplink: served from the bucket.
     let dir_b = tempfile::tempdir().unwrap();
@@ -176,11 +137,7 @@ async fn a_fetch_goes_to_the_bucket_and_a_corrupt_object_is_refetched() {
 
     // Node C, the bucket object corrupted: the uplink's bytes are served
     // and heal the bucket.
-    bucket
-        .0
-        .lock()
-        .unwrap()
-        .insert(key.clone(), b"corrupt".to_vec());
+    bucket.insert(&key, b"corrupt".to_vec());
     let dir_c = tempfile::tempdir().unwrap();
     let c = Arc::new(
         TarballFetches::new(Arc::new(Cas::open(dir_c.path()).unwrap()), 1 << 20)
@@ -197,5 +154,5 @@ async fn a_fetch_goes_to_the_bucket_and_a_corrupt_object_is_refetched() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    assert_eq!(bucket.0.lock().unwrap().get(&key), Some(&body));
+    assert_eq!(bucket.object(&key).as_ref(), Some(&body));
 }
