@@ -116,6 +116,21 @@ impl S3rver {
         format!("{}/{}/{key}", self.endpoint, self.bucket)
     }
 
+    /// An object's bytes, `None` when absent or when the read failed (a
+    /// read racing an overwrite of the same key can be cut short by
+    /// s3rver; callers that wait for an object poll this).
+    pub async fn object(&self, key: &str) -> Option<Vec<u8>> {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("http client");
+        let r = client.get(self.object_url(key)).send().await.ok()?;
+        if r.status() != 200 {
+            return None;
+        }
+        r.bytes().await.ok().map(|b| b.to_vec())
+    }
+
     /// Every key in the bucket under `prefix` (ListObjectsV2, first page).
     pub async fn keys(&self, http: &crate::Http, prefix: &str) -> Vec<String> {
         let url = format!(

@@ -51,9 +51,10 @@ enum Command {
         dry_run: bool,
     },
     /// Copy this deployment's embedded users and tokens (htpasswd file,
-    /// tokens.sqlite under the storage dir) into the config's `database:`.
-    /// Idempotent: rows already there are kept. Blobs and hosted packages
-    /// are not copied yet.
+    /// tokens.sqlite under the storage dir) into the config's `database:`,
+    /// and its local tarballs (proxied and hosted) into `blobs:`.
+    /// Idempotent: rows and objects already there are kept. Hosted
+    /// documents are not copied yet.
     Copy,
 }
 
@@ -151,19 +152,34 @@ fn aws_credentials() -> Option<pnpr_s3::Credentials> {
 
 /// `pnpr copy`: the library does the work; this prints what it did.
 fn copy(config: &Config) -> ExitCode {
-    match pnpr_server::shared::copy_embedded(config) {
-        Ok(r) => {
-            println!(
+    let mut status = ExitCode::SUCCESS;
+    // Users and tokens when `database:` is named (or nothing else is, so
+    // the missing `database:` is reported).
+    if config.database.is_some() || config.blobs.is_none() {
+        match pnpr_server::shared::copy_embedded(config) {
+            Ok(r) => println!(
                 "users: {} copied, {} already there; tokens: {} copied, {} skipped",
                 r.users_copied, r.users_kept, r.tokens_copied, r.tokens_skipped
-            );
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("pnpr copy: {e}");
-            ExitCode::FAILURE
+            ),
+            Err(e) => {
+                eprintln!("pnpr copy: {e}");
+                status = ExitCode::FAILURE;
+            }
         }
     }
+    if config.blobs.is_some() {
+        match pnpr_server::shared::copy_blobs(config, aws_credentials()) {
+            Ok(c) => println!(
+                "blobs: {} uploaded, {} already in the bucket, {} damaged on this disk (not copied)",
+                c.uploaded, c.present, c.damaged
+            ),
+            Err(e) => {
+                eprintln!("pnpr copy: {e}");
+                status = ExitCode::FAILURE;
+            }
+        }
+    }
+    status
 }
 
 fn load_config(cli: &Cli, env: &Env) -> Result<Config, String> {

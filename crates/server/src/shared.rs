@@ -73,6 +73,27 @@ pub(crate) fn open_blob_backend(
     Ok(Some(Arc::new(backend)))
 }
 
+/// `pnpr copy` with `blobs:`: uploads this node's proxied and hosted
+/// tarballs whose keys the bucket lacks (each re-hashed first; see
+/// [`pnpr_store::backend::copy`]). Idempotent. Blocks: run it outside any
+/// async runtime.
+pub fn copy_blobs(
+    config: &Config,
+    credentials: Option<pnpr_s3::Credentials>,
+) -> Result<pnpr_store::backend::copy::CopyCounts, BuildError> {
+    use pnpr_store::backend::copy;
+    let Some(backend) = open_blob_backend(config, credentials)? else {
+        return Err(BuildError::Unsupported(
+            "copy: the config names no `blobs:` to copy into",
+        ));
+    };
+    let mut blobs = copy::cas_objects(&config.cache.join("tarballs"));
+    blobs.extend(copy::hosted_objects(
+        &config.storage.join("hosted-tarballs"),
+    ));
+    Ok(copy::upload_missing(backend.as_ref(), &blobs)?)
+}
+
 /// `pnpr copy`: copies this deployment's embedded users and tokens (the
 /// htpasswd file and `<storage>/tokens.sqlite`, which a node with
 /// `database:` no longer reads) into `database:`. Idempotent.

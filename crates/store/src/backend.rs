@@ -95,6 +95,7 @@ pub fn block_on<F: Future>(fut: F) -> F::Output {
     }
 }
 
+pub mod copy;
 mod memory;
 pub use memory::MemoryBackend;
 

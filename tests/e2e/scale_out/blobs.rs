@@ -93,15 +93,14 @@ fn tarball_key(hex: &str) -> String {
 async fn wait_object(http: &Http, s3: &S3rver, node: &Pnpr, key: &str, want: &[u8]) {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let r = http.get(&s3.object_url(key)).await;
-        if r.status == 200 && r.body.as_ref() == want {
+        let got = s3.object(key).await;
+        if got.as_deref() == Some(want) {
             return;
         }
         if Instant::now() > deadline {
             panic!(
-                "bucket object {key}: {} ({} bytes)\nkeys: {:?}\n--- node ---\n{}\n--- s3rver ---\n{}",
-                r.status,
-                r.body.len(),
+                "bucket object {key}: {:?} bytes\nkeys: {:?}\n--- node ---\n{}\n--- s3rver ---\n{}",
+                got.map(|b| b.len()),
                 s3.keys(http, "").await,
                 node.logs(),
                 s3.logs()
@@ -300,5 +299,82 @@ fn a_bucket_without_keys_refuses_to_start_and_names_the_variables() {
         failure.logs.contains("AWS_ACCESS_KEY_ID"),
         "{}",
         failure.logs
+    );
+}
+
+/// `pnpr copy` with the node's config (now naming `blobs:`) and data dir.
+fn run_copy(node: &Pnpr, s3: &S3rver) -> pnpr_e2e::Output {
+    let mut cmd = std::process::Command::new(pnpr_e2e::pnpr::binary_path());
+    cmd.arg("--config")
+        .arg(&node.config_path)
+        .arg("--data-dir")
+        .arg(&node.data_dir)
+        .arg("copy")
+        .env_clear()
+        .env("PNPR_TEST_S3", &s3.endpoint)
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY);
+    pnpr_e2e::proc::run(&mut cmd, Duration::from_secs(60))
+}
+
+#[tokio::test]
+async fn copy_uploads_an_embedded_deployments_tarballs_once() {
+    let s3 = S3rver::start("pnpr");
+    let mock = RegistryMock::start();
+    let http = Http::new();
+    // An embedded node: one proxied tarball and one hosted one on its disk.
+    let open = format!(
+        "uplinks:\n  mock:\n    url: {}\npackages:\n  '**':\n    access: $all\n    publish: $authenticated\n    proxy: mock\n",
+        mock.url
+    );
+    let mut node = Pnpr::start(&open, &[]);
+    let foo = dist(&http, &mock, FOO, "100.0.0").await;
+    http.get(&format!("{}{}", node.url, foo.0))
+        .await
+        .assert_status(200);
+    let token = pnpr_e2e::add_user(&http, &node, "erin").await;
+    pnpr_e2e::publish::publish(
+        &http,
+        &node.url,
+        &token,
+        "copied-pkg",
+        "1.0.0",
+        &[("a.js", b"1")],
+    )
+    .await;
+    node.stop();
+    assert!(s3.keys(&http, "").await.is_empty());
+
+    node.write_config(&format!(
+        "{open}blobs:\n  s3:\n    bucket: {}\n    endpoint: ${{PNPR_TEST_S3}}\n    prefix: {PREFIX}\n",
+        s3.bucket
+    ));
+    let first = run_copy(&node, &s3);
+    first.assert_success();
+    assert_eq!(
+        first.stdout.trim(),
+        "blobs: 2 uploaded, 0 already in the bucket, 0 damaged on this disk (not copied)"
+    );
+    let tgz = pnpr_e2e::publish::tarball("copied-pkg", "1.0.0", &[("a.js", b"1")]);
+    let hex = hex::encode(sha2::Sha512::digest(&tgz));
+    let hosted_key = format!("{PREFIX}hosted/sha512/{}/{}", &hex[..2], &hex[2..]);
+    let r = http.get(&s3.object_url(&hosted_key)).await;
+    r.assert_status(200);
+    assert_eq!(r.body.as_ref(), tgz.as_slice());
+    let r = http.get(&s3.object_url(&tarball_key(&foo.1))).await;
+    r.assert_status(200);
+    assert_eq!(r.body.as_ref(), foo.2.as_slice());
+
+    // Idempotent: a second run finds both.
+    let again = run_copy(&node, &s3);
+    again.assert_success();
+    assert_eq!(
+        again.stdout.trim(),
+        "blobs: 0 uploaded, 2 already in the bucket, 0 damaged on this disk (not copied)"
+    );
+    assert!(
+        !first.combined().contains(SECRET_KEY),
+        "{}",
+        first.combined()
     );
 }

@@ -156,3 +156,73 @@ async fn a_fetch_goes_to_the_bucket_and_a_corrupt_object_is_refetched() {
     }
     assert_eq!(bucket.object(&key).as_ref(), Some(&body));
 }
+
+#[test]
+fn copy_uploads_matching_local_blobs_once_and_never_damaged_ones() {
+    use super::copy::{cas_objects, hosted_objects, upload_missing, CopyCounts};
+
+    let dir = tempfile::tempdir().unwrap();
+    let cas = Cas::open(&dir.path().join("tarballs")).unwrap();
+    let good = Integrity::from(b"good tarball");
+    let bad = Integrity::from(b"bad tarball");
+    for (sri, bytes) in [(&good, &b"good tarball"[..]), (&bad, &b"bad tarball"[..])] {
+        let mut w = cas.writer("public", sri.clone()).unwrap();
+        w.write(bytes).unwrap();
+        w.finish(true).unwrap();
+    }
+    // Damage one object on disk; leave junk that is not a content address.
+    std::fs::write(cas.path("public", &bad).unwrap(), b"bit rot").unwrap();
+    std::fs::write(cas.root().join("tmp").join("x.tmp"), b"partial").unwrap();
+    std::fs::create_dir_all(cas.root().join("public/sha256/zz")).unwrap();
+    std::fs::write(cas.root().join("public/sha256/zz/not-hex"), b"?").unwrap();
+
+    let hosted_root = dir.path().join("hosted-tarballs");
+    let hosted_hex = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha512::digest(b"hosted bytes"))
+    };
+    let hosted_path = hosted_root
+        .join("sha512")
+        .join(&hosted_hex[..2])
+        .join(&hosted_hex[2..]);
+    std::fs::create_dir_all(hosted_path.parent().unwrap()).unwrap();
+    std::fs::write(&hosted_path, b"hosted bytes").unwrap();
+
+    let mut blobs = cas_objects(cas.root());
+    blobs.extend(hosted_objects(&hosted_root));
+    assert_eq!(blobs.len(), 3, "{blobs:?}");
+    let bucket = MemoryBackend::default();
+    let first = upload_missing(&bucket, &blobs).unwrap();
+    assert_eq!(
+        first,
+        CopyCounts {
+            uploaded: 2,
+            present: 0,
+            damaged: 1
+        }
+    );
+    assert_eq!(
+        bucket.object(&tarball_key("public", &good).unwrap()),
+        Some(b"good tarball".to_vec())
+    );
+    assert!(bucket
+        .object(&tarball_key("public", &bad).unwrap())
+        .is_none());
+    assert_eq!(
+        bucket.object(&hosted_key(&hosted_hex).unwrap()),
+        Some(b"hosted bytes".to_vec())
+    );
+    // A re-run finds what it copied.
+    let again = upload_missing(&bucket, &blobs).unwrap();
+    assert_eq!(
+        again,
+        CopyCounts {
+            uploaded: 0,
+            present: 2,
+            damaged: 1
+        }
+    );
+    // A bucket outage is an error, not a silent skip.
+    bucket.set_down(true);
+    assert!(upload_missing(&bucket, &blobs).is_err());
+}
