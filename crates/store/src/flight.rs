@@ -14,6 +14,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
@@ -61,7 +62,13 @@ pub struct TarballFetches {
     on_stored: Option<Arc<dyn Fn() + Send + Sync>>,
     /// The shared bucket behind the local CAS, if any.
     backend: Option<Arc<dyn BlobBackend>>,
+    /// Until when bucket reads are skipped after the bucket failed, so an
+    /// unreachable bucket costs one wait, not one per tarball miss.
+    bucket_pause: Mutex<Option<Instant>>,
 }
+
+/// How long bucket reads are skipped after a bucket error.
+const BUCKET_PAUSE: Duration = Duration::from_secs(5);
 
 impl TarballFetches {
     pub fn new(cas: Arc<Cas>, max_size: u64) -> Self {
@@ -71,6 +78,7 @@ impl TarballFetches {
             max_size,
             on_stored: None,
             backend: None,
+            bucket_pause: Mutex::new(None),
         }
     }
 
@@ -112,6 +120,10 @@ impl TarballFetches {
                 return Ok(TarballBody::Stored(hit));
             }
         }
+        let upload = match (&self.backend, keep) {
+            (Some(b), true) => Some((Arc::clone(b), tarball_key(ns, sri)?)),
+            _ => None,
+        };
         let key = format!("{ns}\n{sri}\n{keep}");
         let existing = self.lock().get(&key).cloned();
         let flight = match existing {
@@ -133,10 +145,6 @@ impl TarballFetches {
                     map.insert(key.clone(), Arc::clone(&flight));
                 }
                 let fut = start();
-                let upload = match (&self.backend, keep) {
-                    (Some(b), true) => Some((Arc::clone(b), tarball_key(ns, sri)?)),
-                    _ => None,
-                };
                 let this = Arc::clone(self);
                 // The starter's span (its request id) follows the fetch.
                 let span = tracing::Span::current();
@@ -182,6 +190,9 @@ impl TarballFetches {
     async fn fill_from_bucket(&self, ns: &str, sri: &Integrity) -> Option<Stored> {
         let backend = self.backend.as_ref()?;
         let key = tarball_key(ns, sri).ok()?;
+        if self.bucket_paused() {
+            return None;
+        }
         match fill_from(backend.as_ref(), &self.cas, ns, sri, &key, self.max_size).await {
             Ok(Some(stored)) => {
                 tracing::debug!(key = %key, "tarball filled from the bucket");
@@ -196,10 +207,27 @@ impl TarballFetches {
                 None
             }
             Err(e) => {
-                tracing::warn!(key = %key, error = %e, "bucket read failed; asking the uplink");
+                tracing::warn!(key = %key, error = %e, "bucket read failed; asking the uplink, and skipping bucket reads for {BUCKET_PAUSE:?}");
+                *self.pause_lock() = Some(Instant::now() + BUCKET_PAUSE);
                 None
             }
         }
+    }
+
+    fn bucket_paused(&self) -> bool {
+        let mut pause = self.pause_lock();
+        match *pause {
+            Some(until) if Instant::now() < until => true,
+            Some(_) => {
+                *pause = None;
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn pause_lock(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
+        self.bucket_pause.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Flight>>> {

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use bytes::Bytes;
@@ -16,6 +16,7 @@ use crate::StoreError;
 pub struct MemoryBackend {
     objects: Mutex<HashMap<String, Vec<u8>>>,
     down: AtomicBool,
+    gets: AtomicUsize,
 }
 
 impl MemoryBackend {
@@ -27,6 +28,11 @@ impl MemoryBackend {
     /// Writes an object directly (tests corrupt or seed the bucket).
     pub fn insert(&self, key: &str, bytes: Vec<u8>) {
         self.lock().insert(key.to_owned(), bytes);
+    }
+
+    /// How many `get` calls were made (reachable or not).
+    pub fn get_calls(&self) -> usize {
+        self.gets.load(Ordering::SeqCst)
     }
 
     /// An object's bytes as stored.
@@ -58,6 +64,7 @@ impl BlobBackend for MemoryBackend {
     }
 
     fn get(&self, key: String) -> BackendFuture<Option<BlobStream>> {
+        self.gets.fetch_add(1, Ordering::SeqCst);
         let r = self.check().map(|()| {
             self.object(&key).map(|b| {
                 // Two chunks, so readers see a stream.

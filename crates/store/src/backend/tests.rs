@@ -226,3 +226,31 @@ fn copy_uploads_matching_local_blobs_once_and_never_damaged_ones() {
     bucket.set_down(true);
     assert!(upload_missing(&bucket, &blobs).is_err());
 }
+
+#[tokio::test]
+async fn an_unreachable_bucket_is_skipped_for_a_while_and_the_uplink_serves() {
+    use crate::flight::{ByteStream, TarballFetches};
+    use crate::TarballBody;
+
+    let bucket = Arc::new(MemoryBackend::default());
+    bucket.set_down(true);
+    let dir = tempfile::tempdir().unwrap();
+    let fetches = Arc::new(
+        TarballFetches::new(Arc::new(Cas::open(dir.path()).unwrap()), 1 << 20)
+            .with_backend(Arc::clone(&bucket) as Arc<dyn BlobBackend>),
+    );
+    for i in 0..3u8 {
+        let body = vec![i; 100];
+        let sri = Integrity::from(&body);
+        let got = fetches
+            .get("public", &sri, true, move || async move {
+                Ok(Box::pin(futures_util::stream::iter(vec![Ok(Bytes::from(body))])) as ByteStream)
+            })
+            .await
+            .unwrap();
+        assert!(matches!(got, TarballBody::Streaming(_)));
+    }
+    // One failed read, then the pause: the other misses went straight to
+    // the uplink.
+    assert_eq!(bucket.get_calls(), 1);
+}
