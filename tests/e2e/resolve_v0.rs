@@ -437,8 +437,9 @@ fn scoped_body(registry: &str, scope_registry: &str) -> serde_json::Value {
 /// Per-scope registries (`@private:registry=<pnpr>/~corp/` in `.npmrc`,
 /// sent as `registries`): every client installs the private package through
 /// `--pnpr-server` with the lockfile it writes resolving directly through
-/// the same endpoints; a caller the uplink does not admit gets no private
-/// name, integrity or URL in any frame; a scope mapped to any URL that is not
+/// the same endpoints, and frozen from that lockfile; a caller the uplink
+/// does not admit gets no private name, integrity or URL in any frame and
+/// no package from the lockfile; a scope mapped to any URL that is not
 /// pnpr's own is refused with 400 before anything reaches that URL.
 #[tokio::test]
 async fn scope_registries_route_to_pnpr_endpoints_for_admitted_callers_only() {
@@ -473,6 +474,25 @@ async fn scope_registries_route_to_pnpr_endpoints_for_admitted_callers_only() {
         through
             .node_require("@private/foo/package.json")
             .assert_success();
+        // Frozen install of that lockfile from an empty store (the verify
+        // path): alice gets the package, bob holding the same lockfile not.
+        for (token, admitted) in [(&s.alice, true), (&bob, false)] {
+            let frozen = scoped_project(&url, &corp, token);
+            frozen.write_file("pnpm-lock.yaml", &expected);
+            let out = frozen.pnpm_v(
+                v,
+                &flags(
+                    &url,
+                    &["install", "--frozen-lockfile", "--pnpr-server", &url],
+                ),
+            );
+            assert_eq!(out.success(), admitted, "pnpm {v} frozen: {out}");
+            assert_eq!(
+                frozen.exists("node_modules/@private/foo/package.json"),
+                admitted,
+                "pnpm {v} frozen"
+            );
+        }
         integrity = expected
             .lines()
             .skip_while(|l| !l.contains("'@private/foo@1.0.0':"))
