@@ -138,7 +138,7 @@ fn package_frames(
         if !sent.insert((f.digest_hex.clone(), f.is_executable())) {
             continue;
         }
-        let content = store.read_file(&f.digest_hex).ok()?;
+        let content = store.read_packaged(&integrity, &f.digest_hex).ok()?;
         let digest = pnpr_protocol::parse_digest(&f.digest_hex).ok()?;
         frames.push(pnpr_protocol::frame_bytes(&digest, f.is_executable(), &content).ok()?);
         t.frames += 1;

@@ -49,6 +49,7 @@
 //! passwords (see `login_storm`).
 
 mod auth;
+mod disk;
 mod floor;
 mod frames;
 mod load;

@@ -170,6 +170,9 @@ struct Prepared {
     lockfile: String,
     /// Keeps the populated store alive; warm-store runs point at it.
     store_owner: Project,
+    /// The pnpr data directory's package stores after the population
+    /// install (with `--upstream-storage` only).
+    disk: Option<crate::disk::DiskUsage>,
 }
 
 struct Bench<'a> {
@@ -181,6 +184,8 @@ struct Bench<'a> {
     client: String,
     /// What pnpr's uplink points at: the upstream, or its shaper.
     uplink_url: String,
+    /// SHA-512 → length of the corpus tarballs (`--upstream-storage`).
+    corpus_sizes: Option<std::collections::HashMap<String, u64>>,
 }
 
 impl Bench<'_> {
@@ -329,6 +334,10 @@ pub fn run(args: PeersArgs) {
         uplink_url: uplink_shaper
             .as_ref()
             .map_or_else(|| upstream.url().to_string(), |s| s.url.clone()),
+        corpus_sizes: args
+            .upstream_storage
+            .as_deref()
+            .map(crate::disk::corpus_sizes),
     };
     eprintln!(
         "project: {}; client: pnpm {}",
@@ -360,7 +369,7 @@ pub fn run(args: PeersArgs) {
             link.push(took);
         }
     }
-    report(&args, &check, &scenarios, &link);
+    report(&args, &check, &scenarios, &link, &prepared);
 }
 
 /// The link-only floor sample: the first target's full store and lockfile,
@@ -436,11 +445,18 @@ fn populate(bench: &Bench, wanted: &[Target]) -> Vec<Prepared> {
             traffic.to_client as f64 / 1e6
         );
         let lockfile = p.read_file("pnpm-lock.yaml");
+        let disk = match (&warm.backend, &bench.corpus_sizes) {
+            (Backend::Pnpr(server), Some(sizes)) => {
+                Some(crate::disk::measure(&server.data_dir, sizes))
+            }
+            _ => None,
+        };
         prepared.push(Prepared {
             target,
             warm,
             lockfile,
             store_owner: p,
+            disk,
         });
     }
     prepared
@@ -566,6 +582,7 @@ fn report(
     check: &shaper::CheckResult,
     scenarios: &[Scenario],
     link: &[Duration],
+    prepared: &[Prepared],
 ) {
     println!(
         "\nproject {}; client pnpm {}; upstream {}; one-way latency {} ms, {}; {} runs after {} warm-up round(s)\n",
@@ -618,6 +635,19 @@ fn report(
         });
     }
     let floor = crate::floor::report(&args.shape, link, &rows);
+    let disks: Vec<(&str, &crate::disk::DiskUsage)> = prepared
+        .iter()
+        .filter_map(|p| p.disk.as_ref().map(|d| (p.target.label(), d)))
+        .collect();
+    crate::disk::print(&disks);
+    let disk_json: serde_json::Map<String, serde_json::Value> = prepared
+        .iter()
+        .filter_map(|p| {
+            p.disk
+                .as_ref()
+                .map(|d| (p.target.name().to_string(), d.json()))
+        })
+        .collect();
     let doc = serde_json::json!({
         "project": args.project.display().to_string(),
         "client": args.client,
@@ -630,6 +660,7 @@ fn report(
         "upstream_latency_ms_one_way": args.upstream_latency.as_millis() as u64,
         "scenarios": json,
         "floor": floor,
+        "server_disk": disk_json,
     });
     println!("\n{doc}");
     if let Some(path) = &args.json_out {

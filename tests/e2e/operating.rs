@@ -208,8 +208,11 @@ async fn metrics_move_with_a_real_pnpm_install() {
     );
     assert!(after.sum("pnpr_resolution_cache_candidates", &[]) >= 1.0);
     assert!(after.sum("pnpr_resolution_cache_bytes", &[]) > 0.0);
-    assert!(after.sum("pnpr_store_bytes", &[("store", "tarballs")]) > 0.0);
-    assert!(after.sum("pnpr_store_objects", &[("store", "files")]) >= 2.0);
+    // One stored member per package, no raw files and no tarball kept for
+    // an install-only fetch (RFC 0008 §4).
+    assert!(after.sum("pnpr_store_objects", &[("store", "frames")]) >= 2.0);
+    assert_eq!(after.sum("pnpr_store_objects", &[("store", "files")]), 0.0);
+    assert_eq!(after.sum("pnpr_store_bytes", &[("store", "tarballs")]), 0.0);
     // The scrape itself is in flight while it renders.
     assert!(after.sum("pnpr_http_requests_in_flight", &[]) >= 1.0);
 

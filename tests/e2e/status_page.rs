@@ -125,8 +125,15 @@ async fn status_page_renders_live_numbers_for_admins_only() {
     assert!(after.contains("closed"), "breaker state: {after}");
     let budget = by_id(&after, "budget").expect("budget line");
     assert!(budget.contains("of 50.0 MiB"), "{budget}");
+    // A `/v1/install` keeps each package's member, not its tarball (RFC
+    // 0008 §4): the members are what the store line counts.
     assert!(
-        by_id(&after, "store-tarballs").is_some_and(|b| b != "0 B"),
+        by_id(&after, "store-frames").is_some_and(|b| b != "0 B"),
+        "{after}"
+    );
+    assert_eq!(
+        by_id(&after, "store-tarballs").as_deref(),
+        Some("0 B"),
         "{after}"
     );
 

@@ -1,18 +1,20 @@
 //! One eviction pass: units ordered by last access, removed oldest first
 //! until the stores fit the goal, skipping pinned ones.
 //!
-//! Invariant: a file is removed only when no index row names it, counted
-//! while [`pnpr_cafs::FileStore::exclusive`] holds every unpack off (rows
-//! written since the scan are counted too), and a unit is removed under the
-//! pin table's lock, so a concurrent install either pinned it first (it is
-//! skipped) or pins it after it is gone (and unpacks it again).
+//! Invariant: a member is removed only when no index row names it (or with
+//! the last unit whose rows do), counted while
+//! [`pnpr_cafs::FileStore::exclusive`] holds every unpack off (rows written
+//! since the scan are counted too), and a unit is removed under the pin
+//! table's lock, so a concurrent install either pinned it first (it is
+//! skipped) or pins it after it is gone (and unpacks it again). A unit's
+//! row goes before its member, so no reader is handed a row without one.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use pnpr_cafs::FileStore;
 
-use crate::scan::{digest, Digest, Scan, Tarball};
+use crate::scan::{Scan, Tarball};
 use crate::{lock, Budget, Result};
 
 /// Bytes and objects of one store.
@@ -110,15 +112,16 @@ struct Unit {
     /// Its file-store index rows (usually one).
     rows: Vec<String>,
     tarballs: Vec<Tarball>,
-    files: Vec<Digest>,
+    /// Keys of the members its rows name.
+    members: Vec<String>,
     last_ms: i64,
 }
 
-/// Units and how many index rows name each file.
+/// Units and how many index rows name each member.
 #[derive(Default)]
 struct Plan {
     units: HashMap<String, Unit>,
-    refs: HashMap<Digest, u32>,
+    refs: HashMap<String, u32>,
     rows_seen: HashSet<String>,
 }
 
@@ -128,12 +131,13 @@ impl Plan {
             key: key.to_string(),
             rows: Vec::new(),
             tarballs: Vec::new(),
-            files: Vec::new(),
+            members: Vec::new(),
             last_ms: 0,
         })
     }
 
-    /// Counts the files of index row `integrity` (and makes it part of its unit).
+    /// Counts the member of index row `integrity` (and makes the row part
+    /// of its unit).
     fn add_row(&mut self, files: &FileStore, integrity: &str) -> Result<()> {
         self.rows_seen.insert(integrity.to_string());
         let Some(key) = crate::unit_key(integrity) else {
@@ -142,19 +146,28 @@ impl Plan {
         let Some(index) = files.index_uncached(integrity)? else {
             return Ok(());
         };
-        let digests: Vec<Digest> = index
-            .files
-            .values()
-            .filter_map(|f| digest(&f.digest_hex))
-            .collect();
-        for d in &digests {
-            *self.refs.entry(*d).or_default() += 1;
+        let member = files.member_key_uncached(&index).ok();
+        if let Some(m) = &member {
+            *self.refs.entry(m.clone()).or_default() += 1;
         }
         let unit = self.unit(&key);
         unit.rows.push(integrity.to_string());
-        unit.files.extend(digests);
+        unit.members.extend(member);
         unit.last_ms = unit.last_ms.max(index.checked_at_ms as i64);
         Ok(())
+    }
+}
+
+/// Removes what older versions kept and nothing reads any more: the raw
+/// unpacked files and the per-file frames (RFC 0008 §4). Runs on every
+/// pass, over budget or not.
+pub(crate) fn purge_legacy(files: &FileStore, scan: &mut Scan, report: &mut Report) {
+    for (d, _) in std::mem::take(&mut scan.files) {
+        let n = files.remove_file(&hex::encode(d)).unwrap_or(0);
+        report.add("files", n);
+    }
+    for (path, _) in std::mem::take(&mut scan.frames).into_values().flatten() {
+        report.add("frames", unlink(&path));
     }
 }
 
@@ -180,14 +193,15 @@ pub(crate) fn run(
         unit.tarballs = tarballs;
     }
     let _no_unpacks = files.exclusive();
-    // Rows written since the scan keep their files.
+    // Rows written since the scan keep their members.
     for row in files.index_keys()? {
         if !plan.rows_seen.contains(&row) {
             plan.add_row(files, &row)?;
         }
     }
-    let mut total = report.total();
-    remove_orphans(files, &plan, &mut scan, &mut total, report);
+    let mut total = report.total_after();
+    let young = pnpr_clock::now_ms() - LOOSE_GRACE_MS;
+    remove_orphans(&plan, &mut scan, young, &mut total, report);
     let mut candidates: Vec<Candidate> = std::mem::take(&mut plan.units)
         .into_values()
         .map(|mut u| {
@@ -203,7 +217,6 @@ pub(crate) fn run(
         )
         .collect();
     candidates.sort_by_key(Candidate::last_ms);
-    let young = pnpr_clock::now_ms() - LOOSE_GRACE_MS;
     let mut evicted = Vec::new();
     for candidate in candidates {
         if total <= goal {
@@ -233,8 +246,8 @@ pub(crate) fn run(
     Ok(evicted)
 }
 
-/// Loose derived bytes younger than this are kept: their writer opens them
-/// by name right after placing them.
+/// Derived bytes younger than this are kept when no row names them: their
+/// writer (an unpack of another process sharing the store) names them next.
 const LOOSE_GRACE_MS: i64 = 5_000;
 
 /// What a pass may remove, oldest first.
@@ -252,45 +265,30 @@ impl Candidate {
     }
 }
 
-/// Files no index row names (leftovers of failed unpacks) and frames whose
-/// file is gone: unreachable by any install, so they go first.
-fn remove_orphans(
-    files: &FileStore,
-    plan: &Plan,
-    scan: &mut Scan,
-    total: &mut u64,
-    report: &mut Report,
-) {
-    let orphans: Vec<Digest> = scan
-        .files
-        .keys()
-        .filter(|d| !plan.refs.contains_key(*d))
-        .copied()
+/// Members no index row names (leftovers of failed or evicted rows):
+/// unreachable by any install, so they go first.
+fn remove_orphans(plan: &Plan, scan: &mut Scan, young: i64, total: &mut u64, report: &mut Report) {
+    let orphans: Vec<String> = scan
+        .members
+        .iter()
+        .filter(|(key, m)| !plan.refs.contains_key(*key) && m.mtime_ms < young)
+        .map(|(key, _)| key.clone())
         .collect();
-    for d in orphans {
-        *total = total.saturating_sub(remove_file(files, &d, scan, report));
-    }
-    let strays: Vec<Digest> = scan
-        .frames
-        .keys()
-        .filter(|d| !scan.files.contains_key(*d) && !plan.refs.contains_key(*d))
-        .copied()
-        .collect();
-    for d in strays {
-        for (path, _) in scan.frames.remove(&d).unwrap_or_default() {
-            let freed = unlink(&path);
+    for key in orphans {
+        if let Some(m) = scan.members.remove(&key) {
+            let freed = unlink(&m.path);
             report.add("frames", freed);
             *total = total.saturating_sub(freed);
         }
     }
 }
 
-/// Removes a unit's rows, tarballs, and the files (with frames) no other
-/// row names; returns the bytes freed.
+/// Removes a unit's rows, tarballs, and the members no other row names;
+/// returns the bytes freed.
 fn remove_unit(
     files: &FileStore,
     unit: &Unit,
-    refs: &mut HashMap<Digest, u32>,
+    refs: &mut HashMap<String, u32>,
     scan: &mut Scan,
     report: &mut Report,
 ) -> Result<u64> {
@@ -304,31 +302,21 @@ fn remove_unit(
         report.add("tarballs", n);
         freed += n;
     }
-    for d in &unit.files {
-        let Some(n) = refs.get_mut(d) else { continue };
+    for key in &unit.members {
+        let Some(n) = refs.get_mut(key) else { continue };
         *n = n.saturating_sub(1);
         if *n == 0 {
-            refs.remove(d);
-            freed += remove_file(files, d, scan, report);
+            refs.remove(key);
+            let path = match scan.members.remove(key) {
+                Some(m) => m.path,
+                None => files.member_file(key)?,
+            };
+            let n = unlink(&path);
+            report.add("frames", n);
+            freed += n;
         }
     }
     Ok(freed)
-}
-
-/// Unlinks one stored file and its frames; returns the bytes freed.
-fn remove_file(files: &FileStore, d: &Digest, scan: &mut Scan, report: &mut Report) -> u64 {
-    let mut freed = 0;
-    if scan.files.remove(d).is_some() {
-        let n = files.remove_file(&hex::encode(d)).unwrap_or(0);
-        report.add("files", n);
-        freed += n;
-    }
-    for (path, _) in scan.frames.remove(d).unwrap_or_default() {
-        let n = unlink(&path);
-        report.add("frames", n);
-        freed += n;
-    }
-    freed
 }
 
 fn unlink(path: &std::path::Path) -> u64 {

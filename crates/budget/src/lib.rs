@@ -1,17 +1,19 @@
 //! The disk budget of pnpr's re-fetchable caches (`cache_max_size`): the
-//! tarball CAS, the unpacked-file store and the derived frames, evicted
-//! least-recently-used first, one package version at a time.
+//! tarball CAS and the file store's package members and index rows,
+//! evicted least-recently-used first, one package version at a time (and
+//! the raw files and per-file frames older versions kept, which nothing
+//! reads any more, removed on every pass).
 //!
 //! A *unit* is one package version's cached bytes, named by its integrity
 //! (`<algo>-<hex>` of the strongest hash, the CAS's own address): its
-//! tarballs (one per namespace), its file-store index row, and the files
-//! and frames no other remaining unit references.
+//! tarballs (one per namespace), its file-store index row, and the member
+//! no other remaining unit's row names.
 //!
 //! Invariants guarded here:
 //! - only those three stores are ever touched: hosted tarballs, users,
 //!   tokens and metadata live elsewhere and are never evicted;
 //! - a pinned unit (an install in flight serves it) is never evicted, and a
-//!   file is removed only when no remaining index row names it, decided
+//!   member is removed only when no remaining index row names it, decided
 //!   while the file store holds every unpack off ([`evict`]);
 //! - eviction unlinks; a reader that opened a file keeps reading it;
 //! - access times are kept in memory and written to SQLite in batches
@@ -170,12 +172,13 @@ impl Budget {
     pub fn enforce(&self, files: &pnpr_cafs::FileStore) -> Result<Report> {
         let _one = lock(&self.passes);
         self.flush()?;
-        let scan = scan::scan(&self.cas_root, files);
+        let mut scan = scan::scan(&self.cas_root, files);
         let mut report = Report::new(self.limit, scan.usage());
+        evict::purge_legacy(files, &mut scan, &mut report);
         let Some(limit) = self.limit else {
             return Ok(report);
         };
-        if report.total() <= limit {
+        if report.total_after() <= limit {
             return Ok(report);
         }
         let goal =

@@ -1,5 +1,6 @@
 //! One look at the evictable stores on disk: every CAS tarball by unit,
-//! every stored file and every derived frame by source digest.
+//! every package member by key, and what older versions kept (raw files
+//! and per-file frames, by source digest).
 //!
 //! Invariant: the scan only reads; names that do not fit a store's layout
 //! (temp files, strays) are left out, so they are never evicted as units.
@@ -23,12 +24,13 @@ pub(crate) struct Tarball {
 pub(crate) struct Scan {
     /// Unit → its objects (one per namespace that cached it).
     pub(crate) tarballs: HashMap<String, Vec<Tarball>>,
-    /// Stored file → its length.
+    /// Raw file an older version kept → its length.
     pub(crate) files: HashMap<Digest, u64>,
-    /// Source file → its derived frames.
+    /// Source file → the per-file frames an older version kept.
     pub(crate) frames: HashMap<Digest, Vec<(PathBuf, u64)>>,
-    /// Derived bytes no single file is the source of (members of several
-    /// frames): evicted by their own age.
+    /// Package member key → the member.
+    pub(crate) members: HashMap<String, Tarball>,
+    /// Other derived bytes: evicted by their own age.
     pub(crate) loose: Vec<Tarball>,
 }
 
@@ -41,6 +43,7 @@ impl Scan {
             .values()
             .flatten()
             .map(|f| f.1)
+            .chain(self.members.values().map(|t| t.len))
             .chain(self.loose.iter().map(|t| t.len));
         vec![
             StoreUsage::new(
@@ -55,11 +58,12 @@ impl Scan {
 }
 
 pub(crate) fn scan(cas_root: &Path, files: &pnpr_cafs::FileStore) -> Scan {
-    let (frames, loose) = derived(&files.derived_dir());
+    let (frames, members, loose) = derived(&files.derived_dir());
     Scan {
         tarballs: tarballs(cas_root),
         files: stored_files(&files.files_dir()),
         frames,
+        members,
         loose,
     }
 }
@@ -136,9 +140,11 @@ fn stored_files(dir: &Path) -> HashMap<Digest, u64> {
 type Frames = HashMap<Digest, Vec<(PathBuf, u64)>>;
 
 /// Everything under the derived directory: `<hex[0..2]>/<hex[2..]><variant>`
-/// files by source digest, anything else (deeper, or another name) loose.
-fn derived(dir: &Path) -> (Frames, Vec<Tarball>) {
+/// files by source digest, `members/<key[0..2]>/<key[2..]>` by key,
+/// anything else loose.
+fn derived(dir: &Path) -> (Frames, HashMap<String, Tarball>, Vec<Tarball>) {
     let mut frames: Frames = HashMap::new();
+    let mut members = HashMap::new();
     let mut loose = Vec::new();
     let mut stack = vec![(dir.to_path_buf(), 0usize)];
     while let Some((d, depth)) = stack.pop() {
@@ -154,18 +160,29 @@ fn derived(dir: &Path) -> (Frames, Vec<Tarball>) {
             }
             let name = e.file_name().to_string_lossy().into_owned();
             let fan = d.file_name().map(|n| n.to_string_lossy().into_owned());
+            let fan = fan.as_deref().unwrap_or("");
             let source = (depth == 1)
-                .then(|| pnpr_cafs::derived_source(fan.as_deref().unwrap_or(""), &name))
+                .then(|| pnpr_cafs::derived_source(fan, &name))
                 .flatten();
-            match source.as_deref().and_then(digest) {
-                Some(src) => frames.entry(src).or_default().push((e.path(), meta.len())),
-                None => loose.push(Tarball {
-                    path: e.path(),
-                    len: meta.len(),
-                    mtime_ms: mtime_ms(&meta),
-                }),
+            let in_members = d
+                .parent()
+                .is_some_and(|p| p.file_name().is_some_and(|n| n == "members"));
+            let member = (depth == 2 && in_members)
+                .then(|| pnpr_cafs::member_key_of_path(fan, &name))
+                .flatten();
+            let object = Tarball {
+                path: e.path(),
+                len: meta.len(),
+                mtime_ms: mtime_ms(&meta),
+            };
+            match (source.as_deref().and_then(digest), member) {
+                (Some(src), _) => frames.entry(src).or_default().push((e.path(), meta.len())),
+                (None, Some(key)) => {
+                    members.insert(key, object);
+                }
+                (None, None) => loose.push(object),
             }
         }
     }
-    (frames, loose)
+    (frames, members, loose)
 }

@@ -90,11 +90,12 @@ fn least_recently_used_goes_first_and_pins_and_shared_files_stay() {
     assert!(a_path.exists() && fx.files.has_index(&a));
     assert!(!b_path.exists() && !fx.files.has_index(&b), "{report}");
     assert!(c_path.exists());
-    // Files of kept packages are all there.
+    // Files of kept packages can all be read from their members.
     for integrity in [&a, &c] {
         let index = fx.files.index(integrity).unwrap().unwrap();
         for f in index.files.values() {
-            assert!(fx.files.has_file(&f.digest_hex));
+            let content = fx.files.read_packaged(integrity, &f.digest_hex).unwrap();
+            assert_eq!(content.len() as u64, f.size);
         }
     }
     // A budget nothing fits in: everything goes but the pinned unit.
@@ -131,4 +132,40 @@ fn access_times_survive_reopening() {
     assert!(a_path.exists());
     assert!(!b_path.exists());
     assert!(!fx.files.has_index(&b));
+}
+
+#[test]
+fn what_older_versions_kept_is_purged_on_every_pass_and_members_stay() {
+    let fx = Fixture::new();
+    let (a, _) = fx.add("a", &vec![b'a'; 4000]);
+    // A raw file and a per-file frame as an older version left them.
+    let digest = "cd".repeat(64);
+    let raw = fx.files.files_dir().join(&digest[..2]).join(&digest[2..]);
+    let frame = fx
+        .files
+        .derived_dir()
+        .join(&digest[..2])
+        .join(format!("{}.gz", &digest[2..]));
+    for (path, len) in [(&raw, 3000), (&frame, 700)] {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, vec![b'x'; len]).unwrap();
+    }
+    // No budget at all: still purged, and nothing else is touched.
+    let unbounded = budget(&fx, None);
+    let report = unbounded.enforce(&fx.files).unwrap();
+    assert!(!raw.exists() && !frame.exists(), "{report}");
+    assert_eq!(report.total() - report.total_after(), 3700, "{report}");
+    assert_eq!(report.units_evicted, 0);
+    assert!(fx.files.has_index(&a));
+    let index = fx.files.index(&a).unwrap().unwrap();
+    for f in index.files.values() {
+        fx.files.read_packaged(&a, &f.digest_hex).unwrap();
+    }
+    // The member is what the store holds of `a`: a budget nothing fits in
+    // takes it with the unit, and the package reads as absent.
+    let tiny = budget(&fx, Some(1));
+    let report = tiny.enforce(&fx.files).unwrap();
+    assert_eq!(report.units_evicted, 1, "{report}");
+    assert_eq!(report.total_after(), 0, "{report}");
+    assert!(!fx.files.has_index(&a));
 }

@@ -1,7 +1,7 @@
 //! The SQLite table holding one index row per package integrity.
 //!
 //! Invariant: a row is written once, inside one transaction, and only after
-//! all of its files are in the store; concurrent writers of the same
+//! the package's member is in the store; concurrent writers of the same
 //! integrity keep the first row (`INSERT OR IGNORE`).
 
 use std::path::Path;
@@ -58,18 +58,6 @@ impl IndexDb {
             )
             .optional()?;
         Ok(row)
-    }
-
-    pub(crate) fn contains(&self, integrity: &str) -> Result<bool, CafsError> {
-        let conn = self.lock();
-        let found = conn
-            .query_row(
-                "SELECT 1 FROM package_index WHERE integrity = ?1",
-                [integrity],
-                |_| Ok(()),
-            )
-            .optional()?;
-        Ok(found.is_some())
     }
 
     /// Insert unless a row exists; `true` when this call wrote it.

@@ -2,7 +2,8 @@
 //!
 //! Invariant: `files` keys are normalised in-package paths (no leading folder,
 //! no `.`/`..`/empty components) and every digest names a file present in the
-//! store; `mode` is exactly 0o644 or 0o755 so executability is unambiguous.
+//! package's stored member; `mode` is exactly 0o644 or 0o755 so
+//! executability is unambiguous.
 
 use std::collections::BTreeMap;
 
@@ -52,6 +53,31 @@ impl PackageIndex {
     /// lifecycle scripts), or `None` when pnpm omits the manifest.
     pub fn index_manifest(&self) -> Option<Value> {
         manifest::bundled_manifest(&self.manifest)
+    }
+
+    /// The row as the wire owner encodes it for pnpm's store index (and
+    /// plans its frames from).
+    pub fn index_value(&self) -> pnpr_protocol::IndexValue {
+        pnpr_protocol::IndexValue {
+            requires_build: Some(self.requires_build),
+            manifest: self.index_manifest(),
+            algo: "sha512".to_string(),
+            files: self
+                .files
+                .iter()
+                .map(|(path, f)| {
+                    (
+                        path.clone(),
+                        pnpr_protocol::FileMeta {
+                            digest_hex: f.digest_hex.clone(),
+                            mode: f.mode,
+                            size: f.size,
+                            checked_at: Some(self.checked_at_ms),
+                        },
+                    )
+                })
+                .collect(),
+        }
     }
 
     /// Number of files and their total size in bytes.

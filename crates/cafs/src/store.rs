@@ -1,12 +1,13 @@
-//! `FileStore`: the on-disk layout (`files/` and `tmp/` through
-//! [`Files`], `frames/` (derived bytes: per-file and per-package members),
-//! `index.sqlite`)
+//! `FileStore`: the on-disk layout (`tmp/` through [`Files`], `frames/
+//! members/` (one stored gzip member per package, RFC 0008), `index.sqlite`)
 //! behind one handle.
 //!
-//! Invariant: an index row is written last, only after every file it names
-//! was placed by [`Files`] (which guards the content-addressed layout), and an
-//! existing path is never re-hashed, so readers can trust any row and any
-//! file they find.
+//! Invariant: an index row is written last, only after the package's whole
+//! member (made from the verified, unpacked tarball) is in place, and a
+//! row counts as present ([`FileStore::has_index`]) only while its member
+//! is there too, so readers can trust any row they are given: every file it
+//! names can be read from the member. No raw copy of a file is kept (RFC
+//! 0008 §4): a partial package is cut from its member.
 
 use std::fs::{self, File};
 use std::io::{Read, Write};
@@ -18,16 +19,18 @@ use serde_json::{Map, Value};
 use crate::cache::Lru;
 use crate::db::IndexDb;
 use crate::error::CafsError;
-use crate::files::Files;
+use crate::files::{is_digest_hex, Files};
 use crate::index::{FileEntry, PackageIndex};
 use crate::limits::Limits;
 use crate::manifest;
+use crate::member;
+use crate::spool::Spool;
 use crate::unpack;
 
 /// Index rows kept in memory by [`FileStore::open`].
 pub const DEFAULT_INDEX_CACHE_ENTRIES: usize = 4096;
 
-/// Content-addressed store of unpacked package files plus their indexes.
+/// Package members plus their indexes.
 #[derive(Debug)]
 pub struct FileStore {
     pub(crate) root: PathBuf,
@@ -35,9 +38,12 @@ pub struct FileStore {
     pub(crate) db: IndexDb,
     /// Decoded rows, so hot packages skip SQLite and JSON decoding.
     pub(crate) cache: Mutex<Lru<Arc<PackageIndex>>>,
+    /// Member key per integrity (derived from the row; cached because every
+    /// install asks [`FileStore::has_index`] for each package).
+    pub(crate) keys: Mutex<Lru<String>>,
     /// Unpacks hold it shared; eviction ([`crate::evictable`]) holds it
-    /// exclusively while it removes files, so it never removes a file an
-    /// unpack found present and is about to name in a new index row.
+    /// exclusively while it removes rows and members, so it never removes a
+    /// member an unpack found present and is about to keep a row for.
     pub(crate) gate: std::sync::RwLock<()>,
 }
 
@@ -57,6 +63,7 @@ impl FileStore {
             files,
             db,
             cache: Mutex::new(Lru::new(cache_entries)),
+            keys: Mutex::new(Lru::new(cache_entries)),
             gate: std::sync::RwLock::new(()),
         })
     }
@@ -64,83 +71,6 @@ impl FileStore {
     /// The directory this store lives in.
     pub fn root(&self) -> &Path {
         &self.root
-    }
-
-    /// Where the file with this digest lives (whether or not it exists).
-    pub fn file_path(&self, digest_hex: &str) -> Result<PathBuf, CafsError> {
-        self.files.path(digest_hex)
-    }
-
-    /// Whether the file with this digest is stored.
-    pub fn has_file(&self, digest_hex: &str) -> bool {
-        self.file_path(digest_hex)
-            .is_ok_and(|path| fs::symlink_metadata(path).is_ok())
-    }
-
-    /// The whole content of a stored file.
-    pub fn read_file(&self, digest_hex: &str) -> Result<Vec<u8>, CafsError> {
-        let (mut file, len) = self.open_file(digest_hex)?;
-        let mut buf = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
-        file.read_to_end(&mut buf)
-            .map_err(|e| CafsError::io(format!("reading file {digest_hex}"), e))?;
-        Ok(buf)
-    }
-
-    /// An open handle on a stored file and its length, for streaming.
-    pub fn open_file(&self, digest_hex: &str) -> Result<(File, u64), CafsError> {
-        let path = self.file_path(digest_hex)?;
-        let file = File::open(&path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                CafsError::MissingFile {
-                    digest: digest_hex.to_owned(),
-                }
-            } else {
-                CafsError::io(format!("opening file {digest_hex}"), e)
-            }
-        })?;
-        let len = file
-            .metadata()
-            .map_err(|e| CafsError::io(format!("inspecting file {digest_hex}"), e))?
-            .len();
-        Ok((file, len))
-    }
-
-    /// Bytes derived from one stored file by `encode` (for `/v1/install`: its
-    /// frame as one gzip member), made once per (file, `variant`) and kept
-    /// under `<root>/frames/`, so a response is a concatenation of stored
-    /// bytes and nothing is re-encoded per request. The store treats them as
-    /// opaque: their format belongs to `encode`'s owner. `variant` is a
-    /// file-name suffix of `[A-Za-z0-9._-]`.
-    pub fn derived(
-        &self,
-        digest_hex: &str,
-        variant: &str,
-        encode: impl FnOnce(&[u8]) -> std::io::Result<Vec<u8>>,
-    ) -> Result<Vec<u8>, CafsError> {
-        // Validates the digest before it becomes a path.
-        self.file_path(digest_hex)?;
-        let variant_ok = !variant.is_empty()
-            && variant.len() <= 32
-            && variant
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-        if !variant_ok {
-            return Err(CafsError::InvalidDigest(format!("variant {variant:?}")));
-        }
-        let path = self
-            .root
-            .join("frames")
-            .join(&digest_hex[..2])
-            .join(format!("{}{variant}", &digest_hex[2..]));
-        if let Ok(bytes) = fs::read(&path) {
-            return Ok(bytes);
-        }
-        let content = self.read_file(digest_hex)?;
-        let member = encode(&content)
-            .map_err(|e| CafsError::io(format!("encoding file {digest_hex}"), e))?;
-        // Best effort: bytes that cannot be kept are still served.
-        let _ = self.files.put_derived(&path, &member);
-        Ok(member)
     }
 
     /// A stored gzip member of several frames (for `/v1/install`: one
@@ -170,13 +100,80 @@ impl FileStore {
         })
     }
 
+    /// The stored member named `key_hex` and its length.
+    pub fn open_member(&self, key_hex: &str) -> Result<(File, u64), CafsError> {
+        open_with_len(&self.member_path(key_hex)?).ok_or_else(|| CafsError::MissingFile {
+            digest: key_hex.to_owned(),
+        })
+    }
+
+    /// The key of the package's whole member (`pnpr_protocol::member_key`
+    /// of its frames, planned for the package alone).
+    pub fn member_key(&self, integrity: &str, index: &PackageIndex) -> Result<String, CafsError> {
+        if let Some(key) = self.keys_lock().get(integrity) {
+            return Ok(key);
+        }
+        let key = member::key(index)?;
+        self.keys_lock().put(integrity, key.clone());
+        Ok(key)
+    }
+
+    /// Calls `keep` with the frames of the package's member that `wanted`
+    /// names ((digest, executable) → length), in member order: how a group
+    /// the client only partly lacks is served without raw files. Fails if
+    /// the package or its member is gone, or a frame is missing.
+    pub fn cut(
+        &self,
+        integrity: &str,
+        wanted: &std::collections::HashMap<([u8; 64], bool), u64>,
+        keep: impl FnMut(&[u8; 64], bool, Vec<u8>) -> std::io::Result<()>,
+    ) -> Result<(), CafsError> {
+        let index = self
+            .index(integrity)?
+            .ok_or_else(|| CafsError::MissingFile {
+                digest: integrity.chars().take(200).collect(),
+            })?;
+        let key = self.member_key(integrity, &index)?;
+        let (file, _) = self.open_member(&key)?;
+        member::cut(file, wanted, keep)
+            .map_err(|e| CafsError::io(format!("cutting member {key}"), e))
+    }
+
+    /// One file of a stored package, read back from its member (tests and
+    /// tools; installs use [`FileStore::cut`]).
+    pub fn read_packaged(&self, integrity: &str, digest_hex: &str) -> Result<Vec<u8>, CafsError> {
+        if !is_digest_hex(digest_hex) {
+            return Err(CafsError::InvalidDigest(
+                digest_hex.chars().take(160).collect(),
+            ));
+        }
+        let missing = || CafsError::MissingFile {
+            digest: digest_hex.to_owned(),
+        };
+        let index = self.index(integrity)?.ok_or_else(missing)?;
+        let entry = index
+            .files
+            .values()
+            .find(|f| f.digest_hex == digest_hex)
+            .ok_or_else(missing)?;
+        let mut digest = [0u8; 64];
+        hex::decode_to_slice(digest_hex, &mut digest).map_err(|_| missing())?;
+        let wanted = [((digest, entry.is_executable()), entry.size)].into();
+        let mut out = Vec::new();
+        self.cut(integrity, &wanted, |_, _, content| {
+            out = content;
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
     /// Whether the member named `key_hex` is stored.
     pub fn has_member(&self, key_hex: &str) -> bool {
         self.member_path(key_hex)
             .is_ok_and(|p| fs::symlink_metadata(p).is_ok())
     }
 
-    fn member_path(&self, key_hex: &str) -> Result<PathBuf, CafsError> {
+    pub(crate) fn member_path(&self, key_hex: &str) -> Result<PathBuf, CafsError> {
         let ok = key_hex.len() == 64
             && key_hex
                 .bytes()
@@ -184,8 +181,8 @@ impl FileStore {
         if !ok {
             return Err(CafsError::InvalidDigest(key_hex.chars().take(80).collect()));
         }
-        // Under `frames/` with the other derived bytes (the store metrics
-        // count it); `members/` never parses as a per-file derived name.
+        // Under `frames/` (the store metrics count it there); `members/`
+        // never parses as a per-file derived name of older versions.
         Ok(self
             .root
             .join("frames")
@@ -219,12 +216,16 @@ impl FileStore {
         }
     }
 
-    /// Whether a package index exists for this integrity (errors read as no).
+    /// Whether the package with this integrity can be served: its index
+    /// row and its member are both stored (errors read as no). A row whose
+    /// member is gone (evicted, or a data directory of an older version)
+    /// reads as absent, so the package is unpacked again.
     pub fn has_index(&self, integrity: &str) -> bool {
-        if self.cache_lock().get(integrity).is_some() {
-            return true;
-        }
-        match self.db.contains(integrity) {
+        let found = self.index(integrity).and_then(|row| match row {
+            Some(index) => Ok(self.has_member(&self.member_key(integrity, &index)?)),
+            None => Ok(false),
+        });
+        match found {
             Ok(found) => found,
             Err(err) => {
                 tracing::warn!(%integrity, error = %err, "package index lookup failed");
@@ -238,13 +239,15 @@ impl FileStore {
         self.db.count()
     }
 
-    /// Unpack a gzipped npm tarball into the store and record its index under
-    /// `integrity` (blocking; run it on a blocking thread).
+    /// Unpack a gzipped npm tarball into the package's member and record its
+    /// index under `integrity` (blocking; run it on a blocking thread).
     ///
-    /// The tarball bytes are verified against `integrity` while streaming. If
-    /// the integrity is already indexed the stored index is returned without
-    /// reading `tgz`. On any error no index row is written; files already
-    /// linked are valid content-addressed orphans.
+    /// The tarball bytes are verified against `integrity` while streaming
+    /// into a private spool; the member is made from the spool only after
+    /// the whole tarball verified, and the row is written after the member
+    /// is placed. If the package is already stored ([`FileStore::has_index`])
+    /// the stored index is returned without reading `tgz`. On any error no
+    /// index row is written and the spool is removed.
     pub fn add_tarball(
         &self,
         integrity: &str,
@@ -253,17 +256,21 @@ impl FileStore {
     ) -> Result<Arc<PackageIndex>, CafsError> {
         let _unpacking = self.gate.read().unwrap_or_else(|p| p.into_inner());
         if let Some(existing) = self.index(integrity)? {
-            return Ok(existing);
+            if self.has_member(&self.member_key(integrity, &existing)?) {
+                return Ok(existing);
+            }
         }
         let sri = parse_integrity(integrity)?;
-        let unpacked = unpack::unpack(&self.files, tgz, sri, limits)?;
+        let spool = Spool::create(self.files.tmp_dir())?;
+        let unpacked = unpack::unpack(spool, tgz, sri, limits)?;
+        let mut spool = unpacked.spool;
         let mut files = unpacked.files;
         let manifest = match unpacked.manifest_bytes {
             Some(bytes) => manifest::parse_manifest(&bytes)?,
             None => {
                 // pnpm links a placeholder so the package dir has a manifest.
                 let placeholder = manifest::PLACEHOLDER_PACKAGE_JSON;
-                let digest_hex = self.files.put_bytes(placeholder)?;
+                let digest_hex = spool.put(placeholder)?;
                 files.insert(
                     "package.json".to_owned(),
                     FileEntry {
@@ -285,6 +292,10 @@ impl FileStore {
             // pnpm records this column as a JS number.
             checked_at_ms: pnpr_clock::now_ms() as f64,
         };
+        let frames = member::frames(&index)?;
+        let key = pnpr_protocol::member_key(&frames);
+        self.member(&key, |w| member::encode(&frames, &mut spool, w))?;
+        drop(spool);
         let data = serde_json::to_vec(&index).map_err(|err| CafsError::BadIndexRow {
             integrity: integrity.to_owned(),
             message: err.to_string(),
@@ -297,7 +308,12 @@ impl FileStore {
         }
         let index = Arc::new(index);
         self.cache_lock().put(integrity, Arc::clone(&index));
+        self.keys_lock().put(integrity, key);
         Ok(index)
+    }
+
+    pub(crate) fn keys_lock(&self) -> std::sync::MutexGuard<'_, Lru<String>> {
+        self.keys.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub(crate) fn cache_lock(&self) -> std::sync::MutexGuard<'_, Lru<Arc<PackageIndex>>> {

@@ -1,4 +1,5 @@
-//! Streaming gunzip + untar of one npm tarball into the store.
+//! Streaming gunzip + untar of one npm tarball into a [`Spool`] (its files'
+//! contents until the package's member is made from them).
 //!
 //! Invariant: only regular files whose paths are relative, `..`-free,
 //! NUL-free and mean the same file on Windows (see [`path`]) reach the store; links are checked never to leave the package and
@@ -15,15 +16,15 @@ use ssri::{Integrity, IntegrityChecker};
 use tar::EntryType;
 
 use crate::error::{quote_path, CafsError};
-use crate::files::Files;
 use crate::index::FileEntry;
 use crate::limits::Limits;
+use crate::spool::Spool;
 
 mod path;
 pub(crate) use path::{hardlink_escapes, normalize_entry_path, symlink_escapes};
 
-/// Files up to this size are hashed in memory first, so an already stored
-/// file costs no disk write at all.
+/// Files up to this size are hashed in memory first, so a file the package
+/// holds twice is spooled once.
 const SMALL_FILE_BYTES: u64 = 1024 * 1024;
 
 /// Bytes tolerated after the gzip member (hashed, otherwise ignored).
@@ -36,6 +37,8 @@ pub(crate) struct Unpacked {
     pub(crate) files: BTreeMap<String, FileEntry>,
     /// Bytes of the last `package.json` at the package root, if any.
     pub(crate) manifest_bytes: Option<Vec<u8>>,
+    /// Every listed file's content, by digest.
+    pub(crate) spool: Spool,
 }
 
 /// Which limit a metered reader tripped; io errors cannot carry our error
@@ -110,9 +113,9 @@ type Decoder<R> = Metered<
     flate2::bufread::GzDecoder<io::Chain<io::Cursor<[u8; 2]>, BufReader<HashingReader<R>>>>,
 >;
 
-/// Unpack `tgz` into `store`, verifying it against `sri`.
+/// Unpack `tgz` into `spool`, verifying it against `sri`.
 pub(crate) fn unpack<R: Read>(
-    store: &Files,
+    spool: Spool,
     tgz: R,
     sri: Integrity,
     limits: &Limits,
@@ -136,7 +139,7 @@ pub(crate) fn unpack<R: Read>(
         meter: Rc::clone(&meter),
     };
     let mut walker = Walker {
-        store,
+        spool,
         limits,
         meter,
         files: BTreeMap::new(),
@@ -163,6 +166,7 @@ pub(crate) fn unpack<R: Read>(
     Ok(Unpacked {
         files: walker.files,
         manifest_bytes: walker.manifest_bytes,
+        spool: walker.spool,
     })
 }
 
@@ -209,7 +213,7 @@ fn verify_tail<R: Read>(mut source: BufReader<HashingReader<R>>) -> Result<(), C
 
 /// Per-tarball state while walking the entries.
 struct Walker<'a> {
-    store: &'a Files,
+    spool: Spool,
     limits: &'a Limits,
     meter: Rc<Meter>,
     files: BTreeMap<String, FileEntry>,
@@ -314,13 +318,13 @@ impl Walker<'_> {
             if buf.len() as u64 != size {
                 return Err(truncated());
             }
-            let digest_hex = self.store.put_bytes(&buf)?;
+            let digest_hex = self.spool.put(&buf)?;
             if is_manifest {
                 self.manifest_bytes = Some(buf);
             }
             digest_hex
         } else {
-            let mut tmp = self.store.temp_file()?;
+            let mut streamed = self.spool.begin();
             let mut chunk = vec![0u8; COPY_CHUNK];
             let mut copied: u64 = 0;
             loop {
@@ -328,13 +332,14 @@ impl Walker<'_> {
                 if n == 0 {
                     break;
                 }
-                tmp.write(chunk.get(..n).unwrap_or_default())?;
+                self.spool
+                    .append(&mut streamed, chunk.get(..n).unwrap_or_default())?;
                 copied += n as u64;
             }
             if copied != size {
                 return Err(truncated());
             }
-            tmp.commit()?
+            self.spool.finish(streamed)
         };
         let mode = if mode & 0o111 != 0 { 0o755 } else { 0o644 };
         // Later duplicates replace earlier ones, as in pnpm.

@@ -58,12 +58,14 @@ fn unpacks_a_normal_package() {
         assert_eq!(entry.digest_hex, sha512_hex(content), "{path}");
         assert_eq!(entry.mode, mode, "{path}");
         assert_eq!(entry.size, content.len() as u64, "{path}");
-        assert_eq!(store.read_file(&entry.digest_hex).expect("read"), content);
-        let (mut file, len) = store.open_file(&entry.digest_hex).expect("open");
-        let mut streamed = Vec::new();
-        file.read_to_end(&mut streamed).expect("stream");
-        assert_eq!((streamed.as_slice(), len), (content, content.len() as u64));
+        let read = store.read_packaged(&integrity, &entry.digest_hex);
+        assert_eq!(read.expect("read"), content, "{path}");
     }
+    // One member holds the package; no raw copy of any file is kept.
+    let key = store.member_key(&integrity, &index).expect("key");
+    assert!(store.has_member(&key));
+    assert_eq!(count_files(store.root()), 1);
+    assert!(!store.root().join("files").exists());
     assert!(index.files["bin/cli.js"].is_executable());
     assert_eq!(
         index.manifest,
@@ -92,28 +94,38 @@ fn unpacks_a_normal_package() {
 }
 
 #[test]
-fn file_paths_follow_the_fan_out_layout() {
+fn a_package_without_its_member_reads_as_absent_and_is_unpacked_again() {
     let (_dir, store) = store();
-    let digest = sha512_hex(b"x");
-    let path = store.file_path(&digest).expect("path");
-    assert!(path.ends_with(format!("files/{}/{}", &digest[..2], &digest[2..])));
-    for bad in [
-        "",
-        "zz",
-        &digest.to_uppercase(),
-        &digest[..127],
-        &format!("{digest}0"),
-    ] {
+    let tgz = demo_tgz();
+    let integrity = sri(&tgz);
+    let index = add(&store, &tgz).expect("add");
+    let digest = index.files["index.js"].digest_hex.clone();
+    for bad in ["", "zz", &digest.to_uppercase(), &digest[..127]] {
         assert!(matches!(
-            store.file_path(bad),
+            store.read_packaged(&integrity, bad),
             Err(CafsError::InvalidDigest(_))
         ));
     }
     assert!(matches!(
-        store.read_file(&digest),
+        store.read_packaged(&integrity, &sha512_hex(b"not in the package")),
         Err(CafsError::MissingFile { .. })
     ));
-    assert!(!store.has_file(&digest));
+    // The member is gone (evicted, or never made by an older version):
+    // the row alone does not count, and a re-add makes the member again
+    // from the tarball instead of returning the row.
+    let key = store.member_key(&integrity, &index).expect("key");
+    let members = store.root().join("frames").join("members");
+    std::fs::remove_file(members.join(&key[..2]).join(&key[2..])).expect("unlink");
+    assert!(!store.has_index(&integrity));
+    assert!(store.index(&integrity).expect("row").is_some());
+    assert!(store.read_packaged(&integrity, &digest).is_err());
+    let again = add(&store, &tgz).expect("re-add");
+    assert_eq!(again.files, index.files);
+    assert!(store.has_index(&integrity));
+    assert_eq!(
+        store.read_packaged(&integrity, &digest).expect("read"),
+        b"module.exports = 1\n"
+    );
 }
 
 #[test]
@@ -208,7 +220,9 @@ fn missing_package_json_gets_pnpm_placeholder() {
     assert_eq!(entry.digest_hex, sha512_hex(placeholder));
     assert_eq!((entry.mode, entry.size), (420, placeholder.len() as u64));
     assert_eq!(
-        store.read_file(&entry.digest_hex).expect("read"),
+        store
+            .read_packaged(&sri(&tgz), &entry.digest_hex)
+            .expect("read"),
         placeholder
     );
     assert_eq!(index.manifest, json!({}));
@@ -554,6 +568,10 @@ fn refuses_integrity_mismatch_and_bad_integrity() {
         .expect_err("invalid");
     assert!(matches!(err, CafsError::InvalidIntegrity(_)), "{err}");
     assert_eq!(store.index_count().expect("count"), 0);
+    // Not a byte of the unverified tarball was kept: no member, no spool.
+    let members = store.root().join("frames").join("members");
+    assert!(!members.exists() || count_files(store.root()) == 0);
+    assert!(temp_dir_is_empty(&store));
 }
 
 #[test]
@@ -607,9 +625,10 @@ fn re_adding_is_idempotent() {
     assert_eq!(reopened.index_count().expect("count"), 2);
 }
 
+/// Stored package members.
 fn count_files(root: &std::path::Path) -> usize {
-    std::fs::read_dir(root.join("files"))
-        .expect("files dir")
+    std::fs::read_dir(root.join("frames").join("members"))
+        .expect("members dir")
         .map(|d| {
             std::fs::read_dir(d.expect("entry").path())
                 .expect("fan-out dir")
@@ -667,12 +686,14 @@ fn concurrent_adds_sharing_files_both_succeed() {
     for tgz in &tarballs {
         let index = store.index(&sri(tgz)).expect("index").expect("row");
         for entry in index.files.values() {
-            let bytes = store.read_file(&entry.digest_hex).expect("read");
+            let bytes = store
+                .read_packaged(&sri(tgz), &entry.digest_hex)
+                .expect("read");
             assert_eq!(sha512_hex(&bytes), entry.digest_hex);
         }
     }
-    // 200 shared + big.bin + two distinct package.json files.
-    assert_eq!(count_files(store.root()), 203);
+    // One member per package (their files are not shared on disk).
+    assert_eq!(count_files(store.root()), 2);
     assert!(temp_dir_is_empty(&store));
 }
 

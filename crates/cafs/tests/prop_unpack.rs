@@ -92,7 +92,9 @@ fn check(store: &FileStore, tgz: &[u8], entries: usize) -> Result<bool, TestCase
                 prop_assert!(safe_path(path), "unsafe stored path {path:?}");
                 prop_assert!(f.size <= limits.max_file_bytes);
                 total += f.size;
-                let bytes = store.read_file(&f.digest_hex).expect("listed file stored");
+                let bytes = store
+                    .read_packaged(&integrity, &f.digest_hex)
+                    .expect("listed file stored");
                 prop_assert_eq!(bytes.len() as u64, f.size);
             }
             prop_assert!(total <= limits.max_unpacked_bytes);

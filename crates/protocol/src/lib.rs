@@ -35,6 +35,7 @@
 mod applied;
 mod error;
 pub mod index;
+pub mod member;
 pub mod ndjson;
 pub mod plan;
 pub mod request;
@@ -44,6 +45,7 @@ pub mod response;
 pub use applied::AppliedPolicies;
 pub use error::InstallError;
 pub use index::{encode_index, FileMeta, IndexValue};
+pub use member::{FrameHeader, FrameReader};
 pub use plan::{
     lockfile_only_stats, member_key, parse_digest, plan, FrameGroup, FrameRef, IndexEntry,
     IndexLookup, PackageRef, Plan, Stats,

@@ -89,6 +89,10 @@ pub struct FrameGroup {
     /// (under [`member_key`]). An incomplete group (the client or an
     /// earlier package had some of its files) is particular to one request.
     pub complete: bool,
+    /// Index into the `packages` given to [`plan`] of the package these
+    /// frames belong to (an incomplete group is cut from that package's
+    /// stored member).
+    pub package: usize,
 }
 
 /// The outcome of [`plan`]: what the response carries.
@@ -145,7 +149,7 @@ pub fn plan(
     }
 
     let mut out = Plan::default();
-    for p in packages {
+    for (package, p) in packages.iter().enumerate() {
         out.stats.total_packages += 1;
         if client.contains(p.integrity.as_str()) {
             out.stats.already_in_store += 1;
@@ -189,6 +193,7 @@ pub fn plan(
             out.groups.push(FrameGroup {
                 frames: first..out.frames.len(),
                 complete,
+                package,
             });
         }
         out.index_entries.push(IndexEntry {

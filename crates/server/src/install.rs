@@ -17,8 +17,8 @@
 //!   `(name, version, integrity)` for this caller in this request;
 //! - the request's `registry` is pnpr itself or a declared forwardable
 //!   registry (see `catalog::scope`);
-//! - file bytes come only from the unpacked-file store, filled only from
-//!   tarballs that passed integrity verification;
+//! - file bytes come only from the file store's package members, made only
+//!   from tarballs that passed integrity verification;
 //! - memory is bounded: bodies are read only under an in-flight permit and
 //!   up to `limits.install_body`, and the response is streamed.
 
@@ -98,8 +98,9 @@ async fn run(
     selection.drop_optional(dropped);
     authorize::record_fresh_grants(&state, session.who(), &authority);
 
+    let packages = selection.package_refs();
     let plan = pnpr_protocol::plan(
-        &selection.package_refs(),
+        &packages,
         &req.store_integrities,
         &fetch::FileIndexLookup { state: &state },
     )
@@ -115,7 +116,7 @@ async fn run(
         cache_hit = resolved.cache_hit,
         "install resolved"
     );
-    let resp = respond::stream(&state, &resolved, plan)?;
+    let resp = respond::stream(&state, &resolved, packages, plan)?;
     let mut resp = crate::disk::hold_until_sent(resp, pin);
     if matches!(session.scope(), Scope::Forwarded(_)) {
         authority.annotate(&mut resp);

@@ -600,6 +600,18 @@ pub(crate) fn expected_integrity(version: &Value) -> Option<ssri::Integrity> {
     ssri::Integrity::from_hex(sha1, ssri::Algorithm::Sha1).ok()
 }
 
+/// Whether a tarball fetched from an uplink is kept in the CAS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Retain {
+    /// A `/` GET: kept (unless the uplink says `cache: false`).
+    Always,
+    /// A `/v1/install` fetch: read from the CAS when a `/` GET kept it, else
+    /// streamed into the unpacker and not kept, since the package's member
+    /// is all `/v1/install` needs again (RFC 0008 §4: server disk ≈ 1x the
+    /// tarballs instead of 2x); a later `/` GET fetches it from the uplink.
+    IfKept,
+}
+
 /// The verified bytes of one version's tarball: a CAS hit, or the single
 /// shared upstream fetch (through the version's own uplink).
 pub(crate) async fn tarball_body(
@@ -607,6 +619,7 @@ pub(crate) async fn tarball_body(
     source: &Namespace,
     file: &str,
     version: &Value,
+    retain: Retain,
 ) -> Result<(TarballBody, String), ApiError> {
     let sri = expected_integrity(version).ok_or_else(|| {
         ApiError::new(
@@ -625,7 +638,16 @@ pub(crate) async fn tarball_body(
         .and_then(Value::as_str)
         .ok_or_else(|| ApiError::not_found(file))?
         .to_string();
-    let keep = state.uplink(&uplink).is_some_and(|u| u.config.cache);
+    let cache = state.uplink(&uplink).is_some_and(|u| u.config.cache);
+    let keep = cache && retain == Retain::Always;
+    if cache && !keep {
+        let kept = state.mirror.tarballs.cas().lookup(&source.ns, &sri);
+        if let Ok(Some(hit)) = kept {
+            crate::metrics::record_cache("tarball", "hit");
+            state.disk.touch_sri(&sri);
+            return Ok((TarballBody::Stored(hit), uplink));
+        }
+    }
     let st = Arc::clone(state);
     let via = uplink.clone();
     let body = state

@@ -22,7 +22,7 @@ use pnpr_store::{now_ms, TarballBody};
 
 use crate::catalog::{Origin, Scope, Session};
 use crate::error::ApiError;
-use crate::mirror::{load_for_render, load_packument, tarball_body, Loaded, Namespace};
+use crate::mirror::{load_for_render, load_packument, tarball_body, Loaded, Namespace, Retain};
 use crate::public_base::PublicBase;
 use crate::rendered::{
     json_with_etag, mark_private, open_file_response, tarball_file_response, wants_abbreviated,
@@ -221,13 +221,14 @@ async fn serve_tarball(
         .ok_or_else(|| ApiError::not_found(&parsed.name))?;
     let (_, version) = pnpr_packument::find_by_file(&doc, file)
         .ok_or_else(|| ApiError::not_found(format!("{}/-/{file}", parsed.name)))?;
-    let (body, uplink) = tarball_body(state, source, file, version).await?;
+    let (body, uplink) = tarball_body(state, source, file, version, Retain::Always).await?;
     if let TarballBody::Stored(stored) = &body {
         match tokio::fs::File::open(&stored.path).await {
             Ok(opened) => return Ok(open_file_response(opened, stored.len)),
             // Evicted between the lookup and the open: fetched again.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let (body, uplink) = tarball_body(state, source, file, version).await?;
+                let (body, uplink) =
+                    tarball_body(state, source, file, version, Retain::Always).await?;
                 return tarball_response(body, &uplink).await;
             }
             Err(e) => return Err(ApiError::internal("cannot open cached tarball", e)),

@@ -9,8 +9,10 @@
 //!   index is written only after the whole verified stream was unpacked;
 //! - forwarded tarballs are fetched with the caller's credential in a flight
 //!   keyed by registry and credential digest, and never kept in the cache;
-//! - a package's member (RFC 0008) is encoded only from files of an index
-//!   row that was just written or found, i.e. from verified bytes.
+//! - a package's member (RFC 0008) is made by the file store from the
+//!   verified tarball it unpacks, before its index row is written;
+//! - a tarball fetched only for an install is not kept once its member
+//!   exists (RFC 0008 §4); one already kept for `/` is read from the CAS.
 
 use std::sync::Arc;
 
@@ -22,7 +24,7 @@ use serde_json::Value;
 use super::select::Selection;
 use crate::catalog::{Forwarded, Origin, PackageClaim, Session};
 use crate::error::ApiError;
-use crate::mirror::tarball_body;
+use crate::mirror::{tarball_body, Retain};
 use crate::state::AppState;
 
 /// Tarballs fetched and unpacked at once for one install.
@@ -100,7 +102,7 @@ pub(super) async fn unpack_one(
         },
         Origin::Mirror | Origin::Uplink(_) => {
             let source = session.namespace(&p.name)?;
-            tarball_body(state, &source, &file, vdoc).await?
+            tarball_body(state, &source, &file, vdoc, Retain::IfKept).await?
         }
     };
     unpack(state, p, body, &via).await
@@ -154,13 +156,11 @@ async fn unpack(
     };
     let st = Arc::clone(state);
     let integrity = p.integrity.clone();
-    let pkg_id = label.clone();
     let unpacked = tokio::task::spawn_blocking(move || {
         st.accelerator
             .files
-            .add_tarball(&integrity, reader, &pnpr_cafs::Limits::default())?;
-        store_member(&st, &integrity, &pkg_id);
-        Ok::<(), pnpr_cafs::CafsError>(())
+            .add_tarball(&integrity, reader, &pnpr_cafs::Limits::default())
+            .map(drop)
     })
     .await
     .map_err(|e| ApiError::internal("unpack task failed", e))?;
@@ -181,27 +181,6 @@ async fn unpack(
             ),
         }
     })
-}
-
-/// Encodes and stores the package's whole member (RFC 0008) on the unpack
-/// task, so a cold response copies stored bytes instead of compressing on
-/// its one sending thread. Best effort: a response encodes what is missing.
-fn store_member(state: &AppState, integrity: &str, pkg_id: &str) {
-    let refs = [pnpr_protocol::PackageRef {
-        integrity: integrity.to_string(),
-        pkg_id: pkg_id.to_string(),
-    }];
-    let Ok(plan) = pnpr_protocol::plan(&refs, &[], &FileIndexLookup { state }) else {
-        return;
-    };
-    let files = &state.accelerator.files;
-    for group in &plan.groups {
-        let frames = &plan.frames[group.frames.clone()];
-        let key = pnpr_protocol::member_key(frames);
-        if let Err(e) = files.member(&key, |w| super::respond::encode_group(files, frames, w)) {
-            tracing::warn!(package = %pkg_id, error = %e, "package member not stored");
-        }
-    }
 }
 
 /// The verified tarball of one version from a forwarded registry, fetched
@@ -288,29 +267,6 @@ impl pnpr_protocol::IndexLookup for FileIndexLookup<'_> {
             .index(integrity)
             .ok()
             .flatten()?;
-        Some(Arc::new(index_value(&idx)))
-    }
-}
-
-fn index_value(idx: &pnpr_cafs::PackageIndex) -> pnpr_protocol::IndexValue {
-    pnpr_protocol::IndexValue {
-        requires_build: Some(idx.requires_build),
-        manifest: idx.index_manifest(),
-        algo: "sha512".to_string(),
-        files: idx
-            .files
-            .iter()
-            .map(|(path, f)| {
-                (
-                    path.clone(),
-                    pnpr_protocol::FileMeta {
-                        digest_hex: f.digest_hex.clone(),
-                        mode: f.mode,
-                        size: f.size,
-                        checked_at: Some(idx.checked_at_ms),
-                    },
-                )
-            })
-            .collect(),
+        Some(Arc::new(idx.index_value()))
     }
 }

@@ -1,14 +1,15 @@
 //! Stage 8: the response body. Every byte layout comes from `pnpr-protocol`
 //! (the wire owner): a header member, one gzip member per package (RFC
-//! 0008: a whole package's member is made once and kept by the file store
-//! under the wire owner's key; a partial one is made per response), and the
-//! end member.
+//! 0008: a whole package's member is made when its tarball is unpacked and
+//! kept by the file store under the wire owner's key; a partial one is cut
+//! from that member per response, §4), and the end member.
 //!
 //! Invariants: only frames named by the plan — itself built from authorized
 //! packages — are written (a stored member is named by exactly the frames
-//! it holds, `member_key`); a frame's content must have the size its index
-//! row recorded; the body is produced as a stream bounded by the channel's
-//! buffer of chunks (one file plus one chunk in memory per response).
+//! it holds, `member_key`, and a cut keeps only the frames the group names);
+//! a frame's content must have the size its index row recorded; the body is
+//! produced as a stream bounded by the channel's buffer of chunks (one file
+//! plus one chunk in memory per response).
 
 use std::sync::Arc;
 
@@ -73,6 +74,7 @@ pub(super) fn lockfile_only(resolved: &Resolved) -> Result<Response, ApiError> {
 pub(super) fn stream(
     state: &Arc<AppState>,
     resolved: &Resolved,
+    packages: Vec<pnpr_protocol::PackageRef>,
     plan: pnpr_protocol::Plan,
 ) -> Result<Response, ApiError> {
     let header = pnpr_protocol::header_json(&resolved.tree.lockfile, &plan)
@@ -87,7 +89,7 @@ pub(super) fn stream(
         .map_err(|e| ApiError::internal("response header", e))?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(CHANNEL_FRAMES);
     let st = Arc::clone(state);
-    tokio::task::spawn_blocking(move || write_frames(&st, head, &plan, &tx));
+    tokio::task::spawn_blocking(move || write_frames(&st, head, &packages, &plan, &tx));
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     });
@@ -113,28 +115,35 @@ enum Stop {
 
 /// Runs on the blocking pool; stops as soon as the client goes away.
 /// Groups whose member is already stored go first (readiness order; frame
-/// order carries no meaning, spec §2.8), then the ones encoded now.
-fn write_frames(state: &AppState, head: Vec<u8>, plan: &pnpr_protocol::Plan, tx: &Sink) {
+/// order carries no meaning, spec §2.8), then the partial ones cut now.
+fn write_frames(
+    state: &AppState,
+    head: Vec<u8>,
+    packages: &[pnpr_protocol::PackageRef],
+    plan: &pnpr_protocol::Plan,
+    tx: &Sink,
+) {
     if tx.blocking_send(Ok(Bytes::from(head))).is_err() {
         return;
     }
     let files = &state.accelerator.files;
-    let (ready, later): (Vec<_>, Vec<_>) = plan.groups.iter().partition(|g| {
-        g.complete && files.has_member(&pnpr_protocol::member_key(&plan.frames[g.frames.clone()]))
-    });
-    for group in ready.into_iter().chain(later) {
+    let (whole, partial): (Vec<_>, Vec<_>) = plan.groups.iter().partition(|g| g.complete);
+    for group in whole.into_iter().chain(partial) {
         let frames = &plan.frames[group.frames.clone()];
         let sent = if group.complete {
             send_stored(files, frames, tx)
         } else {
-            send_encoded(files, frames, tx)
+            match packages.get(group.package) {
+                Some(p) => send_cut(files, &p.integrity, frames, tx),
+                None => Err(Stop::Failed("a frame group names no package".to_owned())),
+            }
         };
         match sent {
             Ok(()) => {}
             Err(Stop::Gone) => return,
             Err(Stop::Failed(e)) => {
-                tracing::error!(error = %e, "stored file unreadable; aborting response");
-                let _ = tx.blocking_send(Err(std::io::Error::other("stored file unreadable")));
+                tracing::error!(error = %e, "stored member unreadable; aborting response");
+                let _ = tx.blocking_send(Err(std::io::Error::other("stored member unreadable")));
                 return;
             }
         }
@@ -143,22 +152,18 @@ fn write_frames(state: &AppState, head: Vec<u8>, plan: &pnpr_protocol::Plan, tx:
     let _ = tx.blocking_send(end.map(Bytes::from));
 }
 
-/// A whole package's member: stored once (encoded now if it is not yet),
-/// then copied to the client in chunks. A member that cannot be stored is
-/// encoded for this response only.
+/// A whole package's member, made when its tarball was unpacked (the
+/// package is pinned from before the plan until the body is sent), copied
+/// to the client in chunks.
 fn send_stored(
     files: &pnpr_cafs::FileStore,
     frames: &[pnpr_protocol::FrameRef],
     tx: &Sink,
 ) -> Result<(), Stop> {
     let key = pnpr_protocol::member_key(frames);
-    let (mut file, _len) = match files.member(&key, |w| encode_group(files, frames, w)) {
-        Ok(found) => found,
-        Err(e) => {
-            tracing::warn!(error = %e, "package member not stored; encoding it for this response");
-            return send_encoded(files, frames, tx);
-        }
-    };
+    let (mut file, _len) = files
+        .open_member(&key)
+        .map_err(|e| Stop::Failed(format!("package member {key}: {e}")))?;
     loop {
         let mut buf = vec![0u8; CHUNK];
         let n = std::io::Read::read(&mut file, &mut buf)
@@ -173,61 +178,38 @@ fn send_stored(
 }
 
 /// A partial package (the client or an earlier package had some of its
-/// files): one member made for this response, streamed frame by frame.
-fn send_encoded(
+/// files): the frames the group names, cut from the package's stored member
+/// and compressed as one member for this response, streamed as it fills.
+fn send_cut(
     files: &pnpr_cafs::FileStore,
+    integrity: &str,
     frames: &[pnpr_protocol::FrameRef],
     tx: &Sink,
 ) -> Result<(), Stop> {
+    let wanted: std::collections::HashMap<([u8; 64], bool), u64> = frames
+        .iter()
+        .map(|f| ((f.digest, f.executable), f.size))
+        .collect();
     let mut member = pnpr_protocol::MemberWriter::new(Vec::new(), MEMBER_LEVEL);
-    for f in frames {
-        let content = frame_content(files, f).map_err(|e| Stop::Failed(e.to_string()))?;
+    let mut gone = false;
+    let cut = files.cut(integrity, &wanted, |digest, executable, content| {
         member
-            .frame(&f.digest, f.executable, &content)
-            .map_err(|e| Stop::Failed(e.to_string()))?;
+            .frame(digest, executable, &content)
+            .map_err(std::io::Error::other)?;
         if member.sink().len() >= CHUNK {
             let chunk = std::mem::take(member.sink());
-            tx.blocking_send(Ok(Bytes::from(chunk)))
-                .map_err(|_| Stop::Gone)?;
+            if tx.blocking_send(Ok(Bytes::from(chunk))).is_err() {
+                gone = true;
+                return Err(std::io::Error::other("client gone"));
+            }
         }
+        Ok(())
+    });
+    if gone {
+        return Err(Stop::Gone);
     }
+    cut.map_err(|e| Stop::Failed(e.to_string()))?;
     let last = member.finish().map_err(|e| Stop::Failed(e.to_string()))?;
     tx.blocking_send(Ok(Bytes::from(last)))
         .map_err(|_| Stop::Gone)
-}
-
-/// Encodes `frames` as one gzip member into `out` (a stored member's temp
-/// file), one file in memory at a time.
-pub(super) fn encode_group(
-    files: &pnpr_cafs::FileStore,
-    frames: &[pnpr_protocol::FrameRef],
-    out: &mut dyn std::io::Write,
-) -> std::io::Result<()> {
-    let mut member = pnpr_protocol::MemberWriter::new(out, MEMBER_LEVEL);
-    for f in frames {
-        let content = frame_content(files, f)?;
-        member
-            .frame(&f.digest, f.executable, &content)
-            .map_err(std::io::Error::other)?;
-    }
-    member.finish().map_err(std::io::Error::other).map(drop)
-}
-
-/// A frame's content, checked against the size its index row recorded.
-fn frame_content(
-    files: &pnpr_cafs::FileStore,
-    f: &pnpr_protocol::FrameRef,
-) -> std::io::Result<Vec<u8>> {
-    let content = files
-        .read_file(&f.digest_hex)
-        .map_err(std::io::Error::other)?;
-    if content.len() as u64 != f.size {
-        return Err(std::io::Error::other(format!(
-            "stored file {} has {} bytes, its index row says {}",
-            f.digest_hex,
-            content.len(),
-            f.size
-        )));
-    }
-    Ok(content)
 }
