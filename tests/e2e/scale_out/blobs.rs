@@ -378,3 +378,95 @@ async fn copy_uploads_an_embedded_deployments_tarballs_once() {
         first.combined()
     );
 }
+
+/// `corp` is an access-bearing uplink (group `team`: alice) holding a
+/// credential for registry-mock's `@private/*`; both nodes share `secret:`
+/// (so a private namespace has one name on every node) and the bucket.
+fn corp_node(s3: &S3rver, mock: &RegistryMock, token: &str) -> Pnpr {
+    let config = format!(
+        "secret: 0123456789abcdef0123456789abcdef\ngroups:\n  team: [alice]\n\
+         uplinks:\n  mock:\n    url: {u}\n  corp:\n    url: {u}\n    access: team\n    auth:\n      type: bearer\n      token_env: CORP_TOKEN\n\
+         packages:\n  '@private/*':\n    access: $authenticated\n    proxy: corp\n  '**':\n    access: $all\n    publish: $authenticated\n    proxy: mock\n\
+         blobs:\n  s3:\n    bucket: {b}\n    endpoint: ${{PNPR_TEST_S3}}\n    prefix: {PREFIX}\n",
+        u = mock.url,
+        b = s3.bucket
+    );
+    Pnpr::start(
+        &config,
+        &[
+            ("CORP_TOKEN", token),
+            ("PNPR_TEST_S3", &s3.endpoint),
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
+        ],
+    )
+}
+
+#[tokio::test]
+async fn a_private_uplinks_tarball_in_the_bucket_reaches_only_its_admitted_users() {
+    let s3 = S3rver::start("pnpr");
+    let mock = RegistryMock::start();
+    let token = mock.private_token().await;
+    let http = Http::new();
+    let a = corp_node(&s3, &mock, &token);
+    let b = corp_node(&s3, &mock, &token);
+    let mut users = Vec::new();
+    for node in [&a, &b] {
+        let alice = pnpr_e2e::add_user(&http, node, "alice").await;
+        let bob = pnpr_e2e::add_user(&http, node, "bob").await;
+        users.push((alice, bob));
+    }
+    let tgz_path = "~corp/@private/foo/-/foo-1.0.0.tgz";
+
+    // A fetches the private tarball for alice: it lands in the bucket, in
+    // the uplink's own namespace, not the public one.
+    let on_a = http
+        .get_auth(&format!("{}{tgz_path}", a.url), &users[0].0)
+        .await;
+    on_a.assert_status(200);
+    let hex = hex::encode(sha2::Sha512::digest(&on_a.body));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let key = loop {
+        let keys = s3.keys(&http, PREFIX).await;
+        if let Some(k) = keys.iter().find(|k| k.ends_with(&hex[2..])) {
+            break k.clone();
+        }
+        assert!(Instant::now() < deadline, "not in the bucket: {keys:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(key.starts_with("e2e/tarballs/"), "{key}");
+    assert!(!key.starts_with("e2e/tarballs/public/"), "{key}");
+
+    // B learns the packument for alice, then the uplink goes away.
+    http.get_auth(&format!("{}~corp/@private%2ffoo", b.url), &users[1].0)
+        .await
+        .assert_status(200);
+    drop(mock);
+
+    // Attack: anonymous and bob (not in team) on B get no bytes, through
+    // the private endpoint or the shared mirror.
+    let anon = http.get(&format!("{}{tgz_path}", b.url)).await;
+    assert_eq!(anon.status, 401, "{}", anon.text());
+    let bob = http
+        .get_auth(&format!("{}{tgz_path}", b.url), &users[1].1)
+        .await;
+    assert_eq!(bob.status, 403, "{}", bob.text());
+    for r in [&anon, &bob] {
+        assert!(r.body.as_ref() != on_a.body.as_ref());
+    }
+    let mirror = http
+        .get_auth(
+            &format!("{}@private/foo/-/foo-1.0.0.tgz", b.url),
+            &users[1].1,
+        )
+        .await;
+    assert_ne!(mirror.status, 200, "{}", mirror.text());
+    assert!(mirror.body.as_ref() != on_a.body.as_ref());
+
+    // Control: alice on B gets it from the bucket, byte-identical.
+    let alice = http
+        .get_auth(&format!("{}{tgz_path}", b.url), &users[1].0)
+        .await;
+    alice.assert_status(200);
+    assert_eq!(alice.body, on_a.body);
+}
