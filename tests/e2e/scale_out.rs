@@ -32,15 +32,23 @@ async fn users_and_tokens_are_shared_across_nodes() {
         let tb = std::thread::spawn(move || start_node(&ub));
         (ta.join().expect("node A"), tb.join().expect("node B"))
     };
-    let applied = a.logs().matches("migration applied").count()
-        + b.logs().matches("migration applied").count();
-    assert_eq!(
-        applied,
-        1,
-        "the auth schema (one migration) must be applied exactly once:\n--- A ---\n{}\n--- B ---\n{}",
-        a.logs(),
-        b.logs()
-    );
+    // Two components, one migration each (auth, hosted): each applied
+    // exactly once between the two nodes.
+    for component in ["auth", "hosted"] {
+        let line = format!("component=\"{component}\"");
+        let applied = [&a, &b]
+            .iter()
+            .flat_map(|n| n.logs().lines().map(str::to_owned).collect::<Vec<_>>())
+            .filter(|l| l.contains("migration applied") && l.contains(&line))
+            .count();
+        assert_eq!(
+            applied,
+            1,
+            "the {component} schema must be applied exactly once:\n--- A ---\n{}\n--- B ---\n{}",
+            a.logs(),
+            b.logs()
+        );
+    }
 
     // A registers alice through the npm login call; B knows her token.
     let http = Http::new();

@@ -1,17 +1,19 @@
 //! `pnpr-hosted`: packages published to pnpr itself (`npm publish`), their
 //! packuments and tarballs, durable under `<storage>`.
 //!
-//! Owns the hosted packument documents (one SQLite row per package in
-//! `<storage>/hosted.sqlite`) and their tarballs (content-addressed files under
-//! `<storage>/hosted-tarballs/`). Knows nothing about HTTP or callers: the
-//! server authorizes, this crate edits documents and keeps them consistent.
+//! Owns the hosted packument documents (one row per package: SQLite in
+//! `<storage>/hosted.sqlite` by default, or the PostgreSQL database several
+//! nodes share, behind [`HostedBackend`]) and their tarballs
+//! (content-addressed files under `<storage>/hosted-tarballs/`). Knows
+//! nothing about HTTP or callers: the server authorizes, this crate edits
+//! documents and keeps them consistent.
 //!
 //! Invariants guarded here:
 //! - a packument row never references a missing or unverified tarball: bytes
 //!   are verified against the version's `dist.integrity`/`dist.shasum`,
 //!   written, fsynced and renamed into place before the transaction that
 //!   references them commits (a tarball without a row is harmless garbage);
-//! - every write is one SQLite transaction applied to the document as stored
+//! - every write is one backend transaction applied to the document as stored
 //!   at that moment (writers are serialized), so concurrent publishes of
 //!   different versions both land and nothing is last-writer-wins on the whole
 //!   document; a stale `_rev` on an update that could drop data is a conflict;
@@ -21,17 +23,20 @@
 //!   admits, decided against the stored document inside the write
 //!   transaction.
 
+mod backend;
 mod blobs;
 pub mod doc;
 pub mod ownership;
+pub mod postgres;
 pub mod search;
 mod store;
 
+pub use backend::{ChangeSink, Decide, HostedBackend, RowWrite, StoredRow};
 pub use blobs::StoredTarball;
 pub use doc::Permission;
 pub use ownership::{Actor, Change, Groups, Ownership, OwnershipMode, UplinkAnswer};
 pub use search::{SearchHit, SearchQuery};
-pub use store::{HostedStore, Packument, UpdateGate, UpdateOutcome};
+pub use store::{ChangeHook, HostedStore, Packument, UpdateGate, UpdateOutcome};
 
 /// Errors of the hosted store. The `String` payloads are client-facing
 /// explanations (package names, versions; never credentials).
@@ -42,6 +47,9 @@ pub enum HostedError {
     Io(#[from] std::io::Error),
     #[error("hosted database error: {0}")]
     Db(#[from] rusqlite::Error),
+    /// The shared database failed (no credential in the text).
+    #[error("hosted database error: {0}")]
+    Pg(#[from] pnpr_pg::PgError),
     /// The shared blob bucket failed or holds bytes that do not match
     /// their digest (503; names the key, never a credential).
     #[error("blob storage unavailable: {0}")]

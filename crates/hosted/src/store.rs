@@ -1,27 +1,31 @@
-//! The durable hosted store: packument rows in `<storage>/hosted.sqlite`,
-//! tarballs in `<storage>/hosted-tarballs/`.
+//! The durable hosted store: packument rows behind a [`HostedBackend`]
+//! (`<storage>/hosted.sqlite` by default, PostgreSQL when shared), tarballs
+//! in `<storage>/hosted-tarballs/`.
 //!
 //! Invariants guarded here:
-//! - one writer at a time (a mutex around the write connection, plus
-//!   `BEGIN IMMEDIATE`), and every edit reads the stored document inside its
-//!   own transaction, so concurrent edits of one package compose instead of
-//!   overwriting each other;
+//! - every edit reads the stored document inside its own backend
+//!   transaction (writers of one package are serialized there), so
+//!   concurrent edits of one package compose instead of overwriting each
+//!   other;
 //! - a transaction that references a tarball commits only after the tarball
-//!   file is durable, and it re-checks that every blob its rows reference
-//!   exists; blobs are deleted only after the commit that dropped their last
-//!   reference (a crash in between leaves harmless garbage);
-//! - `synchronous=FULL`: a committed publish survives a crash or power loss;
+//!   file is durable, and it re-checks that every blob it newly references
+//!   exists (blobs referenced before were checked by the commit that added
+//!   them); blobs are deleted only after the commit that dropped their last
+//!   reference, through [`HostedBackend::collect`] (a crash in between
+//!   leaves harmless garbage);
 //! - every edit of an existing package asks [`Actor::may_change`] about the
-//!   document read inside its own transaction, before anything is written.
+//!   document read inside its own transaction, before anything is written;
+//! - the set of hosted names is this node's only cache of the rows: it is
+//!   updated by this node's commits and, on a shared backend, by every
+//!   other node's (see [`HostedStore::on_change`]).
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard, RwLock};
-use std::time::Duration;
+use std::sync::{Arc, RwLock};
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde_json::Value;
 
+use crate::backend::{sqlite::SqliteHosted, ChangeSink, HostedBackend, RowWrite, StoredRow};
 use crate::blobs::{Blobs, StoredTarball};
 use crate::doc::{self, Attachment, Permission, PreparedPublish};
 use crate::ownership::{maintainer_names, Actor, Change};
@@ -70,38 +74,63 @@ enum Edit {
     Delete,
 }
 
+/// A hook told which package changed (`None`: any may have).
+pub type ChangeHook = Box<dyn Fn(Option<&str>) + Send + Sync>;
+
 /// Hosted packuments and tarballs under one storage directory.
 pub struct HostedStore {
-    writer: Mutex<Connection>,
-    /// Separate connection so reads never wait behind a publish's file I/O
-    /// (WAL lets readers see the last committed state meanwhile).
-    reader: Mutex<Connection>,
-    /// Names of hosted packages: the per-request "is this hosted?" check on
-    /// the read path is a set lookup, not a query.
-    names: RwLock<HashSet<String>>,
+    backend: Box<dyn HostedBackend>,
+    /// The names of hosted packages and the hooks of derived caches,
+    /// shared with the backend's change watcher.
+    derived: Arc<Derived>,
     blobs: Blobs,
 }
 
 impl std::fmt::Debug for HostedStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HostedStore")
+            .field("backend", &self.backend)
             .field("blobs", &self.blobs)
             .finish_non_exhaustive()
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic mid-transaction drops (rolls back) the transaction, so the
-    // connection behind a poisoned lock is still consistent.
-    m.lock().unwrap_or_else(|p| p.into_inner())
+/// What this node derives from the rows: the names of hosted packages (the
+/// per-request "is this hosted?" check on the read path is a set lookup,
+/// not a query) and the hooks of caches outside this crate.
+#[derive(Default)]
+struct Derived {
+    names: RwLock<HashSet<String>>,
+    hooks: RwLock<Vec<ChangeHook>>,
 }
 
-fn connect(path: &Path) -> Result<Connection> {
-    let conn = Connection::open(path)?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.busy_timeout(Duration::from_secs(10))?;
-    Ok(conn)
+impl Derived {
+    fn set_hosted(&self, name: &str, hosted: bool) {
+        let mut names = self.names.write().unwrap_or_else(|p| p.into_inner());
+        if hosted {
+            names.insert(name.to_string());
+        } else {
+            names.remove(name);
+        }
+    }
+
+    fn notify(&self, name: Option<&str>) {
+        for hook in self.hooks.read().unwrap_or_else(|p| p.into_inner()).iter() {
+            hook(name);
+        }
+    }
+}
+
+impl ChangeSink for Derived {
+    fn package(&self, name: &str, hosted: bool) {
+        self.set_hosted(name, hosted);
+        self.notify(Some(name));
+    }
+
+    fn all(&self, names: HashSet<String>) {
+        *self.names.write().unwrap_or_else(|p| p.into_inner()) = names;
+        self.notify(None);
+    }
 }
 
 fn parse_doc(name: &str, body: &[u8]) -> Result<Value> {
@@ -112,38 +141,40 @@ fn parse_doc(name: &str, body: &[u8]) -> Result<Value> {
 }
 
 impl HostedStore {
-    /// Opens (creating) the store under `storage`.
+    /// Opens (creating) the embedded store under `storage`.
     pub fn open(storage: &Path) -> Result<Self> {
         std::fs::create_dir_all(storage)?;
+        let backend = SqliteHosted::open(storage)?;
+        Self::with_backend(storage, Box::new(backend))
+    }
+
+    /// Opens the store with its rows in `backend` (tarballs still under
+    /// `storage`), and starts following other nodes' changes when the
+    /// backend is shared.
+    pub fn with_backend(storage: &Path, backend: Box<dyn HostedBackend>) -> Result<Self> {
+        std::fs::create_dir_all(storage)?;
         let blobs = Blobs::open(&storage.join("hosted-tarballs"))?;
-        let db_path = storage.join("hosted.sqlite");
-        let writer = connect(&db_path)?;
-        writer.execute_batch(
-            "CREATE TABLE IF NOT EXISTS packages (
-                name TEXT PRIMARY KEY,
-                rev TEXT NOT NULL,
-                body BLOB NOT NULL
-            );
-            CREATE TABLE IF NOT EXISTS tarballs (
-                name TEXT NOT NULL,
-                version TEXT NOT NULL,
-                sha512 TEXT NOT NULL,
-                PRIMARY KEY (name, version)
-            );
-            CREATE INDEX IF NOT EXISTS tarballs_by_blob ON tarballs (sha512);",
-        )?;
-        let names = {
-            let mut stmt = writer.prepare("SELECT name FROM packages")?;
-            let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
-            rows.collect::<rusqlite::Result<HashSet<String>>>()?
-        };
-        let reader = connect(&db_path)?;
+        let derived = Arc::new(Derived::default());
+        *derived.names.write().unwrap_or_else(|p| p.into_inner()) = backend.names()?;
+        backend.watch(Arc::clone(&derived) as Arc<dyn ChangeSink>)?;
         Ok(Self {
-            writer: Mutex::new(writer),
-            reader: Mutex::new(reader),
-            names: RwLock::new(names),
+            backend,
+            derived,
             blobs,
         })
+    }
+
+    /// Calls `hook` after every change of a hosted package that this node
+    /// learns of from a shared backend (another node's commit, or its own
+    /// as the backend reports it back), and with `None` when changes may
+    /// have been missed. Derived caches outside this crate drop what they
+    /// hold of that package there. Never called on the embedded backend.
+    pub fn on_change(&self, hook: ChangeHook) {
+        self.derived
+            .hooks
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(hook);
     }
 
     /// Puts the shared blob bucket behind the local tarball files: publishes
@@ -155,20 +186,34 @@ impl HostedStore {
 
     /// Whether `name` is a hosted package (it then never comes from an uplink).
     pub fn is_hosted(&self, name: &str) -> bool {
-        self.names
+        self.derived
+            .names
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .contains(name)
     }
 
+    /// Whether `name` is hosted, asking the backend when this node's set
+    /// may lag behind it (a shared backend: published on another node a
+    /// moment ago, its notice still on the way). Blocks on the backend;
+    /// callers ask only when nothing else answered for the name.
+    pub fn recheck(&self, name: &str) -> Result<bool> {
+        if !self.backend.shared() {
+            return Ok(self.is_hosted(name));
+        }
+        let hosted = self.backend.row(name)?.is_some();
+        self.derived.set_hosted(name, hosted);
+        Ok(hosted)
+    }
+
     /// The stored packument of `name`.
     pub fn get(&self, name: &str) -> Result<Option<Packument>> {
-        let conn = lock(&self.reader);
-        stored_row(&conn, name)?
-            .map(|(rev, body)| {
+        self.backend
+            .row(name)?
+            .map(|row| {
                 Ok(Packument {
-                    doc: parse_doc(name, &body)?,
-                    rev,
+                    doc: parse_doc(name, &row.body)?,
+                    rev: row.rev,
                 })
             })
             .transpose()
@@ -176,17 +221,11 @@ impl HostedStore {
 
     /// Every hosted packument (for search).
     pub fn all(&self) -> Result<Vec<Value>> {
-        let conn = lock(&self.reader);
-        let mut stmt = conn.prepare("SELECT name, body FROM packages ORDER BY name")?;
-        let rows = stmt.query_map([], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (name, body) = row?;
-            out.push(parse_doc(&name, &body)?);
-        }
-        Ok(out)
+        self.backend
+            .rows()?
+            .into_iter()
+            .map(|(name, body)| parse_doc(&name, &body))
+            .collect()
     }
 
     /// The tarball `file` of package `name`, if a current version lists it.
@@ -337,7 +376,7 @@ impl HostedStore {
         out.ok_or_else(|| HostedError::Corrupt(name.to_string()))
     }
 
-    /// The one write path: reads the stored document inside an immediate
+    /// The one write path: reads the stored document inside a backend
     /// transaction, lets `f` decide, makes `new_blobs` durable, writes the
     /// row and its blob references, commits, then drops unreferenced blobs.
     fn edit(
@@ -346,56 +385,53 @@ impl HostedStore {
         new_blobs: &[Attachment],
         f: impl FnOnce(Option<Value>) -> Result<Edit>,
     ) -> Result<Option<Packument>> {
-        let mut conn = lock(&self.writer);
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let stored = stored_row(&tx, name)?;
-        let prev_rev = stored.as_ref().map(|(rev, _)| rev.clone());
-        let current = stored.map(|(_, body)| parse_doc(name, &body)).transpose()?;
-        let old_blobs: HashSet<String> = {
-            let mut stmt = tx.prepare("SELECT sha512 FROM tarballs WHERE name = ?1")?;
-            let rows = stmt.query_map(params![name], |r| r.get::<_, String>(0))?;
-            rows.collect::<rusqlite::Result<_>>()?
-        };
-        let result = match f(current)? {
-            Edit::Put(doc) => {
-                Some(self.write_doc(&tx, name, prev_rev.as_deref(), doc, new_blobs)?)
-            }
-            Edit::Keep(doc) => {
-                return Ok(Some(Packument {
-                    doc,
-                    rev: prev_rev.unwrap_or_default(),
-                }));
-            }
-            Edit::Delete => {
-                tx.execute("DELETE FROM packages WHERE name = ?1", params![name])?;
-                tx.execute("DELETE FROM tarballs WHERE name = ?1", params![name])?;
-                None
-            }
-        };
-        tx.commit()?;
-        {
-            let mut names = self.names.write().unwrap_or_else(|p| p.into_inner());
-            if result.is_some() {
-                names.insert(name.to_string());
-            } else {
-                names.remove(name);
-            }
+        let mut result = None;
+        let mut old_blobs = HashSet::new();
+        let committed = self.backend.transact(
+            name,
+            Box::new(|stored: Option<StoredRow>, blobs: HashSet<String>| {
+                let prev_rev = stored.as_ref().map(|row| row.rev.clone());
+                let current = stored.map(|row| parse_doc(name, &row.body)).transpose()?;
+                let write = match f(current)? {
+                    Edit::Put(doc) => {
+                        let (p, write) =
+                            self.prepare_doc(name, prev_rev.as_deref(), doc, new_blobs, &blobs)?;
+                        result = Some(p);
+                        write
+                    }
+                    Edit::Keep(doc) => {
+                        result = Some(Packument {
+                            doc,
+                            rev: prev_rev.unwrap_or_default(),
+                        });
+                        RowWrite::Keep
+                    }
+                    Edit::Delete => RowWrite::Delete,
+                };
+                old_blobs = blobs;
+                Ok(write)
+            }),
+        )?;
+        if !committed {
+            return Ok(result);
         }
-        self.drop_unreferenced(&conn, old_blobs)?;
+        self.derived.set_hosted(name, result.is_some());
+        self.backend
+            .collect(old_blobs, &mut |hex| self.blobs.remove(hex))?;
         Ok(result)
     }
 
-    /// Inside `tx`: stamps a new revision, makes `new_blobs` durable, checks
-    /// every version's tarball is present, then writes the row and its blob
-    /// references.
-    fn write_doc(
+    /// Inside the transaction: stamps a new revision, makes `new_blobs`
+    /// durable, checks every tarball the document newly references is
+    /// present, and says what to write.
+    fn prepare_doc(
         &self,
-        tx: &Connection,
         name: &str,
         prev_rev: Option<&str>,
         mut doc: Value,
         new_blobs: &[Attachment],
-    ) -> Result<Packument> {
+        referenced: &HashSet<String>,
+    ) -> Result<(Packument, RowWrite)> {
         let rev = doc::next_rev(prev_rev, &doc);
         if let Some(o) = doc.as_object_mut() {
             o.insert("_rev".into(), Value::String(rev.clone()));
@@ -404,7 +440,7 @@ impl HostedStore {
             self.blobs.put(&blob.sha512_hex, &blob.bytes)?;
         }
         let refs = blob_refs(name, &doc)?;
-        for (_, hex) in &refs {
+        for (_, hex) in refs.iter().filter(|(_, hex)| !referenced.contains(hex)) {
             if self.blobs.lookup(hex)?.is_none() {
                 return Err(HostedError::Corrupt(format!(
                     "{name}: a version references a missing tarball"
@@ -412,47 +448,13 @@ impl HostedStore {
             }
         }
         let body = serde_json::to_vec(&doc).map_err(|_| HostedError::Corrupt(name.to_string()))?;
-        tx.execute(
-            "INSERT INTO packages (name, rev, body) VALUES (?1, ?2, ?3)
-             ON CONFLICT (name) DO UPDATE SET rev = excluded.rev, body = excluded.body",
-            params![name, rev, body],
-        )?;
-        tx.execute("DELETE FROM tarballs WHERE name = ?1", params![name])?;
-        for (version, hex) in &refs {
-            tx.execute(
-                "INSERT INTO tarballs (name, version, sha512) VALUES (?1, ?2, ?3)",
-                params![name, version, hex],
-            )?;
-        }
-        Ok(Packument { doc, rev })
+        let write = RowWrite::Put {
+            rev: rev.clone(),
+            body,
+            tarballs: refs,
+        };
+        Ok((Packument { doc, rev }, write))
     }
-
-    /// After a commit: removes the blobs the package referenced before that
-    /// no row references any more.
-    fn drop_unreferenced(&self, conn: &Connection, old_blobs: HashSet<String>) -> Result<()> {
-        for hex in old_blobs {
-            let referenced: bool = conn.query_row(
-                "SELECT EXISTS (SELECT 1 FROM tarballs WHERE sha512 = ?1)",
-                params![hex],
-                |r| r.get(0),
-            )?;
-            if !referenced {
-                self.blobs.remove(&hex);
-            }
-        }
-        Ok(())
-    }
-}
-
-/// `(rev, body)` of a stored package.
-fn stored_row(conn: &Connection, name: &str) -> Result<Option<(String, Vec<u8>)>> {
-    Ok(conn
-        .query_row(
-            "SELECT rev, body FROM packages WHERE name = ?1",
-            params![name],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?)
 }
 
 /// The stored document of an existing package `actor` may make `change` to.

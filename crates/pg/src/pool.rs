@@ -45,6 +45,13 @@ impl ConnectOptions {
         c
     }
 
+    /// A connection of its own, outside the pool: for a caller that must
+    /// hold one session (a `LISTEN`, or a transaction that calls back into
+    /// the caller between statements). Use it off any async runtime worker.
+    pub fn connect_client(&self) -> Result<Client, PgError> {
+        self.connect()
+    }
+
     fn connect(&self) -> Result<Client, PgError> {
         self.client_config()
             .connect(NoTls)
@@ -131,6 +138,12 @@ impl Pool {
         // the caller may be on an async runtime).
         pool.run(|c| Ok(c.simple_query("SELECT 1").map(drop)?))?;
         Ok(pool)
+    }
+
+    /// Where the pool connects, for a store that needs a session of its
+    /// own ([`ConnectOptions::connect_client`]).
+    pub fn options(&self) -> &ConnectOptions {
+        &self.options
     }
 
     /// Runs `f` on one of the pool's clients and waits for its result.

@@ -202,6 +202,15 @@ impl<V: Clone> CandidateCache<V> {
         self.total == 0
     }
 
+    /// Drops every candidate (the data behind them may have changed in a
+    /// way no key or gate shows, e.g. a hosted package published on
+    /// another node).
+    pub fn clear(&mut self) {
+        self.entries.clear();
+        self.total = 0;
+        self.bytes = 0;
+    }
+
     /// First live candidate under `key` that is public or whose every
     /// descriptor passes `gate` for this caller now.
     pub fn lookup(&mut self, key: &str, gate: impl Fn(&Descriptor) -> bool) -> Option<V> {

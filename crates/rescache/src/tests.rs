@@ -123,3 +123,18 @@ fn byte_budget_evicts_private_first_and_refuses_oversized_values() {
     assert_eq!(cache.lookup("huge", |_| true), None);
     assert!(cache.bytes() <= 100);
 }
+
+#[test]
+fn clear_drops_every_candidate_and_its_weight() {
+    let mut cache = CandidateCache::new(b"0123456789abcdef".to_vec(), Duration::from_secs(60));
+    cache.store("k", Footprint::new(), 1, 10);
+    let fp: Footprint = [alias("corp", "d")].into_iter().collect();
+    cache.store("p", fp, 2, 20);
+    assert_eq!((cache.len(), cache.bytes()), (2, 30));
+    cache.clear();
+    assert_eq!((cache.len(), cache.bytes()), (0, 0));
+    assert_eq!(cache.lookup("k", |_| true), None);
+    // Still usable afterwards.
+    cache.store("k", Footprint::new(), 3, 5);
+    assert_eq!(cache.lookup("k", |_| false), Some(3));
+}

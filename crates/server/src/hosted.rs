@@ -97,6 +97,22 @@ pub async fn serve_read(
     Some(read(state, parsed, who, base, headers).await)
 }
 
+/// Whether `name`, which this node did not know as hosted, turns out to
+/// be: published on another node a moment ago, its change notice still on
+/// the way. Asked only after the mirror found nothing, so the shared
+/// database is read on misses only (never with the embedded store).
+pub async fn hosted_after_all(state: &Arc<AppState>, name: &str) -> bool {
+    let (st, n) = (Arc::clone(state), name.to_owned());
+    match tokio::task::spawn_blocking(move || st.hosted.recheck(&n)).await {
+        Ok(Ok(hosted)) => hosted,
+        Ok(Err(e)) => {
+            tracing::warn!(package = name, error = %e, "cannot recheck a hosted name");
+            false
+        }
+        Err(_) => false,
+    }
+}
+
 async fn read(
     state: &Arc<AppState>,
     parsed: &RegistryPath,
@@ -344,7 +360,7 @@ pub async fn write(state: &Arc<AppState>, req: Request) -> Result<Response, ApiE
         }
         (Method::DELETE, WriteTarget::Doc { rev }) => {
             authorize(state, &who, &name, Action::Unpublish)?;
-            require_hosted(state, &name)?;
+            require_hosted(state, &name).await?;
             let actor = actor(state, &who, &name)?;
             let store = Arc::clone(state);
             let n = name.clone();
@@ -354,7 +370,7 @@ pub async fn write(state: &Arc<AppState>, req: Request) -> Result<Response, ApiE
         }
         (Method::DELETE, WriteTarget::Tarball { file, rev }) => {
             authorize(state, &who, &name, Action::Unpublish)?;
-            require_hosted(state, &name)?;
+            require_hosted(state, &name).await?;
             let actor = actor(state, &who, &name)?;
             let store = Arc::clone(state);
             let n = name.clone();
@@ -374,8 +390,8 @@ pub async fn write(state: &Arc<AppState>, req: Request) -> Result<Response, ApiE
     }
 }
 
-fn require_hosted(state: &AppState, name: &str) -> Result<(), ApiError> {
-    if state.hosted.is_hosted(name) {
+async fn require_hosted(state: &Arc<AppState>, name: &str) -> Result<(), ApiError> {
+    if state.hosted.is_hosted(name) || hosted_after_all(state, name).await {
         Ok(())
     } else {
         Err(ApiError::not_found(format!("{name} is not hosted here")))
@@ -391,7 +407,7 @@ async fn publish(
     authorize(state, who, &name, Action::Publish)?;
     let actor = actor(state, who, &name)?;
     let publisher = actor.user().to_string();
-    if !state.hosted.is_hosted(&name) {
+    if !state.hosted.is_hosted(&name) && !hosted_after_all(state, &name).await {
         guard_new_name(state, who, &name).await?;
     }
     let store = Arc::clone(state);
@@ -491,7 +507,7 @@ async fn update(
             "this token is read-only and cannot change packages",
         ));
     }
-    require_hosted(state, &name)?;
+    require_hosted(state, &name).await?;
     let actor = actor(state, who, &name)?;
     let store = Arc::clone(state);
     let n = name.clone();
@@ -573,7 +589,7 @@ async fn dist_tags_inner(state: &Arc<AppState>, req: Request) -> Result<Response
         }
         (Method::PUT, Some(tag)) => {
             authorize(state, &who, &name, Action::Publish)?;
-            require_hosted(state, &name)?;
+            require_hosted(state, &name).await?;
             let actor = actor(state, &who, &name)?;
             let body = read_body(state, req).await?;
             let version = match serde_json::from_slice::<Value>(&body) {
@@ -595,7 +611,7 @@ async fn dist_tags_inner(state: &Arc<AppState>, req: Request) -> Result<Response
         }
         (Method::DELETE, Some(tag)) => {
             authorize(state, &who, &name, Action::Publish)?;
-            require_hosted(state, &name)?;
+            require_hosted(state, &name).await?;
             let actor = actor(state, &who, &name)?;
             let store = Arc::clone(state);
             let n = name.clone();

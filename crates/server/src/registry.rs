@@ -72,13 +72,37 @@ async fn handle(state: &Arc<AppState>, req: Request) -> Result<Response, ApiErro
                 .await
                 .unwrap_or_else(|| Err(ApiError::not_found(&parsed.name)))?
         }
-        _ => serve_mirrored(state, &session.namespace(&parsed.name)?, &parsed, &headers).await?,
+        _ => mirrored_or_just_hosted(state, &session, &parsed, &headers).await?,
     };
     if method == Method::HEAD {
         let (parts, _) = resp.into_parts();
         resp = Response::from_parts(parts, Body::empty());
     }
     Ok(resp)
+}
+
+/// The mirror's answer, unless it has nothing and the name was published
+/// on another node an instant ago: then it is served from the hosted store
+/// already, not only once the change notice lands.
+async fn mirrored_or_just_hosted(
+    state: &Arc<AppState>,
+    session: &Session,
+    parsed: &RegistryPath,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let mirrored = serve_mirrored(state, &session.namespace(&parsed.name)?, parsed, headers).await;
+    match mirrored {
+        Err(e)
+            if e.status == StatusCode::NOT_FOUND
+                && parsed.uplink.is_none()
+                && crate::hosted::hosted_after_all(state, &parsed.name).await =>
+        {
+            crate::hosted::serve_read(state, parsed, session.who(), session.base(), headers)
+                .await
+                .unwrap_or_else(|| Err(ApiError::not_found(&parsed.name)))
+        }
+        other => other,
+    }
 }
 
 /// A packument, version document or tarball from the mirror.

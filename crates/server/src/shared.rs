@@ -11,13 +11,18 @@ use std::sync::Arc;
 
 use pnpr_auth::{CopyReport, PgTokens, PgUsers};
 use pnpr_config::{BlobsConfig, Config, DatabaseConfig};
+use pnpr_hosted::HostedStore;
 use pnpr_pg::{ConnectOptions, Pool};
 
-use crate::state::BuildError;
+use crate::state::{AppState, BuildError};
 
 /// Connections per node: token lookups are single indexed reads, and the
 /// request path blocks on them, so a few cover a 2-core node.
 const POOL_SIZE: usize = 4;
+
+/// Connections for hosted reads: one per packument or install read of a
+/// hosted name (writes and the change notices have a session each).
+const HOSTED_POOL_SIZE: usize = 2;
 
 /// Connects to `database:`, applies the auth migrations (under the shared
 /// advisory lock) and returns the user and token stores; `None` keeps the
@@ -34,7 +39,7 @@ pub(crate) fn open_auth_stores(
         host = %db.host,
         port = db.port,
         dbname = %db.dbname,
-        "users and tokens in PostgreSQL (hosted packages and metadata stay on this node)"
+        "users and tokens in PostgreSQL (the metadata mirror stays on this node)"
     );
     if config.auth.htpasswd.is_some() {
         tracing::warn!("auth.htpasswd.file is not read with `database:`: users live in PostgreSQL (max_users still applies)");
@@ -71,6 +76,42 @@ pub(crate) fn open_blob_backend(
         backend.describe()
     );
     Ok(Some(Arc::new(backend)))
+}
+
+/// The hosted store: rows in `database:` when configured (migrated under
+/// the shared advisory lock, with a `LISTEN` session for other nodes'
+/// changes), else `<storage>/hosted.sqlite`. Tarballs are not rows: they
+/// stay with the blob store (`blobs:`, or `storage` on this node).
+pub(crate) fn open_hosted(config: &Config) -> Result<HostedStore, BuildError> {
+    let Some(db) = &config.database else {
+        return Ok(HostedStore::open(&config.storage)?);
+    };
+    let pool = Arc::new(Pool::connect(connect_options(db), HOSTED_POOL_SIZE)?);
+    let backend = pnpr_hosted::postgres::PgHosted::open(pool)?;
+    tracing::info!("hosted packages in PostgreSQL, with change notices from every node");
+    Ok(HostedStore::with_backend(
+        &config.storage,
+        Box::new(backend),
+    )?)
+}
+
+/// Derived caches drop what a hosted change elsewhere may have made
+/// stale: cached resolutions (any of which may have picked a version of
+/// the changed package; they do not record which). Hosted documents
+/// themselves are read from the backend on every request, and their
+/// compressed renderings are keyed by their content, so neither can be
+/// stale. Only a shared backend reports changes.
+pub(crate) fn follow_hosted_changes(state: &Arc<AppState>) {
+    let weak = Arc::downgrade(state);
+    state.hosted.on_change(Box::new(move |package| {
+        if let Some(state) = weak.upgrade() {
+            state.accelerator.resolutions().clear();
+            tracing::debug!(
+                package = package.unwrap_or("*"),
+                "hosted change: cached resolutions dropped"
+            );
+        }
+    }));
 }
 
 /// `pnpr copy` with `blobs:`: uploads this node's proxied and hosted

@@ -202,7 +202,7 @@ impl AppState {
         let auth = open_auth(&config)?;
         let db = MetaDb::open(&config.cache.join("metadata.sqlite"))?;
         let blobs = crate::shared::open_blob_backend(&config, opts.blob_credentials)?;
-        let hosted = pnpr_hosted::HostedStore::open(&config.storage)?;
+        let hosted = crate::shared::open_hosted(&config)?;
         let hosted = match &blobs {
             Some(b) => hosted.with_blob_backend(Arc::clone(b)),
             None => hosted,
@@ -236,7 +236,7 @@ impl AppState {
             render_flights: Default::default(),
             render_dir,
         };
-        Ok(Arc::new(Self {
+        let state = Arc::new(Self {
             mirror,
             accelerator,
             searches: Arc::new(tokio::sync::Semaphore::new(2)),
@@ -249,7 +249,9 @@ impl AppState {
             base_resolver: opts.resolver,
             hosted,
             secret,
-        }))
+        });
+        crate::shared::follow_hosted_changes(&state);
+        Ok(state)
     }
 
     /// Resource budgets (fixed at startup).
