@@ -22,6 +22,8 @@
 //!       [--per-connection-rate]`
 //!   `cargo run --release -p pnpr-bench -- frames --upstream-storage DIR` (body bytes of a
 //!       cold client per gzip member layout vs the tarballs; see `frames`)
+//!   `cargo run --release -p pnpr-bench -- resolve --upstream-storage DIR --project DIR [--runs N]`
+//!       (resolver time per tree, packuments in memory; DIR may hold several projects)
 //!   `cargo run --release -p pnpr-bench -- login-storm [--runs N]` (N bad passwords per
 //!       attacking client, default 40)
 //!
@@ -56,6 +58,7 @@ mod load;
 mod login_storm;
 mod parity;
 mod peers;
+mod resolve;
 mod shaper;
 mod verdaccio;
 
@@ -89,7 +92,7 @@ struct Args {
     pnpr: Option<PathBuf>,
 }
 
-const USAGE: &str = "pnpr-bench [install|auth|peers|load|shape-check|login-storm|frames] [--runs N] [--warmup N] \
+const USAGE: &str = "pnpr-bench [install|auth|peers|load|shape-check|login-storm|frames|resolve] [--runs N] [--warmup N] \
 [--project DIR] [--latency-ms MS (one way, default 25)] [--rate-mbit MBIT (default 200, 0 = unlimited)] \
 [--per-connection-rate] [--upstream-latency-ms MS (pnpr to upstream, one way, default 0)] [--pnpr BIN] [--store cold|warm|both] [--server cold|warm|both] [--lockfile no|yes|both] [--only direct,verdaccio,pnpr,v1|v0] [--client PNPM_VERSION (default 11.5.2)] [--json FILE] [--upstream-storage DIR] \
 [--seconds S] [--connections C] [--threads T]";
@@ -148,9 +151,8 @@ fn parse_args() -> Args {
                 println!("{USAGE}");
                 std::process::exit(0);
             }
-            "install" | "auth" | "peers" | "load" | "shape-check" | "login-storm" | "frames" => {
-                a.mode = flag.clone()
-            }
+            "install" | "auth" | "peers" | "load" | "shape-check" | "login-storm" | "frames"
+            | "resolve" => a.mode = flag.clone(),
             other => fail(&format!("unknown argument {other}\n{USAGE}")),
         }
     }
@@ -289,6 +291,17 @@ fn main() {
                 fail("frames needs --upstream-storage DIR (a Verdaccio storage folder)")
             });
             frames::run(&storage);
+            return;
+        }
+        "resolve" => {
+            let storage = a.upstream_storage.clone().unwrap_or_else(|| {
+                fail("resolve needs --upstream-storage DIR (a Verdaccio storage folder)")
+            });
+            resolve::run(
+                &storage,
+                std::slice::from_ref(&a.project),
+                a.runs.unwrap_or(5),
+            );
             return;
         }
         "login-storm" => {
