@@ -164,30 +164,31 @@ async fn copy_moves_an_embedded_deployment_into_postgres() {
     let pg = Postgres::start();
     let url = pg.create_database("pnpr");
     let http = Http::new();
-    // An embedded deployment with one user and her login token (the
-    // variable is unused until the config names `database:`).
-    let mut node = Pnpr::start(
-        "packages:\n  '**':\n    access: $authenticated\n",
-        &[("PNPR_TEST_DATABASE", &url)],
-    );
+    // An embedded deployment with one user, her login token and a package
+    // she published (the variable is unused until the config names
+    // `database:`).
+    let policy = "packages:\n  '**':\n    access: $authenticated\n    publish: $authenticated\n";
+    let mut node = Pnpr::start(policy, &[("PNPR_TEST_DATABASE", &url)]);
     let token = pnpr_e2e::add_user(&http, &node, "carol").await;
+    let integrity =
+        pnpr_e2e::publish::publish(&http, &node.url, &token, "pnpr-copied", "1.0.0", &[]).await;
     node.stop();
 
-    node.write_config(
-        "database: ${PNPR_TEST_DATABASE}\npackages:\n  '**':\n    access: $authenticated\n",
-    );
+    node.write_config(&format!("database: ${{PNPR_TEST_DATABASE}}\n{policy}"));
     let first = run_copy(&node, &url);
     first.assert_success();
     assert_eq!(
         first.stdout.trim(),
-        "users: 1 copied, 0 already there; tokens: 1 copied, 0 skipped"
+        "users: 1 copied, 0 already there; tokens: 1 copied, 0 skipped\n\
+         hosted packages: 1 copied, 0 already there"
     );
     // Idempotent: a second run finds everything in place.
     let again = run_copy(&node, &url);
     again.assert_success();
     assert_eq!(
         again.stdout.trim(),
-        "users: 0 copied, 1 already there; tokens: 0 copied, 1 skipped"
+        "users: 0 copied, 1 already there; tokens: 0 copied, 1 skipped\n\
+         hosted packages: 0 copied, 1 already there"
     );
     assert!(
         !first.combined().contains(&pg.password),
@@ -215,6 +216,27 @@ async fn copy_moves_an_embedded_deployment_into_postgres() {
         )
         .await;
     assert_eq!(created.status, 200, "{}", created.text());
+    // Her package came along: both nodes serve its document, and the old
+    // node (which holds the tarball) its bytes.
+    for n in [&node, &fresh] {
+        let doc = http
+            .get_auth(&format!("{}pnpr-copied", n.url), &token)
+            .await;
+        doc.assert_status(200);
+        assert_eq!(
+            doc.json()["versions"]["1.0.0"]["dist"]["integrity"],
+            integrity
+        );
+        assert_eq!(doc.json()["maintainers"][0]["name"], "carol");
+    }
+    let tgz = http
+        .get_auth(
+            &format!("{}pnpr-copied/-/pnpr-copied-1.0.0.tgz", node.url),
+            &token,
+        )
+        .await;
+    tgz.assert_status(200);
+    assert_eq!(pnpr_e2e::publish::sri(&tgz.body), integrity);
 }
 
 #[tokio::test]

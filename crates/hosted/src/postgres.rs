@@ -19,7 +19,10 @@
 //!   [`FALLBACK`] it compares the epoch with the notices it heard, so a lost
 //!   notice is noticed within that bound.
 
+mod copy;
 mod watch;
+
+pub use copy::{copy_embedded, CopyReport};
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard};

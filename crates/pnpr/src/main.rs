@@ -167,6 +167,18 @@ fn copy(config: &Config) -> ExitCode {
             }
         }
     }
+    if config.database.is_some() {
+        match pnpr_server::shared::copy_hosted(config) {
+            Ok(r) => println!(
+                "hosted packages: {} copied, {} already there",
+                r.copied, r.kept
+            ),
+            Err(e) => {
+                eprintln!("pnpr copy: {e}");
+                status = ExitCode::FAILURE;
+            }
+        }
+    }
     if config.blobs.is_some() {
         match pnpr_server::shared::copy_blobs(config, aws_credentials()) {
             Ok(c) => println!(

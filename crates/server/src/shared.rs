@@ -157,6 +157,19 @@ pub fn copy_embedded(config: &Config) -> Result<CopyReport, BuildError> {
     )?)
 }
 
+/// `pnpr copy`, hosted part: the packages of `<storage>/hosted.sqlite`
+/// (which a node with `database:` no longer reads) into `database:`.
+/// Idempotent; packages already there are kept.
+pub fn copy_hosted(config: &Config) -> Result<pnpr_hosted::postgres::CopyReport, BuildError> {
+    let Some(db) = &config.database else {
+        return Err(BuildError::Unsupported(
+            "copy: the config names no `database:` to copy into",
+        ));
+    };
+    let pool = Arc::new(Pool::connect(connect_options(db), 1)?);
+    Ok(pnpr_hosted::postgres::copy_embedded(&config.storage, pool)?)
+}
+
 fn connect_options(db: &DatabaseConfig) -> ConnectOptions {
     ConnectOptions {
         host: db.host.clone(),

@@ -70,6 +70,23 @@ impl SqliteHosted {
     }
 }
 
+/// `(version, sha512 hex)` tarball references of one package.
+pub(crate) type TarballRefs = Vec<(String, String)>;
+
+impl SqliteHosted {
+    /// The row of `name` with its tarball references (`pnpr copy`).
+    pub(crate) fn row_with_refs(&self, name: &str) -> Result<Option<(StoredRow, TarballRefs)>> {
+        let conn = lock(&self.reader);
+        let Some(row) = stored_row(&conn, name)? else {
+            return Ok(None);
+        };
+        let mut stmt =
+            conn.prepare("SELECT version, sha512 FROM tarballs WHERE name = ?1 ORDER BY version")?;
+        let refs = stmt.query_map(params![name], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(Some((row, refs.collect::<rusqlite::Result<_>>()?)))
+    }
+}
+
 /// The stored row of `name`.
 fn stored_row(conn: &Connection, name: &str) -> Result<Option<StoredRow>> {
     Ok(conn
