@@ -180,7 +180,12 @@ async fn nodes_share_proxied_tarballs_through_the_bucket_and_never_serve_bad_byt
     drop(mock);
 
     // B serves A's tarball from the bucket, byte-identical.
+    let started = Instant::now();
     let r = http.get(&format!("{}{}", b.url, pkg.0)).await;
+    eprintln!(
+        "B's GET of a tarball only the bucket has: {:?}",
+        started.elapsed()
+    );
     r.assert_status(200);
     assert_eq!(r.body.as_ref(), pkg.2.as_slice());
     assert!(local_tarballs(&b) >= 2, "B did not keep its bucket copy");
@@ -240,6 +245,11 @@ async fn a_hosted_publish_is_acknowledged_only_once_its_tarball_is_in_the_bucket
     let r = http
         .put_json(&format!("{}blob-pkg", a.url), &body, Some(&token))
         .await;
+    eprintln!(
+        "publish with the bucket down: {} after {:?}",
+        r.status,
+        started.elapsed()
+    );
     assert_eq!(r.status, 503, "{}", r.text());
     assert!(
         r.text().contains("blob storage unavailable"),
