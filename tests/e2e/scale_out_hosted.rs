@@ -3,12 +3,15 @@
 //! owners and unpublishes, each change served by the other node on its
 //! next request; ownership is enforced by whichever node is asked; a node
 //! killed with SIGKILL mid-publish leaves the other serving the old or the
-//! new state, never a half-written version.
+//! new state, never a half-written version; with the shared bucket, pnpm
+//! installs through one node what was just published on the other, past a
+//! resolution that node had cached.
 
 use std::time::Duration;
 
 use base64::Engine;
 use pnpr_e2e::postgres::Postgres;
+use pnpr_e2e::s3::{S3rver, ACCESS_KEY, SECRET_KEY};
 use pnpr_e2e::{add_user, Http, Pnpr, Project};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha512};
@@ -386,4 +389,91 @@ async fn a_node_killed_mid_publish_leaves_the_other_serving_old_or_new_state() {
     assert!(versions(&doc).contains(&"2.0.0".to_string()), "{doc}");
     assert_eq!(doc["dist-tags"]["latest"], "2.0.0");
     eprintln!("shared crash test: {landed} of 6 killed publishes landed");
+}
+
+/// A node on the shared database and the shared bucket (hosted tarballs
+/// then reach every node).
+fn shared_node(url: &str, s3: &S3rver) -> Pnpr {
+    let config = format!(
+        "database: ${{PNPR_TEST_DATABASE}}\npackages:\n  '**':\n    access: $all\n    publish: $authenticated\n\
+         blobs:\n  s3:\n    bucket: {}\n    endpoint: ${{PNPR_TEST_S3}}\n    region: us-east-1\n    prefix: hosted-e2e/\n",
+        s3.bucket
+    );
+    Pnpr::start(
+        &config,
+        &[
+            ("PNPR_TEST_DATABASE", url),
+            ("PNPR_TEST_S3", &s3.endpoint),
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
+        ],
+    )
+}
+
+/// `pnpr_resolution_cache_lookups_total{result="hit"}` on `node`.
+async fn resolution_hits(http: &Http, node: &Pnpr) -> f64 {
+    let r = http.get(&format!("{}-/metrics", node.url)).await;
+    r.assert_status(200);
+    r.text()
+        .lines()
+        .filter(|l| l.starts_with("pnpr_resolution_cache_lookups_total{result=\"hit\"}"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// A project depending on `deps` that takes versions published a moment
+/// ago (pnpm's default `minimumReleaseAge` holds them back for a day).
+fn consumer(deps: &[(&str, &str)]) -> Project {
+    let project = Project::with_dependencies(deps);
+    project.write_file("pnpm-workspace.yaml", "minimumReleaseAge: 0\n");
+    project
+}
+
+/// The version of `name` a project installed.
+fn installed(project: &Project, name: &str) -> String {
+    let pkg: Value =
+        serde_json::from_str(&project.read_file(&format!("node_modules/{name}/package.json")))
+            .expect("installed package.json");
+    pkg["version"].as_str().expect("version").to_owned()
+}
+
+#[tokio::test]
+async fn pnpm_installs_through_b_what_a_just_published() {
+    let pg = Postgres::start();
+    let url = pg.create_database("pnpr");
+    let s3 = S3rver::start("pnpr-hosted");
+    let (a, b) = (shared_node(&url, &s3), shared_node(&url, &s3));
+    let http = Http::new();
+    let alice = add_user(&http, &a, "alice").await;
+    let name = "pnpr-fresh-greet";
+    let deps = [(name, "^1.0.0")];
+
+    // Published on A; pnpm 11.5.2 (`/v1/install`) installs it through B at
+    // once, the tarball coming from the bucket.
+    pnpr_e2e::publish::publish(&http, &a.url, &alice, name, "1.0.0", &[]).await;
+    let first = consumer(&deps);
+    first.pnpm11_install_through(&b.url).assert_success();
+    assert_eq!(installed(&first, name), "1.0.0");
+    // The same request again is answered from B's resolution cache.
+    let hits = resolution_hits(&http, &b).await;
+    let again = consumer(&deps);
+    again.pnpm11_install_through(&b.url).assert_success();
+    assert_eq!(installed(&again, name), "1.0.0");
+    assert!(
+        resolution_hits(&http, &b).await > hits,
+        "the repeated install did not hit the resolution cache"
+    );
+
+    // A new version on A: the very same request on B resolves afresh (the
+    // cached answer, still within its TTL, was dropped by A's notice).
+    pnpr_e2e::publish::publish(&http, &a.url, &alice, name, "1.1.0", &[]).await;
+    let after = consumer(&deps);
+    after.pnpm11_install_through(&b.url).assert_success();
+    assert_eq!(installed(&after, name), "1.1.0");
+    // pnpm 12 through B as a plain registry agrees.
+    let plain = consumer(&deps);
+    plain
+        .pnpm12(&["install", "--config.save=false", "--registry", &b.url])
+        .assert_success();
+    assert_eq!(installed(&plain, name), "1.1.0");
 }
