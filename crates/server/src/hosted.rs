@@ -127,11 +127,7 @@ async fn read(
         .map_err(|d| ApiError::denied(d, name))?;
     let mut resp = match &parsed.target {
         RegistryTarget::Tarball(file) => {
-            // A local miss may fill from the shared bucket: off the workers.
-            let (st, n, f) = (Arc::clone(state), name.clone(), file.clone());
-            let stored = blocking(move || st.hosted.tarball(&n, &f))
-                .await?
-                .ok_or_else(|| ApiError::not_found(format!("{name}/-/{file}")))?;
+            let stored = stored_tarball(state, name, file).await?;
             tarball_file_response(&stored.path, stored.len, "cannot open hosted tarball").await?
         }
         target => {
@@ -316,6 +312,19 @@ async fn read_body(state: &AppState, req: Request) -> Result<Bytes, ApiError> {
         return Err(too_large());
     }
     Ok(Bytes::from(buf))
+}
+
+/// The stored tarball `file` of hosted package `name`, or 404. Run on the
+/// blocking pool: a local miss may fill from the shared bucket.
+pub(crate) async fn stored_tarball(
+    state: &Arc<AppState>,
+    name: &str,
+    file: &str,
+) -> Result<pnpr_hosted::StoredTarball, ApiError> {
+    let (st, n, f) = (Arc::clone(state), name.to_string(), file.to_string());
+    blocking(move || st.hosted.tarball(&n, &f))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("{name}/-/{file}")))
 }
 
 async fn blocking<T: Send + 'static>(

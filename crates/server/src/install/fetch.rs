@@ -87,7 +87,10 @@ pub(super) async fn unpack_one(
         .map(str::to_string)
         .unwrap_or_else(|| pnpr_packument::default_file_name(&p.name, &p.version));
     let (body, via) = match session.origin(&p.name) {
-        Origin::Hosted => (hosted_tarball(state, &p.name, &file)?, "hosted".into()),
+        Origin::Hosted => (
+            hosted_tarball(state, &p.name, &file).await?,
+            "hosted".into(),
+        ),
         Origin::Forwarded => match session.scope() {
             crate::catalog::Scope::Forwarded(fwd) => (
                 forwarded_tarball(state, fwd, &p.name, vdoc).await?,
@@ -108,12 +111,12 @@ pub(super) async fn unpack_one(
     unpack(state, p, body, &via).await
 }
 
-fn hosted_tarball(state: &AppState, name: &str, file: &str) -> Result<TarballBody, ApiError> {
-    let stored = state
-        .hosted
-        .tarball(name, file)
-        .map_err(|e| ApiError::internal("hosted store", e))?
-        .ok_or_else(|| ApiError::not_found(format!("{name}/-/{file}")))?;
+async fn hosted_tarball(
+    state: &Arc<AppState>,
+    name: &str,
+    file: &str,
+) -> Result<TarballBody, ApiError> {
+    let stored = crate::hosted::stored_tarball(state, name, file).await?;
     Ok(TarballBody::Stored(pnpr_store::Stored {
         path: stored.path,
         len: stored.len,
