@@ -476,4 +476,17 @@ async fn pnpm_installs_through_b_what_a_just_published() {
         .pnpm12(&["install", "--config.save=false", "--registry", &b.url])
         .assert_success();
     assert_eq!(installed(&plain, name), "1.1.0");
+
+    // No gap for an install either: `/v1/install` posted to B the moment
+    // A acknowledges a first publish (before the notice may have landed).
+    for i in 0..5 {
+        let fresh = format!("pnpr-instant-{i}");
+        let integrity =
+            pnpr_e2e::publish::publish(&http, &a.url, &alice, &fresh, "1.0.0", &[]).await;
+        let mut body = pnpr_e2e::install_body(&b.url, &[(&fresh, "^1.0.0")], &[], json!({}));
+        body["minimumReleaseAge"] = json!(0);
+        let answer = pnpr_e2e::post_install(&b.url, &body, None).await;
+        assert_eq!(answer.status, 200, "{fresh}: {}", answer.text);
+        assert!(answer.text.contains(&integrity), "{fresh}: {}", answer.text);
+    }
 }

@@ -308,20 +308,36 @@ impl Session {
                     "forwarded origin outside scope",
                 )),
             },
-            Origin::Hosted => Ok(self
-                .state
-                .hosted
-                .get(name)
-                .map_err(|e| ApiError::internal("hosted store", e))?
-                .ok_or_else(|| ApiError::not_found(name))?
-                .doc),
-            Origin::Mirror | Origin::Uplink(_) => {
+            Origin::Hosted => self.hosted_doc(name),
+            origin @ (Origin::Mirror | Origin::Uplink(_)) => {
                 let source = self.namespace(name)?;
-                load_packument(&self.state, &source, name)
-                    .await?
-                    .ok_or_else(|| ApiError::not_found(name))
+                let loaded = load_packument(&self.state, &source, name)
+                    .await
+                    .and_then(|doc| doc.ok_or_else(|| ApiError::not_found(name)));
+                match loaded {
+                    // Published on another node an instant ago (its change
+                    // notice not here yet): hosted, never the mirror's.
+                    Err(e)
+                        if e.status == StatusCode::NOT_FOUND
+                            && origin == Origin::Mirror
+                            && crate::hosted::hosted_after_all(&self.state, name).await =>
+                    {
+                        self.hosted_doc(name)
+                    }
+                    other => other,
+                }
             }
         }
+    }
+
+    fn hosted_doc(&self, name: &str) -> Result<Value, ApiError> {
+        Ok(self
+            .state
+            .hosted
+            .get(name)
+            .map_err(|e| ApiError::internal("hosted store", e))?
+            .ok_or_else(|| ApiError::not_found(name))?
+            .doc)
     }
 
     /// The namespace a binding of `name` is remembered under, if any:
