@@ -12,6 +12,9 @@ use rusqlite::{Connection, OptionalExtension};
 
 use crate::error::CafsError;
 
+/// Bytes a checkpointed write-ahead log is truncated to.
+const WAL_KEEP_BYTES: i64 = 256 * 1024;
+
 /// Schema version stored in `PRAGMA user_version`, for future migrations.
 const SCHEMA_VERSION: i64 = 1;
 
@@ -28,6 +31,10 @@ impl IndexDb {
         conn.busy_timeout(Duration::from_secs(10))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // A checkpointed WAL is truncated back to this size instead of
+        // keeping its high-water mark (4 MB and more after a cold install of
+        // a large tree): the index is part of the server's disk per package.
+        conn.pragma_update(None, "journal_size_limit", WAL_KEEP_BYTES)?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS package_index (
                  integrity TEXT PRIMARY KEY,
