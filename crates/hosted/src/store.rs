@@ -179,7 +179,10 @@ impl HostedStore {
 
     /// Puts the shared blob bucket behind the local tarball files: publishes
     /// return only after the bucket `PUT`, local misses fill from it.
-    pub fn with_blob_backend(mut self, backend: std::sync::Arc<dyn pnpr_store::BlobBackend>) -> Self {
+    pub fn with_blob_backend(
+        mut self,
+        backend: std::sync::Arc<dyn pnpr_store::BlobBackend>,
+    ) -> Self {
         self.blobs.set_backend(backend);
         self
     }
