@@ -51,6 +51,11 @@ impl Http {
             .gzip(gzip)
             .local_address(local)
             .timeout(Duration::from_secs(60))
+            // Well below pnpr's default 30 s header timeout, which also
+            // closes idle keep-alive connections: a test that pauses (runs
+            // npm for a while) must not reuse a connection the server is
+            // closing at that very moment ("error sending request").
+            .pool_idle_timeout(Duration::from_secs(10))
             .build()
             .unwrap_or_else(|e| panic!("cannot build http client: {e}"));
         Http { client }
