@@ -325,6 +325,13 @@ struct Resolver<'a> {
     /// The input lockfile is reused by a resolution pnpm would run: it does
     /// not match the manifests already (else pnpm skips resolving).
     reuse_seed: bool,
+    /// Each packument's versions the policy allows, parsed once per name
+    /// (a packument never changes during one resolution).
+    candidates: HashMap<String, Arc<[nodejs_semver::Version]>>,
+    /// Bumped whenever a package or a package's children enter the graph.
+    graph_gen: u64,
+    /// Last peers walk per importer, keyed by (`graph_gen`, hidden peers).
+    walks: HashMap<usize, ((u64, usize), peers::ImporterWalk)>,
 }
 
 fn parse_overrides(map: &BTreeMap<String, String>) -> Vec<Override> {
@@ -434,13 +441,24 @@ impl<'a> Resolver<'a> {
             .get(name)
             .cloned()
             .ok_or_else(|| ResolveError::NotFound(name.to_string()))?;
-        let version = pick_version(&packument, spec, preferred, &self.policy).ok_or_else(|| {
-            ResolveError::NoMatchingVersion {
+        let candidates = self.candidates(name, &packument);
+        let version = pick_version(&packument, &candidates, spec, preferred, &self.policy)
+            .ok_or_else(|| ResolveError::NoMatchingVersion {
                 name: name.to_string(),
                 spec: spec.to_string(),
-            }
-        })?;
+            })?;
         Ok(self.register(name, &version, &packument, optional))
+    }
+
+    /// The allowed versions of `name`, parsed and sorted on first use.
+    fn candidates(&mut self, name: &str, packument: &Value) -> Arc<[nodejs_semver::Version]> {
+        if let Some(c) = self.candidates.get(name) {
+            return Arc::clone(c);
+        }
+        let c: Arc<[nodejs_semver::Version]> =
+            pick::candidate_versions(packument, &self.policy).into();
+        self.candidates.insert(name.to_string(), Arc::clone(&c));
+        c
     }
 
     /// Records a picked version; the first registration of an id decides its
@@ -463,6 +481,7 @@ impl<'a> Resolver<'a> {
             }
             extend::apply(&self.extensions, name, version, &mut manifest);
             self.source.picked(name, version, &manifest);
+            self.graph_gen += 1;
             self.pkgs.insert(
                 id.clone(),
                 Pkg {
@@ -661,6 +680,7 @@ impl<'a> Resolver<'a> {
             }
             if let Some(p) = self.pkgs.get_mut(&id) {
                 p.children = children;
+                self.graph_gen += 1;
             }
         }
         next
@@ -872,6 +892,7 @@ pub async fn resolve(
         r.auto_install_peers(&mut importers).await?;
     }
     r.seed_tree.updated = std::mem::take(&mut r.updated);
+    let below = r.current_below(&importers);
     let mut graph = Graph {
         pkgs: r.pkgs,
         importers,
@@ -879,7 +900,7 @@ pub async fn resolve(
         dialect: opts.dialect,
     };
     if opts.auto_install_peers {
-        hoist_peers(&mut graph);
+        hoist_peers(&mut graph, below);
     }
     let lockfile = peers::build_lockfile(&graph, opts);
     let packages = peers::collect_packages(&lockfile, opts);
@@ -975,9 +996,11 @@ fn locked_direct_version(
 /// pnpm (with auto-install-peers) hoists every peer that was resolved from a
 /// provider below an importer's root to that root, so the provider stays in
 /// scope for the whole importer tree.
-fn hoist_peers(graph: &mut Graph) {
-    for idx in 0..graph.importers.len() {
-        let hoisted = peers::resolved_below_root(graph, idx);
+/// `known` holds each importer's set when a walk of the unchanged graph
+/// already found it.
+fn hoist_peers(graph: &mut Graph, known: Vec<Option<BTreeMap<String, String>>>) {
+    for (idx, known) in known.into_iter().enumerate() {
+        let hoisted = known.unwrap_or_else(|| peers::walk_importer(graph, idx).below);
         graph.importers[idx].hoisted = hoisted;
     }
 }
@@ -1021,6 +1044,9 @@ impl<'a> Resolver<'a> {
             updated: HashSet::new(),
             seed_tree: locked::SeedTree::default(),
             reuse_seed: false,
+            candidates: HashMap::new(),
+            graph_gen: 0,
+            walks: HashMap::new(),
         }
     }
 
@@ -1195,15 +1221,43 @@ impl<'a> Resolver<'a> {
         importers: &[ImporterGraph],
         idx: usize,
     ) -> peers::MissingPeers {
+        self.importer_walk(importers, idx).missing
+    }
+
+    /// A walk of importer `idx`'s tree on the graph so far, reused while
+    /// neither the graph nor the importer's hidden peers changed (a walk is
+    /// a pure function of both).
+    fn importer_walk(&mut self, importers: &[ImporterGraph], idx: usize) -> peers::ImporterWalk {
+        let key = (self.graph_gen, importers[idx].hidden.len());
+        if let Some((k, walk)) = self.walks.get(&idx) {
+            if *k == key {
+                return walk.clone();
+            }
+        }
         let graph = Graph {
             pkgs: std::mem::take(&mut self.pkgs),
             importers: importers.to_vec(),
             seed: locked::SeedTree::default(),
             dialect: self.opts.dialect,
         };
-        let missing = peers::missing_peers(&graph, idx);
+        let walk = peers::walk_importer(&graph, idx);
         self.pkgs = graph.pkgs;
-        missing
+        self.walks.insert(idx, (key, walk.clone()));
+        walk
+    }
+
+    /// The peers each importer resolves below its root, from the last walk
+    /// when nothing changed since (else `None`, to be walked again).
+    fn current_below(&self, importers: &[ImporterGraph]) -> Vec<Option<BTreeMap<String, String>>> {
+        (0..importers.len())
+            .map(|idx| {
+                let key = (self.graph_gen, importers[idx].hidden.len());
+                self.walks
+                    .get(&idx)
+                    .filter(|(k, _)| *k == key)
+                    .map(|(_, w)| w.below.clone())
+            })
+            .collect()
     }
 
     /// Optional peers (declared in `peerDependencies`) that importer `idx`
@@ -1290,8 +1344,9 @@ impl<'a> Resolver<'a> {
             .map(|s| nodejs_semver::Version::parse(s.trim()).ok())
             .reduce(|a, b| if a == b { a } else { None })
             .flatten();
+        let candidates = self.candidates(name, &packument);
         let Some(version) =
-            pick_missing_peer(&packument, &parsed, exact.as_ref(), &in_graph, &self.policy)
+            pick_missing_peer(&packument, &candidates, &parsed, exact.as_ref(), &in_graph)
         else {
             return Ok(None);
         };

@@ -11,6 +11,9 @@
 //! suffix, so keys stay finite on peer cycles.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::rc::Rc;
+
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use pnpr_lockfile::{Importer, ImporterDep, Lockfile, PackageInfo, PeerMeta, Snapshot};
 use serde_json::Value;
@@ -47,16 +50,15 @@ struct PlacedChildren {
     /// Occurrences placed fresh, still to be filled.
     to_fill: Vec<usize>,
     /// alias → occurrence of every registry child.
-    child_map: HashMap<String, usize>,
+    child_map: FxHashMap<String, usize>,
     /// Children whose provider must win over a locked peer's.
     must_win: HashSet<usize>,
 }
 
-fn own_peer_specs(
-    manifest: &Value,
-    self_name: &str,
-    dialect: Dialect,
-) -> Vec<(String, String, bool)> {
+/// A declared peer: name, range, optional.
+type PeerSpec = (String, String, bool);
+
+fn own_peer_specs(manifest: &Value, self_name: &str, dialect: Dialect) -> Vec<PeerSpec> {
     crate::normalized_peers(manifest, self_name, dialect)
         .into_iter()
         .map(|(k, (range, optional))| (k, range, optional))
@@ -66,15 +68,18 @@ fn own_peer_specs(
 struct Builder<'g> {
     g: &'g Graph,
     occs: Vec<Occ>,
-    impure: HashSet<String>,
-    pure_occ: HashMap<String, usize>,
+    impure: FxHashSet<String>,
+    /// Each package's own peers ([`own_peer_specs`]), read once per walk
+    /// instead of once per occurrence; packages without peers are absent.
+    peer_specs: FxHashMap<&'g str, Rc<[PeerSpec]>>,
+    pure_occ: FxHashMap<String, usize>,
     /// Required peers no provider satisfies: name → wanted ranges.
     missing: BTreeMap<String, Vec<String>>,
     /// Optional peers no provider satisfies that take part in the tree
     /// phase's peer collection ([`Builder::collects`]): name → wanted ranges
     /// (candidates for pnpm's optional-peer hoisting).
     missing_optional: BTreeMap<String, Vec<String>>,
-    scope: Vec<HashMap<String, usize>>,
+    scope: Vec<FxHashMap<String, usize>>,
     ancestors: Vec<(String, usize)>,
     /// Peers resolved from a provider below the root scope: name → package id
     /// (the last resolution wins, as in pnpm's merge of resolved peers).
@@ -85,18 +90,20 @@ struct Builder<'g> {
     /// Lockfile-reuse state (locked peer contexts).
     reuse: crate::locked::Reuse,
     /// Detached provider occurrence of each impure package id.
-    detached: HashMap<String, usize>,
+    detached: FxHashMap<String, usize>,
 }
 
 impl<'g> Builder<'g> {
     fn new(g: &'g Graph) -> Self {
-        // A package is impure when its closure contains any peer dependency.
-        let mut impure: HashSet<String> = g
+        let peer_specs: FxHashMap<&'g str, Rc<[PeerSpec]>> = g
             .pkgs
             .iter()
-            .filter(|(_, p)| !own_peer_specs(&p.manifest, &p.name, g.dialect).is_empty())
-            .map(|(id, _)| id.clone())
+            .map(|(id, p)| (id.as_str(), own_peer_specs(&p.manifest, &p.name, g.dialect)))
+            .filter(|(_, specs)| !specs.is_empty())
+            .map(|(id, specs)| (id, specs.into()))
             .collect();
+        // A package is impure when its closure contains any peer dependency.
+        let mut impure: FxHashSet<String> = peer_specs.keys().map(|id| id.to_string()).collect();
         loop {
             let mut changed = false;
             for (id, p) in &g.pkgs {
@@ -119,7 +126,8 @@ impl<'g> Builder<'g> {
             g,
             occs: Vec::new(),
             impure,
-            pure_occ: HashMap::new(),
+            peer_specs,
+            pure_occ: FxHashMap::default(),
             missing: BTreeMap::new(),
             missing_optional: BTreeMap::new(),
             scope: Vec::new(),
@@ -127,7 +135,7 @@ impl<'g> Builder<'g> {
             resolved_below: BTreeMap::new(),
             finished: Vec::new(),
             reuse: crate::locked::Reuse::default(),
-            detached: HashMap::new(),
+            detached: FxHashMap::default(),
         }
     }
 
@@ -137,6 +145,14 @@ impl<'g> Builder<'g> {
     /// peer set, which adds `peerDependenciesMeta`-only optional peers (R17).
     fn collects(&self, manifest: &Value, peer: &str) -> bool {
         self.g.dialect.newer() || declares_peer(manifest, peer)
+    }
+
+    /// The own peers of package `id`.
+    fn peer_specs(&self, id: &str) -> Rc<[PeerSpec]> {
+        self.peer_specs
+            .get(id)
+            .cloned()
+            .unwrap_or_else(|| Rc::new([]))
     }
 
     fn alloc(&mut self, pkg_id: &str) -> usize {
@@ -176,7 +192,7 @@ impl<'g> Builder<'g> {
     /// The scope a node's children open: a child equal (same alias, same package)
     /// to the provider already visible under that alias does not shadow it, so
     /// dependents keep resolving to the outer provider, as pnpm does.
-    fn child_scope(&self, child_map: &HashMap<String, usize>) -> HashMap<String, usize> {
+    fn child_scope(&self, child_map: &FxHashMap<String, usize>) -> FxHashMap<String, usize> {
         child_map
             .iter()
             .filter(|(alias, o)| {
@@ -199,7 +215,7 @@ impl<'g> Builder<'g> {
         let placed = self.place_children(occ, pkg);
         // Locked peers override every other provider, own children included
         // (pnpm replaces the entry in `parentPkgs`).
-        let locked = self.locked_peers(occ, pkg, &placed.child_map);
+        let locked = self.locked_peers(occ, &placed.child_map);
         self.scope.push(locked.clone());
         let own_names = self.resolve_own_peers(occ, pkg, &placed.child_map);
         self.scope.pop();
@@ -260,11 +276,11 @@ impl<'g> Builder<'g> {
         &mut self,
         occ: usize,
         pkg: &Pkg,
-        child_map: &HashMap<String, usize>,
+        child_map: &FxHashMap<String, usize>,
     ) -> BTreeSet<String> {
-        let own = own_peer_specs(&pkg.manifest, &pkg.name, self.g.dialect);
+        let own = self.peer_specs(&self.occs[occ].pkg_id);
         let own_names: BTreeSet<String> = own.iter().map(|(n, _, _)| n.clone()).collect();
-        for (name, range, optional) in &own {
+        for (name, range, optional) in own.iter() {
             if child_map.contains_key(name) {
                 continue;
             }
@@ -318,33 +334,38 @@ impl<'g> Builder<'g> {
             if *c == occ {
                 continue;
             }
-            let (suffix, missing) = {
-                let co = &self.occs[*c];
-                (co.suffix.clone(), co.missing.clone())
-            };
-            for (name, t) in suffix {
+            // Taken out and put back rather than cloned: `c != occ`.
+            let suffix = std::mem::take(&mut self.occs[*c].suffix);
+            let missing = std::mem::take(&mut self.occs[*c].missing);
+            for (name, &t) in &suffix {
                 // A package never lists itself among its peers (pnpm drops the
                 // own name even when the provider is another occurrence), nor
                 // a peer named like one of its own children: pnpm drops those
                 // by alias, whichever occurrence provided them (the child may
                 // have deferred to an equal provider further up).
-                if t == occ
-                    || name == pkg_name
-                    || placed.children.iter().any(|(a, _, _)| *a == name)
+                if t == occ || name == pkg_name || placed.children.iter().any(|(a, _, _)| a == name)
                 {
                     continue;
                 }
-                self.occs[occ].suffix.entry(name.clone()).or_insert(t);
-                if !own_names.contains(&name) {
-                    self.occs[occ].transitive.insert(name);
+                let o = &mut self.occs[occ];
+                if !o.suffix.contains_key(name) {
+                    o.suffix.insert(name.clone(), t);
+                }
+                if !own_names.contains(name) && !o.transitive.contains(name) {
+                    o.transitive.insert(name.clone());
                 }
             }
-            for name in missing {
-                if !own_names.contains(&name) {
-                    self.occs[occ].transitive.insert(name.clone());
+            for name in &missing {
+                let o = &mut self.occs[occ];
+                if !own_names.contains(name) && !o.transitive.contains(name) {
+                    o.transitive.insert(name.clone());
                 }
-                self.occs[occ].missing.insert(name);
+                if !o.missing.contains(name) {
+                    o.missing.insert(name.clone());
+                }
             }
+            self.occs[*c].suffix = suffix;
+            self.occs[*c].missing = missing;
         }
     }
 
@@ -368,17 +389,17 @@ impl<'g> Builder<'g> {
     fn locked_peers(
         &mut self,
         occ: usize,
-        pkg: &Pkg,
-        child_map: &HashMap<String, usize>,
-    ) -> HashMap<String, usize> {
+
+        child_map: &FxHashMap<String, usize>,
+    ) -> FxHashMap<String, usize> {
         if self.reuse.providers.is_none() {
-            return HashMap::new();
+            return FxHashMap::default();
         }
-        let own: BTreeMap<String, String> =
-            own_peer_specs(&pkg.manifest, &pkg.name, self.g.dialect)
-                .into_iter()
-                .map(|(name, range, _)| (name, range))
-                .collect();
+        let own: BTreeMap<String, String> = self
+            .peer_specs(&self.occs[occ].pkg_id)
+            .iter()
+            .map(|(name, range, _)| (name.clone(), range.clone()))
+            .collect();
         let visible = |name: &str| {
             child_map
                 .get(name)
@@ -386,7 +407,7 @@ impl<'g> Builder<'g> {
                 .or_else(|| self.lookup(name).map(|(o, _)| o))
         };
         let found = self.reuse.locked_peers(&self.g.seed, occ, &own, visible);
-        let mut out = HashMap::new();
+        let mut out = FxHashMap::default();
         for (peer, key) in found {
             if let Some(o) = self.provider_occ(&key) {
                 out.insert(peer, o);
@@ -422,7 +443,7 @@ impl<'g> Builder<'g> {
     fn importer(&mut self, idx: usize) -> Vec<(String, Group, OccRef, String)> {
         let g = self.g;
         let imp = &g.importers[idx];
-        let mut root: HashMap<String, usize> = HashMap::new();
+        let mut root: FxHashMap<String, usize> = FxHashMap::default();
         let mut out = Vec::new();
         let mut to_fill = Vec::new();
         let hoisted = imp
@@ -462,33 +483,42 @@ impl<'g> Builder<'g> {
     }
 }
 
-/// Peers of importer `idx` resolved from a provider below its root and not named
-/// by a root dependency: name → provider package id.
-pub(crate) fn resolved_below_root(g: &Graph, idx: usize) -> BTreeMap<String, String> {
+/// What one walk of importer `idx`'s tree finds: the peers it leaves
+/// unresolved and those resolved from a provider below its root. The tree
+/// phase asks for both on the same graph, so one walk serves both.
+pub(crate) fn walk_importer(g: &Graph, idx: usize) -> ImporterWalk {
     let mut b = Builder::new(g);
     b.importer(idx);
     let imp = &g.importers[idx];
-    b.resolved_below
+    let below = b
+        .resolved_below
         .into_iter()
         .filter(|(name, _)| {
             !imp.hidden.contains_key(name) && !imp.direct.iter().any(|d| &d.alias == name)
         })
-        .collect()
-}
-
-/// Peers of importer `idx` no provider satisfies: the required ones and the
-/// optional ones the tree phase collects (`Builder::collects`), each name →
-/// wanted ranges.
-pub(crate) fn missing_peers(g: &Graph, idx: usize) -> MissingPeers {
-    let mut b = Builder::new(g);
-    b.importer(idx);
-    MissingPeers {
-        required: b.missing,
-        optional: b.missing_optional,
+        .collect();
+    ImporterWalk {
+        missing: MissingPeers {
+            required: b.missing,
+            optional: b.missing_optional,
+        },
+        below,
     }
 }
 
-/// The peers an importer's tree leaves unresolved.
+/// The outcome of [`walk_importer`].
+#[derive(Clone)]
+pub(crate) struct ImporterWalk {
+    pub missing: MissingPeers,
+    /// Peers resolved from a provider below the root and not named by a root
+    /// dependency: name → provider package id.
+    pub below: BTreeMap<String, String>,
+}
+
+/// The peers an importer's tree leaves unresolved: the required ones and
+/// the optional ones the tree phase collects (`Builder::collects`), each
+/// name → wanted ranges.
+#[derive(Clone)]
 pub(crate) struct MissingPeers {
     pub required: BTreeMap<String, Vec<String>>,
     pub optional: BTreeMap<String, Vec<String>>,
@@ -506,12 +536,12 @@ fn declares_peer(manifest: &Value, peer: &str) -> bool {
 struct Paths<'b> {
     occs: &'b [Occ],
     pkgs: &'b Graph,
-    memo: HashMap<usize, String>,
-    in_progress: HashSet<usize>,
+    memo: FxHashMap<usize, String>,
+    in_progress: FxHashSet<usize>,
     /// Dep paths replaced by `dedupePeerDependents`, for snapshot references.
     replace: HashMap<String, String>,
     /// Memo of [`Paths::in_peer_cycle`].
-    cyclic: HashMap<usize, bool>,
+    cyclic: FxHashMap<usize, bool>,
     /// The same for importer references (a superset, see [`crate::dedupe`]).
     replace_in_importers: HashMap<String, String>,
 }
@@ -521,10 +551,10 @@ impl<'b> Paths<'b> {
         Paths {
             occs,
             pkgs,
-            memo: HashMap::new(),
-            in_progress: HashSet::new(),
+            memo: FxHashMap::default(),
+            in_progress: FxHashSet::default(),
             replace: HashMap::new(),
-            cyclic: HashMap::new(),
+            cyclic: FxHashMap::default(),
             replace_in_importers: HashMap::new(),
         }
     }
@@ -538,7 +568,7 @@ impl<'b> Paths<'b> {
         if let Some(v) = self.cyclic.get(&occ) {
             return *v;
         }
-        let mut seen = HashSet::new();
+        let mut seen = FxHashSet::default();
         let mut stack: Vec<usize> = self.occs[occ].suffix.values().copied().collect();
         let mut found = false;
         while let Some(o) = stack.pop() {

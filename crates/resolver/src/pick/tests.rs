@@ -22,29 +22,73 @@ fn no_age() -> PickPolicy {
 #[test]
 fn picks_highest_non_prerelease_for_star() {
     assert_eq!(
-        pick_version(&pack(), "*", &[], &no_age()).as_deref(),
+        pick_version(
+            &pack(),
+            &candidate_versions(&pack(), &no_age()),
+            "*",
+            &[],
+            &no_age()
+        )
+        .as_deref(),
         Some("2.0.0")
     );
     assert_eq!(
-        pick_version(&pack(), "^3.0.0-rc.0", &[], &no_age()).as_deref(),
+        pick_version(
+            &pack(),
+            &candidate_versions(&pack(), &no_age()),
+            "^3.0.0-rc.0",
+            &[],
+            &no_age()
+        )
+        .as_deref(),
         Some("3.0.0-rc.0")
     );
     assert_eq!(
-        pick_version(&pack(), "1.0.0 - 1.9.x", &[], &no_age()).as_deref(),
+        pick_version(
+            &pack(),
+            &candidate_versions(&pack(), &no_age()),
+            "1.0.0 - 1.9.x",
+            &[],
+            &no_age()
+        )
+        .as_deref(),
         Some("1.5.0")
     );
     assert_eq!(
-        pick_version(&pack(), "next", &[], &no_age()).as_deref(),
+        pick_version(
+            &pack(),
+            &candidate_versions(&pack(), &no_age()),
+            "next",
+            &[],
+            &no_age()
+        )
+        .as_deref(),
         Some("2.0.0")
     );
-    assert_eq!(pick_version(&pack(), "^9", &[], &no_age()), None);
+    assert_eq!(
+        pick_version(
+            &pack(),
+            &candidate_versions(&pack(), &no_age()),
+            "^9",
+            &[],
+            &no_age()
+        ),
+        None
+    );
 }
 
 #[test]
 fn preferred_versions_win_over_highest() {
     let pref = vec!["1.0.0".to_string()];
     assert_eq!(
-        pick_version(&pack(), "^1.0.0", &pref, &no_age()).as_deref(),
+        pick_version(
+            &pack(),
+            &candidate_versions(&pack(), &no_age()),
+            "^1.0.0",
+            &pref,
+            &no_age()
+        )
+        .as_deref(),
         Some("1.0.0")
     );
 }
@@ -58,7 +102,14 @@ fn minimum_release_age_skips_young_versions() {
         age_exempt: globset::GlobSet::empty(),
     };
     assert_eq!(
-        pick_version(&pack(), "^1.0.0", &[], &policy).as_deref(),
+        pick_version(
+            &pack(),
+            &candidate_versions(&pack(), &policy),
+            "^1.0.0",
+            &[],
+            &policy
+        )
+        .as_deref(),
         Some("1.0.0")
     );
     // An excluded name is exempt from the age rule (`*` spans the scope).
@@ -68,7 +119,14 @@ fn minimum_release_age_skips_young_versions() {
             ..policy
         };
         assert_ne!(
-            pick_version(&pack(), "^1.0.0", &[], &exempt).as_deref(),
+            pick_version(
+                &pack(),
+                &candidate_versions(&pack(), &exempt),
+                "^1.0.0",
+                &[],
+                &exempt
+            )
+            .as_deref(),
             Some("1.0.0"),
             "{pattern}"
         );
@@ -106,29 +164,30 @@ fn parses_specs_and_times() {
 #[test]
 fn missing_peer_reuses_graph_versions_before_the_registry() {
     let p = pack();
+    let all = candidate_versions(&p, &no_age());
     let caret = [Range::parse("^1.0.0").unwrap()];
     // Nothing of the name in the graph: highest registry match of the range.
     assert_eq!(
-        pick_missing_peer(&p, &caret, None, &[], &no_age()).as_deref(),
+        pick_missing_peer(&p, &all, &caret, None, &[]).as_deref(),
         Some("1.5.0")
     );
     // A non-exact range takes the highest graph version even outside the range.
     let graph = ["1.0.0".to_string(), "2.0.0".to_string()];
     assert_eq!(
-        pick_missing_peer(&p, &caret, None, &graph, &no_age()).as_deref(),
+        pick_missing_peer(&p, &all, &caret, None, &graph).as_deref(),
         Some("2.0.0")
     );
     // An exact range only reuses that very version, else asks the registry.
     let exact = Version::parse("1.5.0").unwrap();
     let eq = [Range::parse("1.5.0").unwrap()];
     assert_eq!(
-        pick_missing_peer(&p, &eq, Some(&exact), &graph, &no_age()).as_deref(),
+        pick_missing_peer(&p, &all, &eq, Some(&exact), &graph).as_deref(),
         Some("1.5.0")
     );
     let one = Version::parse("1.0.0").unwrap();
     let eq1 = [Range::parse("1.0.0").unwrap()];
     assert_eq!(
-        pick_missing_peer(&p, &eq1, Some(&one), &graph, &no_age()).as_deref(),
+        pick_missing_peer(&p, &all, &eq1, Some(&one), &graph).as_deref(),
         Some("1.0.0")
     );
 }
