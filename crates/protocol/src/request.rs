@@ -477,11 +477,20 @@ fn opt_bool(obj: &Map<String, Value>, key: &str) -> Result<Option<bool>, Install
     }
 }
 
+/// A non-negative integer, or one written in decimal digits as a string:
+/// pnpm sends a setting given on its command line
+/// (`--config.minimum-release-age=0`) as the string it parsed, and uses it
+/// as that number.
 fn opt_u64(obj: &Map<String, Value>, key: &str) -> Result<Option<u64>, InstallError> {
+    let number = |v: &Value| match v {
+        Value::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
+            s.parse().ok()
+        }
+        v => v.as_u64(),
+    };
     match get(obj, key) {
         None => Ok(None),
-        Some(v) => v
-            .as_u64()
+        Some(v) => number(v)
             .map(Some)
             .ok_or_else(|| field_err(key, "must be a non-negative integer")),
     }

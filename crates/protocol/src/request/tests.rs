@@ -215,3 +215,23 @@ fn userinfo_redaction() {
     assert_eq!(redact_userinfo("http://u:p@h"), "http://<redacted>@h");
     assert_eq!(redact_userinfo("no-scheme"), "no-scheme");
 }
+
+#[test]
+fn integer_settings_given_on_the_command_line_arrive_as_digit_strings() {
+    // pnpm 11.5.2 with `--config.minimum-release-age=0` sends "0".
+    let req = parse(r#"{"minimumReleaseAge":"0","trustPolicyIgnoreAfter":"60"}"#).unwrap();
+    assert_eq!(req.minimum_release_age, Some(0));
+    assert_eq!(req.trust_policy_ignore_after, Some(60));
+    for bad in [
+        r#""""#, r#""-1""#, r#""1.5""#, r#"" 1""#, r#""1e3""#, "-1", "1.5",
+    ] {
+        let body = format!(r#"{{"minimumReleaseAge":{bad}}}"#);
+        let err = parse(&body).unwrap_err();
+        assert!(
+            err.to_string().contains("minimumReleaseAge"),
+            "{bad}: {err}"
+        );
+    }
+    // More digits than a u64 holds is refused, not wrapped.
+    assert!(parse(r#"{"minimumReleaseAge":"99999999999999999999999"}"#).is_err());
+}
