@@ -10,6 +10,7 @@ use std::path::Path;
 
 use fake_upstream::{FakeUpstream, Reply};
 use pnpr_e2e::fixtures::{direct_dependency_names, fixture_dirs, fixture_name, project_from};
+use pnpr_e2e::install::{section_frames, Frame};
 use pnpr_e2e::{Http, Pnpr, Project, RegistryMock};
 
 fn proxy_config(upstream: &str, packages: &str) -> String {
@@ -194,28 +195,6 @@ async fn warm_store_receives_no_frames_for_packages_it_has() {
     second
         .node_require("@pnpm.e2e/pkg-with-1-dep")
         .assert_success();
-}
-
-type Frame = ([u8; 64], bool);
-
-/// The frames of a file section (spec §2.3) as (digest, executable), after
-/// checking each digest is its content's SHA-512 and the terminator ends it.
-fn section_frames(section: &[u8]) -> Vec<Frame> {
-    use sha2::{Digest, Sha512};
-    assert_eq!(&section[..6], &[0, 0, 0, 2, b'{', b'}']);
-    let (mut at, mut out) = (6, Vec::new());
-    loop {
-        let digest: [u8; 64] = section[at..at + 64].try_into().expect("digest");
-        if digest == [0u8; 64] {
-            assert_eq!(at + 64, section.len(), "bytes after the terminator");
-            return out;
-        }
-        let len = u32::from_be_bytes(section[at + 64..at + 68].try_into().expect("len")) as usize;
-        let content = &section[at + 69..at + 69 + len];
-        assert_eq!(Sha512::digest(content).as_slice(), &digest[..]);
-        out.push((digest, section[at + 68] == 1));
-        at += 69 + len;
-    }
 }
 
 /// RFC 0008: one gzip member per package, each (digest, executable) framed

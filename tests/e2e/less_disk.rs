@@ -10,6 +10,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
+use pnpr_e2e::install::{section_frames, Frame};
 use pnpr_e2e::{Http, Pnpr, Project, RegistryMock};
 use sha2::{Digest, Sha512};
 
@@ -130,27 +131,6 @@ impl Disk {
 
     fn total(&self) -> u64 {
         self.store + self.tarballs.iter().map(|t| t.1).sum::<u64>()
-    }
-}
-
-type Frame = ([u8; 64], bool);
-
-/// The frames of a file section as (digest, executable), each digest
-/// checked against its content.
-fn section_frames(section: &[u8]) -> Vec<Frame> {
-    assert_eq!(&section[..6], &[0, 0, 0, 2, b'{', b'}']);
-    let (mut at, mut out) = (6, Vec::new());
-    loop {
-        let digest: [u8; 64] = section[at..at + 64].try_into().expect("digest");
-        if digest == [0u8; 64] {
-            assert_eq!(at + 64, section.len(), "bytes after the terminator");
-            return out;
-        }
-        let len = u32::from_be_bytes(section[at + 64..at + 68].try_into().expect("len")) as usize;
-        let content = &section[at + 69..at + 69 + len];
-        assert_eq!(Sha512::digest(content).as_slice(), &digest[..]);
-        out.push((digest, section[at + 68] == 1));
-        at += 69 + len;
     }
 }
 

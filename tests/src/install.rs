@@ -115,3 +115,26 @@ pub fn gzip_members(mut body: &[u8]) -> usize {
     }
     n
 }
+
+/// One frame of a file section: (SHA-512 digest, executable).
+pub type Frame = ([u8; 64], bool);
+
+/// The frames of a file section (spec §2.3) as (digest, executable), after
+/// checking each digest is its content's SHA-512 and the terminator ends it.
+pub fn section_frames(section: &[u8]) -> Vec<Frame> {
+    use sha2::{Digest, Sha512};
+    assert_eq!(&section[..6], &[0, 0, 0, 2, b'{', b'}']);
+    let (mut at, mut out) = (6, Vec::new());
+    loop {
+        let digest: [u8; 64] = section[at..at + 64].try_into().expect("digest");
+        if digest == [0u8; 64] {
+            assert_eq!(at + 64, section.len(), "bytes after the terminator");
+            return out;
+        }
+        let len = u32::from_be_bytes(section[at + 64..at + 68].try_into().expect("len")) as usize;
+        let content = &section[at + 69..at + 69 + len];
+        assert_eq!(Sha512::digest(content).as_slice(), &digest[..]);
+        out.push((digest, section[at + 68] == 1));
+        at += 69 + len;
+    }
+}
