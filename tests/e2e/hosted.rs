@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use pnpr_e2e::publish::noise;
 use pnpr_e2e::{add_user, Http, Pnpr, Project, RegistryMock};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha512};
@@ -428,20 +429,6 @@ async fn concurrent_npm_publishes_of_one_package_both_land() {
     assert_eq!(doc["dist-tags"]["next-a"], "2.0.0");
     assert_eq!(doc["dist-tags"]["next-b"], "3.0.0");
     assert_eq!(doc["dist-tags"]["latest"], "1.0.0");
-}
-
-/// Incompressible pseudo-random bytes (xorshift), deterministic per seed.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 /// Every version listed in the packument has a tarball whose bytes match

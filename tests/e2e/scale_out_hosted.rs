@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use pnpr_e2e::postgres::Postgres;
+use pnpr_e2e::publish::noise;
 use pnpr_e2e::s3::{S3rver, ACCESS_KEY, SECRET_KEY};
 use pnpr_e2e::{add_user, Http, Pnpr, Project};
 use serde_json::{json, Value};
@@ -222,20 +223,6 @@ async fn hosted_changes_on_one_node_are_served_by_the_other() {
     for node in [&a, &b] {
         assert!(!node.logs().contains(&pg.password), "{}", node.logs());
     }
-}
-
-/// A deterministic incompressible body of `len` bytes.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 /// Every version a node lists has its tarball on the node that published

@@ -68,3 +68,18 @@ pub async fn publish(
     );
     integrity
 }
+
+/// Incompressible pseudo-random bytes (xorshift), deterministic per seed:
+/// a package body whose size on the wire is its length.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
