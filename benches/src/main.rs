@@ -12,9 +12,9 @@
 //!   `cargo run --release -p pnpr-bench -- auth [--runs N] [--project DIR]`
 //!
 //!   `cargo run --release -p pnpr-bench -- peers [--runs N] [--warmup N]
-//!       [--latency-ms MS] [--rate-mbit MBIT] [--only direct,verdaccio,pnpr,v1|v0] [--client PNPM_VERSION (default 11.5.2)]
+//!       [--latency-ms MS] [--rate-mbit MBIT] [--only direct,verdaccio,pnpr,v1|v0,base] [--client PNPM_VERSION (default 11.5.2)]
 //!       [--project DIR] [--json FILE] [--upstream-storage DIR] [--per-connection-rate]
-//!       [--upstream-latency-ms MS] [--pnpr BIN (default target/release/pnpr)]
+//!       [--upstream-latency-ms MS] [--pnpr BIN (default target/release/pnpr)] [--base-pnpr OTHER_BIN]
 //!       [--store cold|warm|both] [--server cold|warm|both] [--lockfile no|yes|both]`
 //!   `cargo run --release -p pnpr-bench -- load [--seconds S] [--connections C]
 //!       [--threads T] [--json FILE]`
@@ -90,11 +90,13 @@ struct Args {
     upstream_latency_ms: u64,
     /// `peers`: the pnpr binary to run.
     pnpr: Option<PathBuf>,
+    /// `peers`: another pnpr build, run as the extra target `base`.
+    base_pnpr: Option<PathBuf>,
 }
 
 const USAGE: &str = "pnpr-bench [install|auth|peers|load|shape-check|login-storm|frames|resolve] [--runs N] [--warmup N] \
 [--project DIR] [--latency-ms MS (one way, default 25)] [--rate-mbit MBIT (default 200, 0 = unlimited)] \
-[--per-connection-rate] [--upstream-latency-ms MS (pnpr to upstream, one way, default 0)] [--pnpr BIN] [--store cold|warm|both] [--server cold|warm|both] [--lockfile no|yes|both] [--only direct,verdaccio,pnpr,v1|v0] [--client PNPM_VERSION (default 11.5.2)] [--json FILE] [--upstream-storage DIR] \
+[--per-connection-rate] [--upstream-latency-ms MS (pnpr to upstream, one way, default 0)] [--pnpr BIN] [--base-pnpr BIN] [--store cold|warm|both] [--server cold|warm|both] [--lockfile no|yes|both] [--only direct,verdaccio,pnpr,v1|v0,base] [--client PNPM_VERSION (default 11.5.2)] [--json FILE] [--upstream-storage DIR] \
 [--seconds S] [--connections C] [--threads T]";
 
 fn parse_args() -> Args {
@@ -118,6 +120,7 @@ fn parse_args() -> Args {
         client: "11.5.2".to_string(),
         upstream_latency_ms: 0,
         pnpr: None,
+        base_pnpr: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -139,6 +142,9 @@ fn parse_args() -> Args {
             "--only" => a.only = Some(it.next().unwrap_or_else(|| fail(USAGE))),
             "--client" => a.client = it.next().unwrap_or_else(|| fail(USAGE)),
             "--pnpr" => a.pnpr = Some(PathBuf::from(it.next().unwrap_or_else(|| fail(USAGE)))),
+            "--base-pnpr" => {
+                a.base_pnpr = Some(PathBuf::from(it.next().unwrap_or_else(|| fail(USAGE))))
+            }
             "--upstream-storage" => {
                 a.upstream_storage = Some(PathBuf::from(it.next().unwrap_or_else(|| fail(USAGE))))
             }
@@ -270,6 +276,7 @@ fn main() {
                 client: a.client.clone(),
                 upstream_latency: Duration::from_millis(a.upstream_latency_ms),
                 pnpr: a.pnpr.clone(),
+                base_pnpr: a.base_pnpr.clone(),
             });
             return;
         }

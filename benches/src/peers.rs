@@ -50,6 +50,9 @@ pub struct PeersArgs {
     /// The pnpr binary (default `target/release/pnpr`), so two builds can
     /// be compared on one corpus.
     pub pnpr: Option<PathBuf>,
+    /// Another pnpr build run as the extra target `base` (the client's
+    /// accelerator protocol), interleaved with the others: a same-run A/B.
+    pub base_pnpr: Option<PathBuf>,
 }
 
 /// The registry every target ultimately reads from; unshaped for the
@@ -81,6 +84,8 @@ enum Target {
     PnprProxy,
     PnprV1,
     PnprV0,
+    /// The client's accelerator protocol on the `--base-pnpr` build.
+    PnprBase,
 }
 
 impl Target {
@@ -91,6 +96,7 @@ impl Target {
             Target::PnprProxy => "pnpr",
             Target::PnprV1 => "v1",
             Target::PnprV0 => "v0",
+            Target::PnprBase => "base",
         }
     }
     fn label(self) -> &'static str {
@@ -100,6 +106,7 @@ impl Target {
             Target::PnprProxy => "pnpr `/`",
             Target::PnprV1 => "pnpr `/v1/install`",
             Target::PnprV0 => "pnpr `/-/pnpr/v0/resolve`",
+            Target::PnprBase => "base build, accelerator",
         }
     }
 
@@ -110,6 +117,15 @@ impl Target {
             Target::PnprV1
         } else {
             Target::PnprV0
+        }
+    }
+
+    /// The protocol a target's installs must use: the base build speaks
+    /// the same one as the accelerator target.
+    fn protocol(self, client: &str) -> Target {
+        match self {
+            Target::PnprBase => Target::accelerator_of(client),
+            t => t,
         }
     }
 }
@@ -180,6 +196,7 @@ struct Bench<'a> {
     upstream: &'a Upstream,
     shape: Shape,
     bin: PathBuf,
+    base_bin: Option<PathBuf>,
     fixture: PathBuf,
     client: String,
     /// What pnpr's uplink points at: the upstream, or its shaper.
@@ -202,7 +219,7 @@ impl Bench<'_> {
                     .unwrap_or_else(|e| fail(&format!("Verdaccio did not start: {e}")));
                 (v.port, Backend::Verdaccio(v))
             }
-            Target::PnprProxy | Target::PnprV1 | Target::PnprV0 => {
+            Target::PnprProxy | Target::PnprV1 | Target::PnprV0 | Target::PnprBase => {
                 // pnpr builds tarball URLs and checks `/v1/install`'s
                 // registry against its public URL: the shaper's.
                 let config = format!(
@@ -210,7 +227,11 @@ impl Bench<'_> {
                     shaper.url,
                     crate::config(&self.uplink_url)
                 );
-                let p = Pnpr::try_start_with(&self.bin, &config, &[]).unwrap_or_else(|f| {
+                let bin = match (target, &self.base_bin) {
+                    (Target::PnprBase, Some(base)) => base,
+                    _ => &self.bin,
+                };
+                let p = Pnpr::try_start_with(bin, &config, &[]).unwrap_or_else(|f| {
                     fail(&format!("pnpr did not start: {}\n{}", f.reason, f.logs))
                 });
                 (p.port, Backend::Pnpr(p))
@@ -250,7 +271,10 @@ impl Bench<'_> {
             project.write_file(".npmrc", &format!("{host}:_authToken={token}\n"));
         }
         let mut args = vec!["install", "--registry", &url];
-        if matches!(target, Target::PnprV1 | Target::PnprV0) {
+        if matches!(
+            target.protocol(&self.client),
+            Target::PnprV1 | Target::PnprV0
+        ) {
             args.extend(["--pnpr-server", &url]);
         }
         args.extend(["--config.strict-dep-builds=false", "--config.save=false"]);
@@ -274,7 +298,7 @@ impl Bench<'_> {
                 ));
             }
         }
-        match target {
+        match target.protocol(&self.client) {
             Target::PnprV1 if traffic.to_client > 0 && !traffic.saw_v1_install => {
                 fail("pnpm talked to pnpr without POST /v1/install in the `/v1/install` scenario")
             }
@@ -329,6 +353,7 @@ pub fn run(args: PeersArgs) {
         upstream: &upstream,
         shape: args.shape,
         bin: args.pnpr.clone().unwrap_or_else(release_binary),
+        base_bin: args.base_pnpr.clone(),
         fixture: args.project.clone(),
         client: args.client.clone(),
         uplink_url: uplink_shaper
@@ -345,7 +370,7 @@ pub fn run(args: PeersArgs) {
         args.client
     );
 
-    let wanted = wanted_targets(args.only.as_deref(), &args.client);
+    let wanted = wanted_targets(args.only.as_deref(), &args.client, args.base_pnpr.is_some());
     let prepared = populate(&bench, &wanted);
     let mut scenarios = scenarios_for(&args, &wanted);
     if scenarios.is_empty() {
@@ -406,7 +431,7 @@ fn start_upstream(storage: Option<&Path>) -> Upstream {
 
 /// The targets `--only` keeps (all four without it); the accelerator one
 /// is the protocol `client` speaks.
-fn wanted_targets(only: Option<&str>, client: &str) -> Vec<Target> {
+fn wanted_targets(only: Option<&str>, client: &str, base: bool) -> Vec<Target> {
     let wanted: Vec<Target> = [
         Target::Direct,
         Target::Verdaccio,
@@ -414,10 +439,11 @@ fn wanted_targets(only: Option<&str>, client: &str) -> Vec<Target> {
         Target::accelerator_of(client),
     ]
     .into_iter()
+    .chain(base.then_some(Target::PnprBase))
     .filter(|t| only.is_none_or(|o| o.split(',').any(|w| w.trim() == t.name())))
     .collect();
     if wanted.is_empty() {
-        fail("--only matched no target (direct,verdaccio,pnpr,v1|v0)");
+        fail("--only matched no target (direct,verdaccio,pnpr,v1|v0,base)");
     }
     wanted
 }
