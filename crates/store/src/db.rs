@@ -143,27 +143,9 @@ impl MetaDb {
 
     /// The entry with its body read whole (file bodies too).
     pub fn packument(&self, ns: &str, name: &str, uplink: &str) -> Result<Option<PackumentRow>> {
-        let Some(entry) = self.entry(ns, name, uplink)? else {
-            return Ok(None);
-        };
-        let body = match entry.body {
-            StoredBody::Inline(body) => body,
-            StoredBody::File { mut file, len } => {
-                let mut body = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
-                std::io::Read::read_to_end(&mut file, &mut body)?;
-                body
-            }
-        };
-        let m = entry.meta;
-        Ok(Some(PackumentRow {
-            ns: m.ns,
-            name: m.name,
-            uplink: m.uplink,
-            body,
-            etag: m.etag,
-            last_modified: m.last_modified,
-            fetched_at_ms: m.fetched_at_ms,
-        }))
+        self.entry(ns, name, uplink)?
+            .map(crate::meta::read_whole)
+            .transpose()
     }
 
     /// The entry, its body inline or as an opened file.

@@ -1,5 +1,6 @@
-//! Durable local state of the proxy: the SQLite metadata database and the
-//! content-addressable tarball store (CAS).
+//! Durable state of the proxy: the metadata rows (the embedded SQLite
+//! database, or PostgreSQL shared by several nodes, behind
+//! [`meta::MetaBackend`]) and the content-addressable tarball store (CAS).
 //!
 //! Invariants guarded here:
 //! - bytes enter the CAS only through [`cas::CasWriter::finish`], which places a
@@ -9,7 +10,8 @@
 //! - every namespace (the shared public mirror, each private uplink namespace)
 //!   has its own CAS root and its own metadata rows, so nothing fetched for one
 //!   namespace is ever found by a lookup in another;
-//! - metadata writes are single SQLite transactions (no partial rows);
+//! - metadata writes are single transactions, in SQLite or PostgreSQL (no
+//!   partial rows);
 //! - with a shared bucket ([`backend`]), local disk is a read-through cache:
 //!   bytes read from the bucket pass the same verifying writer before they
 //!   are placed or served, and a fetched tarball goes to the bucket before
@@ -20,11 +22,14 @@ pub mod blob;
 pub mod cas;
 pub mod db;
 pub mod flight;
+pub mod meta;
+pub mod postgres;
 
 pub use backend::BlobBackend;
 pub use cas::{Cas, CasWriter, Stored};
 pub use db::{MetaDb, PackumentEntry, PackumentMeta, PackumentRow, StoredBody};
 pub use flight::{TarballBody, TarballFetches};
+pub use meta::MetaBackend;
 
 /// Errors of the store crate.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +39,10 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
     #[error("metadata database error: {0}")]
     Db(#[from] rusqlite::Error),
+    /// The shared metadata database (its message never carries the
+    /// password or connection URL).
+    #[error("metadata database: {0}")]
+    Pg(#[from] pnpr_pg::PgError),
     #[error("integrity mismatch: expected {expected}, got {actual}")]
     IntegrityMismatch { expected: String, actual: String },
     #[error("invalid integrity string")]

@@ -1,0 +1,229 @@
+//! The PostgreSQL metadata backend against a real, throwaway PostgreSQL
+//! (the e2e harness's `Postgres`): rows keyed and namespaced like the
+//! embedded database, writes atomic and newest-fetch-wins, large bodies
+//! stored as chunks and read back by another node through a checked local
+//! copy that never outlives the row it came from.
+
+use std::io::Read;
+use std::path::Path;
+use std::sync::Arc;
+
+use pnpr_e2e::postgres::{Postgres, USER};
+use pnpr_pg::{ConnectOptions, Pool, Secret};
+use pnpr_store::postgres::{PgMeta, CHUNK};
+use pnpr_store::{MetaBackend, PackumentMeta, PackumentRow, StoredBody};
+
+fn pool(pg: &Postgres, db: &str) -> Arc<Pool> {
+    let options = ConnectOptions {
+        host: "127.0.0.1".into(),
+        port: pg.port,
+        user: USER.into(),
+        password: Some(Secret::new(pg.password.clone())),
+        dbname: db.into(),
+        application_name: "pnpr-store-test".into(),
+    };
+    Arc::new(Pool::connect(options, 2).expect("connect"))
+}
+
+/// Two nodes on one database, each with its own local disk.
+struct Nodes {
+    a: PgMeta,
+    b: PgMeta,
+    pool: Arc<Pool>,
+    _dirs: (tempfile::TempDir, tempfile::TempDir),
+    _pg: Postgres,
+}
+
+fn nodes() -> Nodes {
+    let pg = Postgres::start();
+    pg.create_database("mirror");
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let pool = pool(&pg, "mirror");
+    let a = PgMeta::open(Arc::clone(&pool), da.path()).expect("open a");
+    let b = PgMeta::open(self::pool(&pg, "mirror"), db.path()).expect("open b");
+    Nodes {
+        a,
+        b,
+        pool,
+        _dirs: (da, db),
+        _pg: pg,
+    }
+}
+
+fn row(ns: &str, name: &str, body: &[u8], at: i64) -> PackumentRow {
+    PackumentRow {
+        ns: ns.into(),
+        name: name.into(),
+        uplink: "up".into(),
+        body: body.to_vec(),
+        etag: Some(format!("\"{at}\"")),
+        last_modified: None,
+        fetched_at_ms: at,
+    }
+}
+
+fn meta(ns: &str, name: &str, at: i64) -> PackumentMeta {
+    PackumentMeta {
+        ns: ns.into(),
+        name: name.into(),
+        uplink: "up".into(),
+        etag: Some(format!("\"{at}\"")),
+        last_modified: Some("Tue, 01 Dec 2026 00:00:00 GMT".into()),
+        fetched_at_ms: at,
+    }
+}
+
+fn spill(db: &PgMeta, body: &[u8]) -> std::path::PathBuf {
+    let path = db.spill_dir().join(format!("{}.tmp", body.len()));
+    std::fs::write(&path, body).unwrap();
+    path
+}
+
+fn count(pool: &Pool, sql: &'static str) -> i64 {
+    pool.run(move |c| Ok(c.query_one(sql, &[])?.get(0)))
+        .expect("count")
+}
+
+fn files(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |d| d.count())
+}
+
+/// Deterministic, poorly compressible bytes.
+fn big(len: usize, seed: u8) -> Vec<u8> {
+    let mut x = u32::from(seed) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+#[test]
+fn rows_are_shared_namespaced_touched_and_deleted() {
+    let n = nodes();
+    n.a.put_packument(&row("public", "left-pad", b"{\"v\":1}", 100))
+        .unwrap();
+    // Node B sees A's row, validators and all.
+    let got = n.b.packument("public", "left-pad", "up").unwrap().unwrap();
+    assert_eq!(got, row("public", "left-pad", b"{\"v\":1}", 100));
+    // Another namespace (a private uplink's) and another uplink never see it.
+    assert!(n.b.entry("ns-corp", "left-pad", "up").unwrap().is_none());
+    assert!(n.b.entry("public", "left-pad", "other").unwrap().is_none());
+    n.b.put_packument(&row("ns-corp", "left-pad", b"{\"corp\":1}", 100))
+        .unwrap();
+    let public = n.a.packument("public", "left-pad", "up").unwrap().unwrap();
+    assert_eq!(public.body, b"{\"v\":1}");
+    let corp = n.a.packument("ns-corp", "left-pad", "up").unwrap().unwrap();
+    assert_eq!(corp.body, b"{\"corp\":1}");
+
+    // A 304 on B marks the row fresh for A too; never backwards.
+    n.b.touch_packument("public", "left-pad", "up", 500)
+        .unwrap();
+    n.b.touch_packument("public", "left-pad", "up", 400)
+        .unwrap();
+    let got = n.a.packument("public", "left-pad", "up").unwrap().unwrap();
+    assert_eq!(
+        (got.fetched_at_ms, got.body.as_slice()),
+        (500, &b"{\"v\":1}"[..])
+    );
+
+    // A later fetch replaces; an earlier one (a slow node) never does.
+    n.a.put_packument(&row("public", "left-pad", b"{\"v\":2}", 600))
+        .unwrap();
+    n.b.put_packument(&row("public", "left-pad", b"{\"v\":0}", 550))
+        .unwrap();
+    let got = n.b.packument("public", "left-pad", "up").unwrap().unwrap();
+    assert_eq!(got, row("public", "left-pad", b"{\"v\":2}", 600));
+
+    // Deleted on B: gone for A, the other namespace untouched.
+    n.b.delete_packument("public", "left-pad", "up").unwrap();
+    assert!(n.a.entry("public", "left-pad", "up").unwrap().is_none());
+    assert!(n.a.entry("ns-corp", "left-pad", "up").unwrap().is_some());
+    n.a.ping().unwrap();
+}
+
+fn read_file(body: StoredBody) -> Vec<u8> {
+    match body {
+        StoredBody::File { mut file, len } => {
+            let mut out = Vec::new();
+            file.read_to_end(&mut out).unwrap();
+            assert_eq!(out.len() as u64, len);
+            out
+        }
+        StoredBody::Inline(_) => panic!("a spilled body came back inline"),
+    }
+}
+
+#[test]
+fn large_bodies_are_chunks_read_back_through_checked_local_copies() {
+    let n = nodes();
+    let body = big(3 * CHUNK + 12_345, 7);
+    n.a.put_packument_file(&meta("public", "huge", 100), &spill(&n.a, &body))
+        .unwrap();
+    assert_eq!(files(n.a.spill_dir()), 0, "the spill was taken over");
+    assert_eq!(count(&n.pool, "SELECT count(*) FROM pnpr_mirror_chunks"), 4);
+    let inline = "SELECT count(*) FROM pnpr_mirror_packuments WHERE body IS NOT NULL";
+    assert_eq!(count(&n.pool, inline), 0);
+
+    // A serves its own copy; B streams the chunks into a local file.
+    let a = n.a.entry("public", "huge", "up").unwrap().unwrap();
+    assert_eq!(read_file(a.body), body);
+    let b = n.b.entry("public", "huge", "up").unwrap().unwrap();
+    assert_eq!(b.meta, meta("public", "huge", 100));
+    let b_local = n.b.spill_dir().parent().unwrap().join("bodies");
+    assert_eq!(read_file(b.body), body);
+    assert_eq!(files(&b_local), 1);
+    // Not visible from another namespace.
+    assert!(n.b.entry("ns-corp", "huge", "up").unwrap().is_none());
+
+    // A replaces it with another large body while B holds the old one open:
+    // B's reader finishes the old bytes, B's next read gets the new ones.
+    let held = n.b.entry("public", "huge", "up").unwrap().unwrap();
+    let body2 = big(2 * CHUNK + 1, 9);
+    n.a.put_packument_file(&meta("public", "huge", 200), &spill(&n.a, &body2))
+        .unwrap();
+    assert_eq!(count(&n.pool, "SELECT count(*) FROM pnpr_mirror_chunks"), 3);
+    let fresh = n.b.entry("public", "huge", "up").unwrap().unwrap();
+    assert_eq!(fresh.meta.fetched_at_ms, 200);
+    assert_eq!(read_file(fresh.body), body2);
+    assert_eq!(read_file(held.body), body);
+    assert_eq!(files(&b_local), 1, "the old local copy was removed");
+
+    // Small again: inline, chunks and local copies gone.
+    n.a.put_packument(&row("public", "huge", b"{}", 300))
+        .unwrap();
+    assert_eq!(count(&n.pool, "SELECT count(*) FROM pnpr_mirror_chunks"), 0);
+    let small = n.b.entry("public", "huge", "up").unwrap().unwrap();
+    assert!(matches!(small.body, StoredBody::Inline(ref b) if b == b"{}"));
+    assert_eq!(files(&b_local), 0);
+
+    // Large again, then deleted: nothing left behind.
+    n.b.put_packument_file(&meta("public", "huge", 400), &spill(&n.b, &body))
+        .unwrap();
+    assert_eq!(
+        read_file(n.a.entry("public", "huge", "up").unwrap().unwrap().body),
+        body
+    );
+    n.a.delete_packument("public", "huge", "up").unwrap();
+    assert_eq!(count(&n.pool, "SELECT count(*) FROM pnpr_mirror_chunks"), 0);
+    assert!(n.b.entry("public", "huge", "up").unwrap().is_none());
+    assert_eq!(files(&b_local), 0);
+}
+
+#[test]
+fn an_older_large_fetch_is_discarded_and_its_spill_removed() {
+    let n = nodes();
+    n.a.put_packument(&row("public", "p", b"{\"new\":1}", 900))
+        .unwrap();
+    let body = big(CHUNK + 1, 3);
+    let spilled = spill(&n.b, &body);
+    n.b.put_packument_file(&meta("public", "p", 800), &spilled)
+        .unwrap();
+    assert!(!spilled.exists());
+    assert_eq!(count(&n.pool, "SELECT count(*) FROM pnpr_mirror_chunks"), 0);
+    let got = n.b.packument("public", "p", "up").unwrap().unwrap();
+    assert_eq!(got.body, b"{\"new\":1}");
+}
