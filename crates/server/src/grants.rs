@@ -2,12 +2,18 @@
 //! which forwarded credential belongs to a URL (nerf-dart lookup), the global
 //! public-package set and the per-user grant table.
 //!
+//! The two tables live behind [`AccessBackend`]: this node's SQLite files
+//! ([`sqlite`]) or, with `database:`, the PostgreSQL every node shares
+//! ([`postgres`]), chosen once at startup. [`AccessStore`] is all the
+//! handlers see; it holds the rules, so both backends keep them alike.
+//!
 //! Invariants guarded here:
 //! - a grant is only ever read back for the user it was recorded for, and a
 //!   public classification is the only fact shared between users;
 //! - clearing a package's grants matches the exact `name@` prefix, so `foo`
 //!   never touches `foo-bar` (no `LIKE`, whose `_`/`%` are wildcards);
-//! - with a TTL, an expired row is treated exactly like a missing one;
+//! - with a TTL, an expired row is treated exactly like a missing one (the
+//!   check is made here, on the row's timestamp, for either backend);
 //! - grants belong to one incarnation of a user name: when the account is
 //!   registered afresh or retired from htpasswd, [`AccessStore::clear_user`]
 //!   drops them, so a newcomer under an old name inherits nothing;
@@ -15,60 +21,57 @@
 //!   as "no grant / not public", so it can deny but never allow, and it never
 //!   fails a request by itself.
 
-use std::path::Path;
-use std::sync::Mutex;
+pub mod postgres;
+pub mod sqlite;
+
 use std::time::Duration;
 
 use base64::Engine;
 use pnpr_protocol::AuthHeaders;
-use rusqlite::{params, Connection, OptionalExtension};
 
+#[cfg(test)]
+mod pg_tests;
 #[cfg(test)]
 mod tests;
 
 /// Soft cap on rows of each table; the oldest rows go first.
 pub const MAX_ROWS: i64 = 100_000;
 
-/// The two SQLite tables of spec §4.4 and §4.5.
+/// A backend's failure, as text: it is only ever logged (then read as
+/// "deny"), never matched on or shown to a client.
+pub type Outcome<T> = Result<T, String>;
+
+/// Where the grant table and the public set are stored. Timestamps are the
+/// caller's milliseconds; a backend stores and returns them, never judges
+/// them (the TTL is [`AccessStore`]'s).
+pub trait AccessBackend: Send + Sync {
+    /// When `name` was last classified public, if ever.
+    fn public_at(&self, name: &str) -> Outcome<Option<i64>>;
+    /// Records `name` as public at `now_ms` (an upsert).
+    fn mark_public(&self, name: &str, now_ms: i64) -> Outcome<()>;
+    /// When `user` was last granted `pkg`, if ever.
+    fn grant_at(&self, user: &str, pkg: &str) -> Outcome<Option<i64>>;
+    /// Records `user`'s grant for `pkg` at `now_ms` (an upsert).
+    fn record_grant(&self, user: &str, pkg: &str, now_ms: i64) -> Outcome<()>;
+    /// Deletes `user`'s grants whose key starts with exactly `prefix`
+    /// (compared as text, no pattern characters). Returns how many went.
+    fn clear_prefix(&self, user: &str, prefix: &str) -> Outcome<usize>;
+    /// Deletes every grant of `user`. Returns how many went.
+    fn clear_user(&self, user: &str) -> Outcome<usize>;
+}
+
+/// The public set and the grant table, with the rules of spec §4.4–4.6 on
+/// top of whichever backend holds them.
 pub struct AccessStore {
-    grants: Mutex<Option<Connection>>,
-    public: Mutex<Option<Connection>>,
+    backend: Box<dyn AccessBackend>,
     ttl_ms: Option<i64>,
 }
 
 impl AccessStore {
-    /// Opens (creating) `install-grants.sqlite` and `public-packages.sqlite`
-    /// in `dir`. A file that cannot be opened leaves that table disabled.
-    pub fn open(dir: &Path, ttl: Option<Duration>) -> Self {
-        let open = |file: &str, ddl: &str| -> Option<Connection> {
-            let result = std::fs::create_dir_all(dir)
-                .map_err(|e| e.to_string())
-                .and_then(|()| Connection::open(dir.join(file)).map_err(|e| e.to_string()))
-                .and_then(|c| {
-                    c.busy_timeout(Duration::from_secs(2))
-                        .and_then(|()| c.execute_batch(ddl))
-                        .map(|()| c)
-                        .map_err(|e| e.to_string())
-                });
-            match result {
-                Ok(c) => Some(c),
-                Err(e) => {
-                    tracing::warn!(file, error = %e, "access table unavailable; treating it as empty");
-                    None
-                }
-            }
-        };
+    /// The store over `backend`; rows older than `ttl` read as missing.
+    pub fn new(backend: Box<dyn AccessBackend>, ttl: Option<Duration>) -> Self {
         AccessStore {
-            grants: Mutex::new(open(
-                "install-grants.sqlite",
-                "CREATE TABLE IF NOT EXISTS grants(user TEXT NOT NULL, pkg TEXT NOT NULL, \
-                 granted_at_ms INTEGER NOT NULL, PRIMARY KEY(user, pkg));",
-            )),
-            public: Mutex::new(open(
-                "public-packages.sqlite",
-                "CREATE TABLE IF NOT EXISTS public_packages(name TEXT PRIMARY KEY, \
-                 classified_at_ms INTEGER NOT NULL);",
-            )),
+            backend,
             ttl_ms: ttl.map(|t| i64::try_from(t.as_millis()).unwrap_or(i64::MAX)),
         }
     }
@@ -78,111 +81,55 @@ impl AccessStore {
             .is_none_or(|ttl| now_ms.saturating_sub(at_ms) < ttl)
     }
 
-    fn with<T>(
-        slot: &Mutex<Option<Connection>>,
-        what: &str,
-        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
-    ) -> Option<T> {
-        let guard = slot.lock().unwrap_or_else(|p| p.into_inner());
-        let conn = guard.as_ref()?;
-        match f(conn) {
-            Ok(v) => Some(v),
-            Err(e) => {
-                tracing::warn!(what, error = %e, "access table operation failed");
-                None
-            }
-        }
+    /// The answer, or `None` (logged) on failure: callers turn that into
+    /// the denying side.
+    fn logged<T>(what: &str, result: Outcome<T>) -> Option<T> {
+        result
+            .map_err(|error| tracing::warn!(what, %error, "access table operation failed"))
+            .ok()
     }
 
     /// Whether `name` is classified public (and, with a TTL, recently).
     pub fn is_public(&self, name: &str, now_ms: i64) -> bool {
-        Self::with(&self.public, "public lookup", |c| {
-            c.query_row(
-                "SELECT classified_at_ms FROM public_packages WHERE name = ?1",
-                params![name],
-                |r| r.get::<_, i64>(0),
-            )
-            .optional()
-        })
-        .flatten()
-        .is_some_and(|at| self.live(at, now_ms))
+        Self::logged("public lookup", self.backend.public_at(name))
+            .flatten()
+            .is_some_and(|at| self.live(at, now_ms))
     }
 
     /// Records `name` as readable anonymously, for every user.
     pub fn mark_public(&self, name: &str, now_ms: i64) {
-        Self::with(&self.public, "public insert", |c| {
-            c.execute(
-                "INSERT INTO public_packages(name, classified_at_ms) VALUES (?1, ?2) \
-                 ON CONFLICT(name) DO UPDATE SET classified_at_ms = excluded.classified_at_ms",
-                params![name, now_ms],
-            )?;
-            evict(c, "public_packages", "classified_at_ms")
-        });
+        Self::logged("public insert", self.backend.mark_public(name, now_ms));
     }
 
     /// Whether `user` holds a live grant for `pkg` (`name@version`).
     pub fn has_grant(&self, user: &str, pkg: &str, now_ms: i64) -> bool {
-        Self::with(&self.grants, "grant lookup", |c| {
-            c.query_row(
-                "SELECT granted_at_ms FROM grants WHERE user = ?1 AND pkg = ?2",
-                params![user, pkg],
-                |r| r.get::<_, i64>(0),
-            )
-            .optional()
-        })
-        .flatten()
-        .is_some_and(|at| self.live(at, now_ms))
+        Self::logged("grant lookup", self.backend.grant_at(user, pkg))
+            .flatten()
+            .is_some_and(|at| self.live(at, now_ms))
     }
 
     /// Records (or refreshes) `user`'s grant for `pkg` (`name@version`).
     pub fn record_grant(&self, user: &str, pkg: &str, now_ms: i64) {
-        Self::with(&self.grants, "grant insert", |c| {
-            c.execute(
-                "INSERT INTO grants(user, pkg, granted_at_ms) VALUES (?1, ?2, ?3) \
-                 ON CONFLICT(user, pkg) DO UPDATE SET granted_at_ms = excluded.granted_at_ms",
-                params![user, pkg, now_ms],
-            )?;
-            evict(c, "grants", "granted_at_ms")
-        });
+        Self::logged("grant insert", self.backend.record_grant(user, pkg, now_ms));
     }
 
     /// Clear-on-discovery (spec §4.6): drops every grant `user` holds for any
     /// version of `name`. Returns how many rows went.
     pub fn clear_package(&self, user: &str, name: &str) -> usize {
         let prefix = format!("{name}@");
-        Self::with(&self.grants, "grant clear", |c| {
-            c.execute(
-                "DELETE FROM grants WHERE user = ?1 AND substr(pkg, 1, ?2) = ?3",
-                params![user, prefix.chars().count() as i64, prefix],
-            )
-        })
-        .unwrap_or(0)
+        Self::logged("grant clear", self.backend.clear_prefix(user, &prefix)).unwrap_or(0)
     }
 
     /// Drops every grant `user` holds (the account was registered afresh or
     /// removed). Returns how many rows went.
     pub fn clear_user(&self, user: &str) -> usize {
-        let removed = Self::with(&self.grants, "grant clear (user)", |c| {
-            c.execute("DELETE FROM grants WHERE user = ?1", params![user])
-        })
-        .unwrap_or(0);
+        let removed =
+            Self::logged("grant clear (user)", self.backend.clear_user(user)).unwrap_or(0);
         if removed > 0 {
             tracing::info!(user, removed, "grants of a retired account cleared");
         }
         removed
     }
-}
-
-/// Keeps a table at or under [`MAX_ROWS`], oldest rows first.
-fn evict(c: &Connection, table: &str, at: &str) -> rusqlite::Result<()> {
-    c.execute(
-        &format!(
-            "DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} ORDER BY {at} ASC \
-             LIMIT max(0, (SELECT count(*) FROM {table}) - ?1))"
-        ),
-        params![MAX_ROWS],
-    )?;
-    Ok(())
 }
 
 /// npm's nerf-dart of a URL (spec §1.4): `//host[:port]/path-up-to-last-slash/`,

@@ -24,6 +24,10 @@ const POOL_SIZE: usize = 4;
 /// hosted name (writes and the change notices have a session each).
 const HOSTED_POOL_SIZE: usize = 2;
 
+/// Connections for grant and public-set lookups: one indexed read per
+/// forwarded package of an install, made in turn.
+const GRANTS_POOL_SIZE: usize = 2;
+
 /// Connects to `database:`, applies the auth migrations (under the shared
 /// advisory lock) and returns the user and token stores; `None` keeps the
 /// embedded htpasswd + SQLite.
@@ -93,6 +97,23 @@ pub(crate) fn open_hosted(config: &Config) -> Result<HostedStore, BuildError> {
         &config.storage,
         Box::new(backend),
     )?)
+}
+
+/// The install grants and the public set (spec §4.4–4.6): in `database:`
+/// when configured (migrated under the shared advisory lock), so every node
+/// honours and clears the same grants; else SQLite files under `cache`.
+pub(crate) fn open_access(
+    config: &Config,
+) -> Result<Box<dyn crate::grants::AccessBackend>, BuildError> {
+    let Some(db) = &config.database else {
+        return Ok(Box::new(crate::grants::sqlite::SqliteAccess::open(
+            &config.cache,
+        )));
+    };
+    let pool = Arc::new(Pool::connect(connect_options(db), GRANTS_POOL_SIZE)?);
+    let backend = crate::grants::postgres::PgAccess::open(pool)?;
+    tracing::info!("install grants and the public set in PostgreSQL");
+    Ok(Box::new(backend))
 }
 
 /// Derived caches drop what a hosted change elsewhere may have made

@@ -168,8 +168,10 @@ fn open_accelerator(
         .map(|u| u.maxage)
         .min()
         .unwrap_or(std::time::Duration::from_secs(300));
-    let access =
-        crate::grants::AccessStore::open(&config.cache, config.install_accelerator.grant_ttl);
+    let access = crate::grants::AccessStore::new(
+        crate::shared::open_access(config)?,
+        config.install_accelerator.grant_ttl,
+    );
     Ok(crate::accelerator::Accelerator::new(
         crate::accelerator::Stores { files, access },
         secret.to_vec(),
