@@ -12,8 +12,10 @@
 //!   become a cache entry (see `pnpr_store::flight`);
 //! - one upstream packument fetch per (namespace, package, uplink) at a time
 //!   ([`crate::flights::PackumentFlights`]): concurrent misses share it and its one document;
-//! - SQLite reads and writes of packument rows run on the blocking pool, never
-//!   on the async workers;
+//! - reads and writes of packument rows (SQLite, or PostgreSQL shared by
+//!   every node: both block) run on the blocking pool, never on the async
+//!   workers; the rows are the only truth, so a row another node replaced
+//!   is what the next read here sees;
 //! - a packument larger than `limits.packument_in_memory` is never held whole:
 //!   the one flight streams it to a body file (bounded by
 //!   `limits.packument_max`), validates it in a streaming pass, and waiters
@@ -284,7 +286,7 @@ fn refused(uplink: &str, name: &str, status: u16) -> ApiError {
 }
 
 /// The cached entry, read on the blocking pool: an inline body can be
-/// megabytes and SQLite reads it synchronously.
+/// megabytes and the backend reads it synchronously.
 async fn read_row(
     state: &Arc<AppState>,
     key: &FlightKey,
@@ -357,12 +359,13 @@ async fn answer(
     private: bool,
 ) -> Fetched {
     let storage = |e: pnpr_store::StoreError| Fetched::Storage(Arc::new(e));
-    let delete =
-        |db: &pnpr_store::MetaDb, k: &FlightKey| db.delete_packument(&k.ns, &k.name, &k.uplink);
+    let delete = |db: &dyn pnpr_store::MetaBackend, k: &FlightKey| {
+        db.delete_packument(&k.ns, &k.name, &k.uplink)
+    };
     match resp.status {
         200 => store_body(state, key, resp, now).await,
         304 if had_row => {
-            let touch = move |db: &pnpr_store::MetaDb, k: &FlightKey| {
+            let touch = move |db: &dyn pnpr_store::MetaBackend, k: &FlightKey| {
                 db.touch_packument(&k.ns, &k.name, &k.uplink, now)
             };
             match blocking(state, key, touch).await {
@@ -472,8 +475,9 @@ async fn store_spilled(
         }
     }
     let at = meta.fetched_at_ms;
-    let put =
-        move |db: &pnpr_store::MetaDb, _: &FlightKey| db.put_packument_file(&meta, &spill.path);
+    let put = move |db: &dyn pnpr_store::MetaBackend, _: &FlightKey| {
+        db.put_packument_file(&meta, &spill.path)
+    };
     match blocking(state, key, put).await {
         Ok(()) => Fetched::Fresh { at },
         Err(e) => Fetched::Storage(Arc::new(e)),
@@ -564,11 +568,11 @@ fn failed(error: UpstreamError, fallback: bool) -> Fetched {
 async fn blocking<T: Send + 'static>(
     state: &Arc<AppState>,
     key: &FlightKey,
-    f: impl FnOnce(&pnpr_store::MetaDb, &FlightKey) -> pnpr_store::Result<T> + Send + 'static,
+    f: impl FnOnce(&dyn pnpr_store::MetaBackend, &FlightKey) -> pnpr_store::Result<T> + Send + 'static,
 ) -> pnpr_store::Result<T> {
     let st = Arc::clone(state);
     let key = key.clone();
-    tokio::task::spawn_blocking(move || f(&st.mirror.db, &key))
+    tokio::task::spawn_blocking(move || f(st.mirror.db.as_ref(), &key))
         .await
         .map_err(|e| pnpr_store::StoreError::Io(std::io::Error::other(e.to_string())))?
 }

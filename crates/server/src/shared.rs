@@ -28,6 +28,10 @@ const HOSTED_POOL_SIZE: usize = 2;
 /// forwarded package of an install, made in turn.
 const GRANTS_POOL_SIZE: usize = 2;
 
+/// Connections for packument rows: every metadata read of a request is one
+/// indexed round trip (the mirror's hot path), made from blocking threads.
+const MIRROR_POOL_SIZE: usize = 4;
+
 /// Connects to `database:`, applies the auth migrations (under the shared
 /// advisory lock) and returns the user and token stores; `None` keeps the
 /// embedded htpasswd + SQLite.
@@ -43,7 +47,7 @@ pub(crate) fn open_auth_stores(
         host = %db.host,
         port = db.port,
         dbname = %db.dbname,
-        "users and tokens in PostgreSQL (the metadata mirror stays on this node)"
+        "users and tokens in PostgreSQL"
     );
     if config.auth.htpasswd.is_some() {
         tracing::warn!("auth.htpasswd.file is not read with `database:`: users live in PostgreSQL (max_users still applies)");
@@ -113,6 +117,24 @@ pub(crate) fn open_access(
     let pool = Arc::new(Pool::connect(connect_options(db), GRANTS_POOL_SIZE)?);
     let backend = crate::grants::postgres::PgAccess::open(pool)?;
     tracing::info!("install grants and the public set in PostgreSQL");
+    Ok(Box::new(backend))
+}
+
+/// The mirror's packument rows: in `database:` when configured (migrated
+/// under the shared advisory lock; large bodies are chunk rows, copied to
+/// `<cache>/packuments-pg` when read), so every node serves and revalidates
+/// the same rows; else `<cache>/metadata.sqlite`.
+pub(crate) fn open_mirror_rows(
+    config: &Config,
+) -> Result<Box<dyn pnpr_store::MetaBackend>, BuildError> {
+    let Some(db) = &config.database else {
+        let path = config.cache.join("metadata.sqlite");
+        return Ok(Box::new(pnpr_store::MetaDb::open(&path)?));
+    };
+    let pool = Arc::new(Pool::connect(connect_options(db), MIRROR_POOL_SIZE)?);
+    let dir = config.cache.join("packuments-pg");
+    let backend = pnpr_store::postgres::PgMeta::open(pool, &dir)?;
+    tracing::info!("metadata mirror rows in PostgreSQL, shared by every node");
     Ok(Box::new(backend))
 }
 

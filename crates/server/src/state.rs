@@ -11,7 +11,7 @@ use std::sync::{Arc, RwLock};
 
 use pnpr_auth::{Authenticator, Htpasswd, PackageRuleInput, Policy, PolicyInput, TokenStore};
 use pnpr_config::{Config, UplinkConfig};
-use pnpr_store::{Cas, MetaDb, TarballFetches};
+use pnpr_store::{Cas, MetaBackend, TarballFetches};
 use pnpr_upstream::{
     GuardPolicy, NameResolver, PublicRoute, RouteTable, RouteTableInput, StaticHosts, UplinkRoute,
     UpstreamClient,
@@ -97,8 +97,9 @@ pub struct AppState {
 
 /// The mirror's stores and its work in flight (under `cache`).
 pub struct MirrorStores {
-    /// Packument rows per (namespace, name, uplink).
-    pub db: MetaDb,
+    /// Packument rows per (namespace, name, uplink): SQLite, or PostgreSQL
+    /// with `database:`.
+    pub db: Box<dyn MetaBackend>,
     /// The tarball CAS and its single-flight verified fetches.
     pub tarballs: Arc<TarballFetches>,
     /// Rendered packument bodies, valid while their metadata is fresh.
@@ -202,7 +203,7 @@ impl AppState {
         }
         let disk = crate::disk::open(&config.cache, config.operations.cache_max_size)?;
         let auth = open_auth(&config)?;
-        let db = MetaDb::open(&config.cache.join("metadata.sqlite"))?;
+        let db = crate::shared::open_mirror_rows(&config)?;
         let blobs = crate::shared::open_blob_backend(&config, opts.blob_credentials)?;
         let hosted = crate::shared::open_hosted(&config)?;
         let hosted = match &blobs {
