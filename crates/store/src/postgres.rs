@@ -32,6 +32,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use pnpr_pg::postgres::types::Type;
 use pnpr_pg::postgres::{Client, IsolationLevel, Row, Transaction};
 use pnpr_pg::{Migration, PgError, Pool};
 use sha2::{Digest, Sha256};
@@ -219,12 +220,17 @@ impl PgMeta {
     fn read_index(&self, key: &Key) -> Result<Option<Indexed>> {
         let key = key.clone();
         self.run(move |c| {
-            let row = c.query_opt(
+            // Typed parameters: one round trip, no separate prepare.
+            let row = c.query_typed_opt(
                 &format!(
                     "SELECT {INDEX_COLUMNS} FROM pnpr_mirror_packuments
                      WHERE ns = $1 AND name = $2 AND uplink = $3"
                 ),
-                &[&key.0, &key.1, &key.2],
+                &[
+                    (&key.0, Type::TEXT),
+                    (&key.1, Type::TEXT),
+                    (&key.2, Type::TEXT),
+                ],
             )?;
             Ok(row.as_ref().map(Indexed::from_row))
         })

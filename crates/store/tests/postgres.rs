@@ -227,3 +227,86 @@ fn an_older_large_fetch_is_discarded_and_its_spill_removed() {
     let got = n.b.packument("public", "p", "up").unwrap().unwrap();
     assert_eq!(got.body, b"{\"new\":1}");
 }
+
+/// Peak resident set of this process so far, in MiB (Linux `VmHWM`).
+fn peak_rss_mib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb / 1024)
+}
+
+fn timed<T>(f: impl FnOnce() -> T) -> (T, std::time::Duration) {
+    let t = std::time::Instant::now();
+    let v = f();
+    (v, t.elapsed())
+}
+
+/// Figures for the RFC, not a pass/fail test:
+/// `cargo test -p pnpr-store --test postgres measure -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn measure() {
+    let n = nodes();
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = pnpr_store::MetaDb::open(&dir.path().join("m.sqlite")).unwrap();
+    let small = big(2048, 1);
+    for (label, backend) in [("sqlite", &sqlite as &dyn MetaBackend), ("pg", &n.a)] {
+        backend
+            .put_packument(&row("public", "s", &small, 1))
+            .unwrap();
+        let reads = 2000;
+        let ((), t) = timed(|| {
+            for _ in 0..reads {
+                backend.entry("public", "s", "up").unwrap().unwrap();
+            }
+        });
+        println!(
+            "{label}: 2 KiB inline read {:.0} us",
+            t.as_micros() as f64 / f64::from(reads)
+        );
+        let four = big(4 << 20, 2);
+        let ((), t) = timed(|| {
+            backend
+                .put_packument(&row("public", "m", &four, 1))
+                .unwrap()
+        });
+        let (_, r) = timed(|| backend.entry("public", "m", "up").unwrap().unwrap());
+        println!(
+            "{label}: 4 MiB inline put {} ms, read {} ms",
+            t.as_millis(),
+            r.as_millis()
+        );
+    }
+    let ((), t) = timed(|| {
+        for _ in 0..2000 {
+            n.a.ping().unwrap();
+        }
+    });
+    println!(
+        "pg: ping (pool round trip) {:.0} us",
+        t.as_micros() as f64 / 2000.0
+    );
+    let size = 64 << 20;
+    let body = big(size, 5);
+    let spilled = spill(&n.a, &body);
+    drop(body);
+    let before = peak_rss_mib();
+    let ((), put) = timed(|| {
+        n.a.put_packument_file(&meta("public", "huge", 1), &spilled)
+            .unwrap()
+    });
+    let (first, get) = timed(|| n.b.entry("public", "huge", "up").unwrap().unwrap());
+    assert!(matches!(first.body, StoredBody::File { len, .. } if len == size as u64));
+    let (_, again) = timed(|| n.b.entry("public", "huge", "up").unwrap().unwrap());
+    println!(
+        "pg: 64 MiB chunked put {} ms, first read on the other node {} ms, next read {} us; peak RSS {} -> {} MiB",
+        put.as_millis(),
+        get.as_millis(),
+        again.as_micros(),
+        before,
+        peak_rss_mib()
+    );
+}
