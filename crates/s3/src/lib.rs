@@ -14,7 +14,11 @@
 //! - calls run on this crate's own small runtime, so synchronous callers
 //!   (hosted publishes on the blocking pool) and async ones alike can wait
 //!   for them, and a bucket that hangs or refuses is given up on after a
-//!   bounded retry budget rather than holding a request for minutes.
+//!   bounded retry budget rather than holding a request for minutes;
+//! - requests go straight to the endpoint, never through a proxy: the HTTP
+//!   client is built here ([`DirectConnector`]) with proxies off, because
+//!   the stock one would follow `HTTP(S)_PROXY`/`ALL_PROXY` from the process
+//!   environment and send signed bucket traffic wherever they point.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,6 +28,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::buffered::BufWriter;
+use object_store::client::{HttpClient, HttpConnector};
 use object_store::path::Path as ObjectPath;
 use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, RetryConfig};
 use pnpr_secret::Secret;
@@ -39,6 +44,10 @@ mod tests;
 const PART_SIZE: usize = 8 << 20;
 /// Chunks of a download in flight between the client task and the reader.
 const GET_QUEUE: usize = 8;
+/// How long a connection to the bucket may take to open.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// What the bucket sees as the client.
+const USER_AGENT: &str = concat!("pnpr/", env!("CARGO_PKG_VERSION"));
 
 /// Errors of the S3 backend (setup only; calls report [`StoreError::Bucket`]).
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +98,40 @@ impl Options {
     }
 }
 
+/// Builds the bucket's HTTP client with no proxy at all (neither one from
+/// the environment nor any other), the timeouts of [`Options`], and no
+/// transparent decompression (a compressed answer would break the
+/// `Content-Length` checks of the store).
+#[derive(Debug)]
+struct DirectConnector {
+    timeout: Duration,
+}
+
+impl DirectConnector {
+    fn client(&self) -> reqwest::Result<reqwest::Client> {
+        reqwest::Client::builder()
+            .no_proxy()
+            .user_agent(USER_AGENT)
+            .timeout(self.timeout)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .no_gzip()
+            .no_brotli()
+            .no_zstd()
+            .no_deflate()
+            .build()
+    }
+}
+
+impl HttpConnector for DirectConnector {
+    fn connect(&self, _options: &ClientOptions) -> object_store::Result<HttpClient> {
+        let client = self.client().map_err(|e| object_store::Error::Generic {
+            store: "S3",
+            source: Box::new(e),
+        })?;
+        Ok(HttpClient::new(client))
+    }
+}
+
 /// An S3 bucket as a [`BlobBackend`].
 pub struct S3Backend {
     store: Arc<dyn ObjectStore>,
@@ -125,7 +168,7 @@ impl S3Backend {
         let client = ClientOptions::new()
             .with_allow_http(true)
             .with_timeout(opts.timeout)
-            .with_connect_timeout(Duration::from_secs(5));
+            .with_connect_timeout(CONNECT_TIMEOUT);
         let retry = RetryConfig {
             max_retries: opts.max_retries,
             retry_timeout: Duration::from_secs(15),
@@ -139,6 +182,9 @@ impl S3Backend {
             .with_virtual_hosted_style_request(false)
             .with_allow_http(true)
             .with_client_options(client)
+            .with_http_connector(DirectConnector {
+                timeout: opts.timeout,
+            })
             .with_retry(retry);
         if let Some(token) = &creds.session_token {
             builder = builder.with_token(token.expose());
