@@ -81,7 +81,7 @@ pub fn peak_rss_kb(pid: u32) -> Option<u64> {
 
 /// The largest public packument of registry-mock's storage and its largest
 /// tarball: the most work per request the fixture offers.
-fn pick_probe(storage: &Path) -> Option<(String, String)> {
+pub(crate) fn pick_probe(storage: &Path) -> Option<(String, String)> {
     let mut best: Option<(u64, String, std::path::PathBuf)> = None;
     let mut consider = |name: String, dir: std::path::PathBuf| {
         if name.starts_with("@private/") || name.ends_with("needs-auth") {

@@ -18,6 +18,8 @@
 //!       [--store cold|warm|both] [--server cold|warm|both] [--lockfile no|yes|both]`
 //!   `cargo run --release -p pnpr-bench -- load [--seconds S] [--connections C]
 //!       [--threads T] [--json FILE]`
+//!   `cargo run --release -p pnpr-bench -- scale [--seconds S] [--connections C] [--json FILE]`
+//!       (1 vs 2 nodes on PostgreSQL + s3rver through a round-robin balancer, pinned with taskset; see `scale`)
 //!   `cargo run --release -p pnpr-bench -- shape-check [--latency-ms MS] [--rate-mbit MBIT]
 //!       [--per-connection-rate]`
 //!   `cargo run --release -p pnpr-bench -- frames --upstream-storage DIR` (body bytes of a
@@ -51,6 +53,7 @@
 //! passwords (see `login_storm`).
 
 mod auth;
+mod balancer;
 mod disk;
 mod floor;
 mod frames;
@@ -59,6 +62,7 @@ mod login_storm;
 mod parity;
 mod peers;
 mod resolve;
+mod scale;
 mod shaper;
 mod verdaccio;
 
@@ -94,7 +98,7 @@ struct Args {
     base_pnpr: Option<PathBuf>,
 }
 
-const USAGE: &str = "pnpr-bench [install|auth|peers|load|shape-check|login-storm|frames|resolve] [--runs N] [--warmup N] \
+const USAGE: &str = "pnpr-bench [install|auth|peers|load|scale|shape-check|login-storm|frames|resolve] [--runs N] [--warmup N] \
 [--project DIR] [--latency-ms MS (one way, default 25)] [--rate-mbit MBIT (default 200, 0 = unlimited)] \
 [--per-connection-rate] [--upstream-latency-ms MS (pnpr to upstream, one way, default 0)] [--pnpr BIN] [--base-pnpr BIN] [--store cold|warm|both] [--server cold|warm|both] [--lockfile no|yes|both] [--only direct,verdaccio,pnpr,v1|v0,base] [--client PNPM_VERSION (default 11.5.2)] [--json FILE] [--upstream-storage DIR] \
 [--seconds S] [--connections C] [--threads T]";
@@ -157,8 +161,8 @@ fn parse_args() -> Args {
                 println!("{USAGE}");
                 std::process::exit(0);
             }
-            "install" | "auth" | "peers" | "load" | "shape-check" | "login-storm" | "frames"
-            | "resolve" => a.mode = flag.clone(),
+            "install" | "auth" | "peers" | "load" | "scale" | "shape-check" | "login-storm"
+            | "frames" | "resolve" => a.mode = flag.clone(),
             other => fail(&format!("unknown argument {other}\n{USAGE}")),
         }
     }
@@ -285,6 +289,14 @@ fn main() {
                 duration: Duration::from_secs(a.seconds),
                 connections: a.connections,
                 threads: a.threads,
+                json_out: a.json.clone(),
+            });
+            return;
+        }
+        "scale" => {
+            scale::run(scale::ScaleArgs {
+                duration: Duration::from_secs(a.seconds),
+                connections: a.connections,
                 json_out: a.json.clone(),
             });
             return;
