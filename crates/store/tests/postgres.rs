@@ -250,6 +250,30 @@ fn timed<T>(f: impl FnOnce() -> T) -> (T, std::time::Duration) {
 #[ignore]
 fn measure() {
     let n = nodes();
+    let size = 128usize << 20;
+    let spilled = n.a.spill_dir().join("huge.tmp");
+    {
+        let mut f = std::fs::File::create(&spilled).unwrap();
+        for i in 0..(size / CHUNK) {
+            std::io::Write::write_all(&mut f, &big(CHUNK, i as u8)).unwrap();
+        }
+    }
+    let before = peak_rss_mib();
+    let ((), put) = timed(|| {
+        n.a.put_packument_file(&meta("public", "huge", 1), &spilled)
+            .unwrap()
+    });
+    let (first, get) = timed(|| n.b.entry("public", "huge", "up").unwrap().unwrap());
+    assert!(matches!(first.body, StoredBody::File { len, .. } if len == size as u64));
+    let (_, again) = timed(|| n.b.entry("public", "huge", "up").unwrap().unwrap());
+    println!(
+        "pg: 128 MiB chunked put {} ms, first read on the other node {} ms, next read {} us; peak RSS {} -> {} MiB",
+        put.as_millis(),
+        get.as_millis(),
+        again.as_micros(),
+        before,
+        peak_rss_mib()
+    );
     let dir = tempfile::tempdir().unwrap();
     let sqlite = pnpr_store::MetaDb::open(&dir.path().join("m.sqlite")).unwrap();
     let small = big(2048, 1);
@@ -288,25 +312,5 @@ fn measure() {
     println!(
         "pg: ping (pool round trip) {:.0} us",
         t.as_micros() as f64 / 2000.0
-    );
-    let size = 64 << 20;
-    let body = big(size, 5);
-    let spilled = spill(&n.a, &body);
-    drop(body);
-    let before = peak_rss_mib();
-    let ((), put) = timed(|| {
-        n.a.put_packument_file(&meta("public", "huge", 1), &spilled)
-            .unwrap()
-    });
-    let (first, get) = timed(|| n.b.entry("public", "huge", "up").unwrap().unwrap());
-    assert!(matches!(first.body, StoredBody::File { len, .. } if len == size as u64));
-    let (_, again) = timed(|| n.b.entry("public", "huge", "up").unwrap().unwrap());
-    println!(
-        "pg: 64 MiB chunked put {} ms, first read on the other node {} ms, next read {} us; peak RSS {} -> {} MiB",
-        put.as_millis(),
-        get.as_millis(),
-        again.as_micros(),
-        before,
-        peak_rss_mib()
     );
 }
