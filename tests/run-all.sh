@@ -12,6 +12,13 @@ cd "$ROOT"
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 
+# A first build (a clean clone, as in CI) gains nothing from incremental
+# state and pays for writing it: every workspace crate is built three ways
+# (clippy, lib, tests). Later runs keep cargo's default.
+if [ ! -d "${CARGO_TARGET_DIR:-target}/debug" ] && [ -z "${CARGO_INCREMENTAL:-}" ]; then
+  export CARGO_INCREMENTAL=0
+fi
+
 step "tests/setup.sh --no-corpus"
 tests/setup.sh --no-corpus
 
