@@ -6,11 +6,16 @@
 //! credential the upstream refuses is refused whoever holds a grant; a
 //! grant cleared on A (the name registered afresh) is gone on B at the next
 //! request; a package classified public on A is served from the public set
-//! on B; the schema is applied once by nodes starting together.
+//! on B; the schema is applied once by nodes starting together. With the
+//! shared bucket as well, a hosted tarball no row references any more
+//! (a version or a package unpublished on either node) leaves the bucket,
+//! while one still referenced stays and is served.
 
 use std::process::Command;
 
 use pnpr_e2e::postgres::{Postgres, USER};
+use pnpr_e2e::publish::publish;
+use pnpr_e2e::s3::{S3rver, ACCESS_KEY, SECRET_KEY};
 use pnpr_e2e::{add_user, install_body, post_install, Http, InstallAnswer, Pnpr, RegistryMock};
 
 const PRIVATE: &[(&str, &str)] = &[("@private/foo", "*")];
@@ -218,4 +223,100 @@ async fn a_public_classification_on_one_node_serves_every_node() {
         shared,
         "public=2 fresh=0 grant=0 probed-public=0 probed-grant=0"
     );
+}
+
+/// A node on the shared database and the shared bucket, for hosted
+/// packages.
+fn bucket_node(url: &str, s3: &S3rver) -> Pnpr {
+    let config = format!(
+        "database: ${{PNPR_TEST_DATABASE}}\npackages:\n  '**':\n    access: $all\n    publish: $authenticated\n\
+         blobs:\n  s3:\n    bucket: {}\n    endpoint: ${{PNPR_TEST_S3}}\n    region: us-east-1\n    prefix: gc-e2e/\n",
+        s3.bucket
+    );
+    Pnpr::start(
+        &config,
+        &[
+            ("PNPR_TEST_DATABASE", url),
+            ("PNPR_TEST_S3", &s3.endpoint),
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
+        ],
+    )
+}
+
+/// The bucket key of a hosted tarball with SRI `integrity`.
+fn hosted_key(integrity: &str) -> String {
+    use base64::Engine;
+    let b64 = integrity.strip_prefix("sha512-").expect("sha512 integrity");
+    let digest = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .expect("base64");
+    let hex = hex::encode(digest);
+    format!("gc-e2e/hosted/sha512/{}/{}", &hex[..2], &hex[2..])
+}
+
+#[tokio::test]
+async fn an_unreferenced_hosted_tarball_leaves_the_bucket() {
+    let pg = Postgres::start();
+    let url = pg.create_database("pnpr");
+    let s3 = S3rver::start("pnpr-gc");
+    let (a, b) = (bucket_node(&url, &s3), bucket_node(&url, &s3));
+    let http = Http::new();
+    let alice = add_user(&http, &a, "alice").await;
+    let name = "pnpr-gc-greet";
+    let old = publish(&http, &a.url, &alice, name, "1.0.0", &[]).await;
+    let new = publish(&http, &a.url, &alice, name, "1.1.0", &[]).await;
+    let (old_key, new_key) = (hosted_key(&old), hosted_key(&new));
+    let keys = s3.keys(&http, "gc-e2e/hosted/").await;
+    assert!(
+        keys.contains(&old_key) && keys.contains(&new_key),
+        "{keys:?}"
+    );
+
+    // 1.0.0 is unpublished through B (npm's way: the document without it,
+    // at its revision): its tarball leaves the bucket, 1.1.0's stays and
+    // is still served by both nodes.
+    let doc = http.get(&format!("{}{name}", b.url)).await.json();
+    let mut edited = doc.clone();
+    edited["versions"]
+        .as_object_mut()
+        .expect("versions")
+        .remove("1.0.0");
+    edited["dist-tags"] = serde_json::json!({"latest": "1.1.0"});
+    let rev = doc["_rev"].as_str().expect("_rev");
+    let put = http
+        .put_json(
+            &format!("{}{name}/-rev/{rev}", b.url),
+            &edited,
+            Some(&alice),
+        )
+        .await;
+    assert!(matches!(put.status, 200 | 201), "{}", put.text());
+    let keys = s3.keys(&http, "gc-e2e/hosted/").await;
+    assert!(!keys.contains(&old_key), "{keys:?}");
+    assert!(keys.contains(&new_key), "{keys:?}");
+    for node in [&a, &b] {
+        http.get(&format!("{}{name}/-/{name}-1.1.0.tgz", node.url))
+            .await
+            .assert_status(200);
+        http.get(&format!("{}{name}/-/{name}-1.0.0.tgz", node.url))
+            .await
+            .assert_status(404);
+    }
+
+    // The whole package unpublished through A: nothing of it is left.
+    let doc = http.get(&format!("{}{name}", a.url)).await.json();
+    let rev = doc["_rev"].as_str().expect("_rev");
+    let auth = format!("Bearer {alice}");
+    let gone = http
+        .send(
+            "DELETE",
+            &format!("{}{name}/-rev/{rev}", a.url),
+            &[("authorization", auth.as_str())],
+            None,
+        )
+        .await;
+    assert_eq!(gone.status, 200, "{}", gone.text());
+    let keys = s3.keys(&http, "gc-e2e/hosted/").await;
+    assert!(keys.is_empty(), "{keys:?}");
 }

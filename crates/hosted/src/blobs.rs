@@ -13,7 +13,10 @@
 //! once every node can read its tarball, and a failed `PUT` places nothing
 //! and fails the publish before its row is written), and a local miss in
 //! [`Blobs::lookup`] fills from the bucket through a SHA-512 check: bytes
-//! that do not match their name are refused, never placed or served.
+//! that do not match their name are refused, never placed or served. An
+//! object no shared row references any more is deleted from the bucket as
+//! well ([`Blobs::remove_from_bucket`]), under the same collection lock as
+//! the local file.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -155,6 +158,36 @@ impl Blobs {
         }
         blob::put(&self.tmp, &dest, bytes, Durability::Durable)?;
         Ok(())
+    }
+
+    /// Whether a new row may reference the digest without uploading it:
+    /// with a bucket, the bucket holds the object (a local file may be this
+    /// node's stale copy of an object another node collected); else the
+    /// local file exists.
+    pub(crate) fn durable(&self, sha512_hex: &str) -> Result<bool> {
+        match (&self.backend, hosted_key(sha512_hex)) {
+            (Some(backend), Some(key)) => block_on(backend.exists(key)).map_err(bucket),
+            (Some(_), None) => Err(bad_digest()),
+            (None, _) => Ok(self.lookup(sha512_hex)?.is_some()),
+        }
+    }
+
+    /// Deletes the bucket object of a tarball no row references any more.
+    /// Only for rows every node shares (a node's own SQLite rows know
+    /// nothing of another node's references to the same bucket object),
+    /// and only under the backend's collection lock, so no write that
+    /// could reference the digest again is in flight. A failed delete is
+    /// logged and leaves the object (a leak, never a loss).
+    pub(crate) fn remove_from_bucket(&self, sha512_hex: &str) {
+        let (Some(backend), Some(key)) = (&self.backend, hosted_key(sha512_hex)) else {
+            return;
+        };
+        match block_on(backend.delete(key)) {
+            Ok(()) => tracing::debug!("unreferenced hosted tarball deleted from the bucket"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot delete unreferenced hosted tarball from the bucket")
+            }
+        }
     }
 
     /// Removes an object no row references any more.

@@ -419,8 +419,15 @@ impl HostedStore {
             return Ok(result);
         }
         self.derived.set_hosted(name, result.is_some());
-        self.backend
-            .collect(old_blobs, &mut |hex| self.blobs.remove(hex))?;
+        // Rows every node shares decide for the bucket too; a node's own
+        // rows decide only for its disk.
+        let shared = self.backend.shared();
+        self.backend.collect(old_blobs, &mut |hex| {
+            self.blobs.remove(hex);
+            if shared {
+                self.blobs.remove_from_bucket(hex);
+            }
+        })?;
         Ok(result)
     }
 
@@ -443,8 +450,15 @@ impl HostedStore {
             self.blobs.put(&blob.sha512_hex, &blob.bytes)?;
         }
         let refs = blob_refs(name, &doc)?;
-        for (_, hex) in refs.iter().filter(|(_, hex)| !referenced.contains(hex)) {
-            if self.blobs.lookup(hex)?.is_none() {
+        // Blobs put just above are durable already (in the bucket, when
+        // there is one); only references to blobs this edit did not carry
+        // are checked.
+        let carried = |hex: &String| new_blobs.iter().any(|b| &b.sha512_hex == hex);
+        for (_, hex) in refs
+            .iter()
+            .filter(|(_, hex)| !referenced.contains(hex) && !carried(hex))
+        {
+            if !self.blobs.durable(hex)? {
                 return Err(HostedError::Corrupt(format!(
                     "{name}: a version references a missing tarball"
                 )));

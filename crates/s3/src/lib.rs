@@ -290,6 +290,18 @@ impl BlobBackend for S3Backend {
         });
         Box::pin(async move { joined(task.await) })
     }
+
+    fn delete(&self, key: String) -> BackendFuture<()> {
+        let store = Arc::clone(&self.store);
+        let location = self.path(&key);
+        let task = self.rt.spawn(async move {
+            match store.delete(&location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                Err(e) => Err(bucket_err("delete", &key, e)),
+            }
+        });
+        Box::pin(async move { joined(task.await) })
+    }
 }
 
 fn joined<T>(r: Result<pnpr_store::Result<T>, tokio::task::JoinError>) -> pnpr_store::Result<T> {

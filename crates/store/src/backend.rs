@@ -41,6 +41,9 @@ pub trait BlobBackend: Send + Sync + std::fmt::Debug {
     fn get(&self, key: String) -> BackendFuture<Option<BlobStream>>;
     /// Whether the key exists.
     fn exists(&self, key: String) -> BackendFuture<bool>;
+    /// Deletes the object; a key that does not exist is no error. Only for
+    /// an object its owner has established nothing references any more.
+    fn delete(&self, key: String) -> BackendFuture<()>;
 }
 
 /// `tarballs/<ns>/<algo>/<hex[0..2]>/<hex[2..]>`: the proxy CAS's key, the

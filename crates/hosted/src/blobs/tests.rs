@@ -103,4 +103,34 @@ mod with_bucket {
         bucket.set_down(true);
         assert!(blobs.lookup(&hex).expect("local hit").is_some());
     }
+
+    #[test]
+    fn a_collected_object_leaves_the_bucket_and_a_stale_local_copy_vouches_for_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (blobs, bucket) = bucketed(dir.path());
+        let hex = hex_of(b"collected");
+        let key = hosted_key(&hex).expect("key");
+        blobs.put(&hex, b"collected").expect("put");
+        assert!(blobs.durable(&hex).expect("durable"));
+        // Another node collected it: gone from the bucket, still on this
+        // node's disk. A new reference must not rely on the local copy.
+        block_on(bucket.delete(key.clone())).expect("delete");
+        block_on(bucket.delete(key.clone())).expect("idempotent delete");
+        assert!(bucket.object(&key).is_none());
+        assert!(blobs.lookup(&hex).expect("local").is_some());
+        assert!(!blobs.durable(&hex).expect("checked in the bucket"));
+        // This node's own collection removes both.
+        blobs.put(&hex, b"collected").expect("put again");
+        blobs.remove(&hex);
+        blobs.remove_from_bucket(&hex);
+        assert!(bucket.object(&key).is_none());
+        assert!(blobs.path(&hex).is_some_and(|p| !p.exists()));
+        // A bucket that fails the delete leaves the object (logged), no panic.
+        blobs.put(&hex, b"collected").expect("put");
+        bucket.set_down(true);
+        blobs.remove_from_bucket(&hex);
+        bucket.set_down(false);
+        assert!(bucket.object(&key).is_some());
+        assert!(!blobs.durable(&"0".repeat(128)).expect("absent"));
+    }
 }

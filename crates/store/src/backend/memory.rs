@@ -80,4 +80,11 @@ impl BlobBackend for MemoryBackend {
         let r = self.check().map(|()| self.lock().contains_key(&key));
         Box::pin(async move { r })
     }
+
+    fn delete(&self, key: String) -> BackendFuture<()> {
+        let r = self.check().map(|()| {
+            self.lock().remove(&key);
+        });
+        Box::pin(async move { r })
+    }
 }
