@@ -14,13 +14,17 @@ use pnpr_store::postgres::{PgMeta, CHUNK};
 use pnpr_store::{MetaBackend, PackumentMeta, PackumentRow, StoredBody};
 
 fn pool(pg: &Postgres, db: &str) -> Arc<Pool> {
+    named_pool(pg, db, "pnpr-store-test")
+}
+
+fn named_pool(pg: &Postgres, db: &str, app: &str) -> Arc<Pool> {
     let options = ConnectOptions {
         host: "127.0.0.1".into(),
         port: pg.port,
         user: USER.into(),
         password: Some(Secret::new(pg.password.clone())),
         dbname: db.into(),
-        application_name: "pnpr-store-test".into(),
+        application_name: app.into(),
     };
     Arc::new(Pool::connect(options, 2).expect("connect"))
 }
@@ -31,7 +35,7 @@ struct Nodes {
     b: PgMeta,
     pool: Arc<Pool>,
     _dirs: (tempfile::TempDir, tempfile::TempDir),
-    _pg: Postgres,
+    pg: Postgres,
 }
 
 fn nodes() -> Nodes {
@@ -46,7 +50,7 @@ fn nodes() -> Nodes {
         b,
         pool,
         _dirs: (da, db),
-        _pg: pg,
+        pg,
     }
 }
 
@@ -226,6 +230,51 @@ fn an_older_large_fetch_is_discarded_and_its_spill_removed() {
     assert_eq!(count(&n.pool, "SELECT count(*) FROM pnpr_mirror_chunks"), 0);
     let got = n.b.packument("public", "p", "up").unwrap().unwrap();
     assert_eq!(got.body, b"{\"new\":1}");
+}
+
+#[test]
+fn a_write_cut_off_mid_body_leaves_the_old_entry_and_no_chunks() {
+    let n = nodes();
+    let dir = tempfile::tempdir().unwrap();
+    let cut = PgMeta::open(named_pool(&n.pg, "mirror", "node-cut"), dir.path()).unwrap();
+    n.a.put_packument(&row("public", "p", b"{\"old\":1}", 100))
+        .unwrap();
+
+    // Every session of the writing node that is inserting chunks is
+    // terminated (the first attempt and the pool's retry alike), as a
+    // node killed mid-write would be.
+    let killer = Arc::clone(&n.pool);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopped = Arc::clone(&stop);
+    let kills = std::thread::spawn(move || {
+        let mut kills = 0i64;
+        while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+            kills += killer
+                .run(|c| {
+                    Ok(c.query_one(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+                         WHERE application_name = 'node-cut' AND query LIKE 'INSERT INTO pnpr_mirror_chunks%'
+                           AND state <> 'idle'",
+                        &[],
+                    )?
+                    .get::<_, i64>(0))
+                })
+                .unwrap_or(0);
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        kills
+    });
+    let spilled = spill(&cut, &big(32 * CHUNK, 4));
+    let put = cut.put_packument_file(&meta("public", "p", 200), &spilled);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(kills.join().unwrap() >= 1, "the write was never cut off");
+    assert!(put.is_err(), "a cut-off write must not report success");
+    assert!(!spilled.exists(), "the spill is removed");
+
+    // The old entry, whole, and none of the cut write's chunks.
+    let got = n.b.packument("public", "p", "up").unwrap().unwrap();
+    assert_eq!(got, row("public", "p", b"{\"old\":1}", 100));
+    assert_eq!(count(&n.pool, "SELECT count(*) FROM pnpr_mirror_chunks"), 0);
 }
 
 /// Peak resident set of this process so far, in MiB (Linux `VmHWM`).
