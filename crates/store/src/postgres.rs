@@ -166,7 +166,8 @@ impl PgMeta {
         let (spill, local) = (dir.join("tmp"), dir.join("bodies"));
         for d in [&spill, &local] {
             std::fs::create_dir_all(d)?;
-            crate::blob::sweep_temp_dir(d, std::time::Duration::ZERO);
+            // Spills and downloads of a previous run, and local copies
+            // this run has not checked against a row yet.
             for entry in std::fs::read_dir(d)?.flatten() {
                 let _ = std::fs::remove_file(entry.path());
             }
