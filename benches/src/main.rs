@@ -18,7 +18,7 @@
 //!       [--store cold|warm|both] [--server cold|warm|both] [--lockfile no|yes|both]`
 //!   `cargo run --release -p pnpr-bench -- load [--seconds S] [--connections C]
 //!       [--threads T] [--json FILE]`
-//!   `cargo run --release -p pnpr-bench -- scale [--seconds S] [--connections C] [--json FILE]`
+//!   `cargo run --release -p pnpr-bench -- scale [--seconds S] [--connections C] [--runs ROUNDS] [--json FILE]`
 //!       (1 vs 2 nodes on PostgreSQL + s3rver through a round-robin balancer, pinned with taskset; see `scale`)
 //!   `cargo run --release -p pnpr-bench -- shape-check [--latency-ms MS] [--rate-mbit MBIT]
 //!       [--per-connection-rate]`
@@ -297,6 +297,7 @@ fn main() {
             scale::run(scale::ScaleArgs {
                 duration: Duration::from_secs(a.seconds),
                 connections: a.connections,
+                rounds: a.runs.unwrap_or(3),
                 json_out: a.json.clone(),
             });
             return;

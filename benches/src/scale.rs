@@ -36,6 +36,9 @@ use crate::{fail, release_binary};
 pub struct ScaleArgs {
     pub duration: Duration,
     pub connections: usize,
+    /// Rounds of all scenarios, interleaved; each scenario reports its
+    /// median round (by req/s) and the spread.
+    pub rounds: usize,
     pub json_out: Option<PathBuf>,
 }
 
@@ -120,11 +123,23 @@ pub fn run(args: ScaleArgs) {
         .unwrap_or_else(|e| fail(&format!("temp file: {e}")));
     std::fs::write(script.path(), lua_script(&probes))
         .unwrap_or_else(|e| fail(&format!("cannot write the wrk script: {e}")));
-    let mut rows = Vec::new();
-    for s in &SCENARIOS {
-        let row = measure(&rt, &args, s, &nodes, &probes, script.path());
-        rows.push((s, row));
+    let mut runs: Vec<Vec<Row>> = SCENARIOS.iter().map(|_| Vec::new()).collect();
+    for round in 0..args.rounds.max(1) {
+        eprintln!("round {}/{}", round + 1, args.rounds.max(1));
+        for (s, out) in SCENARIOS.iter().zip(&mut runs) {
+            out.push(measure(&rt, &args, s, &nodes, &probes, script.path()));
+        }
     }
+    let rows: Vec<(&Scenario, Row, (f64, f64))> = SCENARIOS
+        .iter()
+        .zip(runs)
+        .map(|(s, mut r)| {
+            r.sort_by(|x, y| x.wrk.rps.total_cmp(&y.wrk.rps));
+            let spread = (r[0].wrk.rps, r[r.len() - 1].wrk.rps);
+            let mid = r.swap_remove(r.len() / 2);
+            (s, mid, spread)
+        })
+        .collect();
     print_rows(&args, &probes, &rows);
 }
 
@@ -385,24 +400,25 @@ fn busy_share(before: &[(u64, u64)], after: &[(u64, u64)], cpu: usize) -> f64 {
     }
 }
 
-fn print_rows(args: &ScaleArgs, probes: &[Probe], rows: &[(&Scenario, Row)]) {
+fn print_rows(args: &ScaleArgs, probes: &[Probe], rows: &[(&Scenario, Row, (f64, f64))]) {
     let kinds: Vec<&str> = probes.iter().map(|p| p.kind).collect();
     println!(
-        "\nscale: wrk -t1 -c{} -d{}s on 127.0.0.1, warm caches, requests in turn: {}\n\
+        "\nscale: wrk -t1 -c{} -d{}s on 127.0.0.1, warm caches, median of {} interleaved round(s), requests in turn: {}\n\
          CPU {LOAD_CPU}: wrk, balancer, PostgreSQL, s3rver, uplink; nodes pinned as listed\n",
         args.connections,
         args.duration.as_secs(),
+        args.rounds.max(1),
         kinds.join(", ")
     );
-    println!("| setup | nodes (CPU) | req/s | p50 | p99 | req/s per node-core | node CPU used | req per node CPU-s | balancer CPU | CPU0 / CPU1 busy |");
+    println!("| setup | nodes (CPU) | req/s (min-max) | p50 | p99 | req/s per node-core | node CPU used | req per node CPU-s | balancer CPU | CPU0 / CPU1 busy |");
     println!("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     let mut json = Vec::new();
-    for (s, r) in rows {
+    for (s, r, (lo, hi)) in rows {
         let cpus: Vec<String> = s.node_cpus.iter().map(|c| c.to_string()).collect();
         let per_core = r.wrk.rps / r.node_cores as f64;
         let per_cpu_s = r.wrk.rps / r.node_cpu.max(1e-9);
         println!(
-            "| {} | {} ({}) | {:.0} | {:.2} ms | {:.2} ms | {:.0} | {:.2} cores | {:.0} | {:.2} cores | {:.0}% / {:.0}% |",
+            "| {} | {} ({}) | {:.0} ({lo:.0}-{hi:.0}) | {:.2} ms | {:.2} ms | {:.0} | {:.2} cores | {:.0} | {:.2} cores | {:.0}% / {:.0}% |",
             s.label,
             s.node_cpus.len(),
             cpus.join(", "),
@@ -418,14 +434,14 @@ fn print_rows(args: &ScaleArgs, probes: &[Probe], rows: &[(&Scenario, Row)]) {
         );
         json.push(
             serde_json::json!({"setup": s.label, "node_cpus": s.node_cpus,
-            "rps": r.wrk.rps, "p50_ms": r.wrk.p50.as_secs_f64() * 1e3,
+            "rps": r.wrk.rps, "rps_min": lo, "rps_max": hi, "p50_ms": r.wrk.p50.as_secs_f64() * 1e3,
             "p99_ms": r.wrk.p99.as_secs_f64() * 1e3, "requests": r.wrk.requests,
             "rps_per_node_core": per_core, "node_cpu_cores": r.node_cpu,
             "req_per_node_cpu_second": per_cpu_s, "balancer_cpu_cores": r.balancer_cpu,
             "cpu_busy": r.busy, "connections_per_node": r.relayed}),
         );
     }
-    let doc = serde_json::json!({"connections": args.connections,
+    let doc = serde_json::json!({"connections": args.connections, "rounds": args.rounds.max(1),
         "duration_s": args.duration.as_secs(), "mix": kinds, "results": json});
     println!("\n{doc}");
     if let Some(path) = &args.json_out {
