@@ -130,6 +130,26 @@ async fn a_document_fetched_through_one_node_is_served_by_the_other() {
     r.assert_status(200);
     assert_eq!(r.header("cache-control"), Some("private, no-store"));
     assert_eq!(facts(&r.json()), facts(&private));
+
+    // `npm search` on B reads the shared rows too: A's public documents are
+    // found, corp's private row never is (not even for an admitted user).
+    let search = |text: &str| format!("{}-/v1/search?text={text}&size=50", b.url);
+    let found = http.get_auth(&search("pkg-with-1-dep"), &alice).await;
+    found.assert_status(200);
+    let names = |v: &Value| -> Vec<String> {
+        v["objects"]
+            .as_array()
+            .map(|o| {
+                o.iter()
+                    .filter_map(|x| x["package"]["name"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(names(&found.json()), [SMALL], "{}", found.text());
+    let private = http.get_auth(&search("%40private"), &alice).await;
+    private.assert_status(200);
+    assert!(names(&private.json()).is_empty(), "{}", private.text());
 }
 
 #[tokio::test]

@@ -50,6 +50,9 @@ pub enum HostedError {
     /// The shared database failed (no credential in the text).
     #[error("hosted database error: {0}")]
     Pg(#[from] pnpr_pg::PgError),
+    /// The metadata mirror's rows could not be read (search).
+    #[error("metadata cache error: {0}")]
+    Mirror(#[from] pnpr_store::StoreError),
     /// The shared blob bucket failed or holds bytes that do not match
     /// their digest (503; names the key, never a credential).
     #[error("blob storage unavailable: {0}")]

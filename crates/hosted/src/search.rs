@@ -1,7 +1,7 @@
 //! `npm search` (`GET /-/v1/search`) over hosted packuments and the
 //! packuments cached from uplinks in the shared public mirror.
 //!
-//! Invariants guarded here: the metadata cache is opened read-only (search
+//! Invariants guarded here: the metadata cache is only read (search
 //! never changes what the proxy serves); only documents of the shared
 //! public namespace are searched, never a private uplink namespace; a
 //! hosted name hides any cached document of the same name (the same
@@ -9,10 +9,7 @@
 //! before results are counted, so totals never leak hidden names.
 
 use std::collections::HashSet;
-use std::path::Path;
-use std::time::Duration;
 
-use rusqlite::{params, Connection, OpenFlags};
 use serde_json::{json, Map, Value};
 
 use crate::doc::iso8601;
@@ -25,7 +22,7 @@ const MAX_CACHED_CANDIDATES: usize = 2000;
 /// Cached documents larger than this are matched by name only: scanning the
 /// body of every huge packument per query would let one search request cost
 /// as much as reading the whole cache.
-const MAX_SCANNED_BODY: i64 = 256 * 1024;
+const MAX_SCANNED_BODY: usize = 256 * 1024;
 
 /// A parsed search request.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -307,40 +304,20 @@ pub fn run(
     json!({ "objects": objects, "total": total, "time": iso8601(now_ms) })
 }
 
-/// Candidate documents of the shared public mirror from the metadata cache
-/// (`<cache>/metadata.sqlite`, table `packuments`, namespace `public`),
-/// opened read-only. A missing database means an empty cache.
-pub fn cached_public(metadata_db: &Path, text: &str) -> Result<Vec<Value>> {
-    if !metadata_db.is_file() {
-        return Ok(Vec::new());
-    }
-    let conn = Connection::open_with_flags(
-        metadata_db,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    conn.busy_timeout(Duration::from_secs(5))?;
+/// Candidate documents of the shared public mirror, from wherever its rows
+/// live (the node's SQLite, or PostgreSQL shared by every node): only the
+/// public namespace, read-only.
+pub fn cached_public(meta: &dyn pnpr_store::MetaBackend, text: &str) -> Result<Vec<Value>> {
     // A cheap prefilter on the first plain word; `score` decides exactly.
     let first = parse_terms(text)
         .words
         .into_iter()
         .next()
         .unwrap_or_default();
-    let limit = i64::try_from(MAX_CACHED_CANDIDATES).unwrap_or(i64::MAX);
-    let mut stmt = conn.prepare(
-        "SELECT i.name, b.body FROM packument_index i
-           JOIN packument_bodies b ON b.id = i.body_id
-         WHERE i.ns = 'public'
-           AND (?1 = '' OR instr(lower(i.name), ?1) > 0
-                OR (length(b.body) <= ?3 AND instr(lower(CAST(b.body AS TEXT)), ?1) > 0))
-         ORDER BY i.name LIMIT ?2",
-    )?;
-    let rows = stmt.query_map(params![first, limit, MAX_SCANNED_BODY], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
-    })?;
+    let rows = meta.public_search_candidates(&first, MAX_CACHED_CANDIDATES, MAX_SCANNED_BODY)?;
     let mut out = Vec::new();
     let mut seen = HashSet::new();
-    for row in rows {
-        let (name, body) = row?;
+    for (name, body) in rows {
         if !seen.insert(name.clone()) {
             continue;
         }

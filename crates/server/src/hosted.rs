@@ -673,8 +673,7 @@ async fn search(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let st = Arc::clone(&state);
     let result = blocking(move || {
         let hosted = st.hosted.all()?;
-        let cache_db = st.config.cache.join("metadata.sqlite");
-        let cached = pnpr_hosted::search::cached_public(&cache_db, &query.text)?;
+        let cached = pnpr_hosted::search::cached_public(st.mirror.db.as_ref(), &query.text)?;
         let policy = st.policy();
         let allowed = |name: &str| policy.check(&who, name, Action::Access).is_ok();
         Ok(pnpr_hosted::search::run(

@@ -349,9 +349,17 @@ async fn health() -> Json<serde_json::Value> {
 
 /// Ready when the metadata database answers and the cache dir is writable.
 async fn ready(State(state): State<Arc<AppState>>) -> Response {
-    let db_ok = state.mirror.db.ping().is_ok();
-    let probe = state.config.cache.join(".ready-probe");
-    let disk_ok = std::fs::write(&probe, b"ok").is_ok() && std::fs::remove_file(&probe).is_ok();
+    // Both checks block (with `database:` the ping is a network round trip
+    // that may wait for a connect timeout): keep them off the async workers.
+    let checked = Arc::clone(&state);
+    let (db_ok, disk_ok) = tokio::task::spawn_blocking(move || {
+        let db_ok = checked.mirror.db.ping().is_ok();
+        let probe = checked.config.cache.join(".ready-probe");
+        let disk_ok = std::fs::write(&probe, b"ok").is_ok() && std::fs::remove_file(&probe).is_ok();
+        (db_ok, disk_ok)
+    })
+    .await
+    .unwrap_or((false, false));
     if db_ok && disk_ok {
         Json(json!({ "status": "ready" })).into_response()
     } else {

@@ -72,6 +72,8 @@ pub struct PackumentEntry {
 /// short (bodies are read by rowid), and SQLite serialises writers anyway.
 pub struct MetaDb {
     conn: Mutex<Connection>,
+    /// The database file, for read-only side connections (search).
+    path: PathBuf,
     /// Body files (`<dir of the database>/packuments`).
     bodies: PathBuf,
     /// Where callers write a body before [`MetaDb::put_packument_file`].
@@ -123,9 +125,41 @@ impl MetaDb {
         sweep_unnamed_bodies(&conn, &bodies)?;
         Ok(Self {
             conn: Mutex::new(conn),
+            path: path.to_path_buf(),
             bodies,
             spill,
         })
+    }
+
+    /// See [`crate::MetaBackend::public_search_candidates`]. Runs on a
+    /// read-only connection of its own, so a scan never holds the writer's
+    /// lock the mirror's reads and writes wait on.
+    pub fn public_search_candidates(
+        &self,
+        word: &str,
+        limit: usize,
+        max_body: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let max_body = i64::try_from(max_body).unwrap_or(i64::MAX);
+        let mut stmt = conn.prepare(
+            "SELECT i.name, CASE WHEN b.file IS NULL THEN b.body ELSE x'' END
+               FROM packument_index i JOIN packument_bodies b ON b.id = i.body_id
+             WHERE i.ns = 'public'
+               AND (?1 = '' OR instr(lower(i.name), ?1) > 0
+                    OR (b.file IS NULL AND length(b.body) <= ?3
+                        AND instr(lower(CAST(b.body AS TEXT)), ?1) > 0))
+             ORDER BY i.name LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![word, limit, max_body], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// The directory a body file is written in before

@@ -39,6 +39,19 @@ pub trait MetaBackend: Send + Sync + std::fmt::Debug {
     /// Cheap liveness probe for the readiness endpoint.
     fn ping(&self) -> Result<()>;
 
+    /// `npm search` candidates of the shared public namespace only (never a
+    /// private uplink's rows): up to `limit` (name, body) rows, by name,
+    /// whose name contains `word` (lower case) or whose inline body of at
+    /// most `max_body` bytes does; any row when `word` is empty. Bodies
+    /// kept as files come back empty (they are matched by name only: one
+    /// query must not cost a read of every huge document). Read-only.
+    fn public_search_candidates(
+        &self,
+        word: &str,
+        limit: usize,
+        max_body: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>>;
+
     /// Where callers write a body before [`MetaBackend::put_packument_file`]
     /// (on this node's disk, next to where the backend keeps body files).
     fn spill_dir(&self) -> &Path;
@@ -95,6 +108,15 @@ impl MetaBackend for MetaDb {
 
     fn ping(&self) -> Result<()> {
         MetaDb::ping(self)
+    }
+
+    fn public_search_candidates(
+        &self,
+        word: &str,
+        limit: usize,
+        max_body: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>> {
+        MetaDb::public_search_candidates(self, word, limit, max_body)
     }
 
     fn spill_dir(&self) -> &Path {

@@ -606,6 +606,35 @@ impl MetaBackend for PgMeta {
         self.run(|c| Ok(c.simple_query("SELECT 1").map(drop)?))
     }
 
+    fn public_search_candidates(
+        &self,
+        word: &str,
+        limit: usize,
+        max_body: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>> {
+        let word = word.to_string();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let max_body = i64::try_from(max_body).unwrap_or(i64::MAX);
+        self.run(move |c| {
+            // Chunked bodies (body IS NULL) match by name only and come
+            // back empty; bodies are JSON the mirror parsed, so UTF-8.
+            let rows = c.query_typed(
+                "SELECT name, coalesce(body, ''::bytea) FROM pnpr_mirror_packuments
+                 WHERE ns = 'public'
+                   AND ($1 = '' OR strpos(lower(name), $1) > 0
+                        OR (body IS NOT NULL AND body_len <= $3
+                            AND strpos(lower(convert_from(body, 'UTF8')), $1) > 0))
+                 ORDER BY name LIMIT $2",
+                &[
+                    (&word, Type::TEXT),
+                    (&limit, Type::INT8),
+                    (&max_body, Type::INT8),
+                ],
+            )?;
+            Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        })
+    }
+
     fn spill_dir(&self) -> &Path {
         &self.spill
     }

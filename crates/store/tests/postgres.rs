@@ -363,3 +363,55 @@ fn measure() {
         t.as_micros() as f64 / 2000.0
     );
 }
+
+/// `npm search` candidates: only the public namespace, matched on the name
+/// or (inline bodies up to the bound) the body, case-insensitively; a
+/// chunked body matches by name only and comes back empty. Both backends
+/// answer the same.
+#[test]
+fn search_candidates_read_only_the_public_namespace() {
+    let n = nodes();
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = pnpr_store::MetaDb::open(&dir.path().join("metadata.sqlite")).unwrap();
+    let backends: [&dyn MetaBackend; 2] = [&n.a, &sqlite];
+    for db in backends {
+        db.put_packument(&row("public", "gizmo", br#"{"description":"x"}"#, 1))
+            .unwrap();
+        db.put_packument(&row(
+            "public",
+            "other",
+            br#"{"description":"A GIZMO maker"}"#,
+            1,
+        ))
+        .unwrap();
+        db.put_packument(&row(
+            "u-secret",
+            "private-gizmo",
+            br#"{"description":"gizmo"}"#,
+            1,
+        ))
+        .unwrap();
+        let big = format!(r#"{{"description":"gizmo {}"}}"#, "y".repeat(64));
+        db.put_packument(&row("public", "padded", big.as_bytes(), 1))
+            .unwrap();
+        db.put_packument_file(&meta("public", "huge-gizmo", 1), &spill_in(db, &[b'z'; 64]))
+            .unwrap();
+    }
+    for db in [&n.b as &dyn MetaBackend, &sqlite] {
+        let found = db.public_search_candidates("gizmo", 100, 40).unwrap();
+        let names: Vec<&str> = found.iter().map(|(n, _)| n.as_str()).collect();
+        // `padded` is over the body bound, so only its name could match.
+        assert_eq!(names, ["gizmo", "huge-gizmo", "other"], "{db:?}");
+        assert!(
+            found[1].1.is_empty(),
+            "a file body is never read for search"
+        );
+        assert_eq!(db.public_search_candidates("", 2, 40).unwrap().len(), 2);
+    }
+}
+
+fn spill_in(db: &dyn MetaBackend, body: &[u8]) -> std::path::PathBuf {
+    let path = db.spill_dir().join(format!("s{}", body.len()));
+    std::fs::write(&path, body).unwrap();
+    path
+}

@@ -101,9 +101,9 @@ fn size_is_clamped() {
 fn reads_only_the_public_namespace_of_the_metadata_cache() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("metadata.sqlite");
-    assert!(cached_public(&path, "x").expect("missing db").is_empty());
     // The metadata store's own schema, written through its own API.
     let db = pnpr_store::MetaDb::open(&path).expect("create");
+    assert!(cached_public(&db, "x").expect("empty db").is_empty());
     let put = |ns: &str, name: &str, uplink: &str| {
         let body = serde_json::to_vec(&doc(name, "gizmo maker", &[])).expect("json");
         db.put_packument(&pnpr_store::PackumentRow {
@@ -121,7 +121,7 @@ fn reads_only_the_public_namespace_of_the_metadata_cache() {
     put("public", "gizmo", "second");
     put("public", "other", "up");
     put("u-secret", "private-gizmo", "corp");
-    let docs = cached_public(&path, "gizmo").expect("read");
+    let docs = cached_public(&db, "gizmo").expect("read");
     let found: Vec<&str> = docs.iter().filter_map(|d| d["name"].as_str()).collect();
     // `other` matches through its description; the private row never shows.
     assert_eq!(found, vec!["gizmo", "other"]);
