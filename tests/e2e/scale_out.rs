@@ -5,8 +5,16 @@
 //! under the advisory lock); the database password never reaches a log;
 //! `pnpr copy` moves an embedded deployment's users and tokens over.
 
+// One test binary for every multi-node test: they share the harness and
+// run two at a time instead of one binary after another.
 #[path = "scale_out/blobs.rs"]
 mod blobs;
+#[path = "scale_out/grants.rs"]
+mod grants;
+#[path = "scale_out/hosted.rs"]
+mod hosted;
+#[path = "scale_out/mirror.rs"]
+mod mirror;
 
 use pnpr_e2e::postgres::Postgres;
 use pnpr_e2e::{Http, Pnpr, Project};
