@@ -5,8 +5,17 @@
 //! and no error names the URL or any part of its userinfo; both endpoints
 //! are infrastructure the operator names, never uplinks (the uplink
 //! allowlist does not apply, and nothing a client sends can choose them);
-//! anything this build cannot honour (TLS parameters, other schemes) is an
-//! error rather than a silently different connection.
+//! anything this build cannot honour (an unknown query parameter, an
+//! `sslmode` it does not implement, other schemes) is an error rather than
+//! a silently different connection.
+//!
+//! TLS: libpq's `sslmode` (`disable`, `prefer`, `require`, `verify-ca`,
+//! `verify-full`) and `sslrootcert`. Absent `sslmode` means `prefer`, as in
+//! libpq: a URL copied from `psql` behaves the same here (TLS when the
+//! server offers it, plain otherwise) and a managed server that requires
+//! TLS works without edits; authenticating the server takes `verify-full`.
+
+use std::path::PathBuf;
 
 use percent_encoding::percent_decode_str;
 use serde_yaml_ng::Value;
@@ -35,6 +44,22 @@ pub struct DatabaseConfig {
     /// `None` when the URL has no password (trust or peer authentication).
     pub password: Option<Secret>,
     pub dbname: String,
+    /// `?sslmode=`; [`SslMode::Prefer`] when absent (libpq's default).
+    pub sslmode: SslMode,
+    /// `?sslrootcert=`: a PEM CA bundle trusted instead of the system
+    /// roots; only with `verify-ca` / `verify-full`.
+    pub sslrootcert: Option<PathBuf>,
+}
+
+/// libpq's `sslmode` values this build implements (`allow` is not one).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SslMode {
+    Disable,
+    #[default]
+    Prefer,
+    Require,
+    VerifyCa,
+    VerifyFull,
 }
 
 /// `blobs:`.
@@ -96,12 +121,10 @@ pub(crate) fn postgres_url(s: &str) -> Result<DatabaseConfig, String> {
     if dbname.is_empty() || dbname.contains('/') {
         return Err(format!("missing or invalid database name; {SHAPE}"));
     }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(
-            "query parameters (sslmode, ...) are not supported: connections are plain TCP"
-                .to_owned(),
-        );
+    if url.fragment().is_some() {
+        return Err(format!("a URL fragment (#...) is not allowed; {SHAPE}"));
     }
+    let (sslmode, sslrootcert) = tls_params(&url)?;
     Ok(DatabaseConfig {
         // IPv6 literals come bracketed; the client wants the bare address.
         host: host
@@ -112,6 +135,54 @@ pub(crate) fn postgres_url(s: &str) -> Result<DatabaseConfig, String> {
         user,
         password,
         dbname,
+        sslmode,
+        sslrootcert,
+    })
+}
+
+/// `?sslmode=...&sslrootcert=...`. Reasons name the parameter, never its
+/// neighbours in the URL.
+fn tls_params(url: &url::Url) -> Result<(SslMode, Option<PathBuf>), String> {
+    let (mut mode, mut root) = (None, None);
+    for (key, value) in url.query_pairs() {
+        let seen = match key.as_ref() {
+            "sslmode" => mode.replace(ssl_mode(&value)?).is_some(),
+            "sslrootcert" if value.is_empty() => return Err("sslrootcert is empty".to_owned()),
+            "sslrootcert" => root.replace(PathBuf::from(value.as_ref())).is_some(),
+            other => {
+                return Err(format!(
+                    "unknown query parameter `{other}` (supported: sslmode, sslrootcert)"
+                ))
+            }
+        };
+        if seen {
+            return Err(format!("query parameter `{key}` given twice"));
+        }
+    }
+    let mode = mode.unwrap_or_default();
+    // libpq's `sslrootcert=system`: the system roots, as when absent.
+    let root = root.filter(|p| p.as_os_str() != "system");
+    if root.is_some() && !matches!(mode, SslMode::VerifyCa | SslMode::VerifyFull) {
+        // libpq would quietly upgrade to verify-ca; say so instead.
+        return Err("sslrootcert needs sslmode=verify-ca or sslmode=verify-full".to_owned());
+    }
+    Ok((mode, root))
+}
+
+fn ssl_mode(value: &str) -> Result<SslMode, String> {
+    Ok(match value {
+        "disable" => SslMode::Disable,
+        "prefer" => SslMode::Prefer,
+        "require" => SslMode::Require,
+        "verify-ca" => SslMode::VerifyCa,
+        "verify-full" => SslMode::VerifyFull,
+        "allow" => return Err("sslmode=allow is not supported (use prefer or require)".to_owned()),
+        _ => {
+            return Err(
+                "unknown sslmode (expected disable, prefer, require, verify-ca, verify-full)"
+                    .to_owned(),
+            )
+        }
     })
 }
 

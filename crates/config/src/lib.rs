@@ -41,7 +41,7 @@ use std::time::Duration;
 mod audit;
 mod backends;
 pub use audit::{AuditConfig, AuditUplink, DEFAULT_AUDIT_CACHE_TTL, DEFAULT_AUDIT_MAX_BODY};
-pub use backends::{BlobsConfig, DatabaseConfig, S3Config};
+pub use backends::{BlobsConfig, DatabaseConfig, S3Config, SslMode};
 mod env;
 mod error;
 mod exposure;

@@ -15,6 +15,7 @@
 mod error;
 mod migrate;
 mod pool;
+mod tls;
 
 pub use error::PgError;
 pub use migrate::{migrate, Migration};
@@ -23,3 +24,4 @@ pub use pool::{ConnectOptions, Pool};
 /// The client library, re-exported so stores use the very version the pool
 /// runs (its `Client`, `Row` and `Transaction` cross this seam).
 pub use postgres;
+pub use tls::{SslMode, TlsOptions};

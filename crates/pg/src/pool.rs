@@ -14,6 +14,7 @@ use pnpr_secret::Secret;
 use postgres::{Client, NoTls};
 
 use crate::error::{describe, PgError};
+use crate::tls::{self, SslMode, TlsOptions};
 
 /// How long one connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -28,6 +29,9 @@ pub struct ConnectOptions {
     pub dbname: String,
     /// Shown as `application_name` in `pg_stat_activity`.
     pub application_name: String,
+    /// `sslmode` and `sslrootcert`; every connection (pool and the
+    /// sessions of [`ConnectOptions::connect_client`]) uses them.
+    pub tls: TlsOptions,
 }
 
 impl ConnectOptions {
@@ -38,6 +42,7 @@ impl ConnectOptions {
             .user(&self.user)
             .dbname(&self.dbname)
             .application_name(&self.application_name)
+            .ssl_mode(self.tls.client_mode())
             .connect_timeout(CONNECT_TIMEOUT);
         if let Some(p) = &self.password {
             c.password(p.expose());
@@ -53,15 +58,26 @@ impl ConnectOptions {
     }
 
     fn connect(&self) -> Result<Client, PgError> {
-        self.client_config()
-            .connect(NoTls)
-            .map_err(|e| PgError::Connect {
-                host: self.host.clone(),
-                port: self.port,
-                dbname: self.dbname.clone(),
-                user: self.user.clone(),
-                reason: describe(&e),
-            })
+        let config = self.client_config();
+        let connected = if self.tls.mode == SslMode::Disable {
+            config.connect(NoTls)
+        } else {
+            let connector = self.tls.connector().map_err(|r| self.failed(r))?;
+            config.connect(connector)
+        };
+        // A TLS failure's own wording hides under "error performing TLS
+        // handshake"; name it (untrusted, wrong name, no TLS).
+        connected.map_err(|e| self.failed(tls::reason(&e).unwrap_or_else(|| describe(&e))))
+    }
+
+    fn failed(&self, reason: String) -> PgError {
+        PgError::Connect {
+            host: self.host.clone(),
+            port: self.port,
+            dbname: self.dbname.clone(),
+            user: self.user.clone(),
+            reason,
+        }
     }
 }
 

@@ -10,9 +10,9 @@
 use std::sync::Arc;
 
 use pnpr_auth::{CopyReport, PgTokens, PgUsers};
-use pnpr_config::{BlobsConfig, Config, DatabaseConfig};
+use pnpr_config::{BlobsConfig, Config, DatabaseConfig, SslMode};
 use pnpr_hosted::HostedStore;
-use pnpr_pg::{ConnectOptions, Pool};
+use pnpr_pg::{ConnectOptions, Pool, TlsOptions};
 
 use crate::state::{AppState, BuildError};
 
@@ -221,5 +221,16 @@ fn connect_options(db: &DatabaseConfig) -> ConnectOptions {
         password: db.password.clone(),
         dbname: db.dbname.clone(),
         application_name: "pnpr".to_owned(),
+        // Every session (pool and the hosted watcher's LISTEN) uses it.
+        tls: TlsOptions {
+            mode: match db.sslmode {
+                SslMode::Disable => pnpr_pg::SslMode::Disable,
+                SslMode::Prefer => pnpr_pg::SslMode::Prefer,
+                SslMode::Require => pnpr_pg::SslMode::Require,
+                SslMode::VerifyCa => pnpr_pg::SslMode::VerifyCa,
+                SslMode::VerifyFull => pnpr_pg::SslMode::VerifyFull,
+            },
+            root_cert: db.sslrootcert.clone(),
+        },
     }
 }

@@ -25,6 +25,7 @@ fn named_pool(pg: &Postgres, db: &str, app: &str) -> Arc<Pool> {
         password: Some(Secret::new(pg.password.clone())),
         dbname: db.into(),
         application_name: app.into(),
+        tls: Default::default(),
     };
     Arc::new(Pool::connect(options, 2).expect("connect"))
 }

@@ -18,7 +18,12 @@ fn errors_never_echo_the_url() {
         "mysql://u:hunter2hunter2@h/db",
         "postgres://:hunter2hunter2@h/db",
         "postgres://u:hunter2hunter2@h/",
-        "postgres://u:hunter2hunter2@h/db?sslmode=require",
+        "postgres://u:hunter2hunter2@h/db?sslmode=hunter2hunter2",
+        "postgres://u:hunter2hunter2@h/db?sslmode=allow",
+        "postgres://u:hunter2hunter2@h/db?sslrootcert=/ca.pem",
+        "postgres://u:hunter2hunter2@h/db?sslmode=require&sslmode=disable",
+        "postgres://u:hunter2hunter2@h/db?options=-csearch_path%3Dhunter2hunter2",
+        "postgres://u:hunter2hunter2@h/db#hunter2hunter2",
         "postgres://u:hunter2hunter2@h:99999/db",
     ] {
         let e = postgres_url(bad).unwrap_err();
@@ -26,6 +31,58 @@ fn errors_never_echo_the_url() {
         let debug = format!("{:?}", postgres_url("postgres://u:hunter2hunter2@h/db"));
         assert!(!debug.contains("hunter2"), "{debug}");
     }
+}
+
+#[test]
+fn tls_parameters() {
+    let plain = postgres_url("postgres://u@h/db").unwrap();
+    assert_eq!((plain.sslmode, plain.sslrootcert), (SslMode::Prefer, None));
+    for (q, mode) in [
+        ("disable", SslMode::Disable),
+        ("prefer", SslMode::Prefer),
+        ("require", SslMode::Require),
+        ("verify-ca", SslMode::VerifyCa),
+        ("verify-full", SslMode::VerifyFull),
+    ] {
+        let c = postgres_url(&format!("postgres://u@h/db?sslmode={q}")).unwrap();
+        assert_eq!((c.sslmode, c.sslrootcert), (mode, None), "{q}");
+    }
+    let c = postgres_url(
+        "postgres://u:p@h/db?sslmode=verify-full&sslrootcert=/etc/pnpr/ca%20bundle.pem",
+    )
+    .unwrap();
+    assert_eq!(c.sslmode, SslMode::VerifyFull);
+    assert_eq!(
+        c.sslrootcert.as_deref(),
+        Some(std::path::Path::new("/etc/pnpr/ca bundle.pem"))
+    );
+    // libpq's `system` keyword: the system roots.
+    let system = postgres_url("postgres://u@h/db?sslrootcert=system&sslmode=verify-ca").unwrap();
+    assert_eq!(
+        (system.sslmode, system.sslrootcert),
+        (SslMode::VerifyCa, None)
+    );
+}
+
+#[test]
+fn tls_parameter_errors_name_the_parameter() {
+    let err = |q: &str| postgres_url(&format!("postgres://u:pw@h/db?{q}")).unwrap_err();
+    assert_eq!(
+        err("sslcert=/c.pem"),
+        "unknown query parameter `sslcert` (supported: sslmode, sslrootcert)"
+    );
+    assert!(err("sslmode=bogus").starts_with("unknown sslmode"));
+    assert!(err("sslmode=allow").contains("not supported"));
+    assert!(err("sslmode=require&sslrootcert=/ca.pem").contains("verify-ca or"));
+    assert_eq!(
+        err("sslmode=require&sslmode=require"),
+        "query parameter `sslmode` given twice"
+    );
+    assert_eq!(err("sslrootcert="), "sslrootcert is empty");
+    // Through the config key, with `${VAR}`-style text already substituted.
+    let v = Value::String("postgres://u:pw@h/db?sslmode=nope".into());
+    let e = database(Some(&v)).unwrap_err().to_string();
+    assert!(e.starts_with("database: unknown sslmode"), "{e}");
 }
 
 #[test]

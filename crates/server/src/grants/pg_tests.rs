@@ -20,6 +20,7 @@ fn pool(pg: &Postgres, db: &str) -> Arc<Pool> {
         password: Some(Secret::new(pg.password.clone())),
         dbname: db.to_owned(),
         application_name: "pnpr-grants-test".to_owned(),
+        tls: Default::default(),
     };
     Arc::new(Pool::connect(options, 1).expect("pool"))
 }
