@@ -116,13 +116,7 @@ pub fn run(args: ScaleArgs) {
         .build()
         .unwrap_or_else(|e| fail(&format!("tokio runtime: {e}")));
     let probes = rt.block_on(prepare(&nodes));
-    let script = tempfile::Builder::new()
-        .prefix("pnpr-bench-scale-")
-        .suffix(".lua")
-        .tempfile()
-        .unwrap_or_else(|e| fail(&format!("temp file: {e}")));
-    std::fs::write(script.path(), lua_script(&probes))
-        .unwrap_or_else(|e| fail(&format!("cannot write the wrk script: {e}")));
+    let script = write_script(&probes);
     let mut runs: Vec<Vec<Row>> = SCENARIOS.iter().map(|_| Vec::new()).collect();
     for round in 0..args.rounds.max(1) {
         eprintln!("round {}/{}", round + 1, args.rounds.max(1));
@@ -141,6 +135,41 @@ pub fn run(args: ScaleArgs) {
         })
         .collect();
     print_rows(&args, &probes, &rows);
+    print_kinds(&rt, &args, &nodes, &probes);
+}
+
+/// Each request of the mix alone, straight at one node on CPU 1: what a
+/// node core does per kind (where the mix's cost comes from).
+fn print_kinds(rt: &tokio::runtime::Runtime, args: &ScaleArgs, nodes: &[Pnpr], probes: &[Probe]) {
+    println!("\nEach request alone, wrk straight at one node on CPU 1 (one round):\n");
+    println!("| request | req/s | p50 | p99 | node CPU used | req per node CPU-s |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    for p in probes {
+        let one = std::slice::from_ref(p);
+        let script = write_script(one);
+        let r = measure(rt, args, &SCENARIOS[0], nodes, one, script.path());
+        println!(
+            "| {} | {:.0} | {:.2} ms | {:.2} ms | {:.2} cores | {:.0} |",
+            p.kind,
+            r.wrk.rps,
+            r.wrk.p50.as_secs_f64() * 1e3,
+            r.wrk.p99.as_secs_f64() * 1e3,
+            r.node_cpu,
+            r.wrk.rps / r.node_cpu.max(1e-9)
+        );
+    }
+}
+
+/// The wrk script for `probes` in a temp file (deleted on drop).
+fn write_script(probes: &[Probe]) -> tempfile::NamedTempFile {
+    let script = tempfile::Builder::new()
+        .prefix("pnpr-bench-scale-")
+        .suffix(".lua")
+        .tempfile()
+        .unwrap_or_else(|e| fail(&format!("temp file: {e}")));
+    std::fs::write(script.path(), lua_script(probes))
+        .unwrap_or_else(|e| fail(&format!("cannot write the wrk script: {e}")));
+    script
 }
 
 /// A node on the shared database and bucket with the registry-mock uplink
