@@ -15,6 +15,8 @@ mod grants;
 mod hosted;
 #[path = "scale_out/mirror.rs"]
 mod mirror;
+#[path = "scale_out/tls.rs"]
+mod tls;
 
 use pnpr_e2e::postgres::Postgres;
 use pnpr_e2e::{Http, Pnpr, Project};

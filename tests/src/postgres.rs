@@ -11,6 +11,12 @@
 //! goes. initdb refuses to run as root, so as root the cluster is created
 //! and run as `nobody` (setpriv, which execs: the guard's pid is the
 //! postmaster itself).
+//!
+//! TLS ([`Postgres::start_tls`]): a throwaway CA and a server certificate
+//! for `127.0.0.1` and `localhost` are made with `/usr/bin/openssl` in the
+//! temp dir at start (nothing committed), plus a second, unrelated CA for
+//! tests that must see the certificate refused; the key is mode 0600 and
+//! owned by the server's user, as PostgreSQL demands.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -37,8 +43,16 @@ pub struct Postgres {
     server: Option<Server>,
     bin: PathBuf,
     as_root: bool,
+    tls: Option<Tls>,
     // Dropped after `server`.
     dir: TempDir,
+}
+
+/// How [`Postgres::start_tls`] serves TLS.
+#[derive(Clone, Copy, Debug)]
+pub struct Tls {
+    /// Only `hostssl` in pg_hba.conf: plain TCP logins are refused.
+    pub hostssl_only: bool,
 }
 
 impl Postgres {
@@ -46,6 +60,18 @@ impl Postgres {
     /// either fails.
     #[track_caller]
     pub fn start() -> Postgres {
+        Postgres::start_with(None)
+    }
+
+    /// As [`Postgres::start`], with `ssl=on` and a certificate signed by
+    /// [`Postgres::ca_cert`].
+    #[track_caller]
+    pub fn start_tls(tls: Tls) -> Postgres {
+        Postgres::start_with(Some(tls))
+    }
+
+    #[track_caller]
+    fn start_with(tls: Option<Tls>) -> Postgres {
         let bin = bin_dir();
         let dir = tempfile::Builder::new()
             .prefix("pnpr-e2e-pg-")
@@ -54,6 +80,9 @@ impl Postgres {
         let password = format!("pw-{:016x}", random_u64());
         let pwfile = dir.path().join("pwfile");
         std::fs::write(&pwfile, &password).expect("write pwfile");
+        if tls.is_some() {
+            make_certificates(&dir.path().join("tls"));
+        }
         let as_root = is_root();
         if as_root {
             run(
@@ -78,6 +107,9 @@ impl Postgres {
             .args(["--no-sync", "--no-instructions"])
             .arg(format!("--pwfile={}", pwfile.display()));
         run(&mut initdb, SETUP_TIMEOUT).assert_success();
+        if tls.is_some_and(|t| t.hostssl_only) {
+            hostssl_only(&data, as_root);
+        }
 
         let mut pg = Postgres {
             port: crate::free_port(),
@@ -86,6 +118,7 @@ impl Postgres {
             server: None,
             bin,
             as_root,
+            tls,
             dir,
         };
         pg.spawn();
@@ -103,6 +136,17 @@ impl Postgres {
             .arg(self.dir.path())
             .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
             .args(["-c", "synchronous_commit=off", "-c", "full_page_writes=off"]);
+        if self.tls.is_some() {
+            let tls = self.dir.path().join("tls");
+            cmd.args(["-c", "ssl=on"])
+                .arg("-c")
+                .arg(format!(
+                    "ssl_cert_file={}",
+                    tls.join("server.crt").display()
+                ))
+                .arg("-c")
+                .arg(format!("ssl_key_file={}", tls.join("server.key").display()));
+        }
         self.server = Some(Server::spawn(&mut cmd, self.logs.clone()));
         self.wait_ready();
     }
@@ -174,6 +218,19 @@ impl Postgres {
         self.logs.snapshot()
     }
 
+    /// The CA that signed the server's certificate (PEM); panics unless
+    /// started with [`Postgres::start_tls`].
+    pub fn ca_cert(&self) -> PathBuf {
+        assert!(self.tls.is_some(), "postgres was started without TLS");
+        self.dir.path().join("tls/ca.pem")
+    }
+
+    /// A CA that signed nothing this server shows (PEM).
+    pub fn other_ca_cert(&self) -> PathBuf {
+        assert!(self.tls.is_some(), "postgres was started without TLS");
+        self.dir.path().join("tls/other-ca.pem")
+    }
+
     /// The cluster's directory.
     pub fn dir(&self) -> &Path {
         self.dir.path()
@@ -184,6 +241,85 @@ impl Drop for Postgres {
     fn drop(&mut self) {
         // SIGINT: fast shutdown (no waiting for clients), then SIGKILL.
         self.stop();
+    }
+}
+
+/// A CA, an unrelated CA and a server certificate (P-256) for 127.0.0.1
+/// and localhost, signed by the first, in `dir`.
+#[track_caller]
+fn make_certificates(dir: &Path) {
+    std::fs::create_dir_all(dir).expect("create tls dir");
+    for ca in ["ca", "other-ca"] {
+        openssl(dir, &["req", "-x509", "-new", "-nodes", "-days", "2"])
+            .args(["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"])
+            .args([
+                "-keyout",
+                &format!("{ca}.key"),
+                "-out",
+                &format!("{ca}.pem"),
+            ])
+            .args(["-subj", &format!("/CN=pnpr test {ca}")])
+            .args(["-addext", "basicConstraints=critical,CA:TRUE"])
+            .args(["-addext", "keyUsage=critical,keyCertSign,cRLSign"])
+            .run();
+    }
+    openssl(dir, &["req", "-new", "-nodes", "-subj", "/CN=localhost"])
+        .args(["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"])
+        .args(["-keyout", "server.key", "-out", "server.csr"])
+        .run();
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
+         keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("write server.ext");
+    openssl(dir, &["x509", "-req", "-days", "2", "-in", "server.csr"])
+        .args(["-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial"])
+        .args(["-extfile", "server.ext", "-out", "server.crt"])
+        .run();
+    // PostgreSQL refuses a key others can read; `start_with` chowns the
+    // whole dir to the server's user when it runs as `nobody`.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        dir.join("server.key"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .expect("chmod server.key");
+}
+
+/// `/usr/bin/openssl <args>` in `dir`.
+struct OpenSsl(Command);
+
+fn openssl(dir: &Path, args: &[&str]) -> OpenSsl {
+    let mut cmd = Command::new("/usr/bin/openssl");
+    cmd.current_dir(dir).args(args);
+    OpenSsl(cmd)
+}
+
+impl OpenSsl {
+    fn args<const N: usize>(mut self, args: [&str; N]) -> OpenSsl {
+        self.0.args(args);
+        self
+    }
+
+    #[track_caller]
+    fn run(mut self) {
+        run(&mut self.0, SETUP_TIMEOUT).assert_success();
+    }
+}
+
+/// pg_hba.conf with TCP logins over TLS only (plain ones match no line and
+/// are refused); the socket keeps password logins.
+#[track_caller]
+fn hostssl_only(data: &Path, as_root: bool) {
+    let hba = data.join("pg_hba.conf");
+    std::fs::write(
+        &hba,
+        "local all all scram-sha-256\nhostssl all all 127.0.0.1/32 scram-sha-256\n",
+    )
+    .expect("write pg_hba.conf");
+    if as_root {
+        run(Command::new("chown").arg("nobody").arg(&hba), SETUP_TIMEOUT).assert_success();
     }
 }
 
