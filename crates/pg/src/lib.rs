@@ -5,6 +5,8 @@
 //! * the password lives only in [`ConnectOptions::password`] (a
 //!   [`Secret`]) and in the client library's connection config; no error
 //!   text or log line made here carries it or the connection URL;
+//! * every session (pool or [`ConnectOptions::connect_client`]) is secured
+//!   as [`TlsOptions`] says (libpq's `sslmode` levels; see `tls`);
 //! * migrations run under one PostgreSQL advisory lock, so nodes starting
 //!   together apply each version exactly once, each in its own transaction
 //!   together with the row that records it;

@@ -8,7 +8,9 @@
 //!   exactly as libpq does; `verify-ca` checks the chain against the roots
 //!   but not the name; `verify-full` checks chain and host name (an IP
 //!   address must be in the certificate's IP SANs);
-//! * the roots are the `sslrootcert` file when given, else the system's;
+//! * the roots are the `sslrootcert` file when given, else the system's
+//!   (as `rustls-native-certs` finds them: it, not this crate, honours
+//!   `SSL_CERT_FILE`/`SSL_CERT_DIR`, like every other TLS client of pnpr);
 //!   an unreadable or empty file is an error, never an empty trust store
 //!   that would fail every handshake with a misleading reason;
 //! * failure reasons name what failed (untrusted certificate, wrong name,
