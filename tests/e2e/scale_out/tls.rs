@@ -68,9 +68,11 @@ async fn verify_full_serves_and_a_foreign_ca_or_plain_login_is_refused() {
         who.assert_status(200);
         assert_eq!(who.json()["username"], "erin");
     }
-    // verify-full by name too (the certificate names localhost).
+    // verify-full by name too (the certificate names localhost), and
+    // verify-ca (chain only).
     let by_name = verified.replace("@127.0.0.1:", "@localhost:");
     drop(start_node(&by_name));
+    drop(start_node(&verified.replace("verify-full", "verify-ca")));
 
     // Attack: a server whose certificate the trusted CA did not sign.
     let foreign = format!(
@@ -78,6 +80,8 @@ async fn verify_full_serves_and_a_foreign_ca_or_plain_login_is_refused() {
         pg.other_ca_cert().display()
     );
     refused(&pg, &foreign, "certificate not trusted");
+    let foreign_ca = foreign.replace("verify-full", "verify-ca");
+    refused(&pg, &foreign_ca, "certificate not trusted");
     // The system roots do not know the throwaway CA either.
     refused(
         &pg,
