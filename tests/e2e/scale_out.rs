@@ -13,6 +13,8 @@ mod blobs;
 mod grants;
 #[path = "scale_out/hosted.rs"]
 mod hosted;
+#[path = "scale_out/install.rs"]
+mod install;
 #[path = "scale_out/mirror.rs"]
 mod mirror;
 #[path = "scale_out/tls.rs"]
