@@ -324,6 +324,20 @@ fn temp_files(dir: &Path) -> usize {
     n
 }
 
+/// Temp files under `dir` once they stop disappearing: polled for up to
+/// 10 s, since a node places verified files and uploads to the bucket after
+/// the response that needed them.
+fn settled_temp_files(dir: &Path) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let n = temp_files(dir);
+        if n == 0 || Instant::now() >= deadline {
+            return n;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn file_name(path: &Path) -> String {
     path.file_name()
         .map(|n| n.to_string_lossy().to_string())
@@ -496,8 +510,14 @@ async fn killing_a_node_mid_install_leaves_installs_on_the_other_intact() {
     let on_disk_b = check_disk(b.data_dir());
     assert!(on_disk_b.0 > 0 && on_disk_b.1 > 0, "{on_disk_b:?}");
 
-    // A, restarted on the same data, serves both clients again.
+    // A, restarted on the same data, drops the crash's unfinished temp
+    // files, and serves both clients again.
     a.restart();
+    assert_eq!(
+        settled_temp_files(a.data_dir()),
+        0,
+        "the crash's temp files are still on A after its restart"
+    );
     let again = [
         install(Client::Pnpm11, &a.url, true),
         install(Client::Pnpm12, &a.url, true),
@@ -508,9 +528,13 @@ async fn killing_a_node_mid_install_leaves_installs_on_the_other_intact() {
     assert_same_install(&control11, &a11, "pnpm 11.5.2 through A after its restart");
     assert_same_install(&control12, &a12, "pnpm 12 through A after its restart");
     let after_a = check_disk(a.data_dir());
-    // The crash's unfinished temp files were dropped at the restart.
-    let leftovers_after = temp_files(a.data_dir());
-    assert_eq!(leftovers_after, 0, "temp files left on A after its restart");
+    // The new installs leave none behind either, once the work a response
+    // does not wait for (bucket uploads, placing verified files) is done.
+    let leftovers_after = settled_temp_files(a.data_dir());
+    assert_eq!(
+        leftovers_after, 0,
+        "temp files left on A after its installs"
+    );
     let objects_after = check_bucket(&http, &s3).await;
     assert!(after_a.0 > 0 && after_a.1 > 0, "{after_a:?}");
     for node in [&a, &b] {
