@@ -25,14 +25,26 @@ const OPEN: &str = "  '**':\n    access: $all\n    publish: $authenticated\n    
 /// fixture must match byte for byte.
 const KNOWN_DIVERGENT: &[&str] = &[];
 
+// The corpus in two shards, so the test binary runs them side by side
+// (each fixture is one pnpm run after another; the machine has two cores).
 #[test]
-fn lockfile_parity_with_direct_pnpm_over_the_corpus() {
-    let fixtures = fixture_dirs();
+fn lockfile_parity_with_direct_pnpm_over_the_corpus_shard_0() {
+    parity_over_shard(0);
+}
+
+#[test]
+fn lockfile_parity_with_direct_pnpm_over_the_corpus_shard_1() {
+    parity_over_shard(1);
+}
+
+fn parity_over_shard(shard: usize) {
+    let all = fixture_dirs();
     assert!(
-        fixtures.len() >= 25,
+        all.len() >= 25,
         "the corpus needs at least 25 projects, found {}",
-        fixtures.len()
+        all.len()
     );
+    let fixtures: Vec<_> = all.iter().skip(shard).step_by(2).collect();
     let mock = RegistryMock::start();
     let pnpr = Pnpr::start(&proxy_config(&mock.url, OPEN), &[]);
     let mut failures = Vec::new();

@@ -270,8 +270,19 @@ fn fmt(v: Option<&Value>) -> String {
     })
 }
 
+// The fixtures in two shards, so the test binary runs them side by side
+// (each fixture waits on one pnpm run; the machine has two cores).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lockfiles_match_pnpm() {
+async fn lockfiles_match_pnpm_shard_0() {
+    lockfiles_match_pnpm(0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lockfiles_match_pnpm_shard_1() {
+    lockfiles_match_pnpm(1).await;
+}
+
+async fn lockfiles_match_pnpm(shard: usize) {
     if !node().exists() || !deps().join("pnpm-11.5.2/node_modules/.bin/pnpm").exists() {
         eprintln!("skipping: tests/.deps missing (run tests/setup.sh)");
         return;
@@ -290,6 +301,7 @@ async fn lockfiles_match_pnpm() {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
+    let names: Vec<String> = names.into_iter().skip(shard).step_by(2).collect();
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
