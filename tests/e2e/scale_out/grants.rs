@@ -15,7 +15,7 @@ use std::process::Command;
 
 use pnpr_e2e::postgres::{Postgres, USER};
 use pnpr_e2e::publish::publish;
-use pnpr_e2e::s3::{S3rver, ACCESS_KEY, SECRET_KEY};
+use pnpr_e2e::s3::S3rver;
 use pnpr_e2e::{add_user, install_body, post_install, Http, InstallAnswer, Pnpr, RegistryMock};
 
 const PRIVATE: &[(&str, &str)] = &[("@private/foo", "*")];
@@ -225,25 +225,6 @@ async fn a_public_classification_on_one_node_serves_every_node() {
     );
 }
 
-/// A node on the shared database and the shared bucket, for hosted
-/// packages.
-fn bucket_node(url: &str, s3: &S3rver) -> Pnpr {
-    let config = format!(
-        "database: ${{PNPR_TEST_DATABASE}}\npackages:\n  '**':\n    access: $all\n    publish: $authenticated\n\
-         blobs:\n  s3:\n    bucket: {}\n    endpoint: ${{PNPR_TEST_S3}}\n    region: us-east-1\n    prefix: gc-e2e/\n",
-        s3.bucket
-    );
-    Pnpr::start(
-        &config,
-        &[
-            ("PNPR_TEST_DATABASE", url),
-            ("PNPR_TEST_S3", &s3.endpoint),
-            ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
-            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
-        ],
-    )
-}
-
 /// The bucket key of a hosted tarball with SRI `integrity`.
 fn hosted_key(integrity: &str) -> String {
     use base64::Engine;
@@ -260,7 +241,10 @@ async fn an_unreferenced_hosted_tarball_leaves_the_bucket() {
     let pg = Postgres::start();
     let url = pg.create_database("pnpr");
     let s3 = S3rver::start("pnpr-gc");
-    let (a, b) = (bucket_node(&url, &s3), bucket_node(&url, &s3));
+    let (a, b) = (
+        crate::hosted::shared_node(&url, &s3, "gc-e2e/"),
+        crate::hosted::shared_node(&url, &s3, "gc-e2e/"),
+    );
     let http = Http::new();
     let alice = add_user(&http, &a, "alice").await;
     let name = "pnpr-gc-greet";

@@ -379,11 +379,11 @@ async fn a_node_killed_mid_publish_leaves_the_other_serving_old_or_new_state() {
 }
 
 /// A node on the shared database and the shared bucket (hosted tarballs
-/// then reach every node).
-fn shared_node(url: &str, s3: &S3rver) -> Pnpr {
+/// then reach every node), its objects under `prefix`.
+pub(crate) fn shared_node(url: &str, s3: &S3rver, prefix: &str) -> Pnpr {
     let config = format!(
         "database: ${{PNPR_TEST_DATABASE}}\npackages:\n  '**':\n    access: $all\n    publish: $authenticated\n\
-         blobs:\n  s3:\n    bucket: {}\n    endpoint: ${{PNPR_TEST_S3}}\n    region: us-east-1\n    prefix: hosted-e2e/\n",
+         blobs:\n  s3:\n    bucket: {}\n    endpoint: ${{PNPR_TEST_S3}}\n    region: us-east-1\n    prefix: {prefix}\n",
         s3.bucket
     );
     Pnpr::start(
@@ -429,7 +429,10 @@ async fn pnpm_installs_through_b_what_a_just_published() {
     let pg = Postgres::start();
     let url = pg.create_database("pnpr");
     let s3 = S3rver::start("pnpr-hosted");
-    let (a, b) = (shared_node(&url, &s3), shared_node(&url, &s3));
+    let (a, b) = (
+        shared_node(&url, &s3, "hosted-e2e/"),
+        shared_node(&url, &s3, "hosted-e2e/"),
+    );
     let http = Http::new();
     let alice = add_user(&http, &a, "alice").await;
     let name = "pnpr-fresh-greet";
