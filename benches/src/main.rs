@@ -96,11 +96,13 @@ struct Args {
     pnpr: Option<PathBuf>,
     /// `peers`: another pnpr build, run as the extra target `base`.
     base_pnpr: Option<PathBuf>,
+    /// `peers`: write each pnpr's request log (info level) into this folder.
+    server_log: Option<PathBuf>,
 }
 
 const USAGE: &str = "pnpr-bench [install|auth|peers|load|scale|shape-check|login-storm|frames|resolve] [--runs N] [--warmup N] \
 [--project DIR] [--latency-ms MS (one way, default 25)] [--rate-mbit MBIT (default 200, 0 = unlimited)] \
-[--per-connection-rate] [--upstream-latency-ms MS (pnpr to upstream, one way, default 0)] [--pnpr BIN] [--base-pnpr BIN] [--store cold|warm|both] [--server cold|warm|both] [--lockfile no|yes|both] [--only direct,verdaccio,pnpr,v1|v0,base] [--client PNPM_VERSION (default 11.5.2)] [--json FILE] [--upstream-storage DIR] \
+[--per-connection-rate] [--upstream-latency-ms MS (pnpr to upstream, one way, default 0)] [--pnpr BIN] [--base-pnpr BIN] [--server-log DIR] [--store cold|warm|both] [--server cold|warm|both] [--lockfile no|yes|both] [--only direct,verdaccio,pnpr,v1|v0,base] [--client PNPM_VERSION (default 11.5.2)] [--json FILE] [--upstream-storage DIR] \
 [--seconds S] [--connections C] [--threads T]";
 
 fn parse_args() -> Args {
@@ -125,6 +127,7 @@ fn parse_args() -> Args {
         upstream_latency_ms: 0,
         pnpr: None,
         base_pnpr: None,
+        server_log: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -145,6 +148,9 @@ fn parse_args() -> Args {
             "--project" => a.project = PathBuf::from(it.next().unwrap_or_else(|| fail(USAGE))),
             "--only" => a.only = Some(it.next().unwrap_or_else(|| fail(USAGE))),
             "--client" => a.client = it.next().unwrap_or_else(|| fail(USAGE)),
+            "--server-log" => {
+                a.server_log = Some(PathBuf::from(it.next().unwrap_or_else(|| fail(USAGE))))
+            }
             "--pnpr" => a.pnpr = Some(PathBuf::from(it.next().unwrap_or_else(|| fail(USAGE)))),
             "--base-pnpr" => {
                 a.base_pnpr = Some(PathBuf::from(it.next().unwrap_or_else(|| fail(USAGE))))
@@ -281,6 +287,7 @@ fn main() {
                 upstream_latency: Duration::from_millis(a.upstream_latency_ms),
                 pnpr: a.pnpr.clone(),
                 base_pnpr: a.base_pnpr.clone(),
+                server_log: a.server_log.clone(),
             });
             return;
         }

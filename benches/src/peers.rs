@@ -53,6 +53,9 @@ pub struct PeersArgs {
     /// Another pnpr build run as the extra target `base` (the client's
     /// accelerator protocol), interleaved with the others: a same-run A/B.
     pub base_pnpr: Option<PathBuf>,
+    /// Runs every pnpr at log level info and writes its log (one request per
+    /// line, with timestamps) to `<dir>/<target>.log` after each install.
+    pub server_log: Option<PathBuf>,
 }
 
 /// The registry every target ultimately reads from; unshaped for the
@@ -197,6 +200,7 @@ struct Bench<'a> {
     shape: Shape,
     bin: PathBuf,
     base_bin: Option<PathBuf>,
+    server_log: Option<PathBuf>,
     fixture: PathBuf,
     client: String,
     /// What pnpr's uplink points at: the upstream, or its shaper.
@@ -222,11 +226,14 @@ impl Bench<'_> {
             Target::PnprProxy | Target::PnprV1 | Target::PnprV0 | Target::PnprBase => {
                 // pnpr builds tarball URLs and checks `/v1/install`'s
                 // registry against its public URL: the shaper's.
-                let config = format!(
+                let mut config = format!(
                     "public_url: {}\n{}",
                     shaper.url,
                     crate::config(&self.uplink_url)
                 );
+                if self.server_log.is_some() {
+                    config = config.replace("level: warn", "level: info");
+                }
                 let bin = match (target, &self.base_bin) {
                     (Target::PnprBase, Some(base)) => base,
                     _ => &self.bin,
@@ -278,6 +285,7 @@ impl Bench<'_> {
             args.extend(["--pnpr-server", &url]);
         }
         args.extend(["--config.strict-dep-builds=false", "--config.save=false"]);
+        let started = std::time::SystemTime::now();
         let out = project.pnpm_v(&self.client, &args);
         if !out.success() {
             fail(&format!("install via {} failed:\n{out}", target.name()));
@@ -288,6 +296,7 @@ impl Bench<'_> {
                 target.name()
             ));
         }
+        self.save_log(target, live, started);
         let traffic = live.shaper.traffic();
         for o in others {
             let t = o.shaper.traffic();
@@ -311,6 +320,24 @@ impl Bench<'_> {
             _ => {}
         }
         (out.elapsed, traffic)
+    }
+
+    /// `--server-log`: the pnpr's whole log so far, replacing the last copy,
+    /// followed by when the client ran (UTC, as the log's timestamps).
+    fn save_log(&self, target: Target, live: &Live, started: std::time::SystemTime) {
+        let (Some(dir), Backend::Pnpr(p)) = (&self.server_log, &live.backend) else {
+            return;
+        };
+        let text = format!(
+            "{}# last install: client started {} ended {}\n",
+            p.logs(),
+            humantime::format_rfc3339_micros(started),
+            humantime::format_rfc3339_micros(std::time::SystemTime::now())
+        );
+        let path = dir.join(format!("{}.log", target.name()));
+        if let Err(e) = std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&path, text)) {
+            fail(&format!("cannot write {}: {e}", path.display()));
+        }
     }
 
     fn new_project(&self, warm_store: Option<&Path>, lockfile: Option<&str>) -> Project {
@@ -354,6 +381,7 @@ pub fn run(args: PeersArgs) {
         shape: args.shape,
         bin: args.pnpr.clone().unwrap_or_else(release_binary),
         base_bin: args.base_pnpr.clone(),
+        server_log: args.server_log.clone(),
         fixture: args.project.clone(),
         client: args.client.clone(),
         uplink_url: uplink_shaper
