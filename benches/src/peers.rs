@@ -406,6 +406,7 @@ pub fn run(args: PeersArgs) {
     }
     let rounds = args.warmup + args.runs;
     let mut link = Vec::new();
+    let mut instant: Vec<(Target, Vec<Duration>)> = Vec::new();
     for round in 0..rounds {
         let recording = round >= args.warmup;
         eprintln!(
@@ -421,8 +422,18 @@ pub fn run(args: PeersArgs) {
         if let (true, Some(took)) = (recording, took) {
             link.push(took);
         }
+        for (target, took) in instant_server(&bench, &prepared) {
+            if !recording {
+                continue;
+            }
+            match instant.iter_mut().find(|(t, _)| *t == target) {
+                Some((_, v)) => v.push(took),
+                None => instant.push((target, vec![took])),
+            }
+        }
     }
     report(&args, &check, &scenarios, &link, &prepared);
+    report_instant(&scenarios, &instant);
 }
 
 /// The link-only floor sample: the first target's full store and lockfile,
@@ -440,6 +451,74 @@ fn link_only(bench: &Bench, prepared: &[Prepared]) -> Option<Duration> {
         &first.warm.shaper.url,
         &shapers,
     )
+}
+
+/// The "instant server" sample of every accelerator target: its warm
+/// server reached unshaped (no latency, no rate limit), cold client store,
+/// no lockfile. What is left is the client's own work with a server that
+/// answers at once: no server, however fast, can do better on this link.
+fn instant_server(bench: &Bench, prepared: &[Prepared]) -> Vec<(Target, Duration)> {
+    let mut out = Vec::new();
+    for prep in prepared {
+        if !matches!(
+            prep.target.protocol(&bench.client),
+            Target::PnprV1 | Target::PnprV0
+        ) {
+            continue;
+        }
+        let project = bench.new_project(None, None);
+        prep.warm.shaper.set_bypass(true);
+        let (took, _) = bench.install(prep.target, &prep.warm, &[], &project);
+        prep.warm.shaper.set_bypass(false);
+        out.push((prep.target, took));
+    }
+    out
+}
+
+/// The instant-server table: each accelerator target's client-bound time
+/// and the largest speed-up over direct any server could give this client
+/// on this tree (direct's median over it).
+fn report_instant(scenarios: &[Scenario], instant: &[(Target, Vec<Duration>)]) {
+    if instant.is_empty() {
+        return;
+    }
+    let direct = scenarios
+        .iter()
+        .find(|s| {
+            s.target == Target::Direct && !s.warm_store && !s.lockfile && !s.samples.is_empty()
+        })
+        .map(|s| crate::median(&s.samples));
+    println!(
+        "\nInstant server (the target's warm server reached unshaped, cold client store, no lockfile): \
+         the client's own work; direct / instant = the largest speed-up any server could give\n"
+    );
+    println!("| target | median | min | max | runs | direct (cold store, no lockfile) / instant |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    for (target, samples) in instant {
+        let med = crate::median(samples);
+        let bound = direct.map_or_else(
+            || "n/a".to_string(),
+            |d| format!("{:.2}x", d.as_secs_f64() / med.as_secs_f64().max(1e-9)),
+        );
+        println!(
+            "| {} | {} ms | {} ms | {} ms | {} | {bound} |",
+            target.label(),
+            med.as_millis(),
+            samples
+                .iter()
+                .min()
+                .copied()
+                .unwrap_or_default()
+                .as_millis(),
+            samples
+                .iter()
+                .max()
+                .copied()
+                .unwrap_or_default()
+                .as_millis(),
+            samples.len()
+        );
+    }
 }
 
 /// The registry-mock, or an offline Verdaccio over a stored corpus.

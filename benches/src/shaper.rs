@@ -111,6 +111,9 @@ pub struct Shaper {
     pub addr: SocketAddr,
     counters: Arc<Counters>,
     target_port: Arc<AtomicU16>,
+    /// Connections accepted while set are relayed unshaped (the
+    /// "instant server" sample of the floor).
+    bypass: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -131,14 +134,25 @@ impl Shaper {
         let addr = listener.local_addr()?;
         let counters = Arc::new(Counters::default());
         let target_port = Arc::new(AtomicU16::new(0));
+        let bypass = Arc::new(AtomicBool::new(false));
         let c = Arc::clone(&counters);
         let port = Arc::clone(&target_port);
+        let unshaped = Arc::clone(&bypass);
         let shared = (new_link(), new_link());
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 c.connections.fetch_add(1, Ordering::Relaxed);
                 let c = Arc::clone(&c);
                 let target = SocketAddr::from(([127, 0, 0, 1], port.load(Ordering::Relaxed)));
+                let shape = if unshaped.load(Ordering::Relaxed) {
+                    Shape {
+                        latency: Duration::ZERO,
+                        rate_bps: 0,
+                        per_connection: true,
+                    }
+                } else {
+                    shape
+                };
                 let links = if shape.per_connection {
                     (new_link(), new_link())
                 } else {
@@ -154,6 +168,7 @@ impl Shaper {
             addr,
             counters,
             target_port,
+            bypass,
             task,
         })
     }
@@ -161,6 +176,12 @@ impl Shaper {
     /// Points the shaper at 127.0.0.1:`port`.
     pub fn set_target_port(&self, port: u16) {
         self.target_port.store(port, Ordering::Relaxed);
+    }
+
+    /// Relays connections accepted from now on unshaped (`true`) or shaped
+    /// again (`false`); connections already open keep their shape.
+    pub fn set_bypass(&self, on: bool) {
+        self.bypass.store(on, Ordering::Relaxed);
     }
 
     /// Current counters.
