@@ -49,7 +49,7 @@ impl Reply {
     }
 }
 
-type Handler = dyn Fn(&str) -> Reply + Send + Sync;
+type Handler = dyn Fn(&str, &str) -> Reply + Send + Sync;
 
 /// A listening fake upstream on 127.0.0.1.
 pub struct FakeUpstream {
@@ -60,6 +60,14 @@ pub struct FakeUpstream {
 
 impl FakeUpstream {
     pub fn start(handler: impl Fn(&str) -> Reply + Send + Sync + 'static) -> FakeUpstream {
+        Self::start_with_head(move |path, _head| handler(path))
+    }
+
+    /// Like [`FakeUpstream::start`], the handler also seeing the request's
+    /// head (request line and headers, e.g. to check credentials).
+    pub fn start_with_head(
+        handler: impl Fn(&str, &str) -> Reply + Send + Sync + 'static,
+    ) -> FakeUpstream {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind fake upstream");
         let port = listener.local_addr().expect("local addr").port();
         let accepts = Arc::new(AtomicUsize::new(0));
@@ -90,7 +98,7 @@ impl FakeUpstream {
                         .and_then(|l| l.split_whitespace().nth(1))
                         .unwrap_or("/")
                         .to_string();
-                    let reply = handler(&path);
+                    let reply = handler(&path, &head);
                     let mut out = format!(
                         "HTTP/1.1 {} X\r\ncontent-length: {}\r\nconnection: close\r\n",
                         reply.status,

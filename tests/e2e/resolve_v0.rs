@@ -564,3 +564,275 @@ async fn scope_registries_route_to_pnpr_endpoints_for_admitted_callers_only() {
     );
     assert_eq!(foreign.accepts(), 0, "pnpr reached a client-chosen URL");
 }
+
+// ---- Cold-server prefetch and early frames (RFC 0006 "Cold server") ----
+
+/// A v0 body as pnpm 12 sends it (`acceptedLockfileFormats` marks pnpm 12).
+fn pnpm12_body(registry: &str, dependencies: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({"projects": [{"dir": ".", "dependencies": dependencies}],
+        "registry": registry, "acceptedLockfileFormats": ["pnpm-lock/9.0"]})
+}
+
+/// The NDJSON frames of a resolve answer.
+fn frames_of(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("frame {l}: {e}")))
+        .collect()
+}
+
+/// Whether the CAS under `dir` holds the object of `integrity` (its file is
+/// named after the digest's hex, minus the two-character directory).
+fn in_cas(dir: &std::path::Path, integrity: &str) -> bool {
+    use base64::Engine;
+    let b64 = integrity.split_once('-').map_or(integrity, |(_, b)| b);
+    let Ok(digest) = base64::engine::general_purpose::STANDARD.decode(b64) else {
+        return false;
+    };
+    let hex = hex::encode(digest);
+    file_named(dir, &hex[2..])
+}
+
+fn file_named(dir: &std::path::Path, name: &str) -> bool {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    rd.flatten().any(|e| {
+        let p = e.path();
+        if p.is_dir() {
+            file_named(&p, name)
+        } else {
+            e.file_name() == name
+        }
+    })
+}
+
+/// Waits up to 20 s for `done()`.
+async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Upstream fetches pnpr made so far (every uplink and outcome).
+async fn upstream_fetches(pnpr: &Pnpr) -> u64 {
+    let text = Http::new()
+        .get(&format!("{}-/metrics", pnpr.url))
+        .await
+        .text();
+    text.lines()
+        .filter(|l| l.starts_with("pnpr_upstream_fetches_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// A cold v0 resolution from pnpm 12 frames packages while it resolves
+/// (`x-pnpr-early-frames`), frames every package of the final lockfile with
+/// its integrity, and leaves every framed tarball in the CAS without the
+/// client asking for it: the GETs that follow are served without another
+/// upstream fetch. A second, cached resolution is answered as before. Then
+/// the real pnpm 12.21.0 client installs through a cold server and writes
+/// the lockfile it writes resolving directly.
+#[tokio::test]
+async fn a_cold_resolution_frames_early_and_prefetches_every_tarball() {
+    let s = setup().await;
+    let url = s.pnpr.url.clone();
+    let resolve = format!("{url}-/pnpr/v0/resolve");
+    let body = pnpm12_body(
+        &url,
+        serde_json::json!({"@pnpm.e2e/pkg-with-1-dep": "^100.0.0", "@pnpm.e2e/foo": "100.0.0",
+            "@foo/no-deps": "1.0.0"}),
+    );
+    let http = Http::new();
+    let r = http.post_json(&resolve, &body, Some(&s.alice)).await;
+    r.assert_status(200);
+    assert_eq!(r.header("x-pnpr-early-frames"), Some("1"), "{}", r.text());
+    assert_eq!(r.header("x-pnpr-resolution"), Some("resolved"));
+    let frames = frames_of(&r.text());
+    let done = frames.last().expect("frames");
+    assert_eq!(done["type"], "done", "{}", r.text());
+    let framed: std::collections::HashMap<String, (String, String)> = frames
+        .iter()
+        .filter(|f| f["type"] == "package")
+        .map(|f| {
+            let s = |k: &str| f[k].as_str().unwrap_or_default().to_string();
+            (s("id"), (s("integrity"), s("tarball")))
+        })
+        .collect();
+    let packages = done["lockfile"]["packages"].as_object().expect("packages");
+    assert_eq!(packages.len(), 4, "{}", r.text());
+    for (id, info) in packages {
+        let integrity = info["resolution"]["integrity"].as_str().expect("integrity");
+        assert_eq!(
+            framed.get(id).map(|(i, _)| i.as_str()),
+            Some(integrity),
+            "{id} framed with its integrity"
+        );
+    }
+    // Nobody fetched a tarball, yet every one lands in the CAS.
+    for (id, (integrity, _)) in &framed {
+        eventually(&format!("{id} prefetched"), || {
+            in_cas(s.pnpr.data_dir(), integrity)
+        })
+        .await;
+    }
+    let before = upstream_fetches(&s.pnpr).await;
+    for (id, (_, tarball)) in &framed {
+        assert!(tarball.starts_with(&url), "{id}: {tarball}");
+        http.get_auth(tarball, &s.alice).await.assert_status(200);
+    }
+    assert_eq!(
+        upstream_fetches(&s.pnpr).await,
+        before,
+        "the client's tarball GETs went upstream again"
+    );
+    // Cached: no early frames, the same packages.
+    let again = http.post_json(&resolve, &body, Some(&s.alice)).await;
+    again.assert_status(200);
+    assert_eq!(again.header("x-pnpr-resolution"), Some("cached"));
+    assert_eq!(again.header("x-pnpr-early-frames"), None);
+    let ids: std::collections::BTreeSet<String> = frames_of(&again.text())
+        .iter()
+        .filter(|f| f["type"] == "package")
+        .map(|f| f["id"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(ids, framed.keys().cloned().collect());
+
+    // The real client on a cold server: same lockfile as resolving directly.
+    let cold = setup().await;
+    let curl = cold.pnpr.url.clone();
+    let through = public_project(&cold.pnpr, &cold.alice);
+    let out = through.pnpm_v(
+        "12.21.0",
+        &flags(&curl, &["install", "--pnpr-server", &curl]),
+    );
+    out.assert_success();
+    assert!(
+        cold.pnpr.logs().contains("resolve v0"),
+        "{}",
+        cold.pnpr.logs()
+    );
+    let direct = public_project(&cold.pnpr, &cold.alice);
+    direct
+        .pnpm_v("12.21.0", &flags(&curl, &["install", "--lockfile-only"]))
+        .assert_success();
+    assert_eq!(
+        through.read_file("pnpm-lock.yaml"),
+        direct.read_file("pnpm-lock.yaml"),
+        "{out}"
+    );
+    through
+        .node_require("@pnpm.e2e/pkg-with-1-dep")
+        .assert_success();
+}
+
+/// Requests the fake upstream saw: `(path, head)`.
+type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>;
+
+/// A private uplink `fake` (only `team` = alice) on a fake upstream that
+/// records every request head; `@fake/pkg@1.0.0` lives only there.
+fn fake_uplink(tarball: Vec<u8>) -> (FakeUpstream, Seen, String) {
+    let integrity = fake_upstream::sri(&tarball);
+    let seen: Seen = Default::default();
+    let (log, sri) = (std::sync::Arc::clone(&seen), integrity.clone());
+    let up = FakeUpstream::start_with_head(move |path, head| {
+        log.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((path.to_string(), head.to_string()));
+        if path.ends_with(".tgz") {
+            return Reply::bytes(tarball.clone());
+        }
+        let host = head
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .find(|(k, _)| k.eq_ignore_ascii_case("host"))
+            .map_or("", |(_, v)| v.trim());
+        let at = format!("http://{host}/@fake/pkg/-/pkg-1.0.0.tgz");
+        Reply::json(&fake_upstream::packument("@fake/pkg", &at, &sri))
+    });
+    (up, seen, integrity)
+}
+
+fn tarball_requests(seen: &Seen) -> Vec<String> {
+    seen.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .filter(|(p, _)| p.ends_with(".tgz"))
+        .map(|(_, h)| h.clone())
+        .collect()
+}
+
+/// Attack: a caller the private uplink does not admit asks (on `/~fake/`
+/// and on `/`) for its package: no `done`, no integrity or tarball in the
+/// answer, and nothing is prefetched for it. Control: the admitted caller's
+/// resolution prefetches the tarball (the upstream sees it before anyone
+/// GETs it) with the uplink's configured credential, never a caller's
+/// token, and the caller's GET is then served from the CAS.
+#[tokio::test]
+async fn prefetches_use_the_uplink_credential_for_admitted_callers_only() {
+    let (up, seen, integrity) = fake_uplink(b"v0 prefetch fixture bytes".to_vec());
+    let config = format!(
+        "auth:\n  htpasswd:\n    file: ./htpasswd\ngroups:\n  team: [alice]\nuplinks:\n  fake:\n    url: {u}\n    access: team\n    auth:\n      type: bearer\n      token_env: FAKE_TOKEN\npackages:\n  '@fake/*':\n    access: $authenticated\n    proxy: fake\n  '**':\n    access: $all\n    publish: $authenticated\n",
+        u = up.url
+    );
+    let pnpr = Pnpr::start(&config, &[("FAKE_TOKEN", "uplink-secret")]);
+    let http = Http::new();
+    let alice = add_user(&http, &pnpr, "alice").await;
+    let bob = add_user(&http, &pnpr, "bob").await;
+    let url = pnpr.url.clone();
+    let fake = format!("{url}~fake/");
+    let resolve = format!("{url}-/pnpr/v0/resolve");
+    let deps = serde_json::json!({"@fake/pkg": "1.0.0"});
+    for registry in [&fake, &url] {
+        let r = http
+            .post_json(&resolve, &pnpm12_body(registry, deps.clone()), Some(&bob))
+            .await;
+        let text = r.text();
+        assert!(
+            r.status != 200 || !text.contains("\"type\":\"done\""),
+            "{text}"
+        );
+        for secret in [integrity.as_str(), "pkg-1.0.0.tgz"] {
+            assert!(!text.contains(secret), "leaked {secret}: {text}");
+        }
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(tarball_requests(&seen).is_empty(), "prefetched for bob");
+
+    let r = http
+        .post_json(&resolve, &pnpm12_body(&fake, deps.clone()), Some(&alice))
+        .await;
+    r.assert_status(200);
+    assert!(r.text().contains(&integrity), "control: {}", r.text());
+    eventually("the tarball prefetched", || {
+        !tarball_requests(&seen).is_empty()
+    })
+    .await;
+    let tarball = frames_of(&r.text())
+        .iter()
+        .find(|f| f["type"] == "package" && f["name"] == "@fake/pkg")
+        .and_then(|f| f["tarball"].as_str().map(str::to_string))
+        .expect("a frame for @fake/pkg");
+    assert!(tarball.starts_with(&fake), "{tarball}");
+    let got = http.get_auth(&tarball, &alice).await;
+    got.assert_status(200);
+    assert_eq!(&got.body[..], b"v0 prefetch fixture bytes");
+    let requests = tarball_requests(&seen);
+    assert_eq!(requests.len(), 1, "fetched once: {requests:?}");
+    assert!(
+        requests[0]
+            .to_ascii_lowercase()
+            .contains("bearer uplink-secret"),
+        "{requests:?}"
+    );
+    for (path, head) in seen.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        for token in [&alice, &bob] {
+            assert!(
+                !head.contains(token.as_str()),
+                "{path} carried a caller's token"
+            );
+        }
+    }
+}

@@ -31,6 +31,8 @@ mod resolve;
 mod respond;
 mod select;
 pub mod v0;
+mod v0_early;
+mod v0_prefetch;
 
 use std::sync::Arc;
 

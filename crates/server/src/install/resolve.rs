@@ -40,6 +40,17 @@ pub(super) async fn resolve_or_cached(
     session: &Session,
     req: &pnpr_protocol::InstallRequest,
 ) -> Result<Outcome, ApiError> {
+    resolve_or_cached_with(state, session, req, None).await
+}
+
+/// [`resolve_or_cached`]; on a fresh v0 resolution every picked version is
+/// also reported on `early` (see [`super::v0_early`]).
+pub(super) async fn resolve_or_cached_with(
+    state: &Arc<AppState>,
+    session: &Session,
+    req: &pnpr_protocol::InstallRequest,
+    early: Option<super::v0_prefetch::Early>,
+) -> Result<Outcome, ApiError> {
     let input = input_lockfile(req);
     let forwarded = matches!(session.scope(), Scope::Forwarded(_));
     let key = base_key(req, session.scope())?;
@@ -65,9 +76,18 @@ pub(super) async fn resolve_or_cached(
     }
     let projects = super::select::project_inputs(req);
     let opts = resolve_options(req, input);
-    let resolution = super::prefetch::resolve_while_fetching(state, session, req, &projects, &opts)
-        .await
-        .map_err(resolve_error)?;
+    // `/v1/install` unpacks picked packages for its own response; v0
+    // clients fetch their tarballs from us, so those are warmed in the CAS.
+    let resolution = match req.generation {
+        pnpr_protocol::Generation::V1Install => {
+            super::prefetch::resolve_while_fetching(state, session, req, &projects, &opts).await
+        }
+        _ => {
+            super::v0_prefetch::resolve_while_prefetching(state, session, &projects, &opts, early)
+                .await
+        }
+    }
+    .map_err(resolve_error)?;
     let tree = Arc::new(CachedTree {
         packages: claims(&resolution.packages),
         lockfile: resolution.lockfile,

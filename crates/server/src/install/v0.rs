@@ -40,9 +40,9 @@ use crate::users::identify;
 
 /// Packages authorized (and framed) per step: small enough that the first
 /// frames leave early, large enough to keep the catalog checks parallel.
-const BATCH: usize = 64;
+pub(super) const BATCH: usize = 64;
 /// Frames buffered between the producing task and the socket.
-const CHANNEL_FRAMES: usize = 256;
+pub(super) const CHANNEL_FRAMES: usize = 256;
 
 /// `GET /-/pnpr`: the protocol versions implemented (only v0; no
 /// `fixLockfile` or `artifacts` capability, so clients do not ask for them).
@@ -152,13 +152,36 @@ async fn run_resolve(
         applied,
         session,
     } = admit(&state, &base, &headers, raw).await?;
-    let resolved = match resolve::resolve_or_cached(&state, &session, &req).await? {
+    if req.generation == pnpr_protocol::Generation::V0ResolvePnpm12
+        && super::v0_early::roots_readable(&session, &req)
+    {
+        // pnpm 12 fetches each tarball as its frame arrives: frame versions
+        // as they are picked (pnpm 11 reads the whole body first).
+        return super::v0_early::resolve(state, session, req, applied, permit).await;
+    }
+    let outcome = resolve::resolve_or_cached(&state, &session, &req).await?;
+    Ok(answer(state, session, &req, outcome, applied, permit))
+}
+
+/// The body for a finished resolution: a `violations` frame, or every
+/// servable package's frame and then `done`.
+pub(super) fn answer(
+    state: Arc<AppState>,
+    session: Arc<Session>,
+    req: &pnpr_protocol::InstallRequest,
+    outcome: resolve::Outcome,
+    applied: AppliedPolicies,
+    permit: OwnedSemaphorePermit,
+) -> Response {
+    let resolved = match outcome {
         resolve::Outcome::Resolved(r) => r,
-        resolve::Outcome::Violations(v) => return violations(&v),
+        resolve::Outcome::Violations(v) => {
+            return violations(&v).unwrap_or_else(IntoResponse::into_response)
+        }
     };
-    let serve = select::servable(&resolved, &req).serve;
+    let serve = select::servable(&resolved, req).serve;
     log_resolved(&session, &resolved);
-    Ok(stream(state, session, resolved, serve, applied, permit))
+    stream(state, session, resolved, serve, applied, permit)
 }
 
 async fn run_verify(
@@ -188,13 +211,13 @@ async fn run_verify(
     }
 }
 
-fn violations(found: &[pnpr_protocol::Violation]) -> Result<Response, ApiError> {
+pub(super) fn violations(found: &[pnpr_protocol::Violation]) -> Result<Response, ApiError> {
     let frame =
         ndjson::violations_frame(found).map_err(|e| ApiError::internal("violations frame", e))?;
     Ok(ndjson_response(Body::from(frame), None))
 }
 
-fn log_resolved(session: &Session, resolved: &Resolved) {
+pub(super) fn log_resolved(session: &Session, resolved: &Resolved) {
     tracing::info!(
         user = %match session.who() { Identity::User(u) => u.as_str(), _ => "-" },
         total = resolved.tree.packages.len(),
@@ -203,7 +226,7 @@ fn log_resolved(session: &Session, resolved: &Resolved) {
     );
 }
 
-type Sink = tokio::sync::mpsc::Sender<Result<Bytes, std::convert::Infallible>>;
+pub(super) type Sink = tokio::sync::mpsc::Sender<Result<Bytes, std::convert::Infallible>>;
 
 /// `package` frames batch by batch as the catalog authorizes them, then
 /// the `done` frame; an authorization failure ends the body with an
@@ -239,7 +262,7 @@ fn stream(
     ndjson_response(Body::from_stream(body), Some(cache_hit))
 }
 
-async fn frames(
+pub(super) async fn frames(
     state: &Arc<AppState>,
     session: &Session,
     resolved: &Resolved,
@@ -252,14 +275,7 @@ async fn frames(
             let Some(tarball) = tarball_url(session, &resolved.tree.lockfile, p) else {
                 continue;
             };
-            let frame = ndjson::package_frame(&PackageFrame {
-                id: format!("{}@{}", p.name, p.version),
-                name: p.name.clone(),
-                version: p.version.clone(),
-                integrity: p.integrity.clone(),
-                tarball,
-            })
-            .map_err(|e| ApiError::internal("package frame", e))?;
+            let frame = package_frame(p, tarball)?;
             if tx.send(Ok(Bytes::from(frame))).await.is_err() {
                 return Ok(()); // client went away
             }
@@ -268,7 +284,7 @@ async fn frames(
     Ok(())
 }
 
-fn done(resolved: &Resolved, applied: &AppliedPolicies) -> Vec<u8> {
+pub(super) fn done(resolved: &Resolved, applied: &AppliedPolicies) -> Vec<u8> {
     let total = resolved.tree.packages.len() as u64;
     ndjson::done_frame(&resolved.tree.lockfile, total, applied).unwrap_or_else(|e| {
         tracing::error!(error = %e, "done frame");
@@ -282,25 +298,48 @@ fn done(resolved: &Resolved, applied: &AppliedPolicies) -> Vec<u8> {
 /// then fetches from the lockfile) for a URL that is not pnpr's own, i.e.
 /// not under the own registry prefix the request named for this package
 /// (its scope's registry, or the request's `registry`).
-fn tarball_url(session: &Session, lockfile: &Lockfile, p: &PackageClaim) -> Option<String> {
-    let own = session.base_for(&p.name).as_str();
+pub(super) fn tarball_url(
+    session: &Session,
+    lockfile: &Lockfile,
+    p: &PackageClaim,
+) -> Option<String> {
     let id = format!("{}@{}", p.name, p.version);
-    let url = match lockfile
+    match lockfile
         .packages
         .get(&id)
         .and_then(|i| i.resolution.tarball.clone())
     {
-        Some(explicit) => explicit,
-        None => {
-            let unscoped = p.name.rsplit('/').next().unwrap_or(&p.name);
-            let base = session.tarball_base(&p.name);
-            format!("{base}{}/-/{unscoped}-{}.tgz", p.name, p.version)
-        }
-    };
+        Some(explicit) => explicit
+            .starts_with(session.base_for(&p.name).as_str())
+            .then_some(explicit),
+        None => derived_tarball_url(session, p),
+    }
+}
+
+/// The URL pnpm derives for `p` from its registry, on the route the catalog
+/// chose for this caller; `None` when that is not under the own registry
+/// prefix the request named for this package.
+pub(super) fn derived_tarball_url(session: &Session, p: &PackageClaim) -> Option<String> {
+    let own = session.base_for(&p.name).as_str();
+    let unscoped = p.name.rsplit('/').next().unwrap_or(&p.name);
+    let base = session.tarball_base(&p.name);
+    let url = format!("{base}{}/-/{unscoped}-{}.tgz", p.name, p.version);
     url.starts_with(own).then_some(url)
 }
 
-fn ndjson_response(body: Body, cache_hit: Option<bool>) -> Response {
+/// A `package` frame naming `p` and where to fetch it.
+pub(super) fn package_frame(p: &PackageClaim, tarball: String) -> Result<Vec<u8>, ApiError> {
+    ndjson::package_frame(&PackageFrame {
+        id: format!("{}@{}", p.name, p.version),
+        name: p.name.clone(),
+        version: p.version.clone(),
+        integrity: p.integrity.clone(),
+        tarball,
+    })
+    .map_err(|e| ApiError::internal("package frame", e))
+}
+
+pub(super) fn ndjson_response(body: Body, cache_hit: Option<bool>) -> Response {
     let mut resp = Response::new(body);
     *resp.status_mut() = StatusCode::OK;
     let h = resp.headers_mut();
