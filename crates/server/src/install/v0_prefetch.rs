@@ -21,9 +21,10 @@
 //!   small claims (namespace, file, integrity), never bytes;
 //! - the response never waits for a prefetch, and a failed one is only
 //!   logged (the client's GET repeats the fetch and reports the failure). The
-//!   prefetcher is a detached task that ends once its queue is drained; at
-//!   shutdown the runtime drops it, and an unfinished CAS write is removed by
-//!   its writer, never published.
+//!   prefetcher is a task detached once the resolution succeeded (aborted if
+//!   it fails or is dropped) that ends once its queue is drained; at shutdown
+//!   the runtime drops it, and an unfinished CAS write is removed by its
+//!   writer, never published.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -178,10 +179,10 @@ pub(super) async fn resolve_while_prefetching(
         return pnpr_resolver::resolve(projects, session, opts).await;
     }
     let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(tracing::Instrument::instrument(
+    let mut prefetcher = Prefetcher(Some(tokio::spawn(tracing::Instrument::instrument(
         drain(Arc::clone(state), rx),
         tracing::Span::current(),
-    ));
+    ))));
     let source = Prefetching {
         state,
         session,
@@ -190,9 +191,32 @@ pub(super) async fn resolve_while_prefetching(
         early,
         docs: Mutex::new(HashMap::new()),
     };
-    // Dropping `source` afterwards closes the queue: the prefetcher ends
-    // once it has worked through what is left.
-    pnpr_resolver::resolve(projects, &source, opts).await
+    let resolved = pnpr_resolver::resolve(projects, &source, opts).await;
+    // Dropping `source` closes the queue: the prefetcher ends once it has
+    // worked through what is left, detached from this request.
+    drop(source);
+    if resolved.is_ok() {
+        prefetcher.detach();
+    }
+    resolved
+}
+
+/// The prefetcher of one resolution: aborted when the resolution fails or
+/// is dropped (its picks are then nobody's), detached once it succeeded.
+struct Prefetcher(Option<tokio::task::JoinHandle<()>>);
+
+impl Prefetcher {
+    fn detach(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Prefetcher {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
+        }
+    }
 }
 
 /// Runs the queued prefetches, [`PER_REQUEST`] at once and each under a
