@@ -22,8 +22,10 @@
 //!       (1 vs 2 nodes on PostgreSQL + s3rver through a round-robin balancer, pinned with taskset; see `scale`)
 //!   `cargo run --release -p pnpr-bench -- shape-check [--latency-ms MS] [--rate-mbit MBIT]
 //!       [--per-connection-rate]`
-//!   `cargo run --release -p pnpr-bench -- frames --upstream-storage DIR` (body bytes of a
-//!       cold client per gzip member layout vs the tarballs; see `frames`)
+//!   `cargo run --release -p pnpr-bench -- frames --upstream-storage DIR [--project DIR]` (where
+//!       a cold client's body bytes go, per header shape and member encoding, vs the
+//!       tarballs; `DIR/pnpm-lock.yaml`, when present, picks the tarballs and is the
+//!       header's lockfile; see `frames`)
 //!   `cargo run --release -p pnpr-bench -- resolve --upstream-storage DIR --project DIR [--runs N]`
 //!       (resolver time per tree, packuments in memory; DIR may hold several projects)
 //!   `cargo run --release -p pnpr-bench -- login-storm [--runs N]` (N bad passwords per
@@ -317,7 +319,8 @@ fn main() {
             let storage = a.upstream_storage.clone().unwrap_or_else(|| {
                 fail("frames needs --upstream-storage DIR (a Verdaccio storage folder)")
             });
-            frames::run(&storage);
+            let lockfile = a.project.join("pnpm-lock.yaml");
+            frames::run(&storage, lockfile.is_file().then_some(lockfile.as_path()));
             return;
         }
         "resolve" => {

@@ -431,3 +431,240 @@ async fn an_input_lockfile_younger_than_minimum_release_age_is_a_violation() {
         "{header}"
     );
 }
+
+/// Deterministic text-like bytes (words from a small dictionary), so the
+/// content compresses like source code rather than like noise.
+fn wordy(seed: u64, len: usize) -> Vec<u8> {
+    const WORDS: [&str; 16] = [
+        "const ",
+        "return ",
+        "function",
+        "(value)",
+        " => ",
+        "module.exports",
+        ";\n",
+        "if (",
+        "} else {",
+        "undefined",
+        "this.",
+        "options",
+        ", ",
+        "require('",
+        "')",
+        "  ",
+    ];
+    let mut x = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+    let mut out = Vec::with_capacity(len + 16);
+    while out.len() < len {
+        x = x
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        out.extend_from_slice(WORDS[(x >> 60) as usize].as_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// A package tarball: `package.json` from `manifest`, then `files` as
+/// (path, mode, content).
+fn package_tarball(manifest: &serde_json::Value, files: &[(String, u32, Vec<u8>)]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let pkg = serde_json::to_vec(manifest).expect("json");
+    let all = std::iter::once(("package.json".to_owned(), 0o644, pkg)).chain(files.iter().cloned());
+    for (path, mode, content) in all {
+        let mut h = tar::Header::new_gnu();
+        h.set_path(format!("package/{path}")).expect("path");
+        h.set_size(content.len() as u64);
+        h.set_mode(mode);
+        h.set_cksum();
+        builder.append(&h, content.as_slice()).expect("append");
+    }
+    let tar = builder.into_inner().expect("tar");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, &tar).expect("gzip");
+    gz.finish().expect("gzip")
+}
+
+/// Every file of the package under `dir` (not its `node_modules`, whose bin
+/// shims name the project's own path) as relative path → (length, FNV-1a
+/// of the content, executable).
+fn tree(dir: &Path) -> std::collections::BTreeMap<String, (usize, u64, bool)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read_dir").flatten() {
+            let p = e.path();
+            let meta = std::fs::metadata(&p).expect("metadata");
+            if meta.is_dir() {
+                if e.file_name() != "node_modules" {
+                    stack.push(p);
+                }
+            } else {
+                let rel = p.strip_prefix(dir).expect("prefix").display().to_string();
+                let exec = meta.permissions().mode() & 0o111 != 0;
+                let bytes = std::fs::read(&p).expect("read");
+                let fnv = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                    (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
+                });
+                out.insert(rel, (bytes.len(), fnv, exec));
+            }
+        }
+    }
+    out
+}
+
+/// RFC 0010: a package whose frames outgrow the whole-buffer cap (its
+/// member streams through zlib-rs) and a small one (held whole, libdeflate)
+/// install through pnpm 11.5.2 exactly as a direct install lays them out:
+/// same lockfile, same files byte for byte, same executable bits, bins
+/// linked and runnable, install scripts seen (requiresBuild), on a cold
+/// server and again from its stored members.
+#[test]
+fn big_and_small_members_install_exactly_like_a_direct_install() {
+    let big_files: Vec<(String, u32, Vec<u8>)> = (0..33)
+        .map(|i| (format!("lib/part{i:02}.js"), 0o644, wordy(i, 1 << 20)))
+        .chain([
+            (
+                "bin/big.js".to_owned(),
+                0o755,
+                b"#!/usr/bin/env node\nconsole.log('big ran')\n".to_vec(),
+            ),
+            (
+                "tools/run.sh".to_owned(),
+                0o755,
+                b"#!/bin/sh\necho run\n".to_vec(),
+            ),
+        ])
+        .collect();
+    let framed: usize = big_files.iter().map(|(_, _, c)| c.len() + 69).sum();
+    // pnpr_protocol::WHOLE_BUFFER_CAP (32 MiB): past it a member streams.
+    assert!(framed > 32 << 20, "big must outgrow the whole-buffer cap");
+    let big_manifest = serde_json::json!({
+        "name": "@x/big", "version": "1.0.0", "bin": {"big": "bin/big.js"},
+        "scripts": {"install": "node -e \"require('fs').writeFileSync('built', '1')\""},
+        "dependencies": {"@x/small": "1.0.0"}
+    });
+    let small_manifest = serde_json::json!({
+        "name": "@x/small", "version": "1.0.0", "bin": {"small": "cli.js"}
+    });
+    let small_files = vec![
+        (
+            "cli.js".to_owned(),
+            0o755,
+            b"#!/usr/bin/env node\nconsole.log('small ran')\n".to_vec(),
+        ),
+        ("index.js".to_owned(), 0o644, wordy(99, 5000)),
+    ];
+    let packages: Vec<(String, serde_json::Value, Vec<u8>)> = vec![
+        (
+            "@x/big".into(),
+            big_manifest.clone(),
+            package_tarball(&big_manifest, &big_files),
+        ),
+        (
+            "@x/small".into(),
+            small_manifest.clone(),
+            package_tarball(&small_manifest, &small_files),
+        ),
+    ];
+    let holder = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let h2 = std::sync::Arc::clone(&holder);
+    let up = FakeUpstream::start(move |path| {
+        let base = h2.lock().map(|s| s.clone()).unwrap_or_default();
+        for (name, manifest, tgz) in &packages {
+            let short = name.trim_start_matches("@x/");
+            if path.ends_with(&format!("/{short}-1.0.0.tgz")) {
+                return Reply::bytes(tgz.clone());
+            }
+            let lower = path.to_ascii_lowercase();
+            if lower.ends_with(&format!("@x%2f{short}")) || lower.ends_with(&format!("@x/{short}"))
+            {
+                let mut version = manifest.clone();
+                version["dist"] = serde_json::json!({
+                    "tarball": format!("{base}{name}/-/{short}-1.0.0.tgz"),
+                    "integrity": fake_upstream::sri(tgz),
+                });
+                return Reply::json(&serde_json::json!({
+                    "name": name, "dist-tags": {"latest": "1.0.0"},
+                    "versions": {"1.0.0": version},
+                    "time": {"1.0.0": "2020-01-01T00:00:00.000Z"}
+                }));
+            }
+        }
+        Reply::status(404)
+    });
+    *holder.lock().expect("lock") = up.url.clone();
+    let pnpr = Pnpr::start(&proxy_config(&up.url, OPEN), &[]);
+    let deps = [("@x/big", "1.0.0")];
+    let lenient = "--config.strict-dep-builds=false";
+
+    let direct = Project::with_dependencies(&deps);
+    let out = direct.pnpm11(&["install", lenient, "--registry", &up.url]);
+    out.assert_success();
+    let direct_text = out.combined();
+    let expected_lock = direct.read_file("pnpm-lock.yaml");
+    let store_dir = |p: &Project, name: &str| {
+        p.path().join(format!(
+            "node_modules/.pnpm/@x+{name}@1.0.0/node_modules/@x/{name}"
+        ))
+    };
+    for round in ["cold server", "warm server"] {
+        let through = Project::with_dependencies(&deps);
+        let out = through.pnpm11(&[
+            "install",
+            "--config.save=false",
+            lenient,
+            "--registry",
+            &pnpr.url,
+            "--pnpr-server",
+            &pnpr.url,
+        ]);
+        assert!(
+            out.success(),
+            "{round}: {out}\n--- pnpr logs ---\n{}",
+            pnpr.logs()
+        );
+        assert_eq!(
+            through.read_file("pnpm-lock.yaml"),
+            expected_lock,
+            "{round}"
+        );
+        for name in ["big", "small"] {
+            assert_eq!(
+                tree(&store_dir(&through, name)),
+                tree(&store_dir(&direct, name)),
+                "{round}: @x/{name} differs from the direct install"
+            );
+        }
+        // Bins: the direct dependency's at the root, its dependency's
+        // inside its own node_modules (pnpm reads that one's `bin` from
+        // the index row's manifest).
+        let small_bin =
+            "node_modules/.pnpm/@x+big@1.0.0/node_modules/@x/big/node_modules/.bin/small";
+        for bin in ["node_modules/.bin/big", small_bin] {
+            assert!(direct.exists(bin), "direct: {bin}");
+            assert!(through.exists(bin), "{round}: {bin} not linked");
+        }
+        let ran = through.node(&["node_modules/@x/big/bin/big.js"]);
+        assert!(ran.stdout.contains("big ran"), "{round}: {ran}");
+        // requiresBuild reached the client: pnpm records the build it
+        // skipped (the script-less small is not listed), as for the direct
+        // install. (Its pnpr path does not print the skipped builds.)
+        assert!(
+            direct_text.contains("Ignored build scripts: @x/big"),
+            "{direct_text}"
+        );
+        let ignored = |p: &Project| {
+            let m: serde_json::Value =
+                serde_json::from_str(&p.read_file("node_modules/.modules.yaml")).expect("json");
+            m["ignoredBuilds"].clone()
+        };
+        assert_eq!(
+            ignored(&through),
+            serde_json::json!(["@x/big@1.0.0"]),
+            "{round}"
+        );
+        assert_eq!(ignored(&through), ignored(&direct), "{round}");
+    }
+}

@@ -10,6 +10,8 @@
 //!   `storeIntegrities` (which files and index rows to send, and the stats);
 //! * [`header_json`], [`violations_json`], [`InlineBody`]: the gzip inline
 //!   response body;
+//! * [`MemberWriter`], [`FrameReader`]: one gzip member of file frames (a
+//!   package's stored member or a cut group), libdeflate when held whole;
 //! * [`parse_resolve_request`] and [`ndjson`]: the resolve protocol v0
 //!   (`/-/pnpr/v0/resolve`, `/-/pnpr/v0/verify-lockfile`), which shares the
 //!   request shape and refuses every setting it does not implement.
@@ -36,6 +38,7 @@ mod applied;
 mod error;
 pub mod index;
 pub mod member;
+pub mod member_writer;
 pub mod ndjson;
 pub mod plan;
 pub mod request;
@@ -46,6 +49,7 @@ pub use applied::AppliedPolicies;
 pub use error::InstallError;
 pub use index::{encode_index, FileMeta, IndexValue};
 pub use member::{FrameHeader, FrameReader};
+pub use member_writer::{whole_member, MemberWriter, WHOLE_BUFFER_CAP};
 pub use plan::{
     lockfile_only_stats, member_key, parse_digest, plan, FrameGroup, FrameRef, IndexEntry,
     IndexLookup, PackageRef, Plan, Stats,
@@ -56,6 +60,6 @@ pub use request::{
 pub use request_v0::{parse_resolve_request, ResolveRequest, LOCKFILE_FORMAT};
 pub use response::{
     empty_file_section, end_member, frame_bytes, gzip_member, header_json, header_member,
-    header_only_body, violations_json, InlineBody, MemberWriter, Violation, CONTENT_TYPE,
-    DEFAULT_GZIP_LEVEL, MEMBER_GZIP_LEVEL,
+    header_only_body, violations_json, InlineBody, Violation, CONTENT_TYPE, DEFAULT_GZIP_LEVEL,
+    MEMBER_GZIP_LEVEL,
 };

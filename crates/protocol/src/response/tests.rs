@@ -8,6 +8,7 @@ use sha2::{Digest, Sha512};
 
 use super::*;
 use crate::plan::IndexEntry;
+use crate::MemberWriter;
 
 fn gunzip(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
