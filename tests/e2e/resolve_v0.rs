@@ -700,6 +700,18 @@ async fn a_cold_resolution_frames_early_and_prefetches_every_tarball() {
         .collect();
     assert_eq!(ids, framed.keys().cloned().collect());
 
+    // With an input lockfile: a fresh resolution, answered after it (no
+    // early frames).
+    let mut with_lock = pnpm12_body(
+        &url,
+        serde_json::json!({"@pnpm.e2e/pkg-with-1-dep": "^100.0.0"}),
+    );
+    with_lock["lockfile"] = done["lockfile"].clone();
+    let locked = http.post_json(&resolve, &with_lock, Some(&s.alice)).await;
+    locked.assert_status(200);
+    assert_eq!(locked.header("x-pnpr-resolution"), Some("resolved"));
+    assert_eq!(locked.header("x-pnpr-early-frames"), None);
+
     // The real client on a cold server: same lockfile as resolving directly.
     let cold = setup().await;
     let curl = cold.pnpr.url.clone();

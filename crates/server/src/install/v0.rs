@@ -153,10 +153,15 @@ async fn run_resolve(
         session,
     } = admit(&state, &base, &headers, raw).await?;
     if req.generation == pnpr_protocol::Generation::V0ResolvePnpm12
+        && req.lockfile.is_none()
         && super::v0_early::roots_readable(&session, &req)
     {
         // pnpm 12 fetches each tarball as its frame arrives: frame versions
-        // as they are picked (pnpm 11 reads the whole body first).
+        // as they are picked (pnpm 11 reads the whole body first). With an
+        // input lockfile the picks come in one burst from its pins and the
+        // client's downloads only compete with the rest of the resolution
+        // (RFC 0006 "Cold server": measured slower), so those are answered
+        // after the resolution, their tarballs prefetched.
         return super::v0_early::resolve(state, session, req, applied, permit).await;
     }
     let outcome = resolve::resolve_or_cached(&state, &session, &req).await?;

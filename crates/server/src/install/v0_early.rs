@@ -1,8 +1,8 @@
-//! Early `package` frames for pnpm 12 on a fresh v0 resolution: pnpm 12
-//! starts each tarball GET as soon as its frame arrives (it does not wait for
-//! `done`; pnpm 11 reads the whole body first), so versions are framed as
-//! the resolver picks them and the client's downloads overlap the rest of
-//! the resolution.
+//! Early `package` frames for pnpm 12 on a fresh v0 resolution without an
+//! input lockfile: pnpm 12 starts each tarball GET as soon as its frame
+//! arrives (it does not wait for `done`; pnpm 11 reads the whole body
+//! first), so versions are framed as the resolver picks them and the
+//! client's downloads overlap the rest of the resolution.
 //!
 //! Invariants guarded here:
 //! - an early frame names only a `(name, version, integrity)` that
