@@ -86,7 +86,14 @@ impl<W: Write> MemberWriter<W> {
     ) -> Result<(), InstallError> {
         let prefix = frame_prefix(digest, executable, content)?;
         if let Some(raw) = &mut self.whole {
-            if raw.len() + prefix.len() + content.len() <= self.cap {
+            let len = raw.len() + prefix.len() + content.len();
+            if len <= self.cap {
+                // Grow by doubling but never past the cap, so the buffer's
+                // capacity stays within it too.
+                if raw.capacity() < len {
+                    let target = raw.capacity().saturating_mul(2).clamp(len, self.cap);
+                    raw.reserve_exact(target - raw.len());
+                }
                 raw.extend_from_slice(&prefix);
                 raw.extend_from_slice(content);
                 return Ok(());

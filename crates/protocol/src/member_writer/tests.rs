@@ -36,6 +36,7 @@ fn a_small_member_is_held_whole_and_reads_back() {
     let mut expected = Vec::new();
     for (d, x, c) in &frames {
         w.frame(d, *x, c).expect("frame");
+        assert!(w.whole.as_ref().is_some_and(|raw| raw.capacity() <= w.cap));
         expected.extend(frame_bytes(d, *x, c).expect("bytes"));
         assert!(w.sink().is_empty(), "nothing leaves a held member early");
     }
