@@ -16,6 +16,7 @@
 //!   queue holds claims (names and integrities), never bytes.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use futures_util::future::{self, BoxFuture, Either};
@@ -90,21 +91,36 @@ pub(super) async fn resolve_while_fetching(
         client_has: req.store_integrities.iter().map(String::as_str).collect(),
         tx,
     };
+    let started = std::time::Instant::now();
+    let done = AtomicUsize::new(0);
     let resolving = Box::pin(async move {
         let r = pnpr_resolver::resolve(projects, &source, opts).await;
         drop(source); // closes the queue: the prefetcher ends after it
         r
     });
-    let prefetching = Box::pin(drain(state, session, rx));
-    match future::select(resolving, prefetching).await {
+    let prefetching = Box::pin(drain(state, session, rx, &done));
+    // Bound first: the select's output borrows `done`.
+    let resolved = match future::select(resolving, prefetching).await {
         Either::Left((resolved, rest)) => {
+            // The cold path's profile (RFC 0008 §6): how long the
+            // prefetches outlive the resolution.
+            let resolved_ms = started.elapsed().as_millis() as u64;
+            let done_then = done.load(Ordering::Relaxed);
             if resolved.is_ok() {
                 rest.await;
             }
+            tracing::info!(
+                resolved_ms,
+                prefetched_by_then = done_then,
+                prefetched = done.load(Ordering::Relaxed),
+                waited_ms = (started.elapsed().as_millis() as u64).saturating_sub(resolved_ms),
+                "install prefetch"
+            );
             resolved
         }
         Either::Right(((), resolving)) => resolving.await,
-    }
+    };
+    resolved
 }
 
 /// Runs the queued prefetches, at most `CONCURRENCY` at once, until the
@@ -113,6 +129,7 @@ async fn drain(
     state: &Arc<AppState>,
     session: &Session,
     rx: mpsc::UnboundedReceiver<PackageClaim>,
+    done: &AtomicUsize,
 ) {
     let claims =
         futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
@@ -122,6 +139,7 @@ async fn drain(
                 tracing::debug!(package = %claim.name, version = %claim.version,
                     error = %e.message, "prefetch failed; the fetch stage retries");
             }
+            done.fetch_add(1, Ordering::Relaxed);
         })
         .await;
 }

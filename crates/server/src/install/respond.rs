@@ -8,8 +8,9 @@
 //! packages — are written (a stored member is named by exactly the frames
 //! it holds, `member_key`, and a cut keeps only the frames the group names);
 //! a frame's content must have the size its index row recorded; the body is
-//! produced as a stream bounded by the channel's buffer of chunks (one file
-//! plus one chunk in memory per response).
+//! produced as a stream bounded by the channel's buffer of chunks, and the
+//! partial groups compressed ahead of it ([`ahead`], RFC 0008 §6) by the
+//! pool's bounds (jobs ahead × chunks per job), whatever the tree.
 
 use std::sync::Arc;
 
@@ -18,6 +19,8 @@ use axum::http::{header, HeaderValue};
 use axum::response::Response;
 use pnpr_protocol::DEFAULT_GZIP_LEVEL as LEVEL;
 use pnpr_protocol::MEMBER_GZIP_LEVEL as MEMBER_LEVEL;
+
+mod ahead;
 
 use super::Resolved;
 use crate::error::ApiError;
@@ -114,8 +117,10 @@ enum Stop {
 }
 
 /// Runs on the blocking pool; stops as soon as the client goes away.
-/// Groups whose member is already stored go first (readiness order; frame
-/// order carries no meaning, spec §2.8), then the partial ones cut now.
+/// Groups go out in readiness order (frame order carries no meaning, spec
+/// §2.8): the stored members are copied while the partial ones are cut and
+/// compressed on a small pool ([`ahead`]), and each cut goes out, in plan
+/// order, as soon as it has begun.
 fn write_frames(
     state: &AppState,
     head: Vec<u8>,
@@ -128,28 +133,82 @@ fn write_frames(
     }
     let files = &state.accelerator.files;
     let (whole, partial): (Vec<_>, Vec<_>) = plan.groups.iter().partition(|g| g.complete);
-    for group in whole.into_iter().chain(partial) {
-        let frames = &plan.frames[group.frames.clone()];
-        let sent = if group.complete {
-            send_stored(files, frames, tx)
-        } else {
-            match packages.get(group.package) {
-                Some(p) => send_cut(files, &p.integrity, frames, tx),
-                None => Err(Stop::Failed("a frame group names no package".to_owned())),
+    let cuts: Vec<Cut<'_>> = partial
+        .iter()
+        .map(|g| Cut {
+            integrity: packages.get(g.package).map(|p| p.integrity.as_str()),
+            frames: plan.frames.get(g.frames.clone()).unwrap_or_default(),
+        })
+        .collect();
+    let work = |cut: Cut<'_>, emit: &ahead::Emit<CutItem>| compress_cut(files, &cut, emit);
+    let sent = std::thread::scope(|scope| {
+        let mut cuts = ahead::Ahead::start(scope, cuts, pool_bounds(), &work);
+        for group in whole {
+            while let Some(out) = cuts.ready() {
+                send_output(out, tx)?;
             }
-        };
-        match sent {
-            Ok(()) => {}
-            Err(Stop::Gone) => return,
-            Err(Stop::Failed(e)) => {
-                tracing::error!(error = %e, "stored member unreadable; aborting response");
-                let _ = tx.blocking_send(Err(std::io::Error::other("stored member unreadable")));
-                return;
-            }
+            let frames = plan.frames.get(group.frames.clone()).unwrap_or_default();
+            send_stored(files, frames, tx)?;
+        }
+        while let Some(out) = cuts.next_output() {
+            send_output(out, tx)?;
+        }
+        Ok(())
+    });
+    match sent {
+        Ok(()) => {}
+        Err(Stop::Gone) => return,
+        Err(Stop::Failed(e)) => {
+            tracing::error!(error = %e, "stored member unreadable; aborting response");
+            let _ = tx.blocking_send(Err(std::io::Error::other("stored member unreadable")));
+            return;
         }
     }
     let end = pnpr_protocol::end_member(LEVEL).map_err(std::io::Error::other);
     let _ = tx.blocking_send(end.map(Bytes::from));
+}
+
+/// The pool compressing partial groups for one response: one thread per
+/// core (at most 4), running at most 4 groups per thread ahead of the
+/// writer, each holding at most 4 chunks: memory per response stays under
+/// 16 chunks per thread (16 MiB at 4 threads) whatever the tree.
+fn pool_bounds() -> ahead::Bounds {
+    let workers = std::thread::available_parallelism()
+        .map_or(2, std::num::NonZeroUsize::get)
+        .min(4);
+    ahead::Bounds {
+        workers,
+        lookahead: workers * 4,
+        per_job: 4,
+    }
+}
+
+/// A partial group: the package whose member it is cut from and the
+/// frames it names.
+struct Cut<'a> {
+    integrity: Option<&'a str>,
+    frames: &'a [pnpr_protocol::FrameRef],
+}
+
+/// A chunk of a cut's compressed member, or why it could not be made.
+type CutItem = Result<Vec<u8>, String>;
+
+/// Sends one cut's member, as its worker makes it.
+fn send_output(out: ahead::Output<CutItem>, tx: &Sink) -> Result<(), Stop> {
+    let mut any = false;
+    for item in out {
+        any = true;
+        let chunk = item.map_err(Stop::Failed)?;
+        tx.blocking_send(Ok(Bytes::from(chunk)))
+            .map_err(|_| Stop::Gone)?;
+    }
+    if any {
+        Ok(())
+    } else {
+        Err(Stop::Failed(
+            "a partial group's worker ended early".to_owned(),
+        ))
+    }
 }
 
 /// A whole package's member, made when its tarball was unpacked (the
@@ -179,26 +238,27 @@ fn send_stored(
 
 /// A partial package (the client or an earlier package had some of its
 /// files): the frames the group names, cut from the package's stored member
-/// and compressed as one member for this response, streamed as it fills.
-fn send_cut(
-    files: &pnpr_cafs::FileStore,
-    integrity: &str,
-    frames: &[pnpr_protocol::FrameRef],
-    tx: &Sink,
-) -> Result<(), Stop> {
-    let wanted: std::collections::HashMap<([u8; 64], bool), u64> = frames
+/// and compressed as one member for this response, handed to the writer in
+/// chunks as it fills (on a worker of [`ahead`]); a failure is the last item.
+fn compress_cut(files: &pnpr_cafs::FileStore, cut: &Cut<'_>, emit: &ahead::Emit<CutItem>) {
+    let Some(integrity) = cut.integrity else {
+        emit.send(Err("a frame group names no package".to_owned()));
+        return;
+    };
+    let wanted: std::collections::HashMap<([u8; 64], bool), u64> = cut
+        .frames
         .iter()
         .map(|f| ((f.digest, f.executable), f.size))
         .collect();
     let mut member = pnpr_protocol::MemberWriter::new(Vec::new(), MEMBER_LEVEL);
     let mut gone = false;
-    let cut = files.cut(integrity, &wanted, |digest, executable, content| {
+    let done = files.cut(integrity, &wanted, |digest, executable, content| {
         member
             .frame(digest, executable, &content)
             .map_err(std::io::Error::other)?;
         if member.sink().len() >= CHUNK {
             let chunk = std::mem::take(member.sink());
-            if tx.blocking_send(Ok(Bytes::from(chunk))).is_err() {
+            if !emit.send(Ok(chunk)) {
                 gone = true;
                 return Err(std::io::Error::other("client gone"));
             }
@@ -206,10 +266,10 @@ fn send_cut(
         Ok(())
     });
     if gone {
-        return Err(Stop::Gone);
+        return;
     }
-    cut.map_err(|e| Stop::Failed(e.to_string()))?;
-    let last = member.finish().map_err(|e| Stop::Failed(e.to_string()))?;
-    tx.blocking_send(Ok(Bytes::from(last)))
-        .map_err(|_| Stop::Gone)
+    let last = done
+        .map_err(|e| e.to_string())
+        .and_then(|()| member.finish().map_err(|e| e.to_string()));
+    emit.send(last);
 }
