@@ -274,6 +274,12 @@ async fn a_database_outage_fails_closed_and_recovers() {
     http.get(&format!("{}-/ping", node.url))
         .await
         .assert_status(200);
+    // The log is read from the server's stderr by another thread: the line
+    // may land a moment after the answer did.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !node.logs().contains("token lookup failed") && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     let logs = node.logs();
     assert!(logs.contains("token lookup failed"), "{logs}");
 
