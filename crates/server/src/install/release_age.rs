@@ -6,10 +6,14 @@
 //! the check reads metadata only through the catalog.
 
 use axum::http::StatusCode;
+use futures_util::StreamExt;
 use pnpr_lockfile::Lockfile;
 
 use crate::catalog::Session;
 use crate::error::ApiError;
+
+/// Packuments read at once (the resolver's own fetch width).
+const LOOKUPS: usize = 16;
 
 pub(super) async fn violations(
     req: &pnpr_protocol::InstallRequest,
@@ -25,22 +29,36 @@ pub(super) async fn violations(
     let excluded = exclusions(req.minimum_release_age_exclude.as_deref().unwrap_or(&[]))?;
     let cutoff =
         pnpr_store::now_ms() - i64::try_from(minutes).unwrap_or(i64::MAX / 60_000) * 60_000;
+    // Owned pairs: a stream of futures borrowing from the lockfile through a
+    // closure is not `Send` for every lifetime the handler's task needs.
+    let locked: Vec<(String, String)> = lockfile
+        .packages
+        .keys()
+        .filter_map(|key| split_package_key(key))
+        .filter(|(name, _)| !excluded.is_match(name))
+        .map(|(name, version)| (name.to_string(), version.to_string()))
+        .collect();
+    // One packument per package: on a cold server each is an upstream round
+    // trip, so they are read LOOKUPS at a time; results come back in lockfile
+    // order, so the first refusal reported is the same as one by one.
+    let times = futures_util::stream::iter(
+        locked
+            .into_iter()
+            .map(|(name, version)| checked(session, name, version)),
+    )
+    .buffered(LOOKUPS);
+    futures_util::pin_mut!(times);
     let mut out = Vec::new();
-    for key in lockfile.packages.keys() {
-        let Some((name, version)) = split_package_key(key) else {
-            continue;
-        };
-        if excluded.is_match(name) {
-            continue;
-        }
-        let Some(published) = published_at(session, name, version).await? else {
+    while let Some(checked) = times.next().await {
+        let (name, version, published) = checked?;
+        let Some(published) = published else {
             // pnpm's `minimumReleaseAgeIgnoreMissingTime` default.
             continue;
         };
         if published.1 > cutoff {
             out.push(pnpr_protocol::Violation {
-                name: name.to_string(),
-                version: version.to_string(),
+                name,
+                version,
                 code: "MINIMUM_RELEASE_AGE_VIOLATION".to_string(),
                 reason: format!(
                     "was published at {}, less than the minimumReleaseAge of {minutes} minutes ago",
@@ -50,6 +68,16 @@ pub(super) async fn violations(
         }
     }
     Ok(out)
+}
+
+/// `name@version` with its publish time.
+async fn checked(
+    session: &Session,
+    name: String,
+    version: String,
+) -> Result<(String, String, Option<(String, i64)>), ApiError> {
+    let published = published_at(session, &name, &version).await?;
+    Ok((name, version, published))
 }
 
 /// The version's publish time (as written, and in epoch ms), if known.
