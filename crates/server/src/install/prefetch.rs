@@ -54,7 +54,12 @@ impl pnpr_resolver::MetadataSource for Prefetching<'_> {
             return;
         };
         if self.client_has.contains(integrity)
-            || !for_this_platform(manifest, self.req)
+            || !super::select::manifest_platform_ok(
+                manifest,
+                self.req.os.as_deref(),
+                self.req.arch.as_deref(),
+                None,
+            )
             || self.state.accelerator.files.has_index(integrity)
         {
             return;
@@ -142,21 +147,4 @@ async fn drain(
             done.fetch_add(1, Ordering::Relaxed);
         })
         .await;
-}
-
-/// npm's `os`/`cpu` rules of a manifest against the client's platform.
-fn for_this_platform(manifest: &Value, req: &pnpr_protocol::InstallRequest) -> bool {
-    let list = |k: &str| -> Vec<String> {
-        manifest
-            .get(k)
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    super::select::platform_ok(&list("os"), req.os.as_deref())
-        && super::select::platform_ok(&list("cpu"), req.arch.as_deref())
 }

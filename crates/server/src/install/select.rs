@@ -117,6 +117,31 @@ pub(super) fn installable_here(
         && platform_ok(&info.libc, libc)
 }
 
+/// npm's `os`/`cpu`/`libc` rules of a version's manifest against a
+/// platform (`None` = any): the prefetchers skip what the client would not
+/// install.
+pub(super) fn manifest_platform_ok(
+    manifest: &serde_json::Value,
+    os: Option<&str>,
+    cpu: Option<&str>,
+    libc: Option<&str>,
+) -> bool {
+    let list = |k: &str| -> Vec<String> {
+        manifest
+            .get(k)
+            .and_then(serde_json::Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    platform_ok(&list("os"), os)
+        && platform_ok(&list("cpu"), cpu)
+        && platform_ok(&list("libc"), libc)
+}
+
 pub(super) fn platform_ok(list: &[String], current: Option<&str>) -> bool {
     let Some(current) = current else {
         return true;

@@ -89,7 +89,12 @@ impl pnpr_resolver::MetadataSource for Prefetching<'_> {
     }
 
     fn picked(&self, name: &str, version: &str, manifest: &Value) {
-        if !for_this_platform(manifest, self.opts) {
+        if !super::select::manifest_platform_ok(
+            manifest,
+            Some(&self.opts.os),
+            Some(&self.opts.cpu),
+            self.opts.libc.as_deref(),
+        ) {
             return;
         }
         if let Some(early) = &self.early {
@@ -258,24 +263,4 @@ async fn warm(state: &Arc<AppState>, claim: &Claim) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// npm's `os`/`cpu`/`libc` rules of a manifest against the platform the
-/// resolution is made for (the request's, else the resolver's default): a
-/// package for another platform is a download nobody asked for.
-fn for_this_platform(manifest: &Value, opts: &pnpr_resolver::ResolveOptions) -> bool {
-    let list = |k: &str| -> Vec<String> {
-        manifest
-            .get(k)
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    super::select::platform_ok(&list("os"), Some(&opts.os))
-        && super::select::platform_ok(&list("cpu"), Some(&opts.cpu))
-        && super::select::platform_ok(&list("libc"), opts.libc.as_deref())
 }
