@@ -3,7 +3,13 @@
 //! Invariant: a row is written once, inside one transaction, and only after
 //! the package's member is in the store; concurrent writers of the same
 //! integrity keep the first row (`INSERT OR IGNORE`).
+//!
+//! `member_level` is the idle-time recompression's memory ([`crate::recompress`]):
+//! a member key with the level and length it was last re-encoded (or kept)
+//! at. It only ever saves work: a row whose length no longer matches the
+//! stored member (evicted and made again) is treated as absent.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -39,6 +45,11 @@ impl IndexDb {
             "CREATE TABLE IF NOT EXISTS package_index (
                  integrity TEXT PRIMARY KEY,
                  data BLOB NOT NULL
+             ) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS member_level (
+                 key TEXT PRIMARY KEY,
+                 level INTEGER NOT NULL,
+                 len INTEGER NOT NULL
              ) WITHOUT ROWID;",
         )?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
@@ -100,5 +111,62 @@ impl IndexDb {
         let conn = self.lock();
         let n: i64 = conn.query_row("SELECT COUNT(*) FROM package_index", [], |row| row.get(0))?;
         Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// Every recorded (member key → level, length) of the recompression pass.
+    pub(crate) fn member_levels(&self) -> Result<HashMap<String, (u32, u64)>, CafsError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare("SELECT key, level, len FROM member_level")?;
+        let rows = stmt.query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                (row.get::<_, u32>(1)?, row.get::<_, i64>(2)?),
+            ))
+        })?;
+        let mut out = HashMap::new();
+        for row in rows {
+            let (key, (level, len)) = row?;
+            out.insert(key, (level, u64::try_from(len).unwrap_or(0)));
+        }
+        Ok(out)
+    }
+
+    /// The recorded level and length of one member, if any.
+    pub(crate) fn member_level(&self, key: &str) -> Result<Option<(u32, u64)>, CafsError> {
+        let conn = self.lock();
+        let row = conn
+            .query_row(
+                "SELECT level, len FROM member_level WHERE key = ?1",
+                [key],
+                |row| Ok((row.get::<_, u32>(0)?, row.get::<_, i64>(1)?)),
+            )
+            .optional()?;
+        Ok(row.map(|(level, len)| (level, u64::try_from(len).unwrap_or(0))))
+    }
+
+    /// Records that the member `key`, `len` bytes long, is at `level`.
+    pub(crate) fn set_member_level(
+        &self,
+        key: &str,
+        level: u32,
+        len: u64,
+    ) -> Result<(), CafsError> {
+        let conn = self.lock();
+        conn.execute(
+            "INSERT OR REPLACE INTO member_level (key, level, len) VALUES (?1, ?2, ?3)",
+            rusqlite::params![key, level, i64::try_from(len).unwrap_or(i64::MAX)],
+        )?;
+        Ok(())
+    }
+
+    /// Forgets the records of members no index row names any more.
+    pub(crate) fn forget_member_levels(&self, keys: &[String]) -> Result<(), CafsError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        for key in keys {
+            tx.execute("DELETE FROM member_level WHERE key = ?1", [key])?;
+        }
+        tx.commit()?;
+        Ok(())
     }
 }

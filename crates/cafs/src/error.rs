@@ -71,6 +71,12 @@ pub enum CafsError {
     /// A stored index row could not be (de)serialised.
     #[error("index row for {integrity} is unreadable: {message}")]
     BadIndexRow { integrity: String, message: String },
+    /// A stored member was not re-encoded (RFC 0010 §4b): it is larger than
+    /// the whole-buffer cap, does not decode to frames its key names, or the
+    /// denser encoding did not decode back to the same bytes. The stored
+    /// member is left as it was.
+    #[error("member {key} is not recompressed: {reason}")]
+    Recompress { key: String, reason: String },
 }
 
 impl CafsError {

@@ -5,7 +5,11 @@
 //! Invariant: a derived path is created only by placing a fully written
 //! temp file, and an existing complete path is never replaced, so readers
 //! can trust any file they find and concurrent writers of the same content
-//! cannot corrupt each other. Durability is [`Durability::ProcessCrash`]:
+//! cannot corrupt each other. The one exception is
+//! [`DerivedWriter::replace`], used only by the idle-time recompression
+//! ([`crate::recompress`]) for bytes it verified decode to exactly what the
+//! path already holds: a rename, so a reader sees the old file or the new
+//! one, whole, and one that opened the old file keeps it. Durability is [`Durability::ProcessCrash`]:
 //! members are re-derivable from the tarball, and an fsync per package
 //! would add to the cost of a cold unpack. Since RFC 0008 §4 nothing is
 //! written to `files/` any more (the raw unpacked copy of every file); a
@@ -82,6 +86,14 @@ impl DerivedWriter {
     pub(crate) fn place(self, dest: &Path) -> std::io::Result<()> {
         let ((), sealed) = self.blob.seal()?;
         sealed.place(dest).map(drop)
+    }
+
+    /// Closes the temp file and renames it over `dest`, whatever is there:
+    /// only for a denser encoding of the same member (the caller verified
+    /// it decodes to the same frames).
+    pub(crate) fn replace(self, dest: &Path) -> std::io::Result<()> {
+        let ((), sealed) = self.blob.seal()?;
+        fs::rename(sealed.temp_path(), dest)
     }
 }
 

@@ -17,7 +17,9 @@
 //!   member is in place: the row is inserted last, in one SQLite transaction;
 //! - the index mirrors what pnpm 11.5.2 would record for the same tarball
 //!   (placeholder `package.json`, `requiresBuild`, the bundled manifest subset),
-//!   so rows re-encoded for clients are indistinguishable from pnpm's own.
+//!   so rows re-encoded for clients are indistinguishable from pnpm's own;
+//! - a member is only ever replaced by a denser encoding of exactly the same
+//!   frames, under the same key ([`FileStore::recompress`], RFC 0010 §4b).
 
 mod cache;
 mod db;
@@ -28,6 +30,7 @@ mod index;
 mod limits;
 mod manifest;
 mod member;
+mod recompress;
 mod spool;
 mod store;
 mod unpack;
@@ -36,4 +39,5 @@ pub use error::CafsError;
 pub use evictable::{derived_source, member_key_of_path};
 pub use index::{FileEntry, PackageIndex};
 pub use limits::Limits;
+pub use recompress::{RecompressCandidate, Recompressed, MAX_RECOMPRESS_LEVEL};
 pub use store::{FileStore, DEFAULT_INDEX_CACHE_ENTRIES};
