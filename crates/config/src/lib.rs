@@ -51,6 +51,8 @@ pub use operations::{OperationsConfig, LOOPBACK};
 mod overrides;
 mod parse;
 mod path;
+mod recompress;
+pub use recompress::RecompressConfig;
 mod units;
 mod walk;
 
@@ -282,6 +284,9 @@ pub struct NetworkConfig {
 pub struct InstallAcceleratorConfig {
     /// How long an accelerator grant stays valid; `None` = permanent.
     pub grant_ttl: Option<Duration>,
+    /// `recompress:`: the idle-time re-encoding of stored members (on by
+    /// default, level 12; see [`RecompressConfig`]).
+    pub recompress: RecompressConfig,
 }
 
 /// Who may change a hosted package after its first publish.

@@ -449,6 +449,10 @@ impl Parser<'_> {
                             })?),
                         }
                 }
+                "recompress" => {
+                    out.recompress =
+                        crate::recompress::recompress(node, "installAccelerator.recompress")?;
+                }
                 other => self.ignore("installAccelerator", other, &[]),
             }
         }
