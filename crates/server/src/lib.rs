@@ -27,6 +27,7 @@ pub mod metrics;
 mod mirror;
 pub mod public_base;
 mod recent;
+mod recompress;
 pub mod registry;
 pub mod reload;
 mod rendered;
@@ -109,6 +110,10 @@ pub fn app(state: Arc<AppState>) -> Router {
             identity::gate,
         ))
         .layer(middleware::from_fn(access_log))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            recompress::track,
+        ))
         .layer(middleware::from_fn(metrics::track))
         .with_state(Arc::clone(&state));
     // Rewrites run before routing, so they wrap the routed app.
@@ -144,6 +149,8 @@ pub async fn run(
     let limits = *state.limits();
     let sweeper = tokio::spawn(identity::sweep(Arc::clone(&state)));
     let disk = tokio::spawn(disk::keep_within_budget(Arc::clone(&state)));
+    let recompressing = tokio::spawn(recompress::run(Arc::clone(&state)));
+    let activity = Arc::clone(&state.activity);
     let budget = Arc::clone(&state.disk);
     let router = app(state);
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -187,6 +194,10 @@ pub async fn run(
     drain(connections, limits.shutdown_grace).await;
     sweeper.abort();
     disk.abort();
+    // A member being re-encoded finishes on its blocking thread (or the
+    // process ends first); the stored member is whole either way.
+    activity.stop();
+    recompressing.abort();
     // Recency survives the restart.
     match tokio::task::spawn_blocking(move || budget.flush()).await {
         Ok(Ok(())) => {}

@@ -93,6 +93,8 @@ pub struct AppState {
     /// The lock on `<cache>/pnpr.lock` (`None`: another process holds it,
     /// and this one does not evict).
     cache_lock: Option<std::fs::File>,
+    /// Client requests in flight, for the idle-time member recompression.
+    pub(crate) activity: Arc<crate::recompress::Activity>,
 }
 
 /// The mirror's stores and its work in flight (under `cache`).
@@ -245,6 +247,7 @@ impl AppState {
             searches: Arc::new(tokio::sync::Semaphore::new(2)),
             disk,
             cache_lock,
+            activity: Arc::new(crate::recompress::Activity::new()),
             config,
             public_url,
             auth,
