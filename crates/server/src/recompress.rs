@@ -35,8 +35,10 @@ use pnpr_cafs::Recompressed;
 use crate::state::AppState;
 
 /// How long no client request may have been in flight before a member is
-/// started: a client's next request usually follows within this.
-const IDLE_GRACE: Duration = Duration::from_secs(2);
+/// started: the requests of one install, and a CI job's next install after
+/// the client starts up, usually follow within this, and one member can
+/// hold a core for seconds once started (libdeflate cannot be interrupted).
+const IDLE_GRACE: Duration = Duration::from_secs(5);
 /// How often idleness and new packages are checked.
 const POLL: Duration = Duration::from_millis(500);
 /// A full rescan at least this often, even when the package count did not
