@@ -65,6 +65,7 @@ mod parity;
 mod peers;
 mod resolve;
 mod scale;
+mod settle;
 mod shaper;
 mod verdaccio;
 
@@ -100,11 +101,14 @@ struct Args {
     base_pnpr: Option<PathBuf>,
     /// `peers`: write each pnpr's request log (info level) into this folder.
     server_log: Option<PathBuf>,
+    /// `peers`: after each pnpr's population install, wait up to this many
+    /// seconds for its idle-time member recompression to finish.
+    settle_s: u64,
 }
 
 const USAGE: &str = "pnpr-bench [install|auth|peers|load|scale|shape-check|login-storm|frames|resolve] [--runs N] [--warmup N] \
 [--project DIR] [--latency-ms MS (one way, default 25)] [--rate-mbit MBIT (default 200, 0 = unlimited)] \
-[--per-connection-rate] [--upstream-latency-ms MS (pnpr to upstream, one way, default 0)] [--pnpr BIN] [--base-pnpr BIN] [--server-log DIR] [--store cold|warm|both] [--server cold|warm|both] [--lockfile no|yes|both] [--only direct,verdaccio,pnpr,v1|v0,base] [--client PNPM_VERSION (default 11.5.2)] [--json FILE] [--upstream-storage DIR] \
+[--per-connection-rate] [--upstream-latency-ms MS (pnpr to upstream, one way, default 0)] [--pnpr BIN] [--base-pnpr BIN] [--server-log DIR] [--settle S (peers: wait for the idle recompression pass after populating)] [--store cold|warm|both] [--server cold|warm|both] [--lockfile no|yes|both] [--only direct,verdaccio,pnpr,v1|v0,base] [--client PNPM_VERSION (default 11.5.2)] [--json FILE] [--upstream-storage DIR] \
 [--seconds S] [--connections C] [--threads T]";
 
 fn parse_args() -> Args {
@@ -130,6 +134,7 @@ fn parse_args() -> Args {
         pnpr: None,
         base_pnpr: None,
         server_log: None,
+        settle_s: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -144,6 +149,7 @@ fn parse_args() -> Args {
             "--latency-ms" => a.latency_ms = num(&mut it),
             "--rate-mbit" => a.rate_mbit = num(&mut it),
             "--upstream-latency-ms" => a.upstream_latency_ms = num(&mut it),
+            "--settle" => a.settle_s = num(&mut it),
             "--seconds" => a.seconds = num(&mut it),
             "--connections" => a.connections = num(&mut it) as usize,
             "--threads" => a.threads = num(&mut it) as usize,
@@ -290,6 +296,7 @@ fn main() {
                 pnpr: a.pnpr.clone(),
                 base_pnpr: a.base_pnpr.clone(),
                 server_log: a.server_log.clone(),
+                settle: Duration::from_secs(a.settle_s),
             });
             return;
         }

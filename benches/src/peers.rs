@@ -56,6 +56,10 @@ pub struct PeersArgs {
     /// Runs every pnpr at log level info and writes its log (one request per
     /// line, with timestamps) to `<dir>/<target>.log` after each install.
     pub server_log: Option<PathBuf>,
+    /// After each pnpr's population install, wait up to this long for its
+    /// idle-time member recompression (RFC 0010 §4b) to finish, so the
+    /// measured rounds get the recompressed members; zero does not wait.
+    pub settle: Duration,
 }
 
 /// The registry every target ultimately reads from; unshaped for the
@@ -201,6 +205,7 @@ struct Bench<'a> {
     bin: PathBuf,
     base_bin: Option<PathBuf>,
     server_log: Option<PathBuf>,
+    settle: Duration,
     fixture: PathBuf,
     client: String,
     /// What pnpr's uplink points at: the upstream, or its shaper.
@@ -233,6 +238,13 @@ impl Bench<'_> {
                 );
                 if self.server_log.is_some() {
                     config = config.replace("level: warn", "level: info");
+                }
+                if self.settle.is_zero() {
+                    // Without --settle the idle-time pass would re-encode
+                    // members in the gaps between rounds, changing the
+                    // bytes (and taking a core) mid-benchmark: rounds
+                    // measure the cold-path members, as before the pass.
+                    config.push_str("installAccelerator:\n  recompress: false\n");
                 }
                 let bin = match (target, &self.base_bin) {
                     (Target::PnprBase, Some(base)) => base,
@@ -382,6 +394,7 @@ pub fn run(args: PeersArgs) {
         bin: args.pnpr.clone().unwrap_or_else(release_binary),
         base_bin: args.base_pnpr.clone(),
         server_log: args.server_log.clone(),
+        settle: args.settle,
         fixture: args.project.clone(),
         client: args.client.clone(),
         uplink_url: uplink_shaper
@@ -578,6 +591,9 @@ fn populate(bench: &Bench, wanted: &[Target]) -> Vec<Prepared> {
             traffic.to_client as f64 / 1e6
         );
         let lockfile = p.read_file("pnpm-lock.yaml");
+        if let Backend::Pnpr(server) = &warm.backend {
+            crate::settle::wait(bench.rt, server, bench.settle, target.name());
+        }
         let disk = match (&warm.backend, &bench.corpus_sizes) {
             (Backend::Pnpr(server), Some(sizes)) => {
                 Some(crate::disk::measure(&server.data_dir, sizes))
