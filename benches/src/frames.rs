@@ -159,8 +159,18 @@ struct Totals {
     one_stream_6: Layout,
     /// `pnpr_protocol::MemberWriter` as shipped (libdeflate 6 up to
     /// `WHOLE_BUFFER_CAP` framed bytes, zlib-rs 6 streaming above), and the
-    /// same cap with libdeflate 12 (a background re-compression).
-    capped: [Layout; 2],
+    /// same cap with libdeflate 12 (a background re-compression of every
+    /// group), and the idle-time pass as implemented (RFC 0010 §4b): only a
+    /// package's whole group is its stored member, re-encoded at 12; a
+    /// partial group (a file already framed by an earlier package) is cut
+    /// per response at 6.
+    /// The last: every package sent as its whole stored member at 12, the
+    /// frames an earlier package already sent included again (not what spec
+    /// §2.8 allows today; prices that option).
+    capped: [Layout; 4],
+    /// Packages whose group is partial, their framed bytes, and the framed
+    /// bytes their whole members would repeat.
+    partial: (u64, u64, u64),
     /// Frame prefixes (digest, length, flag) of each package, compressed alone.
     prefixes_6: u64,
     /// File contents of each package, compressed alone.
@@ -191,10 +201,10 @@ pub(crate) fn run(storage: &Path, lockfile: Option<&Path>) {
     let mut sent: HashSet<(String, bool)> = HashSet::new();
     let mut stream = flate2::write::GzEncoder::new(Counter(0), flate2::Compression::new(6));
     for path in &tarballs {
-        let Some(frames) = package_frames(&store, path, &wanted, &mut sent, &mut t) else {
+        let Some((frames, all)) = package_frames(&store, path, &wanted, &mut sent, &mut t) else {
             continue;
         };
-        measure_package(&frames, &mut compressors, &mut t);
+        measure_package(&frames, all.as_deref(), &mut compressors, &mut t);
         let raw: Vec<u8> = frames.concat();
         let s = Instant::now();
         stream
@@ -222,6 +232,7 @@ fn compressor(c: Codec) -> Option<libdeflater::Compressor> {
 /// Compresses one package's frames every way the tables compare.
 fn measure_package(
     frames: &[Vec<u8>],
+    all: Option<&[Vec<u8>]>,
     compressors: &mut [Option<libdeflater::Compressor>],
     t: &mut Totals,
 ) {
@@ -264,6 +275,28 @@ fn measure_package(
     };
     t.capped[1].bytes += took[pick].bytes;
     t.capped[1].cpu += took[pick].cpu;
+    match all {
+        None => {
+            t.capped[2].bytes += took[pick].bytes;
+            t.capped[2].cpu += took[pick].cpu;
+            t.capped[3].bytes += took[pick].bytes;
+        }
+        Some(all) => {
+            t.capped[2].bytes += len as u64;
+            t.partial.0 += 1;
+            t.partial.1 += raw.len() as u64;
+            let whole: Vec<u8> = all.concat();
+            t.partial.2 += (whole.len() - raw.len()) as u64;
+            let at = if whole.len() <= pnpr_protocol::WHOLE_BUFFER_CAP {
+                6
+            } else {
+                0
+            };
+            let s = Instant::now();
+            let len = compress(CODECS[at], compressors[at].as_mut(), &whole);
+            t.capped[3].add(s, len);
+        }
+    }
     let prefixes: Vec<u8> = frames.iter().flat_map(|f| f[..69].to_vec()).collect();
     let contents: Vec<u8> = frames.iter().flat_map(|f| f[69..].to_vec()).collect();
     t.prefixes_6 += member(&prefixes, 6).len() as u64;
@@ -307,16 +340,21 @@ fn count_stream(stream: flate2::write::GzEncoder<Counter>) -> u64 {
         .0
 }
 
+/// One package's frames, each a prefix and its content.
+type Frames = Vec<Vec<u8>>;
+
 /// The frames a cold client would get for one tarball after everything
-/// framed before it; `None` when the tarball does not unpack. Also records
-/// the package's index row.
+/// framed before it and, when that is not all of its files (a partial
+/// group, cut per response), all of them (its stored member's frames);
+/// `None` when the tarball does not unpack. Also records the package's
+/// index row.
 fn package_frames(
     store: &pnpr_cafs::FileStore,
     path: &Path,
     wanted: &Option<HashSet<String>>,
     sent: &mut HashSet<(String, bool)>,
     t: &mut Totals,
-) -> Option<Vec<Vec<u8>>> {
+) -> Option<(Frames, Option<Frames>)> {
     let bytes = std::fs::read(path).ok()?;
     let integrity = format!(
         "sha512-{}",
@@ -336,17 +374,31 @@ fn package_frames(
         value: index.index_value(),
     });
     let mut frames = Vec::new();
+    let mut all = Vec::new();
+    let mut whole = true;
+    let mut own: HashSet<(String, bool)> = HashSet::new();
     for f in index.files.values() {
-        if !sent.insert((f.digest_hex.clone(), f.is_executable())) {
+        let pair = (f.digest_hex.clone(), f.is_executable());
+        let new_here = own.insert(pair.clone());
+        if !sent.insert(pair) {
+            // Framed by an earlier package, not a repeat within this one.
+            whole &= !new_here;
+            if new_here {
+                let content = store.read_packaged(&integrity, &f.digest_hex).ok()?;
+                let digest = pnpr_protocol::parse_digest(&f.digest_hex).ok()?;
+                all.push(pnpr_protocol::frame_bytes(&digest, f.is_executable(), &content).ok()?);
+            }
             continue;
         }
         let content = store.read_packaged(&integrity, &f.digest_hex).ok()?;
         let digest = pnpr_protocol::parse_digest(&f.digest_hex).ok()?;
-        frames.push(pnpr_protocol::frame_bytes(&digest, f.is_executable(), &content).ok()?);
+        let frame = pnpr_protocol::frame_bytes(&digest, f.is_executable(), &content).ok()?;
+        all.push(frame.clone());
+        frames.push(frame);
         t.frames += 1;
         t.download_bytes += f.size;
     }
-    Some(frames)
+    Some((frames, (!whole).then_some(all)))
 }
 
 fn package_id(manifest: &Value) -> String {
@@ -593,12 +645,22 @@ fn print_codecs(t: &Totals) {
     for (name, l) in [
         "`MemberWriter` as shipped: libdeflate 6",
         "background re-compression: libdeflate 12",
+        "idle-time pass as implemented (whole groups 12, partial groups 6)",
+        "every package as its whole stored member at 12 (repeats frames)",
     ]
     .iter()
     .zip(&t.capped)
     {
         row(format!("{name} up to {cap} MiB framed, zlib-rs 6 above"), l);
     }
+    println!(
+        "(partial groups: {} packages, {:.3} framed MB of {:.3}; \
+         their whole members would repeat {:.3} framed MB)",
+        t.partial.0,
+        mb(t.partial.1),
+        mb(t.raw),
+        mb(t.partial.2)
+    );
     row(
         "one stream over all frames, zlib-rs level 6".into(),
         &t.one_stream_6,
@@ -617,6 +679,14 @@ fn print_bodies(t: &Totals, headers: &[(RowShape, usize)]) {
             (
                 "background libdeflate 12, capped".to_owned(),
                 t.capped[1].bytes,
+            ),
+            (
+                "idle-time pass as implemented (whole 12, partial 6)".to_owned(),
+                t.capped[2].bytes,
+            ),
+            (
+                "whole stored members at 12, frames repeated".to_owned(),
+                t.capped[3].bytes,
             ),
         ])
         .collect();
