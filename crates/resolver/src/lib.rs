@@ -10,6 +10,7 @@ mod compat;
 mod dedupe;
 mod extend;
 mod locked;
+mod lookahead;
 mod peers;
 mod pick;
 
@@ -67,6 +68,16 @@ pub trait MetadataSource: Send + Sync {
     /// tarball fetch). A picked version may still be left out of the final
     /// tree. Must not block. Default: nothing.
     fn picked(&self, _name: &str, _version: &str, _manifest: &Value) {}
+
+    /// Warms the source for `name`, which the resolution may read soon
+    /// (a dependency of a document it already read), without counting it as
+    /// read: no access is recorded and nothing reaches a client. Returns the
+    /// document when it was fetched, so its own dependencies can be looked
+    /// up ahead too; a name the caller may not read, or any failure, gives
+    /// `None`. Default: nothing (no look-ahead).
+    fn prefetch<'a>(&'a self, _name: &'a str) -> BoxFuture<'a, Option<Arc<Value>>> {
+        Box::pin(std::future::ready(None))
+    }
 }
 
 /// Resolution settings (mirror of the client's config).
@@ -332,6 +343,8 @@ struct Resolver<'a> {
     graph_gen: u64,
     /// Last peers walk per importer, keyed by (`graph_gen`, hidden peers).
     walks: HashMap<usize, ((u64, usize), peers::ImporterWalk)>,
+    /// Dependencies' packuments fetched ahead of the expansion.
+    ahead: lookahead::Lookahead<'a>,
 }
 
 fn parse_overrides(map: &BTreeMap<String, String>) -> Vec<Override> {
@@ -357,23 +370,34 @@ fn parse_overrides(map: &BTreeMap<String, String>) -> Vec<Override> {
 
 impl<'a> Resolver<'a> {
     /// Fetches every packument not held yet, `concurrency` at a time.
+    /// Each document that arrives offers its dependencies to the look-ahead,
+    /// which runs while this level waits.
     async fn fetch_missing(
-        &self,
+        &mut self,
         names: impl IntoIterator<Item = String>,
     ) -> Vec<(String, Result<Arc<Value>, ResolveError>)> {
         let missing: BTreeSet<String> = names
             .into_iter()
             .filter(|n| !self.packuments.contains_key(n))
             .collect();
+        for name in &missing {
+            self.ahead.requested(name);
+        }
         let source = self.source;
-        stream::iter(missing)
+        let mut arriving = stream::iter(missing)
             .map(|name| async move {
                 let r = source.packument(&name).await;
                 (name, r)
             })
-            .buffer_unordered(self.opts.concurrency.max(1))
-            .collect()
-            .await
+            .buffer_unordered(self.opts.concurrency.max(1));
+        let mut out = Vec::new();
+        while let Some((name, r)) = self.ahead.alongside(arriving.next()).await {
+            if let Ok(doc) = &r {
+                self.ahead.offer(doc);
+            }
+            out.push((name, r));
+        }
+        out
     }
 
     /// Fetches every missing packument; failures are returned, not cached.
@@ -1047,6 +1071,7 @@ impl<'a> Resolver<'a> {
             candidates: HashMap::new(),
             graph_gen: 0,
             walks: HashMap::new(),
+            ahead: lookahead::Lookahead::new(source, opts.concurrency),
         }
     }
 

@@ -293,3 +293,51 @@ fn registry_for_follows_the_scope_mapping() {
     assert_eq!(opts.registry_for("corp"), opts.registry);
     assert_eq!(opts.registry_for("@corp"), opts.registry);
 }
+
+/// [`MemSource`] that also answers look-ahead, counting it apart.
+struct AheadSource {
+    inner: MemSource,
+    ahead: Mutex<Vec<String>>,
+}
+
+impl MetadataSource for AheadSource {
+    /// `q` takes longer than the others, so the look-ahead has a wait to
+    /// run in (the in-memory documents are otherwise ready at once).
+    fn packument<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Arc<Value>, ResolveError>> {
+        Box::pin(async move {
+            for _ in 0..if name == "q" { 8 } else { 1 } {
+                tokio::task::yield_now().await;
+            }
+            self.inner.packument(name).await
+        })
+    }
+
+    fn prefetch<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Option<Arc<Value>>> {
+        self.ahead.lock().unwrap().push(name.to_string());
+        Box::pin(async move { self.inner.docs.get(name).cloned() })
+    }
+}
+
+#[test]
+fn look_ahead_warms_the_next_levels_without_changing_reads_or_result() {
+    let projects = [project(&[("a", "^1.0.0"), ("q", "1.0.0")])];
+    let plain = source();
+    let without = run(resolve(&projects, &plain, &ResolveOptions::default())).unwrap();
+    let src = AheadSource {
+        inner: source(),
+        ahead: Mutex::new(Vec::new()),
+    };
+    let with = run(resolve(&projects, &src, &ResolveOptions::default())).unwrap();
+    assert_eq!(
+        serde_json::to_value(&with.lockfile).unwrap(),
+        serde_json::to_value(&without.lockfile).unwrap()
+    );
+    // a's dependency was looked up ahead while q was still on its way (q's
+    // arrived last: nothing was left to wait for); the resolution still read
+    // every packument itself, exactly once, as without look-ahead.
+    assert_eq!(*src.ahead.lock().unwrap(), ["b"]);
+    assert_eq!(
+        *src.inner.calls.lock().unwrap(),
+        *plain.calls.lock().unwrap()
+    );
+}

@@ -299,6 +299,25 @@ impl Session {
         Ok(doc)
     }
 
+    /// Fetches `name` into this session's memo ahead of a read the resolver
+    /// may make ([`pnpr_resolver::MetadataSource::prefetch`]): checked like
+    /// a read but not recorded in the footprint (the read, if it comes,
+    /// checks and records itself). Never sends a caller's forwarded
+    /// credential for a name the resolution has not asked for.
+    pub(crate) async fn prefetch(&self, name: &str) -> Option<Arc<Value>> {
+        if self.origin(name) == Origin::Forwarded || self.check_read(name).is_err() {
+            return None;
+        }
+        if let Some(doc) = locked(&self.docs).get(name) {
+            return Some(Arc::clone(doc));
+        }
+        let doc = Arc::new(self.fetch(name).await.ok()?);
+        locked(&self.docs)
+            .entry(name.to_string())
+            .or_insert_with(|| Arc::clone(&doc));
+        Some(doc)
+    }
+
     async fn fetch(&self, name: &str) -> Result<Value, ApiError> {
         match self.origin(name) {
             Origin::Forwarded => match &self.scope {
@@ -470,6 +489,10 @@ impl pnpr_resolver::MetadataSource for Session {
             pnpr_packument::rewrite_tarballs(&mut view, &self.tarball_base(name));
             Ok(Arc::new(view))
         })
+    }
+
+    fn prefetch<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Option<Arc<Value>>> {
+        Box::pin(Session::prefetch(self, name))
     }
 }
 

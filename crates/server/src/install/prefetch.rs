@@ -45,6 +45,10 @@ impl pnpr_resolver::MetadataSource for Prefetching<'_> {
         pnpr_resolver::MetadataSource::packument(self.session, name)
     }
 
+    fn prefetch<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Option<Arc<Value>>> {
+        pnpr_resolver::MetadataSource::prefetch(self.session, name)
+    }
+
     fn picked(&self, name: &str, version: &str, manifest: &Value) {
         let Some(integrity) = manifest
             .get("dist")

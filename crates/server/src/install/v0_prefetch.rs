@@ -88,6 +88,13 @@ impl pnpr_resolver::MetadataSource for Prefetching<'_> {
         })
     }
 
+    fn prefetch<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> futures_util::future::BoxFuture<'a, Option<Arc<Value>>> {
+        pnpr_resolver::MetadataSource::prefetch(self.session, name)
+    }
+
     fn picked(&self, name: &str, version: &str, manifest: &Value) {
         if !super::select::manifest_platform_ok(
             manifest,
