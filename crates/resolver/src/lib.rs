@@ -562,6 +562,11 @@ impl<'a> Resolver<'a> {
         }
         while !level.is_empty() {
             let (wanted, names) = self.wanted_children(&level)?;
+            for w in &wanted {
+                if let Some(Wanted::Registry { name, spec }) = parse_spec(&w.alias, &w.spec) {
+                    self.ahead.hint(&name, &spec);
+                }
+            }
             // Optional dependencies that cannot be resolved are skipped, as pnpm does.
             let failed = self.fetch_lenient(names).await;
             let children_of = self.resolve_children(&level, wanted, failed)?;
@@ -909,6 +914,9 @@ pub async fn resolve(
     });
     let by_name = workspace_dirs(projects)?;
     let (mut importers, pending) = r.direct_deps(projects, &by_name)?;
+    for p in &pending {
+        r.ahead.hint(&p.name, &p.range);
+    }
     r.fetch_all(pending.iter().map(|p| p.name.clone())).await?;
     let roots = r.pick_direct(&mut importers, pending, seed)?;
     r.expand(roots).await?;

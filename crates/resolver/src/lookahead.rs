@@ -14,7 +14,7 @@
 //! resolution itself requests ([`BASE_BUDGET`] + [`PER_REQUESTED`] each),
 //! at most `width` at a time, and nothing outlives the resolution.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -23,6 +23,7 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use serde_json::Value;
 
+use crate::pick::{parse_spec, Wanted};
 use crate::MetadataSource;
 
 /// Look-ahead requests allowed before the resolution requested anything.
@@ -30,38 +31,63 @@ const BASE_BUDGET: usize = 256;
 /// Further look-ahead requests allowed per name the resolution requests.
 const PER_REQUESTED: usize = 2;
 
-/// The names a document's `latest` version depends on, as registry names.
-pub(crate) fn latest_dependency_names(doc: &Value) -> Vec<String> {
-    let Some(latest) = doc
-        .pointer("/dist-tags/latest")
-        .and_then(Value::as_str)
-        .and_then(|v| doc.get("versions")?.get(v))
-    else {
+/// The version of `doc` a `spec` most likely resolves to: `latest` when it
+/// satisfies the range (pnpm prefers it), else the highest version in the
+/// range; a dist-tag names its version; anything else falls back to `latest`.
+/// A guess only: a wrong one costs a wasted fetch, never a different tree.
+fn likely_version<'d>(doc: &'d Value, spec: Option<&str>) -> Option<&'d Value> {
+    let versions = doc.get("versions")?.as_object()?;
+    let tag = |t: &str| {
+        doc.get("dist-tags")?
+            .get(t)?
+            .as_str()
+            .and_then(|v| versions.get(v))
+    };
+    let latest = tag("latest");
+    let Some(spec) = spec.filter(|s| !s.is_empty()) else {
+        return latest;
+    };
+    let Ok(range) = nodejs_semver::Range::parse(spec) else {
+        return tag(spec).or(latest);
+    };
+    let satisfies = |v: &str| nodejs_semver::Version::parse(v).is_ok_and(|v| range.satisfies(&v));
+    if let Some(l) = doc.pointer("/dist-tags/latest").and_then(Value::as_str) {
+        if satisfies(l) {
+            return versions.get(l);
+        }
+    }
+    versions
+        .keys()
+        .filter_map(|v| Some((nodejs_semver::Version::parse(v).ok()?, v)))
+        .filter(|(parsed, _)| range.satisfies(parsed))
+        .max_by(|a, b| a.0.cmp(&b.0))
+        .and_then(|(_, v)| versions.get(v))
+        .or(latest)
+}
+
+/// The registry dependencies (name, spec) of the version of `doc` that
+/// `spec` most likely picks; git, file, link, workspace and URL specs are
+/// not registry reads and are skipped.
+pub(crate) fn likely_dependencies(doc: &Value, spec: Option<&str>) -> Vec<(String, String)> {
+    let Some(manifest) = likely_version(doc, spec) else {
         return Vec::new();
     };
     let mut out = Vec::new();
     for field in ["dependencies", "optionalDependencies", "peerDependencies"] {
-        let Some(deps) = latest.get(field).and_then(Value::as_object) else {
+        let Some(deps) = manifest.get(field).and_then(Value::as_object) else {
             continue;
         };
         for (alias, spec) in deps {
-            if let Some(name) = registry_name(alias, spec.as_str().unwrap_or_default()) {
-                out.push(name.to_string());
+            let spec = spec.as_str().unwrap_or_default();
+            if spec.contains('/') && !spec.starts_with("npm:") {
+                continue; // GitHub shorthand, URL or path
+            }
+            if let Some(Wanted::Registry { name, spec }) = parse_spec(alias, spec) {
+                out.push((name, spec));
             }
         }
     }
     out
-}
-
-/// The registry name a dependency entry fetches, when it names one: an
-/// `npm:` alias's target, or the key for a range or tag; `None` for git,
-/// file, link, workspace, URL and other non-registry specs.
-fn registry_name<'s>(alias: &'s str, spec: &'s str) -> Option<&'s str> {
-    if let Some(rest) = spec.strip_prefix("npm:") {
-        let at = rest.get(1..)?.find('@').map(|i| i + 1);
-        return Some(at.map_or(rest, |i| &rest[..i])).filter(|n| !n.is_empty());
-    }
-    (!spec.contains(':') && !spec.contains('/')).then_some(alias)
 }
 
 /// Documents being fetched ahead of the resolution, and what is queued.
@@ -73,6 +99,9 @@ pub(crate) struct Lookahead<'a> {
     seen: HashSet<String>,
     /// Names the resolution requested itself: dropped from the queue.
     requested: HashSet<String>,
+    /// The first spec each name was wanted with (by the resolution or by a
+    /// document's dependencies): which version's dependencies to look up.
+    specs: HashMap<String, String>,
     started: usize,
     budget: usize,
     width: usize,
@@ -86,6 +115,7 @@ impl<'a> Lookahead<'a> {
             queued: VecDeque::new(),
             seen: HashSet::new(),
             requested: HashSet::new(),
+            specs: HashMap::new(),
             started: 0,
             budget: BASE_BUDGET,
             width: width.max(1),
@@ -100,9 +130,22 @@ impl<'a> Lookahead<'a> {
         self.budget = self.budget.saturating_add(PER_REQUESTED);
     }
 
-    /// Queues the dependencies of `doc`'s `latest` version not seen yet.
+    /// The resolution wants `name` with `spec` (kept if it is the first).
+    pub(crate) fn hint(&mut self, name: &str, spec: &str) {
+        if !self.specs.contains_key(name) {
+            self.specs.insert(name.to_string(), spec.to_string());
+        }
+    }
+
+    /// Queues the dependencies, not seen yet, of the version of `doc` its
+    /// wanted spec most likely picks.
     pub(crate) fn offer(&mut self, doc: &Value) {
-        for name in latest_dependency_names(doc) {
+        let spec = doc
+            .get("name")
+            .and_then(Value::as_str)
+            .and_then(|n| self.specs.get(n));
+        for (name, spec) in likely_dependencies(doc, spec.map(String::as_str)) {
+            self.hint(&name, &spec);
             if !self.seen.contains(&name) {
                 self.seen.insert(name.clone());
                 self.queued.push_back(name);
@@ -161,27 +204,37 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn names_come_from_the_latest_version_only_for_registry_specs() {
+    fn dependencies_come_from_the_version_the_spec_likely_picks() {
         let doc = json!({
-            "dist-tags": {"latest": "2.0.0"},
+            "name": "x",
+            "dist-tags": {"latest": "2.0.0", "next": "3.0.0-rc.1"},
             "versions": {
                 "1.0.0": {"dependencies": {"old": "^1"}},
+                "1.5.0": {"dependencies": {"mid": "^1"}},
                 "2.0.0": {
                     "dependencies": {"a": "^1", "alias": "npm:@s/real@^2", "git": "github:x/y",
                                      "short": "x/y", "file": "file:../z", "bare": "npm:plain"},
                     "optionalDependencies": {"b": "latest"},
                     "peerDependencies": {"c": "*", "w": "workspace:*"}
-                }
+                },
+                "3.0.0-rc.1": {"dependencies": {"rc": "1"}}
             }
         });
-        let mut names = latest_dependency_names(&doc);
-        names.sort();
-        assert_eq!(names, ["@s/real", "a", "b", "c", "plain"]);
-        assert!(latest_dependency_names(&json!({"versions": {}})).is_empty());
-        assert!(latest_dependency_names(
-            &json!({"dist-tags": {"latest": "9.9.9"}, "versions": {}})
-        )
-        .is_empty());
+        let names = |spec: Option<&str>| {
+            let mut n: Vec<String> = likely_dependencies(&doc, spec)
+                .into_iter()
+                .map(|(name, _)| name)
+                .collect();
+            n.sort();
+            n
+        };
+        assert_eq!(names(None), ["@s/real", "a", "b", "c", "plain"]);
+        assert_eq!(names(Some("^2.0.0")), names(None));
+        assert_eq!(names(Some("^1.0.0")), ["mid"]);
+        assert_eq!(names(Some("1.0.0")), ["old"]);
+        assert_eq!(names(Some("next")), ["rc"]);
+        assert_eq!(names(Some("^9")), names(None));
+        assert!(likely_dependencies(&json!({"versions": {}}), None).is_empty());
     }
 
     struct Chain;
