@@ -12,6 +12,7 @@
 //!   requests: handlers take a snapshot `Arc<Policy>` per request.
 
 mod accelerator;
+mod activity;
 pub mod audit;
 pub mod catalog;
 mod compression;

@@ -2,9 +2,10 @@
 //! client request is being served, re-encodes the file store's package
 //! members one at a time, largest first, at
 //! `installAccelerator.recompress.level` (libdeflate 12 by default), so a
-//! later cold `/v1/install` body is about 1.02x the tarballs instead of
-//! 1.07x. The CPU (7.5–18x the cold path's encoder) is spent once per
-//! member and never while a client waits.
+//! later cold `/v1/install` body is smaller (large corpus: 1.070x → 1.042x
+//! the tarballs; the rest is partial groups cut per response). The CPU
+//! (7.5–18x the cold path's encoder) is spent once per member and never
+//! while a client waits.
 //!
 //! Invariants guarded here:
 //! - it changes stored bytes only, never what a client may read: members
@@ -20,7 +21,6 @@
 //!   then finishes or is dropped; either way the stored member is whole).
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,6 +32,7 @@ use http_body_util::BodyExt;
 use metrics::{counter, gauge};
 use pnpr_cafs::Recompressed;
 
+use crate::activity::Activity;
 use crate::state::AppState;
 
 /// How long no client request may have been in flight before a member is
@@ -44,63 +45,6 @@ const POLL: Duration = Duration::from_millis(500);
 /// A full rescan at least this often, even when the package count did not
 /// change (a member evicted and made again at the cold-path level).
 const RESCAN_EVERY: Duration = Duration::from_secs(600);
-
-/// Client requests in flight and when the last one ended.
-#[derive(Debug)]
-pub(crate) struct Activity {
-    busy: AtomicUsize,
-    origin: Instant,
-    /// Milliseconds after `origin` the last request ended.
-    last_end_ms: AtomicU64,
-    stop: AtomicBool,
-}
-
-impl Activity {
-    pub(crate) fn new() -> Self {
-        Self {
-            busy: AtomicUsize::new(0),
-            origin: Instant::now(),
-            last_end_ms: AtomicU64::new(0),
-            stop: AtomicBool::new(false),
-        }
-    }
-
-    fn enter(self: &Arc<Self>) -> Busy {
-        self.busy.fetch_add(1, Ordering::SeqCst);
-        Busy(Arc::clone(self))
-    }
-
-    /// How long no client request has been in flight (`None`: one is).
-    fn idle_for(&self) -> Option<Duration> {
-        if self.busy.load(Ordering::SeqCst) > 0 {
-            return None;
-        }
-        let since = Duration::from_millis(self.last_end_ms.load(Ordering::SeqCst));
-        Some(self.origin.elapsed().saturating_sub(since))
-    }
-
-    /// Ends the pass (server shutdown).
-    pub(crate) fn stop(&self) {
-        self.stop.store(true, Ordering::SeqCst);
-    }
-
-    fn stopped(&self) -> bool {
-        self.stop.load(Ordering::SeqCst)
-    }
-}
-
-/// One client request in flight; dropped when its response body is done.
-struct Busy(Arc<Activity>);
-
-impl Drop for Busy {
-    fn drop(&mut self) {
-        // The end time first, so an idle check never sees no request in
-        // flight together with an older end.
-        let ms = u64::try_from(self.0.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.0.last_end_ms.fetch_max(ms, Ordering::SeqCst);
-        self.0.busy.fetch_sub(1, Ordering::SeqCst);
-    }
-}
 
 /// Middleware: every request but health, metrics and status probes counts
 /// as client activity until its response body is sent or dropped (an
@@ -162,14 +106,41 @@ async fn wait_idle(activity: &Activity) -> bool {
 
 /// Runs until the server stops (see the module docs).
 pub(crate) async fn run(state: Arc<AppState>) {
+    let _ = run_until_stopped(state).await;
+}
+
+/// A file-store read on a blocking thread: `None` (after a warning and a
+/// pause of [`RESCAN_EVERY`]) when the store failed, so the caller tries
+/// again later; `Err(Stopped)` when the runtime is shutting down.
+async fn read_store<T: Send + 'static>(
+    state: &Arc<AppState>,
+    what: &'static str,
+    read: impl FnOnce(&pnpr_cafs::FileStore) -> Result<T, pnpr_cafs::CafsError> + Send + 'static,
+) -> Result<Option<T>, Stopped> {
+    let st = Arc::clone(state);
+    match tokio::task::spawn_blocking(move || read(&st.accelerator.files)).await {
+        Ok(Ok(v)) => Ok(Some(v)),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "recompress: cannot {what}");
+            tokio::time::sleep(RESCAN_EVERY).await;
+            Ok(None)
+        }
+        Err(_) => Err(Stopped),
+    }
+}
+
+/// The server is stopping.
+struct Stopped;
+
+async fn run_until_stopped(state: Arc<AppState>) -> Result<(), Stopped> {
     let config = state.config.install_accelerator.recompress;
     if !config.enabled {
         tracing::info!("member recompression is off (installAccelerator.recompress)");
-        return;
+        return Ok(());
     }
     if !state.owns_cache() {
         tracing::info!("another process holds this cache: it recompresses members, not this one");
-        return;
+        return Ok(());
     }
     describe();
     let level = config.level;
@@ -179,37 +150,21 @@ pub(crate) async fn run(state: Arc<AppState>) {
     let mut scanned: Option<(u64, Instant)> = None;
     loop {
         if !wait_idle(&state.activity).await {
-            return;
+            return Err(Stopped);
         }
-        let st = Arc::clone(&state);
-        let count =
-            match tokio::task::spawn_blocking(move || st.accelerator.files.index_count()).await {
-                Ok(Ok(n)) => n,
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "recompress: cannot count packages");
-                    tokio::time::sleep(RESCAN_EVERY).await;
-                    continue;
-                }
-                Err(_) => return,
-            };
+        let Some(count) = read_store(&state, "count packages", |f| f.index_count()).await? else {
+            continue;
+        };
         let fresh = scanned.is_some_and(|(n, at)| n == count && at.elapsed() < RESCAN_EVERY);
         if fresh {
             tokio::time::sleep(POLL).await;
             continue;
         }
-        let st = Arc::clone(&state);
-        let candidates = match tokio::task::spawn_blocking(move || {
-            st.accelerator.files.recompress_candidates(level)
-        })
-        .await
-        {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "recompress: cannot list members");
-                tokio::time::sleep(RESCAN_EVERY).await;
-                continue;
-            }
-            Err(_) => return,
+        let listed = read_store(&state, "list members", move |f| {
+            f.recompress_candidates(level)
+        });
+        let Some(candidates) = listed.await? else {
+            continue;
         };
         scanned = Some((count, Instant::now()));
         let todo: Vec<_> = candidates
@@ -221,7 +176,7 @@ pub(crate) async fn run(state: Arc<AppState>) {
             continue;
         }
         if !pass(&state, todo, level, &mut failed).await {
-            return;
+            return Err(Stopped);
         }
     }
 }

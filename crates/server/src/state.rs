@@ -94,7 +94,7 @@ pub struct AppState {
     /// and this one does not evict).
     cache_lock: Option<std::fs::File>,
     /// Client requests in flight, for the idle-time member recompression.
-    pub(crate) activity: Arc<crate::recompress::Activity>,
+    pub(crate) activity: Arc<crate::activity::Activity>,
 }
 
 /// The mirror's stores and its work in flight (under `cache`).
@@ -247,7 +247,7 @@ impl AppState {
             searches: Arc::new(tokio::sync::Semaphore::new(2)),
             disk,
             cache_lock,
-            activity: Arc::new(crate::recompress::Activity::new()),
+            activity: Arc::new(crate::activity::Activity::new()),
             config,
             public_url,
             auth,
