@@ -11,6 +11,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use pnpr_e2e::install::{section_frames, Frame};
+use pnpr_e2e::publish::compressible_text;
 use pnpr_e2e::{Http, Pnpr, Project, RegistryMock};
 use sha2::{Digest, Sha512};
 
@@ -19,26 +20,6 @@ fn config(mock: &RegistryMock) -> String {
         "uplinks:\n  mock:\n    url: {}\npackages:\n  '**':\n    access: $all\n    publish: $authenticated\n    proxy: mock\n",
         mock.url
     )
-}
-
-/// Text that compresses about as well as source code: words drawn from a
-/// SHA-512 chain.
-fn text(len: usize, seed: &str) -> Vec<u8> {
-    const WORDS: [&str; 16] = [
-        "const", "return", "function", "value", "module", "exports", "if", "else", "for", "let",
-        "this", "null", "length", "push", "index", "=>",
-    ];
-    let mut out = Vec::with_capacity(len + 16);
-    let mut block = Sha512::digest(seed.as_bytes());
-    while out.len() < len {
-        for b in block.iter() {
-            out.extend_from_slice(WORDS[usize::from(b & 15)].as_bytes());
-            out.push(if b & 0x30 == 0 { b'\n' } else { b' ' });
-        }
-        block = Sha512::digest(block);
-    }
-    out.truncate(len);
-    out
 }
 
 struct Published {
@@ -154,7 +135,7 @@ async fn server_disk_stays_within_one_and_a_half_tarballs_and_partial_packages_a
     const KB: usize = 1024;
     // `two` shares `lib/shared.js` with `one`: a client holding `one` lacks
     // only part of `two`.
-    let shared = text(300 * KB, "shared");
+    let shared = compressible_text(300 * KB, "shared");
     let one = publish(
         &http,
         &mock,
@@ -162,7 +143,7 @@ async fn server_disk_stays_within_one_and_a_half_tarballs_and_partial_packages_a
         "@pnpm.e2e/less-disk-one",
         vec![
             ("lib/shared.js".into(), shared.clone()),
-            ("one.js".into(), text(400 * KB, "one")),
+            ("one.js".into(), compressible_text(400 * KB, "one")),
         ],
     )
     .await;
@@ -173,8 +154,8 @@ async fn server_disk_stays_within_one_and_a_half_tarballs_and_partial_packages_a
         "@pnpm.e2e/less-disk-two",
         vec![
             ("lib/shared.js".into(), shared.clone()),
-            ("two.js".into(), text(500 * KB, "two")),
-            ("README.md".into(), text(20 * KB, "readme")),
+            ("two.js".into(), compressible_text(500 * KB, "two")),
+            ("README.md".into(), compressible_text(20 * KB, "readme")),
         ],
     )
     .await;

@@ -11,8 +11,8 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use pnpr_e2e::publish::compressible_text;
 use pnpr_e2e::{Http, Pnpr, Project, RegistryMock};
-use sha2::{Digest, Sha512};
 
 /// Bound on the wait for the pass (the brief's 30 s).
 const PASS_TIMEOUT: Duration = Duration::from_secs(30);
@@ -22,26 +22,6 @@ fn config(mock: &RegistryMock, recompress: &str) -> String {
         "uplinks:\n  mock:\n    url: {}\npackages:\n  '**':\n    access: $all\n    publish: $authenticated\n    proxy: mock\ninstallAccelerator:\n  recompress: {recompress}\n",
         mock.url
     )
-}
-
-/// Text that compresses about as well as source code: words drawn from a
-/// SHA-512 chain.
-fn text(len: usize, seed: &str) -> Vec<u8> {
-    const WORDS: [&str; 16] = [
-        "const", "return", "function", "value", "module", "exports", "if", "else", "for", "let",
-        "this", "null", "length", "push", "index", "=>",
-    ];
-    let mut out = Vec::with_capacity(len + 16);
-    let mut block = Sha512::digest(seed.as_bytes());
-    while out.len() < len {
-        for b in block.iter() {
-            out.extend_from_slice(WORDS[usize::from(b & 15)].as_bytes());
-            out.push(if b & 0x30 == 0 { b'\n' } else { b' ' });
-        }
-        block = Sha512::digest(block);
-    }
-    out.truncate(len);
-    out
 }
 
 struct Published {
@@ -58,13 +38,22 @@ async fn publish_two(mock: &RegistryMock, prefix: &str) -> Vec<Published> {
         (
             format!("@pnpm.e2e/{prefix}-big"),
             vec![
-                ("lib/big.js".to_string(), text(700 << 10, "big")),
-                ("README.md".to_string(), text(30 << 10, "readme")),
+                (
+                    "lib/big.js".to_string(),
+                    compressible_text(700 << 10, "big"),
+                ),
+                (
+                    "README.md".to_string(),
+                    compressible_text(30 << 10, "readme"),
+                ),
             ],
         ),
         (
             format!("@pnpm.e2e/{prefix}-small"),
-            vec![("index.js".to_string(), text(200 << 10, "small"))],
+            vec![(
+                "index.js".to_string(),
+                compressible_text(200 << 10, "small"),
+            )],
         ),
     ] {
         let refs: Vec<(&str, &[u8])> = files

@@ -4,6 +4,7 @@
 use base64::Engine;
 
 use crate::Http;
+use sha2::Digest;
 
 /// A gzipped npm tarball with `package/package.json` plus `files`.
 pub fn tarball(name: &str, version: &str, files: &[(&str, &[u8])]) -> Vec<u8> {
@@ -79,6 +80,27 @@ pub fn noise(len: usize, seed: u64) -> Vec<u8> {
         x ^= x >> 7;
         x ^= x << 17;
         out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Text that compresses about as well as source code: words drawn from a
+/// SHA-512 chain (deterministic per `seed`), for file contents whose
+/// compressed size behaves like a real package's.
+pub fn compressible_text(len: usize, seed: &str) -> Vec<u8> {
+    const WORDS: [&str; 16] = [
+        "const", "return", "function", "value", "module", "exports", "if", "else", "for", "let",
+        "this", "null", "length", "push", "index", "=>",
+    ];
+    let mut out = Vec::with_capacity(len + 16);
+    let mut block = sha2::Sha512::digest(seed.as_bytes());
+    while out.len() < len {
+        for b in block.iter() {
+            out.extend_from_slice(WORDS[usize::from(b & 15)].as_bytes());
+            out.push(if b & 0x30 == 0 { b'\n' } else { b' ' });
+        }
+        block = sha2::Sha512::digest(block);
     }
     out.truncate(len);
     out
