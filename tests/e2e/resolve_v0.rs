@@ -848,3 +848,128 @@ async fn prefetches_use_the_uplink_credential_for_admitted_callers_only() {
         }
     }
 }
+
+/// A public upstream whose `pub-host@1.0.0` names the private `@fake/pkg`
+/// only as an optional peer: the resolution never needs it, but the
+/// resolver's look-ahead (RFC 0007) offers every dependency field of the
+/// version it guesses, peers included. `slow-*` answer after 400 ms, so the
+/// look-ahead has a level to run alongside.
+fn public_upstream_naming_a_private_peer() -> FakeUpstream {
+    let bytes = b"pub-host tarball bytes".to_vec();
+    let sri = fake_upstream::sri(&bytes);
+    FakeUpstream::start(move |path| {
+        if path.ends_with(".tgz") {
+            return Reply::bytes(bytes.clone());
+        }
+        if let Some(name) = path.strip_prefix("/slow-").map(|n| format!("slow-{n}")) {
+            // Keeps the level waiting, so the look-ahead runs meanwhile.
+            std::thread::sleep(std::time::Duration::from_millis(400));
+            let at = format!("http://127.0.0.1:1/{name}/-/{name}-1.0.0.tgz");
+            return Reply::json(&fake_upstream::packument(&name, &at, &sri));
+        }
+        if path.trim_start_matches('/') != "pub-host" {
+            return Reply::status(404);
+        }
+        Reply::json(&serde_json::json!({
+            "name": "pub-host",
+            "dist-tags": {"latest": "1.0.0"},
+            "versions": {"1.0.0": {"name": "pub-host", "version": "1.0.0",
+                "peerDependencies": {"@fake/pkg": "1.0.0"},
+                "peerDependenciesMeta": {"@fake/pkg": {"optional": true}},
+                "dist": {"tarball": "http://127.0.0.1:1/pub-host/-/pub-host-1.0.0.tgz",
+                    "integrity": sri}}},
+            "time": {"1.0.0": "2020-01-01T00:00:00.000Z"}
+        }))
+    })
+}
+
+/// Attack on the look-ahead: a caller the private uplink does not admit
+/// resolves a public package that names a private one. Nothing is asked of
+/// the private upstream on their behalf (the look-ahead checks access like
+/// a read), their answer names neither the private package nor its
+/// integrity, and their resolution still succeeds.
+/// Control: the admitted caller's identical resolution does make the
+/// look-ahead fetch the private document, with the uplink's credential,
+/// so the refusal above is the access check and not an idle look-ahead.
+#[tokio::test]
+async fn the_lookahead_asks_upstream_nothing_a_caller_may_not_read() {
+    let public = public_upstream_naming_a_private_peer();
+    let (private, seen, integrity) = fake_uplink(b"private peer bytes".to_vec());
+    let config = format!(
+        "auth:\n  htpasswd:\n    file: ./htpasswd\ngroups:\n  team: [alice]\nuplinks:\n  pub:\n    url: {p}\n  fake:\n    url: {f}\n    access: team\n    auth:\n      type: bearer\n      token_env: FAKE_TOKEN\npackages:\n  '@fake/*':\n    access: $authenticated\n    proxy: fake\n  '**':\n    access: $all\n    proxy: pub\n",
+        p = public.url,
+        f = private.url
+    );
+    let pnpr = Pnpr::start(&config, &[("FAKE_TOKEN", "uplink-secret")]);
+    let http = Http::new();
+    let alice = add_user(&http, &pnpr, "alice").await;
+    let bob = add_user(&http, &pnpr, "bob").await;
+    let resolve = format!("{}-/pnpr/v0/resolve", pnpr.url);
+    // Each caller waits on its own uncached slow document (the look-ahead
+    // runs while it waits) and resolves afresh, not from the first answer
+    // in the resolution cache.
+    let body = |slow: &str| {
+        pnpm12_body(
+            &pnpr.url,
+            serde_json::json!({"pub-host": "^1.0.0", slow: "1.0.0"}),
+        )
+    };
+    let done = |text: &str| {
+        let frames = frames_of(text);
+        assert!(
+            frames.iter().any(|f| f["type"] == "done"),
+            "no done: {text}"
+        );
+        assert!(
+            frames.iter().any(|f| f["name"] == "pub-host"),
+            "no pub-host: {text}"
+        );
+    };
+
+    let r = http.post_json(&resolve, &body("slow-b"), Some(&bob)).await;
+    r.assert_status(200);
+    let bob_text = r.text();
+    done(&bob_text);
+    // The public manifest names the peer (public knowledge); nothing of the
+    // private package itself may appear.
+    for secret in [integrity.as_str(), "pkg-1.0.0.tgz"] {
+        assert!(!bob_text.contains(secret), "leaked {secret}: {bob_text}");
+    }
+    assert!(
+        !frames_of(&bob_text)
+            .iter()
+            .any(|f| f["name"] == "@fake/pkg"),
+        "{bob_text}"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let asked: Vec<String> = seen
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .map(|(path, _)| path.clone())
+        .collect();
+    assert!(asked.is_empty(), "asked for bob: {asked:?}");
+
+    let r = http
+        .post_json(&resolve, &body("slow-a"), Some(&alice))
+        .await;
+    r.assert_status(200);
+    done(&r.text());
+    eventually("the look-ahead fetched the private document", || {
+        seen.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|(path, head)| {
+                path.contains("fake") && !path.ends_with(".tgz") && head.contains("uplink-secret")
+            })
+    })
+    .await;
+    for (path, head) in seen.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        for token in [&alice, &bob] {
+            assert!(
+                !head.contains(token.as_str()),
+                "{path} carried a caller's token"
+            );
+        }
+    }
+}
