@@ -10,6 +10,13 @@
 #   tests/.deps/pnpm-12.21.0/   pnpm 12.21.0 (native binary)
 #   tests/.deps/pnpm-12.23.0/   pnpm 12.23.0 (native binary; resolve protocol)
 #   tests/.deps/pnpm-11.28.10/  pnpm 11.28.10 (JS on Node 22; resolve protocol)
+#   tests/.deps/pnpm-<v>/       on demand only: every version listed in
+#                               PNPR_EXTRA_CLIENTS (comma-separated), e.g.
+#                               `PNPR_EXTRA_CLIENTS=11.9.0,12.10.1 tests/setup.sh`,
+#                               for the resolve-protocol sweep of RFC 0006
+#                               ("Other released clients"); run the e2e with
+#                               `PNPR_V0_CLIENTS=<v>`. Not installed by default
+#                               (CI time); 11.x runs on Node 22, 12.x is native.
 #   tests/.deps/yarn-1/         yarn 1.22.22 (JS; runs on Node 22)
 #   tests/.deps/yarn-4/         yarn 4 (@yarnpkg/cli-dist; JS on Node 22)
 #   tests/.deps/bun/            bun (native binary from its platform package)
@@ -26,6 +33,13 @@ TESTS="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 DEPS="$TESTS/.deps"
 NODE22_VERSION=22.23.3
 PNPM_VERSIONS=(11.5.2 12.21.0 12.23.0 11.28.10)
+# Extra pnpm versions asked for by the caller (see the header).
+if [ -n "${PNPR_EXTRA_CLIENTS:-}" ]; then
+  IFS=', ' read -r -a extra_clients <<< "$PNPR_EXTRA_CLIENTS"
+  for v in "${extra_clients[@]}"; do
+    [ -n "$v" ] && PNPM_VERSIONS+=("$v")
+  done
+fi
 # Other clients, as <dir>=<npm package>@<version>. bun and deno come from their
 # platform packages (the wrapper packages only download those in postinstall).
 MORE_CLIENTS=(

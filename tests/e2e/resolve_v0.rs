@@ -16,6 +16,24 @@ use pnpr_e2e::{add_user, Http, Pnpr, Project, RegistryMock};
 /// Every released client of the resolve protocol the setup installs.
 const CLIENTS: &[&str] = &["11.28.10", "12.21.0", "12.23.0"];
 
+/// The clients the per-client flows run with: [`CLIENTS`], or the
+/// comma-separated `PNPR_V0_CLIENTS` (e.g. a version installed on demand by
+/// `PNPR_EXTRA_CLIENTS=<v> tests/setup.sh`, RFC 0006 "Other released
+/// clients").
+fn clients() -> Vec<String> {
+    env_clients().unwrap_or_else(|| CLIENTS.iter().map(|c| c.to_string()).collect())
+}
+
+fn env_clients() -> Option<Vec<String>> {
+    let list = std::env::var("PNPR_V0_CLIENTS").ok()?;
+    Some(
+        list.split(',')
+            .map(|c| c.trim().to_string())
+            .filter(|c| !c.is_empty())
+            .collect(),
+    )
+}
+
 /// Open mirror of registry-mock plus an access-bearing `corp` uplink (the
 /// same upstream with the private user's token) that only `team` may use;
 /// `@private/*` on `/` is routed through it for the callers it admits.
@@ -82,7 +100,7 @@ async fn handshake_advertises_v0_only() {
 async fn each_client_installs_through_the_resolver_with_lockfile_parity() {
     let s = setup().await;
     let url = s.pnpr.url.clone();
-    for v in CLIENTS {
+    for v in &clients() {
         let direct = public_project(&s.pnpr, &s.alice);
         direct
             .pnpm_v(v, &flags(&url, &["install", "--lockfile-only"]))
@@ -195,7 +213,7 @@ async fn private_packages_resolve_for_admitted_callers_only_on_every_client() {
     let bob = add_user(&http, &s.pnpr, "bob").await;
     let url = s.pnpr.url.clone();
     let corp = format!("{url}~corp/");
-    for v in CLIENTS {
+    for v in &clients() {
         // Control: alice (in `team`) through the endpoint and through `/`.
         for registry in [&corp, &url] {
             let p = private_project(&s.pnpr, &s.alice);
@@ -252,7 +270,7 @@ async fn release_age_violations_and_refused_settings_reach_each_client() {
     pnpr_e2e::publish::publish(&http, &url, &s.alice, "fresh-pkg", "1.0.0", &[]).await;
     let pkg = serde_json::json!({"name": "f", "version": "1.0.0", "private": true,
         "dependencies": {"fresh-pkg": "1.0.0"}});
-    for v in CLIENTS {
+    for v in &clients() {
         // A lockfile written without an age rule...
         let young = Project::new(&pkg, Some(&npmrc(&s.pnpr, &s.alice)));
         young.write_file("pnpm-workspace.yaml", "minimumReleaseAge: 0\n");
@@ -300,7 +318,7 @@ async fn release_age_violations_and_refused_settings_reach_each_client() {
 async fn an_update_through_the_resolver_matches_the_client_resolving_directly() {
     let s = setup().await;
     let url = s.pnpr.url.clone();
-    for v in CLIENTS {
+    for v in &clients() {
         let mut locks = Vec::new();
         for through in [false, true] {
             let p = public_project(&s.pnpr, &s.alice);
@@ -327,9 +345,7 @@ async fn an_update_through_the_resolver_matches_the_client_resolving_directly() 
 /// latest) in the README test command; `PNPR_V0_CLIENTS=11.28.10,12.21.0,12.23.0`
 /// runs the whole matrix.
 fn corpus_clients() -> Vec<String> {
-    std::env::var("PNPR_V0_CLIENTS")
-        .map(|v| v.split(',').map(|c| c.trim().to_string()).collect())
-        .unwrap_or_else(|_| vec!["12.23.0".to_string()])
+    env_clients().unwrap_or_else(|| vec!["12.23.0".to_string()])
 }
 
 /// Each fixture, resolved by the client through `--pnpr-server`, gets the
@@ -449,7 +465,7 @@ async fn scope_registries_route_to_pnpr_endpoints_for_admitted_callers_only() {
     let url = s.pnpr.url.clone();
     let corp = format!("{url}~corp/");
     let mut integrity = String::new();
-    for v in CLIENTS {
+    for v in &clients() {
         // Control: alice resolving directly, then through the resolver.
         let direct = scoped_project(&url, &corp, &s.alice);
         direct
