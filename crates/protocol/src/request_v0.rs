@@ -1,6 +1,6 @@
 //! Parsing of the resolve protocol v0 bodies, `POST /-/pnpr/v0/resolve` and
-//! `POST /-/pnpr/v0/verify-lockfile` (spec §5.0; shapes sent by pnpm 11.28
-//! and pnpm 12, see RFC 0006).
+//! `POST /-/pnpr/v0/verify-lockfile` (spec §5.0; shapes sent by pnpm 11.9
+//! through 11.28 and pnpm 12, see RFC 0006).
 //!
 //! The fields both protocols share are parsed by the `/v1/install` parser
 //! ([`crate::parse_request`]'s rules), so both endpoints key the shared
@@ -49,6 +49,12 @@ enum Rule {
     /// Has no effect on the answer given the other refusals (documented
     /// per field); parsed for its type only.
     Inert,
+    /// `authHeaders`, the `.npmrc` credentials pnpm 11.9.0 still sends
+    /// (nerf-dart URI → `{"@": "<header>"}`, or → `"<header>"`): checked
+    /// for shape, then dropped by [`parse_resolve_request`] before anything
+    /// else sees it. pnpr never sends a client's credential upstream; it
+    /// does not change the answer either, see [`drop_forwarded_credentials`].
+    Credentials,
 }
 
 /// Every field a v0 client is known to send, with its rule.
@@ -102,9 +108,7 @@ fn rule(key: &str) -> Option<Rule> {
         // server's decision (it knows its public base).
         "registries" => Shared,
         "namedRegistries" => Empty("named registries are not implemented"),
-        "authHeaders" => {
-            Empty("upstream credentials are never forwarded on this endpoint; pnpr holds them")
-        }
+        "authHeaders" => Credentials,
         "storeIntegrities" => EmptyList("file delivery is `/v1/install` only"),
         "lockfileOnly" | "inlineFiles" => Bool(false, "file delivery is `/v1/install` only"),
         "acceptedLockfileFormats" => Formats,
@@ -128,8 +132,9 @@ pub fn parse_resolve_request(
     body: &[u8],
     default_registry: &str,
 ) -> Result<ResolveRequest, InstallError> {
-    let obj = parse_body(body)?;
+    let mut obj = parse_body(body)?;
     check_fields(&obj, "")?;
+    drop_forwarded_credentials(&mut obj);
     let applied = AppliedPolicies::of(&obj);
     if let Some(Value::Array(projects)) = obj.get("projects") {
         for (i, p) in projects.iter().enumerate() {
@@ -138,7 +143,7 @@ pub fn parse_resolve_request(
             }
         }
     }
-    let pnpm12 = obj.contains_key("acceptedLockfileFormats");
+    let pnpm12 = is_pnpm12(&obj);
     let scopes = scope_registries(obj.get("registries"))?;
     let mut install = parse_object(obj, default_registry)?;
     install.scope_registries = scopes;
@@ -148,6 +153,34 @@ pub fn parse_resolve_request(
         Generation::V0Resolve
     };
     Ok(ResolveRequest { install, applied })
+}
+
+/// Whether the body comes from the Rust pnpm 12 client, whose resolver
+/// differs from pnpm 11's in small ways (RFC 0007 R18). 12.21+ send
+/// `acceptedLockfileFormats`; 12.0 through 12.1x do not, but every pnpm 12
+/// sends `ignoreManifestCheck` (`false` by default), which no pnpm 11 sends
+/// (11.9 through 11.28 send `nodeVersion`/`os`/`arch` instead).
+fn is_pnpm12(obj: &Map<String, Value>) -> bool {
+    obj.contains_key("acceptedLockfileFormats")
+        || (obj.contains_key("ignoreManifestCheck") && !obj.contains_key("nodeVersion"))
+}
+
+/// Removes `authHeaders` (already shape-checked) so that no stage after
+/// parsing can reach a client-sent credential: the request's
+/// `auth_headers` stay empty on v0, the log and the resolution cache key
+/// never hold them, and only pnpr's own uplink credentials go upstream.
+///
+/// Dropping them is not ignoring a setting that changes the result. On v0
+/// `registry` and every `registries` scope must be one of pnpr's own
+/// endpoints (anything else is refused), so the only registry the client
+/// could use these credentials on is pnpr itself, which identifies the
+/// caller by the `Authorization` header the same client sends from the same
+/// `.npmrc` entry. Every package is read under that identity with the
+/// uplink credential pnpr holds, exactly what the client resolving directly
+/// against pnpr gets; an entry for any other host names a registry this
+/// request cannot reach.
+fn drop_forwarded_credentials(obj: &mut Map<String, Value>) {
+    obj.remove("authHeaders");
 }
 
 /// `registries` as pnpm 11.28 and 12 send it: registry URL → `{"scopes":
@@ -296,6 +329,10 @@ fn check(rule: Rule, field: &str, value: &Value) -> Result<(), InstallError> {
     };
     match (rule, value) {
         (_, Value::Null) | (Rule::Shared | Rule::Inert, _) => Ok(()),
+        (Rule::Credentials, Value::Object(m)) if m.values().all(is_credential) => Ok(()),
+        (Rule::Credentials, _) => wrong_type(
+            "must map registry URIs to a header string or to an object of header strings",
+        ),
         (Rule::StringValues, Value::Object(m)) if m.values().all(Value::is_string) => Ok(()),
         (Rule::StringValues, _) => wrong_type("must be an object whose values are strings"),
         (Rule::Bool(ok, _), Value::Bool(b)) if *b == ok => Ok(()),
@@ -317,6 +354,16 @@ fn check(rule: Rule, field: &str, value: &Value) -> Result<(), InstallError> {
             unsupported("this server writes `pnpm-lock/9.0` lockfiles only")
         }
         (Rule::Formats, _) => wrong_type("must be an array of strings"),
+    }
+}
+
+/// One `authHeaders` value: a header string, or (pnpm 11.9.0) an object of
+/// them keyed by scope (`"@"` for the registry's default).
+fn is_credential(v: &Value) -> bool {
+    match v {
+        Value::String(_) => true,
+        Value::Object(m) => m.values().all(Value::is_string),
+        _ => false,
     }
 }
 

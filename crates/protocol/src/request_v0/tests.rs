@@ -51,7 +51,6 @@ fn every_unimplemented_setting_is_refused_by_name() {
         json!({"fixLockfile": true}),
         json!({"trustPolicy": "no-downgrade"}),
         json!({"minimumReleaseAgeIgnoreMissingTime": false}),
-        json!({"authHeaders": {"//x/": "Bearer t"}}),
         json!({"acceptedLockfileFormats": ["pnpm-lock/10.0"]}),
         json!({"someFutureSetting": 3}),
     ];
@@ -199,4 +198,60 @@ fn registry_declarations_beyond_scopes_are_refused_without_echoing_values() {
         assert!(matches!(err, InstallError::InvalidField { .. }), "{err:?}");
         assert!(!err.to_string().contains("hunter2"));
     }
+}
+
+/// pnpm 11.9.0's `authHeaders` (nerf-dart → `{"@": header}`) and the
+/// one-level shape are accepted and never reach the parsed request.
+#[test]
+fn forwarded_credentials_are_dropped_not_refused() {
+    for auth in [
+        json!({"//127.0.0.1:2/": {"@": "Bearer pnpr-token"}, "//elsewhere/": {"@": "Bearer up"}}),
+        json!({"//127.0.0.1:2/": "Bearer pnpr-token"}),
+        json!({}),
+        json!(null),
+    ] {
+        let req = parse(
+            json!({"projects": [{"dir": "."}], "registry": "http://127.0.0.1:2/",
+            "authHeaders": auth}),
+        )
+        .unwrap();
+        assert!(req.auth_headers.is_empty());
+        let debug = format!("{req:?}");
+        assert!(
+            !debug.contains("pnpr-token") && !debug.contains("Bearer"),
+            "{debug}"
+        );
+    }
+}
+
+/// A malformed `authHeaders` is a bad body naming the field, not dropped.
+#[test]
+fn malformed_credentials_are_refused_by_name() {
+    for auth in [
+        json!("Bearer t"),
+        json!(["Bearer t"]),
+        json!({"//x/": 1}),
+        json!({"//x/": {"@": {"nested": "t"}}}),
+    ] {
+        match parse(json!({"authHeaders": auth})) {
+            Err(InstallError::InvalidField { field, .. }) => assert_eq!(field, "authHeaders"),
+            other => panic!("{auth}: expected InvalidField, got {other:?}"),
+        }
+    }
+}
+
+/// pnpm 12.0 through 12.1x send no `acceptedLockfileFormats` but are the
+/// Rust client all the same (they send `ignoreManifestCheck`, never
+/// `nodeVersion`); pnpm 11 is never taken for pnpm 12.
+#[test]
+fn pnpm_12_without_accepted_formats_is_still_pnpm_12() {
+    let generation = |v: serde_json::Value| parse(v).unwrap().generation;
+    let early_12 = json!({"projects": [{"dir": "."}], "ignoreManifestCheck": false,
+        "preferFrozenLockfile": true, "trustPolicy": "off"});
+    assert_eq!(generation(early_12), crate::Generation::V0ResolvePnpm12);
+    let pnpm_11 = json!({"projects": [{"dir": "."}], "nodeVersion": "22.23.3",
+        "os": "linux", "arch": "x64", "ignoreManifestCheck": false});
+    assert_eq!(generation(pnpm_11), crate::Generation::V0Resolve);
+    let bare = json!({"projects": [{"dir": "."}]});
+    assert_eq!(generation(bare), crate::Generation::V0Resolve);
 }
