@@ -310,8 +310,26 @@ fn check_project(p: &Map<String, Value>, i: usize) -> Result<(), InstallError> {
                 reason: "unknown field; refusing rather than ignoring it",
             });
         }
+        if known && names_a_catalog(value) {
+            return Err(InstallError::Unsupported {
+                field: format!("projects[{i}].{key}"),
+                reason: "a `catalog:` specifier needs the workspace catalogs, and catalogs are not implemented; resolve `catalog:` specifiers locally",
+            });
+        }
     }
     Ok(())
+}
+
+/// Whether a dependency map holds a `catalog:` specifier. pnpm 11.9
+/// through 11.22 send the manifest's specifiers as written but never the
+/// `catalogs` they refer to (11.28 and 12 send `catalogs`, refused above),
+/// so without this the resolver would fail on the specifier mid-request
+/// instead of refusing the setting up front, for every client alike.
+fn names_a_catalog(map: &Value) -> bool {
+    map.as_object().is_some_and(|m| {
+        m.values()
+            .any(|spec| spec.as_str().is_some_and(|s| s.starts_with("catalog:")))
+    })
 }
 
 fn check(rule: Rule, field: &str, value: &Value) -> Result<(), InstallError> {

@@ -255,3 +255,23 @@ fn pnpm_12_without_accepted_formats_is_still_pnpm_12() {
     let bare = json!({"projects": [{"dir": "."}]});
     assert_eq!(generation(bare), crate::Generation::V0Resolve);
 }
+
+/// pnpm 11.9 through 11.22 send `catalog:` specifiers without `catalogs`:
+/// refused by name before resolving, as the `catalogs` field is.
+#[test]
+fn catalog_specifiers_are_refused_without_catalogs() {
+    for map in [
+        "dependencies",
+        "devDependencies",
+        "optionalDependencies",
+        "peerDependencies",
+    ] {
+        let body =
+            json!({"projects": [{"dir": "."}, {"dir": "b", map: {"a": "catalog:", "b": "1.0.0"}}]});
+        assert_eq!(refused_field(body), format!("projects[1].{map}"));
+    }
+    let named = json!({"projects": [{"dir": ".", "dependencies": {"a": "catalog:react18"}}]});
+    assert_eq!(refused_field(named), "projects[0].dependencies");
+    // A package whose name merely contains the word is not a catalog.
+    parse(json!({"projects": [{"dir": ".", "dependencies": {"catalog": "1.0.0"}}]})).unwrap();
+}
