@@ -5,6 +5,9 @@
 //! same name, and a second client with a cold store installs the same
 //! lockfile and the same files byte for byte. Control: with
 //! `installAccelerator.recompress.enabled: false` no member changes.
+//! Stored cuts (RFC 0010 §4c): the partial group of a package whose file an
+//! earlier package of the body carried is kept, re-encoded by the pass too,
+//! and served to the next cold client, which gets the same files.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -68,16 +71,22 @@ async fn publish_two(mock: &RegistryMock, prefix: &str) -> Vec<Published> {
 
 /// Every stored member: file name → bytes.
 fn members(pnpr: &Pnpr) -> BTreeMap<PathBuf, Vec<u8>> {
+    stored(pnpr, "members")
+}
+
+/// Every file under `frames/<kind>/`: file name → bytes.
+fn stored(pnpr: &Pnpr, kind: &str) -> BTreeMap<PathBuf, Vec<u8>> {
     let dir = pnpr
         .data_dir()
         .join(".pnpr-cache")
         .join("files")
         .join("frames")
-        .join("members");
+        .join(kind);
     let mut out = BTreeMap::new();
-    for fanout in std::fs::read_dir(&dir).expect("members dir").flatten() {
+    for fanout in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
         for member in std::fs::read_dir(fanout.path())
-            .expect("fan-out dir")
+            .into_iter()
+            .flatten()
             .flatten()
         {
             let path = member.path();
@@ -279,4 +288,106 @@ async fn with_the_knob_off_no_member_changes() {
         second.read_file("pnpm-lock.yaml"),
         first.read_file("pnpm-lock.yaml")
     );
+}
+
+/// Publishes a large package and a smaller one sharing its `LICENSE`: the
+/// larger goes first in a body, so the smaller one's group is partial.
+async fn publish_sharing(mock: &RegistryMock) -> Vec<Published> {
+    let token = mock.private_token().await;
+    let http = Http::new();
+    let license = compressible_text(8 << 10, "license");
+    let mut out = Vec::new();
+    for (name, main, len) in [
+        ("@pnpm.e2e/cuts-large", "lib/large.js", 2 << 20),
+        ("@pnpm.e2e/cuts-small", "index.js", 150 << 10),
+    ] {
+        let files = vec![
+            (main.to_string(), compressible_text(len, name)),
+            ("LICENSE".to_string(), license.clone()),
+        ];
+        let refs: Vec<(&str, &[u8])> = files
+            .iter()
+            .map(|(p, c)| (p.as_str(), c.as_slice()))
+            .collect();
+        pnpr_e2e::publish(&http, &mock.url, &token, name, "1.0.0", &refs).await;
+        out.push(Published {
+            name: name.to_string(),
+            files,
+        });
+    }
+    out
+}
+
+fn modified(path: &std::path::Path) -> std::time::SystemTime {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .expect("mtime")
+}
+
+#[tokio::test]
+async fn a_partial_group_is_kept_recompressed_and_served_to_the_next_cold_client() {
+    let mock = RegistryMock::start();
+    let packages = publish_sharing(&mock).await;
+    let pnpr = Pnpr::start(&config(&mock, "{enabled: true, level: 12}"), &[]);
+    let http = Http::new();
+
+    let first = Project::with_dependencies(&deps(&packages));
+    install_through(&first, &pnpr);
+    installed(&first, &packages);
+    let cuts = stored(&pnpr, "cuts");
+    assert_eq!(cuts.len(), 1, "the small package's partial group is kept");
+    let (cut_path, cut) = cuts.into_iter().next().expect("one cut");
+    let frames = inflate(&cut);
+    let small = &packages[1].files[0].1;
+    assert!(
+        frames.windows(small.len()).any(|w| w == small.as_slice()),
+        "the cut holds the small package's own file"
+    );
+    let license = &packages[1].files[1].1;
+    assert!(
+        !frames
+            .windows(license.len())
+            .any(|w| w == license.as_slice()),
+        "the cut leaves out the file the large package carried"
+    );
+
+    // The pass re-encodes the two members and the cut.
+    let started = Instant::now();
+    while metric(&http, &pnpr, "pnpr_recompress_pending").await != Some(0.0)
+        || metric(
+            &http,
+            &pnpr,
+            "pnpr_recompress_members_total{outcome=\"replaced\"}",
+        )
+        .await
+        .unwrap_or(0.0)
+            < 3.0
+    {
+        assert!(
+            started.elapsed() < PASS_TIMEOUT,
+            "the pass did not finish\n{}",
+            pnpr.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let dense = std::fs::read(&cut_path).expect("the cut is still there");
+    assert!(dense.len() < cut.len(), "{} -> {}", cut.len(), dense.len());
+    assert!(inflate(&dense) == frames, "same frames after the pass");
+
+    // The next cold client gets the stored cut (marked used) and the same
+    // files and lockfile.
+    let used_before = modified(&cut_path);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let second = Project::with_dependencies(&deps(&packages));
+    install_through(&second, &pnpr);
+    installed(&second, &packages);
+    assert_eq!(
+        second.read_file("pnpm-lock.yaml"),
+        first.read_file("pnpm-lock.yaml")
+    );
+    assert!(
+        modified(&cut_path) > used_before,
+        "the stored cut was served"
+    );
+    assert_eq!(stored(&pnpr, "cuts").len(), 1, "no second copy");
 }

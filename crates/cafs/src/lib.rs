@@ -22,6 +22,7 @@
 //!   frames, under the same key ([`FileStore::recompress`], RFC 0010 §4b).
 
 mod cache;
+mod cuts;
 mod db;
 mod error;
 mod evictable;

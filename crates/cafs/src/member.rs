@@ -45,7 +45,12 @@ pub(crate) fn frames(index: &PackageIndex) -> Result<Vec<pnpr_protocol::FrameRef
 
 /// The key a package's whole member is stored under.
 pub(crate) fn key(index: &PackageIndex) -> Result<String, CafsError> {
-    Ok(pnpr_protocol::member_key(&frames(index)?))
+    Ok(key_of(&frames(index)?))
+}
+
+/// The key a member of exactly `frames` is stored under.
+pub(crate) fn key_of(frames: &[pnpr_protocol::FrameRef]) -> String {
+    pnpr_protocol::member_key(frames)
 }
 
 /// Writes the package's whole member from its spooled contents.

@@ -49,7 +49,8 @@ pub struct RecompressCandidate {
     pub key: String,
     /// Its stored (compressed) length.
     pub stored_bytes: u64,
-    /// Its frames' bytes (prefixes and contents), from the index row.
+    /// Its frames' bytes (prefixes and contents), from the index row; 0 for
+    /// a stored cut (RFC 0010 §4c), which no row describes.
     pub framed_bytes: u64,
 }
 
@@ -70,8 +71,8 @@ pub enum Recompressed {
 impl FileStore {
     /// Every stored member not yet recorded at `level`, at most the
     /// whole-buffer cap of framed bytes (larger ones were streamed on the
-    /// cold path and are left so), largest stored first. Also forgets the
-    /// records of members no index row names any more.
+    /// cold path and are left so), and every stored cut, largest stored
+    /// first. Also forgets the records of members nothing names any more.
     pub fn recompress_candidates(&self, level: u32) -> Result<Vec<RecompressCandidate>, CafsError> {
         let level = level.min(MAX_RECOMPRESS_LEVEL);
         let done = self.db.member_levels()?;
@@ -109,6 +110,25 @@ impl FileStore {
                 framed_bytes,
             });
         }
+        // Stored cuts (their frames are in no row: sized by their bytes).
+        for key in self.cut_keys() {
+            let Ok(meta) = fs::metadata(self.stored_path(&key)?) else {
+                continue;
+            };
+            let stored_bytes = meta.len();
+            seen.insert(key.clone());
+            if done
+                .get(&key)
+                .is_some_and(|&(at, len)| at >= level && len == stored_bytes)
+            {
+                continue;
+            }
+            out.push(RecompressCandidate {
+                key,
+                stored_bytes,
+                framed_bytes: 0,
+            });
+        }
         let stale: Vec<String> = done
             .into_keys()
             .filter(|k| !seen.contains(k.as_str()))
@@ -141,7 +161,7 @@ impl FileStore {
         cap: usize,
     ) -> Result<Recompressed, CafsError> {
         let level = level.min(MAX_RECOMPRESS_LEVEL);
-        let path = self.member_path(key)?;
+        let path = self.stored_path(key)?;
         let Ok(file) = fs::File::open(&path) else {
             return Ok(Recompressed::Gone);
         };

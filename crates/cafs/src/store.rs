@@ -45,6 +45,8 @@ pub struct FileStore {
     /// exclusively while it removes rows and members, so it never removes a
     /// member an unpack found present and is about to keep a row for.
     pub(crate) gate: std::sync::RwLock<()>,
+    /// What `frames/cuts/` holds ([`crate::cuts`]).
+    pub(crate) cuts: Mutex<crate::cuts::Ledger>,
 }
 
 impl FileStore {
@@ -65,6 +67,7 @@ impl FileStore {
             cache: Mutex::new(Lru::new(cache_entries)),
             keys: Mutex::new(Lru::new(cache_entries)),
             gate: std::sync::RwLock::new(()),
+            cuts: Mutex::new(crate::cuts::Ledger::default()),
         })
     }
 

@@ -91,12 +91,13 @@ fn cold_install_dedupes_by_digest_and_exec() {
         .iter()
         .map(|f| (f.digest[0], f.executable))
         .collect();
+    // b (50 bytes) claims its files before a (30): a's i.js is b's.
     assert_eq!(
         frames,
-        vec![(0x11, false), (0x22, false), (0x11, true), (0x33, false)]
+        vec![(0x11, true), (0x11, false), (0x33, false), (0x22, false)]
     );
     assert_eq!(plan.frames[0].digest_hex, digest('1'));
-    assert_eq!(plan.frames[3].size, 30);
+    assert_eq!(plan.frames[2].size, 30);
     let keys: Vec<&str> = plan.index_entries.iter().map(|e| e.key.as_str()).collect();
     assert_eq!(keys, vec!["sha512-a\ta@1.0.0", "sha512-b\t@s/b@2.0.0"]);
     let b = store.lookup("sha512-b").unwrap();
@@ -106,7 +107,8 @@ fn cold_install_dedupes_by_digest_and_exec() {
 #[test]
 fn groups_cut_frames_by_package_and_say_which_are_whole() {
     let store = store();
-    // a is whole; b loses i.js (a sent it) and c loses d.js (b sent it).
+    // Largest first: c (70 bytes) is whole; b loses x (c sent it) and a
+    // loses i.js (b sent it).
     let pkgs = [
         pkg("sha512-a", "a@1.0.0"),
         pkg("sha512-b", "b@1.0.0"),
@@ -119,6 +121,18 @@ fn groups_cut_frames_by_package_and_say_which_are_whole() {
         .map(|g| (g.frames.clone(), g.complete))
         .collect();
     assert_eq!(groups, vec![(0..2, true), (2..4, false), (4..5, false)]);
+    let order: Vec<usize> = p.groups.iter().map(|g| g.package).collect();
+    assert_eq!(order, vec![2, 1, 0]);
+    // The header keeps resolution order whatever the frames' order.
+    let keys: Vec<&str> = p.index_entries.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        vec![
+            "sha512-a\ta@1.0.0",
+            "sha512-b\tb@1.0.0",
+            "sha512-c\tc@1.0.0"
+        ]
+    );
     // Alone, b and c are whole (b's second "1" differs by the exec bit).
     let b = plan(&[pkg("sha512-b", "b@1.0.0")], &[], &store).unwrap();
     assert_eq!(b.groups.len(), 1);

@@ -2,11 +2,13 @@
 //! (the wire owner): a header member, one gzip member per package (RFC
 //! 0008: a whole package's member is made when its tarball is unpacked and
 //! kept by the file store under the wire owner's key; a partial one is cut
-//! from that member per response, §4), and the end member.
+//! from that member per response, §4, and kept as a stored cut for the next
+//! response naming the same frames, RFC 0010 §4c), and the end member.
 //!
 //! Invariants: only frames named by the plan — itself built from authorized
-//! packages — are written (a stored member is named by exactly the frames
-//! it holds, `member_key`, and a cut keeps only the frames the group names);
+//! packages — are written (a stored member or cut is named by exactly the
+//! frames it holds, `member_key`, and a cut keeps only the frames the group
+//! names);
 //! a frame's content must have the size its index row recorded; the body is
 //! produced as a stream bounded by the channel's buffer of chunks, and the
 //! partial groups compressed ahead of it ([`ahead`], RFC 0008 §6) by the
@@ -237,20 +239,29 @@ fn send_stored(
 }
 
 /// A partial package (the client or an earlier package had some of its
-/// files): the frames the group names, cut from the package's stored member
-/// and compressed as one member for this response, handed to the writer in
-/// chunks as it fills (on a worker of [`ahead`]); a failure is the last item.
+/// files): the frames the group names, sent from the stored cut of exactly
+/// those frames when an earlier response kept one (RFC 0010 §4c), else cut
+/// from the package's stored member and compressed as one member for this
+/// response, handed to the writer in chunks as it fills (on a worker of
+/// [`ahead`]) and then kept as a stored cut; a failure is the last item.
 fn compress_cut(files: &pnpr_cafs::FileStore, cut: &Cut<'_>, emit: &ahead::Emit<CutItem>) {
     let Some(integrity) = cut.integrity else {
         emit.send(Err("a frame group names no package".to_owned()));
         return;
     };
+    let key = pnpr_protocol::member_key(cut.frames);
+    if let Some((file, _)) = files.open_cut(&key) {
+        emit_file(file, &key, emit);
+        return;
+    }
     let wanted: std::collections::HashMap<([u8; 64], bool), u64> = cut
         .frames
         .iter()
         .map(|f| ((f.digest, f.executable), f.size))
         .collect();
     let mut member = pnpr_protocol::MemberWriter::new(Vec::new(), MEMBER_LEVEL);
+    // A copy of what is sent, to keep; dropped past the cap.
+    let mut kept: Option<Vec<u8>> = Some(Vec::new());
     let mut gone = false;
     let done = files.cut(integrity, &wanted, |digest, executable, content| {
         member
@@ -258,6 +269,7 @@ fn compress_cut(files: &pnpr_cafs::FileStore, cut: &Cut<'_>, emit: &ahead::Emit<
             .map_err(std::io::Error::other)?;
         if member.sink().len() >= CHUNK {
             let chunk = std::mem::take(member.sink());
+            keep_copy(&mut kept, &chunk);
             if !emit.send(Ok(chunk)) {
                 gone = true;
                 return Err(std::io::Error::other("client gone"));
@@ -271,5 +283,47 @@ fn compress_cut(files: &pnpr_cafs::FileStore, cut: &Cut<'_>, emit: &ahead::Emit<
     let last = done
         .map_err(|e| e.to_string())
         .and_then(|()| member.finish().map_err(|e| e.to_string()));
+    if let Ok(chunk) = &last {
+        keep_copy(&mut kept, chunk);
+    }
+    let ok = last.is_ok();
     emit.send(last);
+    if let (true, Some(bytes)) = (ok, kept) {
+        if let Err(e) = files.keep_cut(&key, &bytes) {
+            tracing::warn!(error = %e, "could not keep a cut member");
+        }
+    }
+}
+
+/// Compressed bytes of one cut kept in memory to store it afterwards.
+const KEEP_CAP: usize = 8 << 20;
+
+fn keep_copy(kept: &mut Option<Vec<u8>>, chunk: &[u8]) {
+    if let Some(k) = kept {
+        if k.len() + chunk.len() > KEEP_CAP {
+            *kept = None;
+        } else {
+            k.extend_from_slice(chunk);
+        }
+    }
+}
+
+/// A stored cut, read in chunks and handed to the writer.
+fn emit_file(mut file: std::fs::File, key: &str, emit: &ahead::Emit<CutItem>) {
+    loop {
+        let mut buf = vec![0u8; CHUNK];
+        match std::io::Read::read(&mut file, &mut buf) {
+            Ok(0) => return,
+            Ok(n) => {
+                buf.truncate(n);
+                if !emit.send(Ok(buf)) {
+                    return;
+                }
+            }
+            Err(e) => {
+                emit.send(Err(format!("reading cut {key}: {e}")));
+                return;
+            }
+        }
+    }
 }
