@@ -155,14 +155,16 @@ pub fn parse_resolve_request(
     Ok(ResolveRequest { install, applied })
 }
 
-/// Whether the body comes from the Rust pnpm 12 client, whose resolver
-/// differs from pnpm 11's in small ways (RFC 0007 R18). 12.21+ send
-/// `acceptedLockfileFormats`; 12.0 through 12.1x do not, but every pnpm 12
-/// sends `ignoreManifestCheck` (`false` by default), which no pnpm 11 sends
-/// (11.9 through 11.28 send `nodeVersion`/`os`/`arch` instead).
+/// Whether the body asks for the pnpm 12 dialect (RFC 0007 R18: an array
+/// `engines` is left out of the record) and early frames. The signal is
+/// `acceptedLockfileFormats`, sent from pnpm 12.21 on; it follows the
+/// behaviour, not the client line: pnpm 12.0.0 and 12.10.1 (which send no
+/// `acceptedLockfileFormats`) still record an array `engines` as pnpm 11
+/// does (real-world `angular-cli`, `jsonparse@1.3.1`: `{'0': node >=
+/// 0.2.0}`), so they keep the 11.x dialect (RFC 0006 "Other released
+/// clients").
 fn is_pnpm12(obj: &Map<String, Value>) -> bool {
     obj.contains_key("acceptedLockfileFormats")
-        || (obj.contains_key("ignoreManifestCheck") && !obj.contains_key("nodeVersion"))
 }
 
 /// Removes `authHeaders` (already shape-checked) so that no stage after

@@ -37,9 +37,10 @@ fn every_captured_client_request_is_accepted() {
         );
         assert_eq!(req.minimum_release_age, Some(1440), "{name}");
         assert!(!req.frozen_lockfile, "{name}");
-        // The resolver dialect follows the client line, not the field set
-        // of one release (12.0.0 and 12.10.1 send no lockfile formats).
-        let twelve = name.contains("pnpm-12.");
+        // The pnpm 12 dialect is for the releases that behave so (12.21
+        // on, which send `acceptedLockfileFormats`); 12.0.0 and 12.10.1
+        // record an array `engines` as pnpm 11 does.
+        let twelve = name.contains("pnpm-12.2");
         assert_eq!(
             req.generation == pnpr_protocol::Generation::V0ResolvePnpm12,
             twelve,

@@ -240,20 +240,21 @@ fn malformed_credentials_are_refused_by_name() {
     }
 }
 
-/// pnpm 12.0 through 12.1x send no `acceptedLockfileFormats` but are the
-/// Rust client all the same (they send `ignoreManifestCheck`, never
-/// `nodeVersion`); pnpm 11 is never taken for pnpm 12.
+/// pnpm 12.0 through 12.1x send no `acceptedLockfileFormats` and record
+/// an array `engines` as pnpm 11 does, so they get the 11.x dialect; the
+/// fields only the Rust client sends do not switch it.
 #[test]
-fn pnpm_12_without_accepted_formats_is_still_pnpm_12() {
+fn only_accepted_formats_select_the_pnpm_12_dialect() {
     let generation = |v: serde_json::Value| parse(v).unwrap().generation;
     let early_12 = json!({"projects": [{"dir": "."}], "ignoreManifestCheck": false,
         "preferFrozenLockfile": true, "trustPolicy": "off"});
-    assert_eq!(generation(early_12), crate::Generation::V0ResolvePnpm12);
+    assert_eq!(generation(early_12), crate::Generation::V0Resolve);
+    let late_12 = json!({"projects": [{"dir": "."}], "ignoreManifestCheck": false,
+        "acceptedLockfileFormats": ["pnpm-lock/9.0"]});
+    assert_eq!(generation(late_12), crate::Generation::V0ResolvePnpm12);
     let pnpm_11 = json!({"projects": [{"dir": "."}], "nodeVersion": "22.23.3",
-        "os": "linux", "arch": "x64", "ignoreManifestCheck": false});
+        "os": "linux", "arch": "x64"});
     assert_eq!(generation(pnpm_11), crate::Generation::V0Resolve);
-    let bare = json!({"projects": [{"dir": "."}]});
-    assert_eq!(generation(bare), crate::Generation::V0Resolve);
 }
 
 /// pnpm 11.9 through 11.22 send `catalog:` specifiers without `catalogs`:
