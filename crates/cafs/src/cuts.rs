@@ -128,20 +128,27 @@ impl FileStore {
         self.ledger().cuts.keys().cloned().collect()
     }
 
-    /// The ledger, rebuilt from the disk when it is older than [`REFRESH`].
+    /// The ledger, rebuilt from the disk when it is older than [`REFRESH`]
+    /// (the walk runs outside the lock: responses keep using the old one).
     fn ledger(&self) -> std::sync::MutexGuard<'_, Ledger> {
-        let mut ledger = self.cuts.lock().unwrap_or_else(|p| p.into_inner());
-        if ledger.built.is_none_or(|at| at.elapsed() > REFRESH) {
-            let cuts = walk(&self.root.join("frames").join("cuts"));
-            *ledger = Ledger {
-                total: cuts.values().map(|(n, _)| n).sum(),
-                members: walk(&self.root.join("frames").join("members"))
-                    .values()
-                    .map(|(n, _)| n)
-                    .sum(),
-                cuts,
-                built: Some(Instant::now()),
-            };
+        let lock = || self.cuts.lock().unwrap_or_else(|p| p.into_inner());
+        let stale = |l: &Ledger| l.built.is_none_or(|at| at.elapsed() > REFRESH);
+        if !stale(&lock()) {
+            return lock();
+        }
+        let cuts = walk(&self.root.join("frames").join("cuts"));
+        let fresh = Ledger {
+            total: cuts.values().map(|(n, _)| n).sum(),
+            members: walk(&self.root.join("frames").join("members"))
+                .values()
+                .map(|(n, _)| n)
+                .sum(),
+            cuts,
+            built: Some(Instant::now()),
+        };
+        let mut ledger = lock();
+        if stale(&ledger) {
+            *ledger = fresh;
         }
         ledger
     }
