@@ -454,3 +454,89 @@ async fn install_bodies_are_bounded_in_size_count_and_memory() {
     let r = Http::new().get(&format!("{}-/ping", pnpr.url)).await;
     r.assert_status(200);
 }
+
+/// The stored cut of a private package (RFC 0010 §4c) is only ever sent to
+/// a caller the package's own policy admits. Alice installs a public
+/// package together with her private one, which shares a file with it, so
+/// the private one's group is cut and kept holding her secret file.
+/// Attack: bob and an anonymous caller ask for the same tree, and bob for
+/// the public package alone; no answer carries the secret. Control: bob's
+/// public install works, and alice's next cold install is sent the stored
+/// cut (it is marked used) with her file in it.
+#[tokio::test]
+async fn a_stored_cut_of_a_private_package_goes_only_to_callers_it_admits() {
+    let mock = RegistryMock::start();
+    let (user, password) = RegistryMock::private_credentials();
+    let corp_token = mock.login(user, password).await;
+    let pnpr = Pnpr::start(&config(&mock, &corp_token), &[]);
+    let http = Http::new();
+    let alice = add_user(&http, &pnpr, "alice").await;
+    let bob = add_user(&http, &pnpr, "bob").await;
+    let shared = pnpr_e2e::publish::compressible_text(4 << 10, "shared");
+    let big = pnpr_e2e::publish::compressible_text(600 << 10, "big");
+    publish(
+        &http,
+        &pnpr.url,
+        &bob,
+        "cut-public-big",
+        "1.0.0",
+        &[("big.js", &big), ("shared.txt", &shared)],
+    )
+    .await;
+    publish(
+        &http,
+        &pnpr.url,
+        &alice,
+        "@secret/cut-small",
+        "1.0.0",
+        &[("secret.txt", SECRET), ("shared.txt", &shared)],
+    )
+    .await;
+    let both = [("cut-public-big", "1.0.0"), ("@secret/cut-small", "1.0.0")];
+    let body = no_age(install_body(&pnpr.url, &both, &[], serde_json::json!({})));
+    let first = post_install(&pnpr.url, &body, Some(&alice)).await;
+    assert_eq!(first.status, 200, "{}", first.text);
+    let cuts_dir = pnpr
+        .data_dir()
+        .join(".pnpr-cache")
+        .join("files")
+        .join("frames")
+        .join("cuts");
+    let cut = std::fs::read_dir(&cuts_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .flat_map(|fan| {
+            std::fs::read_dir(fan.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+        })
+        .map(|e| e.path())
+        .next()
+        .expect("the private package's partial group is kept as a cut");
+    let used = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let kept_at = used(&cut);
+
+    for who in [None, Some(bob.as_str())] {
+        let a = post_install(&pnpr.url, &body, who).await;
+        assert_refused(&a, "a tree naming the private package");
+    }
+    let public = [("cut-public-big", "1.0.0")];
+    let body_public = no_age(install_body(&pnpr.url, &public, &[], serde_json::json!({})));
+    let ok = post_install(&pnpr.url, &body_public, Some(&bob)).await;
+    assert_eq!(ok.status, 200, "control: {}", ok.text);
+    assert!(files(&ok) > 0);
+    assert!(!ok
+        .text
+        .as_bytes()
+        .windows(SECRET.len())
+        .any(|w| w == SECRET));
+    assert_eq!(used(&cut), kept_at, "the cut was not read for them");
+
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let again = post_install(&pnpr.url, &body, Some(&alice)).await;
+    assert_eq!(again.status, 200, "control: {}", again.text);
+    assert!(again.rest.windows(SECRET.len()).any(|w| w == SECRET));
+    assert!(used(&cut) > kept_at, "the owner was sent the stored cut");
+}
