@@ -44,15 +44,14 @@ pub(crate) struct Ledger {
 }
 
 impl FileStore {
-    fn cut_path(&self, key_hex: &str) -> Result<PathBuf, CafsError> {
-        let member = self.member_path(key_hex)?;
-        let name = member.file_name().unwrap_or_default().to_owned();
+    /// `frames/cuts/<key[..2]>/<key[2..]>`, the key validated as a member's.
+    pub(crate) fn cut_path(&self, key_hex: &str) -> Result<PathBuf, CafsError> {
+        self.member_path(key_hex)?;
         Ok(self
-            .root
-            .join("frames")
+            .derived_dir()
             .join("cuts")
             .join(&key_hex[..2])
-            .join(name))
+            .join(&key_hex[2..]))
     }
 
     /// Where the member or cut named `key_hex` is stored, if it is.
@@ -136,10 +135,10 @@ impl FileStore {
         if !stale(&lock()) {
             return lock();
         }
-        let cuts = walk(&self.root.join("frames").join("cuts"));
+        let cuts = walk(&self.derived_dir().join("cuts"));
         let fresh = Ledger {
             total: cuts.values().map(|(n, _)| n).sum(),
-            members: walk(&self.root.join("frames").join("members"))
+            members: walk(&self.derived_dir().join("members"))
                 .values()
                 .map(|(n, _)| n)
                 .sum(),

@@ -94,40 +94,14 @@ impl FileStore {
             if framed_bytes > WHOLE_BUFFER_CAP as u64 {
                 continue;
             }
-            let Ok(meta) = fs::metadata(self.member_path(&key)?) else {
-                continue;
-            };
-            let stored_bytes = meta.len();
-            if done
-                .get(&key)
-                .is_some_and(|&(at, len)| at >= level && len == stored_bytes)
-            {
-                continue;
-            }
-            out.push(RecompressCandidate {
-                key,
-                stored_bytes,
-                framed_bytes,
-            });
+            let path = self.member_path(&key)?;
+            out.extend(pending(&done, level, key, &path, framed_bytes));
         }
         // Stored cuts (their frames are in no row: sized by their bytes).
         for key in self.cut_keys() {
-            let Ok(meta) = fs::metadata(self.stored_path(&key)?) else {
-                continue;
-            };
-            let stored_bytes = meta.len();
             seen.insert(key.clone());
-            if done
-                .get(&key)
-                .is_some_and(|&(at, len)| at >= level && len == stored_bytes)
-            {
-                continue;
-            }
-            out.push(RecompressCandidate {
-                key,
-                stored_bytes,
-                framed_bytes: 0,
-            });
+            let path = self.cut_path(&key)?;
+            out.extend(pending(&done, level, key, &path, 0));
         }
         let stale: Vec<String> = done
             .into_keys()
@@ -221,6 +195,29 @@ impl FileStore {
         self.db.set_member_level(key, level, after)?;
         Ok(Recompressed::Replaced { before, after })
     }
+}
+
+/// The candidate for the member or cut `key` stored at `path`, unless it is
+/// gone or already recorded at `level` (or denser) with its current length.
+fn pending(
+    done: &std::collections::HashMap<String, (u32, u64)>,
+    level: u32,
+    key: String,
+    path: &std::path::Path,
+    framed_bytes: u64,
+) -> Option<RecompressCandidate> {
+    let stored_bytes = fs::metadata(path).ok()?.len();
+    if done
+        .get(&key)
+        .is_some_and(|&(at, len)| at >= level && len == stored_bytes)
+    {
+        return None;
+    }
+    Some(RecompressCandidate {
+        key,
+        stored_bytes,
+        framed_bytes,
+    })
 }
 
 /// The frames of a decoded member, each content checked against its
