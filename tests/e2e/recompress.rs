@@ -142,6 +142,44 @@ fn deps(packages: &[Published]) -> Vec<(&str, &str)> {
         .collect()
 }
 
+/// Waits (at most [`PASS_TIMEOUT`]) until the pass has replaced at least
+/// `replaced` members or cuts and has nothing pending.
+async fn wait_for_pass(http: &Http, pnpr: &Pnpr, replaced: f64) {
+    let started = Instant::now();
+    loop {
+        let done = metric(
+            http,
+            pnpr,
+            "pnpr_recompress_members_total{outcome=\"replaced\"}",
+        )
+        .await
+        .unwrap_or(0.0);
+        let pending = metric(http, pnpr, "pnpr_recompress_pending").await;
+        if done >= replaced && pending == Some(0.0) {
+            break;
+        }
+        assert!(
+            started.elapsed() < PASS_TIMEOUT,
+            "the pass did not finish in {PASS_TIMEOUT:?} (replaced {done}, pending {pending:?})\n{}",
+            pnpr.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    eprintln!("pass done after {:?}", started.elapsed());
+}
+
+/// A second client with a cold store installs the same lockfile as
+/// `first` and every published file byte for byte.
+fn a_second_cold_client_matches(first: &Project, pnpr: &Pnpr, packages: &[Published]) {
+    let second = Project::with_dependencies(&deps(packages));
+    install_through(&second, pnpr);
+    installed(&second, packages);
+    assert_eq!(
+        second.read_file("pnpm-lock.yaml"),
+        first.read_file("pnpm-lock.yaml")
+    );
+}
+
 fn same_frames(before: &BTreeMap<PathBuf, Vec<u8>>, after: &BTreeMap<PathBuf, Vec<u8>>) {
     assert_eq!(
         before.keys().collect::<Vec<_>>(),
@@ -171,27 +209,7 @@ async fn idle_server_recompresses_members_and_a_cold_client_installs_the_same_fi
     let before = members(&pnpr);
     assert_eq!(before.len(), 2, "one member per package");
 
-    let started = Instant::now();
-    loop {
-        let replaced = metric(
-            &http,
-            &pnpr,
-            "pnpr_recompress_members_total{outcome=\"replaced\"}",
-        )
-        .await
-        .unwrap_or(0.0);
-        let pending = metric(&http, &pnpr, "pnpr_recompress_pending").await;
-        if replaced >= 2.0 && pending == Some(0.0) {
-            break;
-        }
-        assert!(
-            started.elapsed() < PASS_TIMEOUT,
-            "the pass did not finish in {PASS_TIMEOUT:?} (replaced {replaced}, pending {pending:?})\n{}",
-            pnpr.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    eprintln!("pass done after {:?}", started.elapsed());
+    wait_for_pass(&http, &pnpr, 2.0).await;
 
     let after = members(&pnpr);
     same_frames(&before, &after);
@@ -221,13 +239,7 @@ async fn idle_server_recompresses_members_and_a_cold_client_installs_the_same_fi
     assert!(pnpr.logs().contains("recompress: member replaced"));
 
     // A second client with a cold store: the same lockfile, the same files.
-    let second = Project::with_dependencies(&deps(&packages));
-    install_through(&second, &pnpr);
-    installed(&second, &packages);
-    assert_eq!(
-        second.read_file("pnpm-lock.yaml"),
-        first.read_file("pnpm-lock.yaml")
-    );
+    a_second_cold_client_matches(&first, &pnpr, &packages);
     // Serving them did not change the members, and the pass is not
     // repeated for them (nothing pending, nothing re-encoded).
     tokio::time::sleep(Duration::from_secs(8)).await;
@@ -281,13 +293,7 @@ async fn with_the_knob_off_no_member_changes() {
         "{}",
         pnpr.logs()
     );
-    let second = Project::with_dependencies(&deps(&packages));
-    install_through(&second, &pnpr);
-    installed(&second, &packages);
-    assert_eq!(
-        second.read_file("pnpm-lock.yaml"),
-        first.read_file("pnpm-lock.yaml")
-    );
+    a_second_cold_client_matches(&first, &pnpr, &packages);
 }
 
 /// Publishes a large package and a smaller one sharing its `LICENSE`: the
@@ -352,24 +358,7 @@ async fn a_partial_group_is_kept_recompressed_and_served_to_the_next_cold_client
     );
 
     // The pass re-encodes the two members and the cut.
-    let started = Instant::now();
-    while metric(&http, &pnpr, "pnpr_recompress_pending").await != Some(0.0)
-        || metric(
-            &http,
-            &pnpr,
-            "pnpr_recompress_members_total{outcome=\"replaced\"}",
-        )
-        .await
-        .unwrap_or(0.0)
-            < 3.0
-    {
-        assert!(
-            started.elapsed() < PASS_TIMEOUT,
-            "the pass did not finish\n{}",
-            pnpr.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    wait_for_pass(&http, &pnpr, 3.0).await;
     let dense = std::fs::read(&cut_path).expect("the cut is still there");
     assert!(dense.len() < cut.len(), "{} -> {}", cut.len(), dense.len());
     assert!(inflate(&dense) == frames, "same frames after the pass");
@@ -378,13 +367,7 @@ async fn a_partial_group_is_kept_recompressed_and_served_to_the_next_cold_client
     // files and lockfile.
     let used_before = modified(&cut_path);
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let second = Project::with_dependencies(&deps(&packages));
-    install_through(&second, &pnpr);
-    installed(&second, &packages);
-    assert_eq!(
-        second.read_file("pnpm-lock.yaml"),
-        first.read_file("pnpm-lock.yaml")
-    );
+    a_second_cold_client_matches(&first, &pnpr, &packages);
     assert!(
         modified(&cut_path) > used_before,
         "the stored cut was served"
