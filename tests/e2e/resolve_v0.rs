@@ -4,7 +4,8 @@
 //! Node 22). Each installs through `--pnpr-server` from an empty store and
 //! must write the lockfile it writes when resolving against pnpr as a plain
 //! registry; frozen installs, private packages through `/~<uplink>/`,
-//! refusals and unsupported settings are checked on the wire too.
+//! refusals and unsupported settings are checked on the wire too, and pnpm
+//! 11.9.0's body (its `.npmrc` credentials as `authHeaders`) with raw requests.
 
 #[path = "fake_upstream.rs"]
 mod fake_upstream;
@@ -783,6 +784,16 @@ fn fake_uplink(tarball: Vec<u8>) -> (FakeUpstream, Seen, String) {
     (up, seen, integrity)
 }
 
+/// pnpr with the private uplink `fake` (only `team` = alice; credential
+/// `uplink-secret`) serving `@fake/*` on `/`, everything else hosted.
+fn start_with_fake_uplink(up: &FakeUpstream) -> Pnpr {
+    let config = format!(
+        "auth:\n  htpasswd:\n    file: ./htpasswd\ngroups:\n  team: [alice]\nuplinks:\n  fake:\n    url: {u}\n    access: team\n    auth:\n      type: bearer\n      token_env: FAKE_TOKEN\npackages:\n  '@fake/*':\n    access: $authenticated\n    proxy: fake\n  '**':\n    access: $all\n    publish: $authenticated\n",
+        u = up.url
+    );
+    Pnpr::start(&config, &[("FAKE_TOKEN", "uplink-secret")])
+}
+
 fn tarball_requests(seen: &Seen) -> Vec<String> {
     seen.lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -801,11 +812,7 @@ fn tarball_requests(seen: &Seen) -> Vec<String> {
 #[tokio::test]
 async fn prefetches_use_the_uplink_credential_for_admitted_callers_only() {
     let (up, seen, integrity) = fake_uplink(b"v0 prefetch fixture bytes".to_vec());
-    let config = format!(
-        "auth:\n  htpasswd:\n    file: ./htpasswd\ngroups:\n  team: [alice]\nuplinks:\n  fake:\n    url: {u}\n    access: team\n    auth:\n      type: bearer\n      token_env: FAKE_TOKEN\npackages:\n  '@fake/*':\n    access: $authenticated\n    proxy: fake\n  '**':\n    access: $all\n    publish: $authenticated\n",
-        u = up.url
-    );
-    let pnpr = Pnpr::start(&config, &[("FAKE_TOKEN", "uplink-secret")]);
+    let pnpr = start_with_fake_uplink(&up);
     let http = Http::new();
     let alice = add_user(&http, &pnpr, "alice").await;
     let bob = add_user(&http, &pnpr, "bob").await;
@@ -988,4 +995,93 @@ async fn the_lookahead_asks_upstream_nothing_a_caller_may_not_read() {
             );
         }
     }
+}
+
+/// The body pnpm 11.9.0 sends (captured shape,
+/// `crates/protocol/tests/fixtures/pnpr-v0-resolve-request.pnpm-11.9.0.body.json`),
+/// with `auth` as its `authHeaders`.
+fn body_of_11_9(registry: &str, auth: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
+        "projects": [{"dir": ".", "dependencies": {"@fake/pkg": "1.0.0"}}],
+        "registry": registry,
+        "authHeaders": auth,
+        "nodeVersion": "22.23.3", "os": "linux", "arch": "x64",
+        "minimumReleaseAge": 1440
+    })
+}
+
+/// Control: alice (admitted by the uplink) sends 11.9.0's body whose
+/// `authHeaders` hold a made-up token for the uplink's host next to her
+/// pnpr token: the package resolves, the uplink is asked with pnpr's own
+/// credential only, and the client's token appears in no upstream request.
+/// Attack: bob (not admitted) sends the uplink's real token in
+/// `authHeaders`: he is refused as without it, with no integrity or
+/// tarball in the answer and nothing fetched for him. A malformed
+/// `authHeaders` is a 400 naming the field.
+#[tokio::test]
+async fn pnpm_11_9_credentials_are_dropped_never_forwarded() {
+    let (up, seen, integrity) = fake_uplink(b"11.9 credentials fixture".to_vec());
+    let pnpr = start_with_fake_uplink(&up);
+    let http = Http::new();
+    let alice = add_user(&http, &pnpr, "alice").await;
+    let bob = add_user(&http, &pnpr, "bob").await;
+    let url = pnpr.url.clone();
+    let resolve = format!("{url}-/pnpr/v0/resolve");
+    let nerf = |u: &str| u.trim_start_matches("http:").to_string();
+
+    // Attack first, so any upstream request is bob's doing.
+    let stolen = serde_json::json!({
+        nerf(&up.url): {"@": "Bearer uplink-secret"},
+        nerf(&url): {"@": format!("Bearer {bob}")},
+    });
+    let r = http
+        .post_json(&resolve, &body_of_11_9(&url, stolen), Some(&bob))
+        .await;
+    let text = r.text();
+    assert!(
+        r.status != 200 || !text.contains("\"type\":\"done\""),
+        "bob resolved with a client-sent credential: {text}"
+    );
+    for secret in [integrity.as_str(), "pkg-1.0.0.tgz"] {
+        assert!(!text.contains(secret), "leaked {secret}: {text}");
+    }
+
+    // Control.
+    let made_up = serde_json::json!({
+        nerf(&up.url): {"@": "Bearer client-upstream-secret"},
+        nerf(&url): {"@": format!("Bearer {alice}")},
+    });
+    let r = http
+        .post_json(&resolve, &body_of_11_9(&url, made_up), Some(&alice))
+        .await;
+    r.assert_status(200);
+    assert!(
+        r.text().contains("\"type\":\"done\"") && r.text().contains(&integrity),
+        "control: {}",
+        r.text()
+    );
+    let heads = seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    assert!(!heads.is_empty(), "the uplink was never asked");
+    for (path, head) in &heads {
+        let lower = head.to_ascii_lowercase();
+        assert!(
+            !lower.contains("client-upstream-secret"),
+            "{path} carried a client-sent credential"
+        );
+        for token in [&alice, &bob] {
+            assert!(
+                !head.contains(token.as_str()),
+                "{path} carried a caller's token"
+            );
+        }
+        assert!(
+            lower.contains("bearer uplink-secret"),
+            "{path} without the uplink's own credential"
+        );
+    }
+
+    let bad = body_of_11_9(&url, serde_json::json!({"//x/": {"@": 1}}));
+    let r = http.post_json(&resolve, &bad, Some(&alice)).await;
+    r.assert_status(400);
+    assert!(r.text().contains("authHeaders"), "{}", r.text());
 }
